@@ -1,0 +1,21 @@
+# IMDb controlled-sentiment generation (DPO paper, sec. 6.1): SFT -> prompts -> samples -> scores
+# -> preference pairs -> trainers -> table. Rules live in workflow/rules, stage code in pipeline/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: f"{workflow.basedir}/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/policy.smk"
+include: "workflow/rules/preferences.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/pairs.parquet",
+        "results/prompts/eval.parquet",

@@ -1,0 +1,73 @@
+"""Loading and building models and tokenizers, safely: safetensors only, never remote code."""
+
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerBase,
+)
+
+from pipeline.sources import HUB_UNREACHABLE, hub_offline, model_source
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(dev: torch.device):
+    """bf16 autocast on CUDA; fp32 on CPU, where bf16 is several times slower."""
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+def from_pretrained_safe(loader, name: str, key: str, **kwargs):
+    source = model_source(name, key)
+    if source == "local" and not Path(name).expanduser().is_dir():
+        raise FileNotFoundError(f"{key}: '{name}' is a file; expected a Hugging Face model folder")
+    try:
+        return loader(name, trust_remote_code=False, **kwargs)
+    except OSError as err:
+        if source == "hub" and (hub_offline() or "connect" in str(err).lower()
+                                or "offline" in str(err).lower()):
+            raise FileNotFoundError(f"{key} '{name}': " + HUB_UNREACHABLE.format(key=key)) from None
+        raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
+
+
+def load_tokenizer(name: str, key: str, model_max_length: int | None = None,
+                   padding_side: str = "left") -> PreTrainedTokenizerBase:
+    """A tokenizer with pad = EOS when it has none; left padding suits generation, while
+    classifiers (which read a fixed position or the last real token) want right padding."""
+    kwargs = {"padding_side": padding_side}
+    if model_max_length is not None:
+        kwargs["model_max_length"] = model_max_length
+    tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, **kwargs)
+    if tok.eos_token_id is None:
+        raise ValueError(f"{key} '{name}': the tokenizer has no EOS token")
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(name: str, key: str) -> torch.nn.Module:
+    """A causal LM from a hub id or a folder, from safetensors weights only."""
+    try:
+        return from_pretrained_safe(AutoModelForCausalLM.from_pretrained, name, key, use_safetensors=True)
+    except ValueError as err:
+        raise ValueError(f"{key} '{name}': not a causal LM with safetensors weights ({err})") from None
+
+
+def build_gpt2(tok: PreTrainedTokenizerBase, n_layer: int, n_embd: int, n_head: int,
+               n_positions: int) -> GPT2LMHeadModel:
+    """A GPT-2 initialised from scratch, sized by the config (the embedded default's policy).
+
+    No dropout: it trains for about one epoch, too short to overfit, and dropout slows it down.
+    """
+    config = GPT2Config(
+        vocab_size=len(tok), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)

@@ -1,0 +1,120 @@
+"""Stage `sample`: n completions per training prompt from pi_ref, by ancestral sampling.
+
+Default: pure sampling (temperature 1, top_k 0, top_p 1), the distribution whose log-probs the
+trainers and the evaluation compute. The sampling loop is ours, not `generate`, so that left
+padding, position ids, the random generator and the logit warping are explicit and shared.
+"""
+
+import pandas as pd
+import torch
+
+from pipeline import cli, io
+from pipeline.logprobs import position_ids
+from pipeline.logs import get_logger, progress
+from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+
+log = get_logger("sample")
+
+
+def warp_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
+                top_p: float = 1.0) -> torch.Tensor:
+    """The sampling distribution's logits: temperature, then top-k, then nucleus (top-p) filtering.
+
+    Identity at the defaults. Anything that measures log-probs of samples drawn with other
+    settings must apply the same warping.
+    """
+    logits = logits / temperature
+    if top_k > 0 and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        # drop a token once the mass before it already reaches top_p; the first always stays
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
+           generator: torch.Generator, temperature=1.0, top_k=0, top_p=1.0) -> list[list[int]]:
+    """One completion per prompt; each is cut after its first EOS (the EOS is kept)."""
+    dev = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = position_ids(mask)
+    done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
+    out, cache, step_ids = [], None, ids
+    for _ in range(max_new_tokens):
+        with autocast(dev):
+            res = model(input_ids=step_ids, attention_mask=mask, position_ids=pos,
+                        cache=cache, use_cache=True)
+        cache = res.cache
+        logits = warp_logits(res.logits[:, -1].float(), temperature, top_k, top_p)
+        probs = logits.softmax(-1)
+        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
+        out.append(nxt)
+        done |= nxt == eos_id
+        if done.all():
+            break
+        step_ids = nxt.unsqueeze(-1)
+        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=-1)
+        pos = pos[:, -1:] + 1
+    tokens = torch.stack(out, dim=-1).tolist()
+    return [row[: row.index(eos_id) + 1] if eos_id in row else row for row in tokens]
+
+
+def sample_table(model, tok, prompts: pd.DataFrame, p: dict) -> pd.DataFrame:
+    """`n_per_prompt` samples of every prompt, batched; one row per sample."""
+    rows = [(r.prompt_id, k, list(r.prompt_ids))
+            for r in prompts.itertuples() for k in range(p["n_per_prompt"])]
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(p["seed"])
+    completions = []
+    bs = p["batch_size"]
+    for start in progress(range(0, len(rows), bs), desc="sample", unit="batch"):
+        chunk = [r[2] for r in rows[start:start + bs]]
+        completions += sample(model, chunk, p["max_new_tokens"], tok.eos_token_id,
+                              tok.pad_token_id, gen, p["temperature"], p["top_k"], p["top_p"])
+    eos = tok.eos_token_id
+    return pd.DataFrame({
+        "prompt_id": [r[0] for r in rows],
+        "sample_id": [r[1] for r in rows],
+        "prompt_ids": [r[2] for r in rows],
+        "completion_ids": completions,
+        "ended": [bool(c) and c[-1] == eos for c in completions],
+        "completion": tok.batch_decode(completions, skip_special_tokens=True),
+        # the scored text: prompt and completion decoded together, as the DPO paper scores it
+        "text": tok.batch_decode([r[2] + c for r, c in zip(rows, completions)],
+                                 skip_special_tokens=True),
+    })
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["prompts", "policy"], ["out"], argv)
+    p = args.params
+    dev = device()
+    tok = load_tokenizer(args.policy, "policy")
+    model = load_causal_lm(args.policy, "policy").to(dev).eval()
+    prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt_ids"])
+    longest = int(prompts["prompt_ids"].map(len).max()) + p["max_new_tokens"]
+    limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    if longest > limit:
+        raise ValueError(f"prompt + sample.max_new_tokens = {longest} tokens exceeds the policy's"
+                         f" {limit} positions")
+    table = sample_table(model, tok, prompts, p)
+    io.write_parquet(table, args.out)
+    log.info("%d samples of %d prompts, %.1f%% ended with EOS, mean length %.1f tokens -> %s",
+             len(table), len(prompts), 100 * table["ended"].mean(),
+             table["completion_ids"].map(len).mean(), args.out)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,84 @@
+"""Stage `score`: the ground-truth reward, p(positive sentiment), of every sample.
+
+The scored text is the prompt and the completion decoded together, as the DPO paper scores it
+(the prompt alone already carries sentiment; both pi_ref and the trained policies see the same
+prompts, so the comparison stays fair). Two backends behind one interface, `Scorer`:
+- `vader`: VADER's compound score c in [-1, 1] mapped to p = (c + 1) / 2 (offline default);
+- `hf`: a Hugging Face sequence classifier (hub id or local folder; siebert at paper scale),
+  p(positive) = softmax(logits)[the label named `reward.positive_label`].
+"""
+
+from typing import Protocol
+
+import numpy as np
+import torch
+from transformers import AutoModelForSequenceClassification
+
+from pipeline import cli, io
+from pipeline.logs import get_logger, progress
+from pipeline.models import from_pretrained_safe, autocast, device, load_tokenizer
+
+log = get_logger("score")
+
+
+class Scorer(Protocol):
+    def __call__(self, texts: list[str]) -> np.ndarray: ...
+
+
+class VaderScorer:
+    def __init__(self):
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.analyzer = SentimentIntensityAnalyzer()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        compound = [self.analyzer.polarity_scores(t)["compound"] for t in texts]
+        return (np.asarray(compound, dtype=np.float64) + 1.0) / 2.0
+
+
+class ClassifierScorer:
+    def __init__(self, name: str, positive_label: str, batch_size: int, max_length: int):
+        self.dev = device()
+        self.tok = load_tokenizer(name, "reward.model", padding_side="right")
+        self.model = from_pretrained_safe(AutoModelForSequenceClassification.from_pretrained, name,
+                                      "reward.model", use_safetensors=True).to(self.dev).eval()
+        labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
+        if positive_label.lower() not in labels:
+            raise ValueError(f"reward.positive_label '{positive_label}' is not a label of"
+                             f" {name}; its labels are {sorted(self.model.config.id2label.values())}")
+        self.positive = labels[positive_label.lower()]
+        self.batch_size = batch_size
+        self.max_length = min(max_length, self.tok.model_max_length)
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
+            enc = self.tok(texts[start:start + self.batch_size], padding=True, truncation=True,
+                           max_length=self.max_length, return_tensors="pt").to(self.dev)
+            with autocast(self.dev):
+                logits = self.model(**enc).logits.float()
+            out.append(logits.softmax(-1)[:, self.positive].cpu())
+        return torch.cat(out).double().numpy()
+
+
+def make_scorer(p: dict) -> Scorer:
+    if p["backend"] == "vader":
+        return VaderScorer()
+    if not p.get("model"):
+        raise ValueError("reward.model is required when reward.backend is 'hf'")
+    return ClassifierScorer(p["model"], p["positive_label"], p["batch_size"], p["max_length"])
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["samples"], ["out"], argv)
+    scorer = make_scorer(args.params)
+    table = io.read_parquet(args.samples, ["text"])
+    table["score"] = scorer(table["text"].tolist())
+    io.write_parquet(table, args.out)
+    log.info("%d samples scored, mean %.3f (sd %.3f) -> %s", len(table), table["score"].mean(),
+             table["score"].std(), args.out)
+
+
+if __name__ == "__main__":
+    cli.run(main)

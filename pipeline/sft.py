@@ -1,0 +1,131 @@
+"""Stage `sft`: train the reference policy pi_ref on IMDb review text (labels unused).
+
+From scratch (policy.init = "scratch", the embedded default) a GPT-2 sized by the config, or
+`from_pretrained` of a hub id or local folder. Reviews are truncated to `sft.max_length` tokens
+(only the first ~64 matter: prompt <= 8 tokens plus the completion); a review that fits ends
+with EOS, so the policy learns to stop. Loss: mean next-token cross-entropy, computed with the
+shared response log-prob helper (the whole review is the "response", with no prompt).
+AdamW, linear warmup then cosine decay, gradient clipping at 1; fp32 on CPU, bf16 autocast on CUDA.
+"""
+
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import cli, io
+from pipeline.logprobs import forward_logits, left_pad, token_logprobs
+from pipeline.logs import get_logger, progress
+from pipeline.models import autocast, build_gpt2, device, load_causal_lm, load_tokenizer
+
+log = get_logger("sft")
+
+
+def encode(tok, texts: list[str], max_length: int) -> list[list[int]]:
+    ids = tok(texts, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    return [t + [tok.eos_token_id] if len(t) < max_length else t for t in ids if len(t) > 1]
+
+
+def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, int]:
+    """Summed next-token negative log-likelihood of a batch and its token count."""
+    batch = left_pad([[]] * len(seqs), seqs, pad_id).to(dev)
+    with autocast(dev):
+        logits = forward_logits(model, batch)
+    return -token_logprobs(logits, batch).sum(), int(batch.response_mask.sum())
+
+
+def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress_frac = (step - warmup) / max(1, total - warmup)
+    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_frac)))
+
+
+def train(model, train_ids, valid_ids, pad_id, p, dev):
+    """Train in place; return (per-step metrics, held-out metrics)."""
+    gen = torch.Generator().manual_seed(p["seed"])
+    bs = p["batch_size"]
+    steps_per_epoch = len(train_ids) // bs
+    if steps_per_epoch == 0:
+        raise ValueError(f"sft.batch_size = {bs} but only {len(train_ids)} SFT reviews")
+    total = steps_per_epoch * p["epochs"]
+    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"],
+                            betas=(0.9, 0.95))
+    metrics, step, t0 = [], 0, time.perf_counter()
+    model.train()
+    bar = progress(total=total, desc="sft", unit="step")
+    for epoch in range(p["epochs"]):
+        order = torch.randperm(len(train_ids), generator=gen).tolist()
+        for start in range(0, steps_per_epoch * bs, bs):
+            lr = lr_at(step, total, p["warmup_steps"], p["lr"])
+            for group in opt.param_groups:
+                group["lr"] = lr
+            total_nll, n_tokens = nll(model, [train_ids[i] for i in order[start:start + bs]],
+                                      pad_id, dev)
+            loss = total_nll / n_tokens
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"sft: non-finite loss {loss.item()} at step {step}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            metrics.append({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
+                            "tokens": n_tokens, "seconds": time.perf_counter() - t0})
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
+    return pd.DataFrame(metrics), evaluate(model, valid_ids, pad_id, bs, dev)
+
+
+@torch.no_grad()
+def evaluate(model, seqs, pad_id, bs, dev) -> dict:
+    model.eval()
+    total, n = 0.0, 0
+    for start in range(0, len(seqs), bs):
+        s, k = nll(model, seqs[start:start + bs], pad_id, dev)
+        total, n = total + s.item(), n + k
+    loss = total / max(n, 1)
+    return {"heldout_loss": loss, "heldout_perplexity": math.exp(loss), "heldout_tokens": n,
+            "heldout_reviews": len(seqs)}
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["sft", "tokenizer"], ["model", "metrics", "eval"], argv)
+    p = args.params
+    dev = device()
+    torch.manual_seed(p["seed"])
+    tok = load_tokenizer(args.tokenizer, "tokenizer")
+    if p["init"] == "scratch":
+        model = build_gpt2(tok, p["n_layer"], p["n_embd"], p["n_head"], p["n_positions"])
+    else:
+        model = load_causal_lm(p["init"], "policy.init")
+    model.to(dev)
+    log.info("policy: %s, %.2fM parameters, device %s", p["init"],
+             sum(t.numel() for t in model.parameters()) / 1e6, dev)
+
+    texts = io.read_parquet(args.sft, ["text"])["text"].tolist()
+    ids = encode(tok, texts, p["max_length"])
+    order = np.random.default_rng(p["seed"]).permutation(len(ids))
+    holdout = min(p["holdout"], len(ids) // 10)
+    valid_ids = [ids[i] for i in order[:holdout]]
+    train_ids = [ids[i] for i in order[holdout:]]
+    log.info("%d training and %d held-out reviews, <= %d tokens each", len(train_ids),
+             len(valid_ids), p["max_length"])
+
+    metrics, heldout = train(model, train_ids, valid_ids, tok.pad_token_id, p, dev)
+    heldout["train_tokens_per_second"] = metrics["tokens"].sum() / metrics["seconds"].iloc[-1]
+    log.info("held-out loss %.3f, perplexity %.1f; %.0f training tokens/s",
+             heldout["heldout_loss"], heldout["heldout_perplexity"],
+             heldout["train_tokens_per_second"])
+    with io.atomic_output(args.model) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+    io.write_csv(metrics, args.metrics)
+    io.write_json(heldout, args.eval)
+
+
+if __name__ == "__main__":
+    cli.run(main)

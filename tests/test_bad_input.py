@@ -1,0 +1,64 @@
+"""Bad input fails early with one clear line naming the problem, and leaves no partial output."""
+
+import pandas as pd
+import pytest
+
+from runner import planned_jobs, snakemake
+
+
+def dry_run_error(tmp_path, config) -> str:
+    proc = snakemake(tmp_path, "-n", config=config, check=False)
+    assert proc.returncode != 0
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"sft": {"lrr": 0.1}}, "unknown key(s) ['lrr'] under sft"),
+    ({"bogus": 1}, "unknown key(s) ['bogus'] under (top level)"),
+    ({"sft": {"lr": "fast"}}, "config key sft.lr: 'fast' is not of type 'number'"),
+    ({"sample": {"top_p": 1.5}}, "config key sample.top_p: 1.5 is greater than the maximum of 1"),
+    ({"prompts": {"min_tokens": 9}}, "prompts.min_tokens (9) > prompts.max_tokens (8)"),
+    ({"sample": {"max_new_tokens": 30}}, "exceeds policy.n_positions (32)"),
+    ({"policy": {"init": "./models/nowhere"}}, "policy.init: model path './models/nowhere' does not exist"),
+    ({"reward": {"backend": "hf"}}, "reward.model is required when reward.backend is 'hf'"),
+    ({"data": {"source": "file"}}, "data.path is required when data.source is 'file'"),
+])
+def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
+    assert message in dry_run_error(tmp_path, config)
+    assert not (tmp_path / "results").exists()
+
+
+def run_failing_data_stage(tmp_path, data_config):
+    proc = snakemake(tmp_path, "--cores", "1", "results/data/sft.parquet", config={"data": data_config},
+                     check=False)
+    assert proc.returncode != 0
+    assert not list((tmp_path / "results" / "data").glob("*")) if (tmp_path / "results" / "data").exists() else True
+    return (tmp_path / "results/logs/data.log").read_text()
+
+
+def test_local_file_without_a_text_column(tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["good film"] * 50}).to_csv(path, index=False)
+    log = run_failing_data_stage(tmp_path, {"source": "file", "path": str(path)})
+    assert log.strip().splitlines()[-1] == f"error: data file {path}: no `text` column (columns: ['review'])"
+
+
+def test_fewer_reviews_than_requested_prompts(tmp_path):
+    path = tmp_path / "reviews.parquet"
+    pd.DataFrame({"text": [f"review {i}" for i in range(10)]}).to_parquet(path)
+    log = run_failing_data_stage(tmp_path, {"source": "file", "path": str(path)})
+    assert "the data has 10 usable reviews, fewer than the 18 prompts requested" in log.splitlines()[-1]
+
+
+def test_hub_id_while_offline_fails_in_the_first_stage_that_loads_it(tmp_path):
+    path = tmp_path / "reviews.parquet"
+    pd.DataFrame({"text": [f"review number {i} of many" for i in range(40)]}).to_parquet(path)
+    proc = snakemake(tmp_path, "--cores", "1", "results/tokenizer",
+                     config={"data": {"source": "file", "path": str(path)},
+                             "policy": {"init": "gpt2-large"}}, check=False)
+    assert proc.returncode != 0
+    last = (tmp_path / "results/logs/tokenizer.log").read_text().strip().splitlines()[-1]
+    assert "policy.init 'gpt2-large': the Hugging Face hub is unreachable (offline)" in last
+    assert not (tmp_path / "results/tokenizer").exists()
+    assert planned_jobs(tmp_path, config={"data": {"source": "file", "path": str(path)},
+                                          "policy": {"init": "gpt2-large"}})

@@ -1,0 +1,41 @@
+import pytest
+import torch
+
+from pipeline.models import load_causal_lm, load_tokenizer
+
+
+def test_pretrained_policy_loads_from_a_local_folder(policy_dir):
+    model = load_causal_lm(str(policy_dir), "policy.init")
+    tok = load_tokenizer(str(policy_dir), "policy.init")
+    assert tok.padding_side == "left" and tok.pad_token_id == tok.eos_token_id
+    with torch.no_grad():
+        assert model(torch.tensor([[1, 2, 3]])).logits.shape[-1] == len(tok)
+
+
+def test_missing_model_path_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="policy.init: model path '.*nowhere' does not exist"):
+        load_causal_lm(str(tmp_path / "nowhere"), "policy.init")
+
+
+def test_hub_id_while_offline_says_how_to_use_a_local_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FileNotFoundError, match="hub is unreachable.*set policy.init to the local folder"):
+        load_causal_lm("gpt2-large", "policy.init")
+
+
+def test_pickle_only_folder_is_refused(policy_dir, tmp_path):
+    model = load_causal_lm(str(policy_dir), "policy")
+    folder = tmp_path / "pickled"
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    with pytest.raises(FileNotFoundError, match="cannot load it"):
+        load_causal_lm(str(folder), "policy")
+
+
+def test_tokenizer_without_eos_is_refused(tokenizer, tmp_path):
+    from transformers import PreTrainedTokenizerFast
+
+    bare = PreTrainedTokenizerFast(tokenizer_object=tokenizer.backend_tokenizer)
+    bare.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="no EOS token"):
+        load_tokenizer(str(tmp_path), "policy.init")

@@ -1,0 +1,22 @@
+"""The conda environment for `--sdm conda` lists the same packages as pyproject.toml."""
+
+import tomllib
+
+import yaml
+
+from runner import REPO
+
+
+def test_conda_env_matches_pyproject_dependencies():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((REPO / "envs" / "pipeline.yaml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert sorted(p for p in pip if not p.startswith("-e")) == sorted(project)
+
+
+def test_paper_preset_overrides_only_known_keys():
+    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    preset = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
+    for section, values in preset.items():
+        assert section in schema["properties"], section
+        assert set(values) <= set(schema["properties"][section]["properties"]), section

@@ -1,0 +1,34 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.pairs import make_pairs
+
+
+def scored(scores_per_prompt):
+    rows = []
+    for pid, scores in enumerate(scores_per_prompt):
+        for sid, s in enumerate(scores):
+            rows.append({"prompt_id": pid, "sample_id": sid, "prompt_ids": [1, pid],
+                         "completion_ids": [10 + sid], "completion": f"c{sid}", "score": s})
+    return pd.DataFrame(rows)
+
+
+def test_six_pairs_per_prompt_chosen_has_the_higher_score():
+    pairs, ties = make_pairs(scored([[0.1, 0.9, 0.5, 0.3], [0.2, 0.4, 0.6, 0.8]]))
+    assert ties == 0
+    assert pairs.groupby("prompt_id").size().tolist() == [6, 6]
+    assert (pairs["chosen_score"] > pairs["rejected_score"]).all()
+    first = pairs[pairs["prompt_id"] == 0].iloc[0]  # samples 0 (0.1) and 1 (0.9)
+    assert list(first["chosen_ids"]) == [11] and list(first["rejected_ids"]) == [10]
+
+
+def test_exact_ties_are_dropped_and_counted():
+    pairs, ties = make_pairs(scored([[0.5, 0.5, 0.5, 0.7]]))
+    assert ties == 3 and len(pairs) == 3
+    assert (pairs.groupby("prompt_id").size() <= 6).all()
+
+
+def test_nan_score_is_an_error_naming_the_row():
+    with pytest.raises(ValueError, match="NaN at row 2"):
+        make_pairs(scored([[0.1, 0.2, np.nan, 0.3]]))

@@ -1,0 +1,67 @@
+import json
+import shlex
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from pipeline.sources import model_source
+
+
+def check_config(config):
+    """Schema first (types, unknown keys, ranges; fills defaults), then what a schema cannot say."""
+    schema_path = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
+    try:
+        validate(config, str(schema_path))
+    except WorkflowError:
+        raise WorkflowError(_schema_error(config, schema_path)) from None
+    p, s, pol = config["prompts"], config["sample"], config["policy"]
+    if p["min_tokens"] > p["max_tokens"]:
+        raise WorkflowError(
+            f"config: prompts.min_tokens ({p['min_tokens']}) > prompts.max_tokens ({p['max_tokens']})"
+        )
+    if pol["init"] == "scratch":
+        if p["max_tokens"] + s["max_new_tokens"] > pol["n_positions"]:
+            raise WorkflowError(
+                f"config: prompts.max_tokens + sample.max_new_tokens = "
+                f"{p['max_tokens'] + s['max_new_tokens']} exceeds policy.n_positions ({pol['n_positions']})"
+            )
+        if pol["n_embd"] % pol["n_head"]:
+            raise WorkflowError(
+                f"config: policy.n_embd ({pol['n_embd']}) is not a multiple of policy.n_head ({pol['n_head']})"
+            )
+    else:
+        model_source(pol["init"], "policy.init")
+    if config["reward"]["backend"] == "hf":
+        if not config["reward"]["model"]:
+            raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
+        model_source(config["reward"]["model"], "reward.model")
+    if config["data"]["source"] != "embedded" and not config["data"]["path"]:
+        raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
+
+
+def _schema_error(config, schema_path):
+    """One line naming the offending key; snakemake's own message buries it in a schema dump."""
+    schema = yaml.safe_load(schema_path.read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(schema).iter_errors(config)
+    )
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema["properties"]))
+        return f"config: unknown key(s) {unknown} under {key}; allowed: {sorted(error.schema['properties'])}"
+    return f"config key {key}: {error.message}"
+
+
+def as_arg(section, keys=None):
+    """A config section (or some of its keys) as one shell-quoted JSON argument for a stage."""
+    chosen = section if keys is None else {k: section[k] for k in keys}
+    return shlex.quote(json.dumps(chosen, sort_keys=True))
+
+
+try:
+    check_config(config)
+except FileNotFoundError as err:
+    raise WorkflowError(f"config: {err}")

@@ -1,0 +1,14 @@
+rule data:
+    output:
+        sft="results/data/sft.parquet",
+        train="results/data/train.parquet",
+        eval="results/data/eval.parquet",
+    params:
+        cfg=as_arg(config["data"]),
+    log:
+        "results/logs/data.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.data --params {params.cfg} --sft {output.sft}"
+        " --train {output.train} --eval {output.eval} > {log} 2>&1"

@@ -1,0 +1,33 @@
+rule tokenizer:
+    input:
+        sft="results/data/sft.parquet",
+    output:
+        directory("results/tokenizer"),
+    params:
+        cfg=as_arg(config["policy"], ["init", "vocab_size", "n_positions"]),
+    log:
+        "results/logs/tokenizer.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.tokenizer --params {params.cfg} --sft {input.sft} --out {output}"
+        " > {log} 2>&1"
+
+
+rule sft:
+    input:
+        sft="results/data/sft.parquet",
+        tokenizer="results/tokenizer",
+    output:
+        model=directory("results/sft/model"),
+        metrics="results/sft/metrics.csv",
+        eval="results/sft/heldout.json",
+    params:
+        cfg=as_arg(config["policy"] | config["sft"]),
+    log:
+        "results/logs/sft.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.sft --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
+        " --model {output.model} --metrics {output.metrics} --eval {output.eval} > {log} 2>&1"

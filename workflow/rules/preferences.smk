@@ -1,0 +1,62 @@
+rule prompts:
+    input:
+        reviews="results/data/{split}.parquet",
+        tokenizer="results/tokenizer",
+    output:
+        "results/prompts/{split}.parquet",
+    wildcard_constraints:
+        split="train|eval",
+    params:
+        cfg=as_arg(config["prompts"]),
+    log:
+        "results/logs/prompts_{split}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.prompts --params {params.cfg} --reviews {input.reviews}"
+        " --tokenizer {input.tokenizer} --out {output} > {log} 2>&1"
+
+
+rule sample:
+    input:
+        prompts="results/prompts/train.parquet",
+        policy="results/sft/model",
+    output:
+        "results/samples.parquet",
+    params:
+        cfg=as_arg(config["sample"]),
+    log:
+        "results/logs/sample.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.sample --params {params.cfg} --prompts {input.prompts}"
+        " --policy {input.policy} --out {output} > {log} 2>&1"
+
+
+rule score:
+    input:
+        "results/samples.parquet",
+    output:
+        "results/scores.parquet",
+    params:
+        cfg=as_arg(config["reward"]),
+    log:
+        "results/logs/score.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.score --params {params.cfg} --samples {input} --out {output} > {log} 2>&1"
+
+
+rule pairs:
+    input:
+        "results/scores.parquet",
+    output:
+        "results/pairs.parquet",
+    log:
+        "results/logs/pairs.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.pairs --scores {input} --out {output} > {log} 2>&1"
