@@ -1,5 +1,6 @@
 """Loading and building models and tokenizers, safely: safetensors only, never remote code."""
 
+import os
 from pathlib import Path
 
 import torch
@@ -12,6 +13,10 @@ from transformers import (
 )
 
 from pipeline.sources import HUB_UNREACHABLE, hub_offline, model_source
+
+# Snakemake sets OMP_NUM_THREADS to a rule's `threads`, which may exceed the cores this process
+# may use; more torch threads than cores makes every op slower, so cap them.
+torch.set_num_threads(max(1, min(torch.get_num_threads(), len(os.sched_getaffinity(0)))))
 
 
 def device() -> torch.device:

@@ -24,6 +24,7 @@ rule sft:
         eval="results/sft/heldout.json",
     params:
         cfg=as_arg(config["policy"] | config["sft"]),
+    threads: workflow.cores
     log:
         "results/logs/sft.log",
     conda:
