@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/policy.smk"
 include: "workflow/rules/preferences.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -19,3 +20,4 @@ rule all:
     input:
         "results/pairs.parquet",
         "results/prompts/eval.parquet",
+        expand("{policy}/model", policy=policy_dirs()),

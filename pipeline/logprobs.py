@@ -20,6 +20,9 @@ class Batch:
     def to(self, device) -> "Batch":
         return Batch(*(t.to(device) for t in vars(self).values()))
 
+    def select(self, rows: torch.Tensor) -> "Batch":
+        return Batch(*(t[rows] for t in vars(self).values()))
+
 
 def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted from each row's first real token, so left padding does not shift them."""

@@ -19,6 +19,7 @@ from pipeline import cli, io
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, load_tokenizer
+from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 
 log = get_logger("sft")
 
@@ -36,13 +37,6 @@ def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, i
     return -token_logprobs(logits, batch).sum(), int(batch.response_mask.sum())
 
 
-def lr_at(step: int, total: int, warmup: int, lr: float) -> float:
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    progress_frac = (step - warmup) / max(1, total - warmup)
-    return lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_frac)))
-
-
 def train(model, train_ids, valid_ids, pad_id, p, dev):
     """Train in place; return (per-step metrics, held-out metrics)."""
     gen = torch.Generator().manual_seed(p["seed"])
@@ -51,22 +45,19 @@ def train(model, train_ids, valid_ids, pad_id, p, dev):
     if steps_per_epoch == 0:
         raise ValueError(f"sft.batch_size = {bs} but only {len(train_ids)} SFT reviews")
     total = steps_per_epoch * p["epochs"]
-    opt = torch.optim.AdamW(model.parameters(), lr=p["lr"], weight_decay=p["weight_decay"],
-                            betas=(0.9, 0.95))
+    opt = make_optimizer(model.parameters(), "adamw", p["lr"], p["weight_decay"])
     metrics, step, t0 = [], 0, time.perf_counter()
     model.train()
     bar = progress(total=total, desc="sft", unit="step")
     for epoch in range(p["epochs"]):
         order = torch.randperm(len(train_ids), generator=gen).tolist()
         for start in range(0, steps_per_epoch * bs, bs):
-            lr = lr_at(step, total, p["warmup_steps"], p["lr"])
-            for group in opt.param_groups:
-                group["lr"] = lr
+            lr = warmup_cosine(step, total, p["warmup_steps"], p["lr"])
+            set_lr(opt, lr)
             total_nll, n_tokens = nll(model, [train_ids[i] for i in order[start:start + bs]],
                                       pad_id, dev)
             loss = total_nll / n_tokens
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"sft: non-finite loss {loss.item()} at step {step}")
+            check_finite(loss, "sft", step, f"reviews {start}-{start + bs} of epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

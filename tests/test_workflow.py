@@ -35,14 +35,41 @@ def test_nothing_reruns_without_a_change(study):
     assert planned_jobs(study) == {}
 
 
+TRAINERS = {"reference", "train_pairwise", "train_ppo", "all"}
+
+
 @pytest.mark.parametrize("edit, expected", [
-    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs", "all"}),
-    ({"reward": {"batch_size": 7}}, {"score", "pairs", "all"}),
-    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs", "all"}),
-    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs", "all"}),
+    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS),
+    ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS),
+    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS),
+    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS),
 ])
 def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ({"dpo": {"lr": 1.0e-3}}, {"train_pairwise": 2, "all": 1}),       # both betas, not cringe
+    ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "all": 1}),
+    ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "all": 1}),
+    ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "all": 1}),  # only the new value
+    ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "all": 1}),
+])
+def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
+    assert planned_jobs(study, config=edit) == expected
+
+
+def test_each_trainer_wrote_a_policy_and_metrics(study):
+    policies = study / "results/policies"
+    for method, value in [("dpo", "0.1"), ("dpo", "1.0"), ("cringe", "0.0"), ("ppo", "3.0")]:
+        folder = policies / method / value / "seed0"
+        assert any(p.suffix == ".safetensors" for p in (folder / "model").iterdir())
+        metrics = pd.read_csv(folder / "metrics.csv")
+        assert len(metrics) >= 2 and metrics.notna().any().all()
+    dpo = pd.read_csv(policies / "dpo/0.1/seed0/metrics.csv")
+    assert {"loss", "reward_accuracy", "reward_margin", "sample_reward"} <= set(dpo.columns)
+    ppo = pd.read_csv(policies / "ppo/3.0/seed0/metrics.csv")
+    assert {"reward", "kl", "kl_coef", "entropy", "clipfrac", "value_loss"} <= set(ppo.columns)
 
 
 def test_same_seed_gives_an_identical_pairs_file(study):

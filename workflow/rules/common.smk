@@ -55,6 +55,38 @@ def _schema_error(config, schema_path):
     return f"config key {key}: {error.message}"
 
 
+# The hyperparameter each method sweeps: one trained policy per listed value (and seed).
+SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
+
+
+def policy_dirs():
+    """Every trained policy the config asks for."""
+    return [
+        f"results/policies/{method}/{value}/seed{seed}"
+        for method in config["train"]["methods"]
+        for value in config[method][SWEPT[method]]
+        for seed in config["train"]["seeds"]
+    ]
+
+
+def trainer_params(wildcards):
+    """A trainer's config: its method section with the swept list replaced by this job's value."""
+    method = wildcards.method
+    values = {str(v): v for v in config[method][SWEPT[method]]}
+    if wildcards.value not in values:
+        raise WorkflowError(f"{method}: {wildcards.value} is not in {method}.{SWEPT[method]}")
+    section = config[method] | {
+        SWEPT[method]: values[wildcards.value],
+        "method": method,
+        "seed": int(wildcards.seed),
+        "reward": config["reward"],
+        "max_new_tokens": config["sample"]["max_new_tokens"],
+        "reward_prompts": config["train"]["reward_prompts"],
+        "reward_every": config["train"]["reward_every"],
+    }
+    return as_arg(section)
+
+
 def as_arg(section, keys=None):
     """A config section (or some of its keys) as one shell-quoted JSON argument for a stage."""
     chosen = section if keys is None else {k: section[k] for k in keys}

@@ -1,0 +1,141 @@
+"""Stage `train_ppo`: PPO against the ground-truth reward ("PPO-GT" in the DPO paper).
+
+Each iteration: draw `rollout_size` training prompts, sample one completion each from the current
+policy (pure sampling), score prompt + completion with the classifier, and form the per-token
+reward r_t = -kl_coef (log pi - log pi_ref) plus the score on the last token. GAE gives advantages
+(whitened) and returns for a value head on the policy's last hidden state; then `ppo_epochs`
+passes of minibatches optimise the clipped policy loss + vf_coef * the clipped value loss.
+The KL coefficient is adaptive (Ziegler et al. 2019, towards `target_kl`) or fixed.
+"""
+
+import time
+
+import pandas as pd
+import torch
+
+from pipeline import cli, io
+from pipeline.logprobs import left_pad, token_logprobs
+from pipeline.logs import get_logger, progress
+from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
+                             masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
+from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.rollout import rollout
+from pipeline.score import make_scorer
+
+log = get_logger("train_ppo")
+
+
+class PolicyWithValue(torch.nn.Module):
+    """The policy plus a scalar value head reading its last hidden state."""
+
+    def __init__(self, policy):
+        super().__init__()
+        self.policy = policy
+        self.value_head = torch.nn.Linear(policy.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, batch):
+        out = self.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                          position_ids=batch.position_ids, use_cache=False, output_hidden_states=True)
+        values = self.value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1)
+        return out.logits[:, :-1].float(), values
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits, -1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def kl_controller(p: dict):
+    if p["adaptive_kl"]:
+        return AdaptiveKLController(p["init_kl_coef"], p["target_kl"], p["horizon"])
+    return FixedKLController(p["init_kl_coef"])
+
+
+def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict) -> pd.DataFrame:
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(p["seed"])
+    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
+    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
+    kl_ctl = kl_controller(p)
+    model.eval()  # dropout off: the ratio pi / pi_old must compare the same function
+    metrics, t0, step = [], time.perf_counter(), 0
+    for it in progress(range(p["iterations"]), desc="ppo", unit="iter"):
+        idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen).tolist()
+        batch_prompts = [prompts[i] for i in idx]
+        completions, scores = rollout(model.policy, tok, batch_prompts, scorer, p["max_new_tokens"],
+                                      sample_gen)
+        batch = left_pad(batch_prompts, completions, tok.pad_token_id).to(dev)
+        mask = batch.response_mask
+        with torch.no_grad(), autocast(dev):
+            logits, values = model(batch)
+            old_logps = token_logprobs(logits, batch)
+            ref_logps = token_logprobs(ref(input_ids=batch.input_ids,
+                                           attention_mask=batch.attention_mask,
+                                           position_ids=batch.position_ids).logits[:, :-1].float(),
+                                       batch)
+        score = torch.tensor(scores, dtype=torch.float32, device=dev)
+        rewards = kl_penalised_rewards(old_logps, ref_logps, mask, score, kl_ctl.value)
+        advantages, returns = gae(rewards, values, mask, p["gamma"], p["lam"])
+        advantages = whiten(advantages, mask)
+        kl = (old_logps - ref_logps).sum(-1).mean().item()
+        stats = []
+        for _ in range(p["ppo_epochs"]):
+            for mb in torch.randperm(p["rollout_size"], generator=gen).split(p["minibatch_size"]):
+                mb_dev = mb.to(dev)
+                sub = batch.select(mb_dev)
+                set_lr(opt, warmup_constant(step, p["warmup_steps"], p["lr"]))
+                with autocast(dev):
+                    new_logits, new_values = model(sub)
+                logps = token_logprobs(new_logits, sub)
+                m = mask[mb_dev]
+                pg_loss, clipfrac = ppo_policy_loss(logps, old_logps[mb_dev], advantages[mb_dev], m,
+                                                    p["cliprange"])
+                vf_loss = ppo_value_loss(new_values, values[mb_dev], returns[mb_dev], m,
+                                         p["cliprange_value"])
+                loss = pg_loss + p["vf_coef"] * vf_loss
+                check_finite(loss, "ppo", step, f"iteration {it}, rollout rows {mb[:4].tolist()}...")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
+                opt.step()
+                step += 1
+                with torch.no_grad():
+                    stats.append([pg_loss.item(), vf_loss.item(), clipfrac.item(),
+                                  masked_mean(entropy(new_logits), m).item()])
+        kl_coef = kl_ctl.value
+        kl_ctl.update(kl, p["rollout_size"])
+        pg, vf, cf, ent = torch.tensor(stats).mean(0).tolist()
+        metrics.append({"iteration": it, "reward": float(scores.mean()), "kl": kl,
+                        "kl_coef": kl_coef, "entropy": ent, "clipfrac": cf, "value_loss": vf,
+                        "policy_loss": pg, "response_length": mask.sum(-1).float().mean().item(),
+                        "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(metrics)
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["prompts", "policy"], ["model", "metrics"], argv)
+    p = args.params
+    torch.manual_seed(p["seed"])
+    dev = device()
+    tok = load_tokenizer(args.policy, "policy")
+    policy = load_causal_lm(args.policy, "policy")
+    ref = load_causal_lm(args.policy, "policy").to(dev).eval().requires_grad_(False)
+    model = PolicyWithValue(policy).to(dev)
+    prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
+    if not prompts:
+        raise ValueError(f"{args.prompts}: no training prompts")
+    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p)
+    with io.atomic_output(args.model) as tmp:
+        model.policy.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    io.write_csv(metrics, args.metrics)
+    log.info("ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
+             metrics["reward"].iloc[0], metrics["reward"].iloc[-1], metrics["kl"].iloc[-1],
+             metrics["kl_coef"].iloc[-1], len(metrics), metrics["seconds"].iloc[-1])
+
+
+if __name__ == "__main__":
+    cli.run(main)

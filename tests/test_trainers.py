@@ -1,0 +1,97 @@
+"""The trainers move the policy the right way on tiny models."""
+
+import copy
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.logprobs import response_logprobs
+from pipeline.losses import dpo_loss
+from pipeline.ppo import PolicyWithValue
+from pipeline.ppo import train as train_ppo
+from pipeline.preference import pair_batch
+from pipeline.preference import train as train_pairwise
+
+PAIRS = pd.DataFrame({
+    "prompt_id": [0, 1, 2, 3],
+    "prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]],
+    "chosen_ids": [[20, 21, 22], [23, 24], [25, 26, 27, 28], [29]],
+    "rejected_ids": [[30, 31], [32, 33, 34], [35], [36, 37, 38]],
+})
+
+
+def logratio_margin(policy, ref, pairs, pad_id):
+    batch = pair_batch(pairs, pad_id)
+    with torch.no_grad():
+        delta = response_logprobs(policy, batch) - response_logprobs(ref, batch)
+    n = len(pairs)
+    return (delta[:n] - delta[n:]).mean().item(), delta.abs().mean().item()
+
+
+def reference(policy, pairs, pad_id):
+    batch = pair_batch(pairs, pad_id)
+    with torch.no_grad():
+        logps = response_logprobs(policy, batch)
+    n = len(pairs)
+    return pd.DataFrame({"ref_chosen": logps[:n].numpy(), "ref_rejected": logps[n:].numpy()})
+
+
+def test_a_dpo_step_raises_the_chosen_minus_rejected_margin(policy, tokenizer):
+    model = copy.deepcopy(policy)
+    ref = reference(policy, PAIRS, tokenizer.pad_token_id)
+    before, _ = logratio_margin(model, policy, PAIRS, tokenizer.pad_token_id)
+    logps = response_logprobs(model, pair_batch(PAIRS, tokenizer.pad_token_id))
+    loss, _, _ = dpo_loss(logps[:4], logps[4:], torch.tensor(ref["ref_chosen"].values),
+                          torch.tensor(ref["ref_rejected"].values), beta=0.1)
+    loss.mean().backward()
+    with torch.no_grad():
+        for w in model.parameters():
+            w -= 0.05 * w.grad
+    after, _ = logratio_margin(model, policy, PAIRS, tokenizer.pad_token_id)
+    assert before == 0.0 and after > 0.0
+
+
+class ConstantScorer:
+    def __call__(self, texts):
+        return np.full(len(texts), 0.5)
+
+
+def dpo_config(beta):
+    return {"method": "dpo", "beta": beta, "optimizer": "adamw", "lr": 1e-2, "batch_size": 4,
+            "epochs": 15, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
+            "reward_prompts": 2, "reward_every": 1000, "max_new_tokens": 2}
+
+
+def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
+    pad = tokenizer.pad_token_id
+    ref = reference(policy, PAIRS, pad)
+    moved = {}
+    for beta in (0.1, 1000.0):
+        model = copy.deepcopy(policy)
+        metrics = train_pairwise(model, tokenizer, PAIRS, ref, dpo_config(beta), ConstantScorer())
+        margin, moved[beta] = logratio_margin(model, policy, PAIRS, pad)
+        assert margin > 0 and metrics["reward_accuracy"].iloc[-1] == 1.0
+    assert moved[1000.0] < 0.2 * moved[0.1]
+
+
+class VowelScorer:
+    """A toy reward: the share of vowels in the text."""
+
+    def __call__(self, texts):
+        return np.array([sum(c in "aeiou" for c in t) / max(1, len(t)) for t in texts])
+
+
+def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
+    torch.manual_seed(0)
+    model = PolicyWithValue(copy.deepcopy(policy))
+    ref = copy.deepcopy(policy).requires_grad_(False)
+    prompts = [[5, 6], [7, 8, 9], [10], [11, 12]]
+    p = {"target_kl": 6.0, "adaptive_kl": False, "init_kl_coef": 0.01, "horizon": 10000,
+         "iterations": 12, "rollout_size": 64, "minibatch_size": 16, "ppo_epochs": 4,
+         "optimizer": "adamw", "lr": 1e-2, "warmup_steps": 1, "cliprange": 0.2,
+         "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
+         "seed": 0, "max_new_tokens": 8}
+    metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
+    assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
+    assert metrics["kl_coef"].eq(0.01).all(), "a fixed KL coefficient stays fixed"
