@@ -80,6 +80,8 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame, p: dict, scorer) -
     metrics, t0, step = [], time.perf_counter(), 0
 
     def reward_now():
+        if not monitor:
+            return float("nan")
         _, scores = rollout(model, tok, monitor, scorer, p["max_new_tokens"], sample_gen)
         return float(scores.mean())
 
