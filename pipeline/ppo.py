@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
-from pipeline.logprobs import left_pad, token_logprobs
+from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
                              masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
@@ -48,6 +48,21 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+@torch.no_grad()
+def score_rollout(model: PolicyWithValue, ref, batch, chunk: int):
+    """Token log-probs under the rollout policy and pi_ref, and values, `chunk` rows at a time
+    (a whole rollout's logits over a 50k vocabulary would not fit in memory at paper scale)."""
+    dev = batch.input_ids.device
+    out = []
+    for rows in torch.arange(len(batch.input_ids), device=dev).split(chunk):
+        sub = batch.select(rows)
+        with autocast(dev):
+            logits, values = model(sub)
+            ref_logits = forward_logits(ref, sub)
+        out.append((token_logprobs(logits, sub), token_logprobs(ref_logits, sub), values))
+    return tuple(torch.cat(parts) for parts in zip(*out))
+
+
 def kl_controller(p: dict):
     if p["adaptive_kl"]:
         return AdaptiveKLController(p["init_kl_coef"], p["target_kl"], p["horizon"])
@@ -69,13 +84,7 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
                                       sample_gen)
         batch = left_pad(batch_prompts, completions, tok.pad_token_id).to(dev)
         mask = batch.response_mask
-        with torch.no_grad(), autocast(dev):
-            logits, values = model(batch)
-            old_logps = token_logprobs(logits, batch)
-            ref_logps = token_logprobs(ref(input_ids=batch.input_ids,
-                                           attention_mask=batch.attention_mask,
-                                           position_ids=batch.position_ids).logits[:, :-1].float(),
-                                       batch)
+        old_logps, ref_logps, values = score_rollout(model, ref, batch, p["minibatch_size"])
         score = torch.tensor(scores, dtype=torch.float32, device=dev)
         rewards = kl_penalised_rewards(old_logps, ref_logps, mask, score, kl_ctl.value)
         advantages, returns = gae(rewards, values, mask, p["gamma"], p["lam"])
