@@ -54,6 +54,7 @@ def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "all": 1}),
     ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "all": 1}),  # only the new value
     ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "all": 1}),
+    ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "all": 1}),
 ])
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
     assert planned_jobs(study, config=edit) == expected

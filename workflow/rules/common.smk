@@ -81,9 +81,9 @@ def trainer_params(wildcards):
         "seed": int(wildcards.seed),
         "reward": config["reward"],
         "max_new_tokens": config["sample"]["max_new_tokens"],
-        "reward_prompts": config["train"]["reward_prompts"],
-        "reward_every": config["train"]["reward_every"],
     }
+    if method != "ppo":  # PPO's rollouts are its reward monitor
+        section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every")}
     return as_arg(section)
 
 
