@@ -9,7 +9,6 @@ training prompts and the ground-truth reward scores them (`sample_reward` in the
 
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -34,10 +33,10 @@ def pair_batch(chunk: pd.DataFrame, pad_id: int):
     return left_pad(prompts, responses, pad_id)
 
 
-def dpo_step(model, batch, ref_chosen, ref_rejected, p, generator):
-    n = len(ref_chosen)
+def dpo_step(model, batch, ref, p, generator):
+    n = len(batch.input_ids) // 2
     logps = token_logprobs(forward_logits(model, batch), batch).sum(-1)
-    loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref_chosen, ref_rejected, p["beta"])
+    loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], p["beta"])
     return loss.mean(), {
         "reward_chosen": chosen_r.mean().item(), "reward_rejected": rejected_r.mean().item(),
         "reward_accuracy": (chosen_r > rejected_r).float().mean().item(),
@@ -45,8 +44,8 @@ def dpo_step(model, batch, ref_chosen, ref_rejected, p, generator):
     }
 
 
-def cringe_step(model, batch, ref_chosen, ref_rejected, p, generator):
-    n = len(ref_chosen)
+def cringe_step(model, batch, ref, p, generator):
+    n = len(batch.input_ids) // 2
     logits = forward_logits(model, batch)
     token_logps = token_logprobs(logits, batch)
     logps = token_logps.sum(-1)
@@ -65,7 +64,8 @@ def cringe_step(model, batch, ref_chosen, ref_rejected, p, generator):
 STEPS = {"dpo": dpo_step, "cringe": cringe_step}
 
 
-def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame, p: dict, scorer) -> pd.DataFrame:
+def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer) -> pd.DataFrame:
+    """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none)."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p["seed"])
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
@@ -74,8 +74,8 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame, p: dict, scorer) -
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
-    ref_c = torch.tensor(ref["ref_chosen"].to_numpy(), dtype=torch.float32)
-    ref_r = torch.tensor(ref["ref_rejected"].to_numpy(), dtype=torch.float32)
+    if ref is not None:
+        ref_logps = torch.tensor(ref[["ref_chosen", "ref_rejected"]].to_numpy().T, dtype=torch.float32)
     model.eval()
     metrics, t0, step = [], time.perf_counter(), 0
 
@@ -95,8 +95,8 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame, p: dict, scorer) -
             lr = warmup_constant(step, p["warmup_steps"], p["lr"])
             set_lr(opt, lr)
             with autocast(dev):
-                loss, row = STEPS[p["method"]](model, batch, ref_c[idx].to(dev), ref_r[idx].to(dev),
-                                               p, gen)
+                batch_ref = None if ref is None else ref_logps[:, idx].to(dev)
+                loss, row = STEPS[p["method"]](model, batch, batch_ref, p, gen)
             check_finite(loss, p["method"], step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -131,7 +131,7 @@ def main(argv=None):
         if len(ref) != len(pairs):
             raise ValueError(f"{args.reference} has {len(ref)} rows for {len(pairs)} pairs")
     else:  # Pairwise Cringe has no reference model
-        ref = pd.DataFrame({"ref_chosen": np.zeros(len(pairs)), "ref_rejected": np.zeros(len(pairs))})
+        ref = None
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device())
     if p["method"] == "cringe" and p["k"] > model.config.vocab_size - 1:
