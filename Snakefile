@@ -13,11 +13,11 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/policy.smk"
 include: "workflow/rules/preferences.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:
     default_target: True
     input:
-        "results/pairs.parquet",
-        "results/prompts/eval.parquet",
-        expand("{policy}/model", policy=policy_dirs()),
+        "results/table.csv",
+        "results/plots/frontier.png",

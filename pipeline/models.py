@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     GPT2Config,
@@ -58,6 +59,10 @@ def load_tokenizer(name: str, key: str, model_max_length: int | None = None,
 
 def load_causal_lm(name: str, key: str) -> torch.nn.Module:
     """A causal LM from a hub id or a folder, from safetensors weights only."""
+    config = from_pretrained_safe(AutoConfig.from_pretrained, name, key)
+    heads = config.architectures or []
+    if heads and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in heads):
+        raise ValueError(f"{key} '{name}' is not a causal LM (architectures: {heads})")
     try:
         return from_pretrained_safe(AutoModelForCausalLM.from_pretrained, name, key, use_safetensors=True)
     except ValueError as err:

@@ -39,3 +39,8 @@ def test_tokenizer_without_eos_is_refused(tokenizer, tmp_path):
     bare.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no EOS token"):
         load_tokenizer(str(tmp_path), "policy.init")
+
+
+def test_a_classifier_folder_is_not_a_causal_lm(classifier_dir):
+    with pytest.raises(ValueError, match=r"is not a causal LM \(architectures: \['GPT2ForSequenceClassification'\]\)"):
+        load_causal_lm(str(classifier_dir), "policy")

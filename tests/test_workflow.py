@@ -35,7 +35,7 @@ def test_nothing_reruns_without_a_change(study):
     assert planned_jobs(study) == {}
 
 
-TRAINERS = {"reference", "train_pairwise", "train_ppo", "all"}
+TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "plots", "all"}
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -48,16 +48,21 @@ def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected
 
 
+REPORT = {"table": 1, "plots": 1, "all": 1}
+
+
 @pytest.mark.parametrize("edit, expected", [
-    ({"dpo": {"lr": 1.0e-3}}, {"train_pairwise": 2, "all": 1}),       # both betas, not cringe
-    ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "all": 1}),
-    ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "all": 1}),
-    ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "all": 1}),  # only the new value
-    ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "all": 1}),
-    ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "all": 1}),
+    ({"dpo": {"lr": 1.0e-3}}, {"train_pairwise": 2, "evaluate": 2}),  # both betas, not cringe
+    ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "evaluate": 1}),
+    ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "evaluate": 1}),
+    ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "evaluate": 1}),  # the new value
+    ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
+    ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 3}),
+    ({"evaluate": {"seed": 1}}, {"evaluate": 5}),
+    ({"table": {"seed": 1}}, {}),
 ])
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
-    assert planned_jobs(study, config=edit) == expected
+    assert planned_jobs(study, config=edit) == expected | REPORT
 
 
 def test_each_trainer_wrote_a_policy_and_metrics(study):
@@ -71,6 +76,23 @@ def test_each_trainer_wrote_a_policy_and_metrics(study):
     assert {"loss", "reward_accuracy", "reward_margin", "sample_reward"} <= set(dpo.columns)
     ppo = pd.read_csv(policies / "ppo/3.0/seed0/metrics.csv")
     assert {"reward", "kl", "kl_coef", "entropy", "clipfrac", "value_loss"} <= set(ppo.columns)
+
+
+def test_the_table_has_every_policy_and_kl_is_never_negative(study):
+    table = pd.read_csv(study / "results/table.csv")
+    policies = table[table["kind"] == "policy"]
+    assert sorted(policies["method"]) == ["cringe", "dpo", "dpo", "pi_ref", "ppo"]
+    assert (table["kl"] >= 0).all() and (table["kl_reverse"] >= 0).all()
+    ref = policies[policies["method"] == "pi_ref"].iloc[0]
+    assert ref["kl"] == 0 and ref["kl_reverse"] == 0
+    for name in ["frontier", "sentiment", "training"]:
+        assert (study / f"results/plots/{name}.png").stat().st_size > 10_000
+
+
+def test_the_report_builds(study):
+    snakemake(study, "--report", "results/report.html")
+    html = (study / "results/report.html").read_text(errors="ignore")
+    assert "table.csv" in html and "frontier.png" in html
 
 
 def test_same_seed_gives_an_identical_pairs_file(study):

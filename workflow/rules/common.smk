@@ -7,6 +7,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from pipeline.methods import REFERENCE, SWEPT, policy_id
 from pipeline.sources import model_source
 
 
@@ -38,6 +39,11 @@ def check_config(config):
         if not config["reward"]["model"]:
             raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
         model_source(config["reward"]["model"], "reward.model")
+    if config["evaluate"]["n_prompts"] > config["data"]["n_eval_prompts"]:
+        raise WorkflowError(
+            f"config: evaluate.n_prompts ({config['evaluate']['n_prompts']}) exceeds "
+            f"data.n_eval_prompts ({config['data']['n_eval_prompts']})"
+        )
     if config["data"]["source"] != "embedded" and not config["data"]["path"]:
         raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
 
@@ -55,18 +61,38 @@ def _schema_error(config, schema_path):
     return f"config key {key}: {error.message}"
 
 
-# The hyperparameter each method sweeps: one trained policy per listed value (and seed).
-SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
+def all_cores():
+    """Threads for the torch rules on the critical path: every core given to Snakemake
+    (--report and other runs that give none get 1)."""
+    try:
+        return workflow.cores
+    except WorkflowError:
+        return 1
 
 
-def policy_dirs():
-    """Every trained policy the config asks for."""
+def trained_policies():
+    """The id of every trained policy the config asks for: one per method, swept value and seed."""
     return [
-        f"results/policies/{method}/{value}/seed{seed}"
+        policy_id(method, value, seed)
         for method in config["train"]["methods"]
         for value in config[method][SWEPT[method]]
         for seed in config["train"]["seeds"]
     ]
+
+
+def evaluated_policies():
+    return [REFERENCE] + trained_policies()
+
+
+def policy_folder(wildcards):
+    if wildcards.policy == REFERENCE:
+        return "results/sft/model"
+    return f"results/policies/{wildcards.policy}/model"
+
+
+def evaluate_params():
+    return as_arg(config["evaluate"] | {"reward": config["reward"],
+                                        "max_new_tokens": config["sample"]["max_new_tokens"]})
 
 
 def trainer_params(wildcards):

@@ -24,7 +24,7 @@ rule sft:
         eval="results/sft/heldout.json",
     params:
         cfg=as_arg(config["policy"] | config["sft"]),
-    threads: workflow.cores
+    threads: all_cores()
     log:
         "results/logs/sft.log",
     conda:

@@ -25,7 +25,7 @@ rule sample:
         "results/samples.parquet",
     params:
         cfg=as_arg(config["sample"]),
-    threads: workflow.cores
+    threads: all_cores()
     log:
         "results/logs/sample.log",
     conda:
@@ -42,7 +42,7 @@ rule score:
         "results/scores.parquet",
     params:
         cfg=as_arg(config["reward"]),
-    threads: workflow.cores
+    threads: all_cores()
     log:
         "results/logs/score.log",
     conda:

@@ -6,7 +6,7 @@ rule reference:
         "results/reference_logps.parquet",
     params:
         cfg=as_arg(config["reference"]),
-    threads: workflow.cores
+    threads: all_cores()
     log:
         "results/logs/reference.log",
     conda:
@@ -28,7 +28,7 @@ rule train_pairwise:
         method="dpo|cringe",
     params:
         cfg=trainer_params,
-    threads: workflow.cores
+    threads: 1
     log:
         "results/logs/train_{method}_{value}_seed{seed}.log",
     conda:
@@ -50,7 +50,7 @@ rule train_ppo:
         method="ppo",
     params:
         cfg=trainer_params,
-    threads: workflow.cores
+    threads: 1
     log:
         "results/logs/train_{method}_{value}_seed{seed}.log",
     conda:

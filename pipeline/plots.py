@@ -1,0 +1,133 @@
+"""Stage `plots`: the reward-vs-KL frontier, sentiment distributions and training curves.
+
+- frontier.png: mean sentiment against KL(pi || pi_ref) on held-out prompts, one series per
+  method over its sweep (aggregate rows, 95% bootstrap intervals as error bars), pi_ref marked;
+  the DPO paper's figure 2 in this study's setting.
+- sentiment.png: the distribution of the true reward over evaluation samples, per policy.
+- training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
+  PPO's reward and KL by iteration.
+"""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from pipeline import cli, io
+from pipeline.logs import get_logger
+from pipeline.methods import parse_policy_id
+
+log = get_logger("plots")
+
+COLOURS = {"pi_ref": "black", "dpo": "tab:blue", "cringe": "tab:green", "ppo": "tab:red"}
+LABELS = {"pi_ref": "pi_ref (SFT)", "dpo": "DPO (beta)", "cringe": "Pairwise Cringe (b)",
+          "ppo": "PPO, true reward (target KL)"}
+
+
+def label(method: str, value) -> str:
+    return "pi_ref" if method == "pi_ref" else f"{method} {value:g}"
+
+
+def frontier(table: pd.DataFrame, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ref = table[table["method"] == "pi_ref"].iloc[0]
+    ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
+    ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
+            label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
+    agg = table[table["kind"] == "aggregate"]
+    for method, rows in agg.groupby("method", sort=False):
+        rows = rows.sort_values("kl")
+        ax.errorbar(rows["kl"], rows["sentiment"],
+                    xerr=[rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]],
+                    yerr=[rows["sentiment"] - rows["sentiment_lo"],
+                          rows["sentiment_hi"] - rows["sentiment"]],
+                    marker="o", capsize=3, color=COLOURS[method], label=LABELS[method])
+        for r in rows.itertuples():
+            ax.annotate(f"{r.value:g}", (r.kl, r.sentiment), textcoords="offset points",
+                        xytext=(5, -12), fontsize=8, color=COLOURS[method])
+    ax.set_xlabel("KL(pi || pi_ref) per response, nats (exact, on the policy's samples)")
+    ax.set_ylabel("mean sentiment p(positive) on held-out prompts")
+    ax.set_title("Reward vs KL frontier (95% bootstrap intervals)")
+    ax.set_xlim(left=-0.5)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def sentiment(scores: dict[str, pd.Series], path: Path) -> None:
+    names = list(scores)
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4.5))
+    parts = ax.violinplot([scores[n].to_numpy() for n in names], showmeans=True, widths=0.8)
+    for body, name in zip(parts["bodies"], names):
+        body.set_facecolor(COLOURS[name.split()[0]])
+        body.set_alpha(0.5)
+    for key in ("cmeans", "cmins", "cmaxes", "cbars"):
+        parts[key].set_color("black")
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+    ax.set_ylabel("sentiment p(positive) per sample")
+    ax.set_ylim(0, 1)
+    ax.set_title("Distribution of the true reward on held-out prompts (bar: mean)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    seen: dict[str, int] = {}
+    for name, m in curves.items():
+        method = name.split()[0]
+        seen[method] = seen.get(method, -1) + 1
+        # one colour per method, one line style per policy of that method
+        style = {"color": COLOURS[method], "label": name, "alpha": 0.85,
+                 "ls": ["-", "--", ":", "-."][seen[method] % 4]}
+        if "iteration" in m:  # PPO
+            axes[1, 0].plot(m["iteration"], m["reward"], **style)
+            axes[1, 1].plot(m["iteration"], m["kl"], **style)
+        else:
+            reward = m.dropna(subset=["sample_reward"])
+            axes[0, 0].plot(reward["step"], reward["sample_reward"], marker="o", ms=3, **style)
+            loss = m.dropna(subset=["loss"])
+            axes[0, 1].plot(loss["step"], loss["loss"].rolling(10, min_periods=1).mean(), **style)
+    titles = [("pairwise: true reward of the policy's samples", "step", "sentiment"),
+              ("pairwise: loss (rolling mean of 10 steps)", "step", "loss"),
+              ("PPO: rollout reward", "iteration", "sentiment"),
+              ("PPO: KL(pi || pi_ref) of the rollouts (k1)", "iteration", "nats")]
+    for ax, (title, x, y) in zip(axes.flat, titles):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=8)
+    axes[0, 1].set_yscale("symlog")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["table", "eval_dir", "policies_dir"],
+                     ["frontier", "sentiment", "training"], argv)
+    policies = args.params["policies"]
+    table = pd.read_csv(args.table)
+    scores, curves = {}, {}
+    for pid in policies:
+        meta = parse_policy_id(pid)
+        name = label(meta["method"], meta["value"])
+        if meta["method"] != "pi_ref" and not pd.isna(meta["seed"]):
+            name += f" s{meta['seed']}"
+            curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
+        scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])["score"]
+    for draw, data, out in [(frontier, table, args.frontier), (sentiment, scores, args.sentiment),
+                            (training, curves, args.training)]:
+        with io.atomic_output(out) as tmp:
+            draw(data, tmp)
+    log.info("plots -> %s, %s, %s", args.frontier, args.sentiment, args.training)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,157 @@
+"""The evaluation's measures: exact KL, its estimators, whose samples, and the table."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import evaluate
+from pipeline.evaluate import distinct_2, draw, kl_measures, select_prompts, token_kl
+from pipeline.logprobs import forward_logits, left_pad
+from pipeline.models import build_gpt2
+from pipeline.table import COLUMNS, bootstrap_ci, build_table
+
+
+def perturbed(policy, scale, seed):
+    other = copy.deepcopy(policy)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for w in other.parameters():
+            w += scale * torch.randn(w.shape, generator=gen)
+    return other.eval()
+
+
+def test_kl_of_pi_ref_against_itself_is_exactly_zero(policy):
+    prompts, completions = [[5, 6], [7]], [[8, 9, 10], [11, 12]]
+    out = kl_measures(policy, policy, prompts, completions, pad_id=0, batch_size=2)
+    assert (out["kl"] == 0).all() and (out["kl_k1"] == 0).all()
+
+
+def test_exact_kl_is_non_negative_for_random_models(tokenizer):
+    torch.manual_seed(1)
+    p = build_gpt2(tokenizer, 1, 16, 2, 32).eval()
+    q = build_gpt2(tokenizer, 1, 16, 2, 32).eval()
+    batch = left_pad([[1, 2], [3]], [[4, 5, 6], [7, 8]], pad_id=0)
+    with torch.no_grad():
+        per_token = token_kl(forward_logits(p, batch), forward_logits(q, batch), batch.response_mask)
+    assert (per_token >= 0).all() and (per_token[batch.response_mask] > 0).all()
+    assert (per_token[~batch.response_mask] == 0).all()
+
+
+def test_exact_kl_agrees_with_the_monte_carlo_log_ratio(policy, tokenizer):
+    q = perturbed(policy, 0.05, seed=0)
+    prompts = pd.DataFrame({"prompt_id": range(8), "prompt_ids": [[5 + i, 6] for i in range(8)]})
+    samples = draw(policy, tokenizer, prompts, n=100, batch_size=400, max_new_tokens=6, seed=0)
+    out = kl_measures(policy, q, samples["prompt_ids"].tolist(), samples["completion_ids"].tolist(),
+                      tokenizer.pad_token_id, batch_size=400)
+    diff = out["kl_k1"] - out["kl"]
+    se = diff.std(ddof=1) / math.sqrt(len(diff))
+    assert out["kl"].mean() > 0.05
+    assert abs(diff.mean()) < 4 * se, (out["kl"].mean(), out["kl_k1"].mean(), se)
+
+
+def test_evaluation_samples_come_from_the_evaluated_policy(policy_dir, tmp_path, tokenizer):
+    """A policy that almost always says token 42: pi_ref's samples would not."""
+    from pipeline.models import load_causal_lm
+
+    skewed = load_causal_lm(str(policy_dir), "policy")
+    with torch.no_grad():  # final hidden state = u for every input, and u is token 42's embedding
+        u = torch.full((skewed.config.n_embd,), 3.0)
+        skewed.transformer.ln_f.weight.zero_()
+        skewed.transformer.ln_f.bias.copy_(u)
+        skewed.transformer.wte.weight[42] = u
+    folder = tmp_path / "skewed"
+    skewed.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    prompts = pd.DataFrame({"prompt_id": [0, 1], "prompt_ids": [[5, 6], [7, 8]]})
+    prompts.to_parquet(tmp_path / "prompts.parquet")
+    params = {"n_prompts": 2, "samples_per_prompt": 3, "batch_size": 8, "seed": 0,
+              "max_new_tokens": 5, "reward": {"backend": "vader", "model": None,
+                                              "positive_label": "POSITIVE", "batch_size": 8,
+                                              "max_length": 64}}
+    ref_samples = tmp_path / "ref_samples.parquet"
+    pd.DataFrame({"prompt_id": [0], "sample_id": [0], "prompt_ids": [[5, 6]],
+                  "completion_ids": [[9, 10]]}).to_parquet(ref_samples)
+    out = {k: tmp_path / f"{k}.out" for k in ("samples", "reverse_kl", "summary")}
+    evaluate.main(["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),
+                   "--policy", str(folder), "--reference", str(policy_dir),
+                   "--ref-samples", str(ref_samples), "--samples", str(out["samples"]),
+                   "--reverse-kl", str(out["reverse_kl"]), "--summary", str(out["summary"])])
+    samples = pd.read_parquet(out["samples"])
+    tokens = np.concatenate(samples["completion_ids"].to_numpy())
+    assert (tokens == 42).mean() > 0.99
+    summary = json.loads(out["summary"].read_text())
+    assert summary["kl"] > 5 and summary["n"] == 6
+
+
+def test_sampling_and_logprobs_use_the_same_distribution(policy):
+    """No hidden top-k: single-token sample frequencies match exp(log-prob), the tail included."""
+    n = 6000
+    gen = torch.Generator().manual_seed(0)
+    from pipeline.sample import sample
+
+    tokens = torch.tensor([c[0] for c in sample(policy, [[5, 6]] * n, 1, eos_id=-1, pad_id=0,
+                                                generator=gen)])
+    with torch.no_grad():
+        probs = policy(torch.tensor([[5, 6]])).logits[0, -1].softmax(-1)
+    top = probs.argsort(descending=True)
+    tail_mass = probs[top[50:]].sum().item()
+    tail_freq = torch.isin(tokens, top[50:]).float().mean().item()
+    assert tail_mass > 0.05
+    assert abs(tail_freq - tail_mass) < 4 * math.sqrt(tail_mass * (1 - tail_mass) / n)
+    for tok in top[:5]:
+        p = probs[tok].item()
+        assert abs((tokens == tok).float().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def test_distinct_2():
+    assert distinct_2([[1, 2, 1, 2], [3]]) == pytest.approx(2 / 3)
+
+
+def test_evaluation_prompt_set_bounds(tmp_path):
+    path = tmp_path / "p.parquet"
+    pd.DataFrame({"prompt_id": [0, 1], "prompt_ids": [[1, 2], [3, 4]]}).to_parquet(path)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        select_prompts(path, 0)
+    with pytest.raises(ValueError, match=r"evaluate.n_prompts = 3 but .* holds only 2 prompts"):
+        select_prompts(path, 3)
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"prompt_id": np.repeat(np.arange(100), 2), "score": rng.random(200)})
+    lo, hi = bootstrap_ci(df, "score", 500, 0)
+    assert lo < df["score"].mean() < hi and hi - lo < 0.2
+
+
+def fake_eval(folder, sentiment, kl, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    n = 20
+    pd.DataFrame({"prompt_id": np.repeat(np.arange(10), 2), "score": rng.normal(sentiment, 0.05, n),
+                  "kl": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0), "kl_k1": rng.normal(kl, 1, n),
+                  "length": np.full(n, 8)}).to_parquet(folder / "samples.parquet")
+    pd.DataFrame({"kl_reverse": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0)}).to_parquet(
+        folder / "reverse_kl.parquet")
+    (folder / "summary.json").write_text(json.dumps({"distinct_2": 0.8}))
+
+
+def test_table_schema_and_rows(tmp_path):
+    fake_eval(tmp_path / "sft", 0.6, 0.0)
+    for seed in (0, 1):
+        fake_eval(tmp_path / f"dpo/0.1/seed{seed}", 0.9, 5.0, seed)
+    fake_eval(tmp_path / "ppo/6.0/seed0", 0.8, 6.0)
+    policies = ["sft", "dpo/0.1/seed0", "dpo/0.1/seed1", "ppo/6.0/seed0"]
+    table = build_table(tmp_path, policies, n_boot=200, seed=0)
+    assert list(table.columns) == COLUMNS
+    assert table["kind"].tolist() == ["policy"] * 4 + ["aggregate"] * 2
+    ref = table[table["method"] == "pi_ref"].iloc[0]
+    assert ref["kl"] == 0 and ref["kl_lo"] == 0 and ref["kl_hi"] == 0
+    agg = table[(table["kind"] == "aggregate") & (table["method"] == "dpo")].iloc[0]
+    assert agg["n"] == 40 and agg["n_seeds"] == 2 and agg["param"] == "beta" and agg["value"] == 0.1
+    assert ((table["sentiment_lo"] <= table["sentiment"]) & (table["sentiment"] <= table["sentiment_hi"])).all()
+    assert (table["kl"] >= 0).all()
