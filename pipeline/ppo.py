@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
+from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
@@ -69,15 +70,28 @@ def kl_controller(p: dict):
     return FixedKLController(p["init_kl_coef"])
 
 
-def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict) -> pd.DataFrame:
+def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,
+          ckpt: Checkpoint | None = None) -> pd.DataFrame:
+    """Train in place; with `ckpt`, resume from its last checkpoint and write one every
+    `ckpt.every` iterations."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p["seed"])
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     kl_ctl = kl_controller(p)
     model.eval()  # dropout off: the ratio pi / pi_old must compare the same function
-    metrics, t0, step = [], time.perf_counter(), 0
-    for it in progress(range(p["iterations"]), desc="ppo", unit="iter"):
+    state = ckpt.restore(model, opt) if ckpt else None
+    if state is None:
+        metrics, start, step = [], 0, 0
+    else:
+        metrics, start, step = state["metrics"], state["iteration"], state["step"]
+        kl_ctl.value = state["kl_coef"]
+        gen.set_state(state["gen"])
+        sample_gen.set_state(state["sample_gen"])
+        log.info("resuming from the checkpoint at iteration %d", start)
+    t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
+    for it in progress(range(start, p["iterations"]), desc="ppo", unit="iter", initial=start,
+                       total=p["iterations"]):
         idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen).tolist()
         batch_prompts = [prompts[i] for i in idx]
         completions, scores = rollout(model.policy, tok, batch_prompts, scorer, p["max_new_tokens"],
@@ -121,11 +135,16 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
                         "kl_coef": kl_coef, "entropy": ent, "clipfrac": cf, "value_loss": vf,
                         "policy_loss": pg, "response_length": mask.sum(-1).float().mean().item(),
                         "seconds": time.perf_counter() - t0})
+        if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
+            ckpt.save(model, opt, {"iteration": it + 1, "step": step, "metrics": metrics,
+                                   "kl_coef": kl_ctl.value, "gen": gen.get_state(),
+                                   "sample_gen": sample_gen.get_state()})
     return pd.DataFrame(metrics)
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "policy"], ["model", "metrics"], argv)
+    args = cli.parse(__doc__, ["prompts", "policy", "checkpoint"], ["model", "metrics"], argv,
+                     optional=("checkpoint",))
     p = args.params
     torch.manual_seed(p["seed"])
     dev = device()
@@ -136,11 +155,14 @@ def main(argv=None):
     prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
     if not prompts:
         raise ValueError(f"{args.prompts}: no training prompts")
-    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p)
+    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
+                      fingerprint(p, args.prompts, args.policy))
+    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt)
     with io.atomic_output(args.model) as tmp:
         model.policy.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     io.write_csv(metrics, args.metrics)
+    ckpt.clear()
     log.info("ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
              metrics["reward"].iloc[0], metrics["reward"].iloc[-1], metrics["kl"].iloc[-1],
              metrics["kl_coef"].iloc[-1], len(metrics), metrics["seconds"].iloc[-1])

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
+from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
@@ -64,8 +65,10 @@ def cringe_step(model, batch, ref, p, generator):
 STEPS = {"dpo": dpo_step, "cringe": cringe_step}
 
 
-def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer) -> pd.DataFrame:
-    """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none)."""
+def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer,
+          ckpt: Checkpoint | None = None) -> pd.DataFrame:
+    """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none).
+    With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p["seed"])
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
@@ -77,7 +80,6 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     if ref is not None:
         ref_logps = torch.tensor(ref[["ref_chosen", "ref_rejected"]].to_numpy().T, dtype=torch.float32)
     model.eval()
-    metrics, t0, step = [], time.perf_counter(), 0
 
     def reward_now():
         if not monitor:
@@ -85,38 +87,53 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         _, scores = rollout(model, tok, monitor, scorer, p["max_new_tokens"], sample_gen)
         return float(scores.mean())
 
-    metrics.append({"step": 0, "sample_reward": reward_now(), "seconds": 0.0})
-    bar = progress(total=total, desc=p["method"], unit="step")
-    for epoch in range(p["epochs"]):
-        order = torch.randperm(len(pairs), generator=gen)
-        for start in range(0, steps_per_epoch * bs, bs):
-            idx = order[start:start + bs]
-            batch = pair_batch(pairs.iloc[idx.numpy()], tok.pad_token_id).to(dev)
-            lr = warmup_constant(step, p["warmup_steps"], p["lr"])
-            set_lr(opt, lr)
-            with autocast(dev):
-                batch_ref = None if ref is None else ref_logps[:, idx].to(dev)
-                loss, row = STEPS[p["method"]](model, batch, batch_ref, p, gen)
-            check_finite(loss, p["method"], step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
-            opt.step()
-            step += 1
-            row.update(step=step, epoch=epoch, loss=loss.item(), lr=lr, grad_norm=grad_norm.item(),
-                       seconds=time.perf_counter() - t0)
-            if step % p["reward_every"] == 0 or step == total:
-                row["sample_reward"] = reward_now()
-            metrics.append(row)
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    state = ckpt.restore(model, opt) if ckpt else None
+    if state is None:
+        metrics = [{"step": 0, "sample_reward": reward_now(), "seconds": 0.0}]
+        step, order, order_epoch = 0, None, -1
+    else:
+        metrics, step = state["metrics"], state["step"]
+        order, order_epoch = state["order"], state["order_epoch"]
+        gen.set_state(state["gen"])
+        sample_gen.set_state(state["sample_gen"])
+        log.info("resuming from the checkpoint at step %d", step)
+    t0 = time.perf_counter() - metrics[-1]["seconds"]
+    bar = progress(total=total, initial=step, desc=p["method"], unit="step")
+    while step < total:
+        epoch, pos = divmod(step, steps_per_epoch)
+        if order_epoch != epoch:
+            order, order_epoch = torch.randperm(len(pairs), generator=gen), epoch
+        idx = order[pos * bs:(pos + 1) * bs]
+        batch = pair_batch(pairs.iloc[idx.numpy()], tok.pad_token_id).to(dev)
+        lr = warmup_constant(step, p["warmup_steps"], p["lr"])
+        set_lr(opt, lr)
+        with autocast(dev):
+            batch_ref = None if ref is None else ref_logps[:, idx].to(dev)
+            loss, row = STEPS[p["method"]](model, batch, batch_ref, p, gen)
+        check_finite(loss, p["method"], step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
+        opt.step()
+        step += 1
+        row.update(step=step, epoch=epoch, loss=loss.item(), lr=lr, grad_norm=grad_norm.item(),
+                   seconds=time.perf_counter() - t0)
+        if step % p["reward_every"] == 0 or step == total:
+            row["sample_reward"] = reward_now()
+        metrics.append(row)
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if ckpt is not None and ckpt.due(step) and step < total:
+            ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
+                                   "order_epoch": order_epoch, "gen": gen.get_state(),
+                                   "sample_gen": sample_gen.get_state()})
     bar.close()
     return pd.DataFrame(metrics)
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["pairs", "reference", "policy"], ["model", "metrics"], argv,
-                     optional=("reference",))
+    args = cli.parse(__doc__, ["pairs", "reference", "policy", "checkpoint"], ["model", "metrics"],
+                     argv, optional=("reference", "checkpoint"))
     p = args.params
     if p["method"] not in STEPS:
         raise ValueError(f"unknown pairwise method '{p['method']}' ({sorted(STEPS)})")
@@ -137,11 +154,14 @@ def main(argv=None):
     if p["method"] == "cringe" and p["k"] > model.config.vocab_size - 1:
         raise ValueError(f"cringe.k = {p['k']} exceeds the vocabulary size minus one"
                          f" ({model.config.vocab_size - 1})")
-    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]))
+    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
+                      fingerprint(p, args.pairs, args.reference, args.policy))
+    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt)
     with io.atomic_output(args.model) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
     io.write_csv(metrics, args.metrics)
+    ckpt.clear()
     first, last = metrics["sample_reward"].dropna().iloc[[0, -1]]
     log.info("%s: sample reward %.3f -> %.3f over %d steps in %.1f s", p["method"], first, last,
              int(metrics["step"].max()), metrics["seconds"].iloc[-1])

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
+from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, load_tokenizer
@@ -37,8 +38,9 @@ def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, i
     return -token_logprobs(logits, batch).sum(), int(batch.response_mask.sum())
 
 
-def train(model, train_ids, valid_ids, pad_id, p, dev):
-    """Train in place; return (per-step metrics, held-out metrics)."""
+def train(model, train_ids, valid_ids, pad_id, p, dev, ckpt: Checkpoint | None = None):
+    """Train in place; return (per-step metrics, held-out metrics). With `ckpt`, resume from
+    its last checkpoint and write one every `ckpt.every` steps."""
     gen = torch.Generator().manual_seed(p["seed"])
     bs = p["batch_size"]
     steps_per_epoch = len(train_ids) // bs
@@ -46,27 +48,39 @@ def train(model, train_ids, valid_ids, pad_id, p, dev):
         raise ValueError(f"sft.batch_size = {bs} but only {len(train_ids)} SFT reviews")
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), "adamw", p["lr"], p["weight_decay"])
-    metrics, step, t0 = [], 0, time.perf_counter()
     model.train()
-    bar = progress(total=total, desc="sft", unit="step")
-    for epoch in range(p["epochs"]):
-        order = torch.randperm(len(train_ids), generator=gen).tolist()
-        for start in range(0, steps_per_epoch * bs, bs):
-            lr = warmup_cosine(step, total, p["warmup_steps"], p["lr"])
-            set_lr(opt, lr)
-            total_nll, n_tokens = nll(model, [train_ids[i] for i in order[start:start + bs]],
-                                      pad_id, dev)
-            loss = total_nll / n_tokens
-            check_finite(loss, "sft", step, f"reviews {start}-{start + bs} of epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            metrics.append({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
-                            "tokens": n_tokens, "seconds": time.perf_counter() - t0})
-            step += 1
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    state = ckpt.restore(model, opt) if ckpt else None
+    if state is None:
+        metrics, step, order, order_epoch = [], 0, None, -1
+    else:
+        metrics, step = state["metrics"], state["step"]
+        order, order_epoch = state["order"], state["order_epoch"]
+        gen.set_state(state["gen"])
+        log.info("resuming from the checkpoint at step %d", step)
+    t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
+    bar = progress(total=total, initial=step, desc="sft", unit="step")
+    while step < total:
+        epoch, pos = divmod(step, steps_per_epoch)
+        if order_epoch != epoch:
+            order, order_epoch = torch.randperm(len(train_ids), generator=gen), epoch
+        idx = order[pos * bs:(pos + 1) * bs].tolist()
+        lr = warmup_cosine(step, total, p["warmup_steps"], p["lr"])
+        set_lr(opt, lr)
+        total_nll, n_tokens = nll(model, [train_ids[i] for i in idx], pad_id, dev)
+        loss = total_nll / n_tokens
+        check_finite(loss, "sft", step, f"reviews {idx[:4]}... of epoch {epoch}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        metrics.append({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
+                        "tokens": n_tokens, "seconds": time.perf_counter() - t0})
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+        if ckpt is not None and ckpt.due(step) and step < total:
+            ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
+                                   "order_epoch": order_epoch, "gen": gen.get_state()})
     bar.close()
     return pd.DataFrame(metrics), evaluate(model, valid_ids, pad_id, bs, dev)
 
@@ -84,7 +98,8 @@ def evaluate(model, seqs, pad_id, bs, dev) -> dict:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["sft", "tokenizer"], ["model", "metrics", "eval"], argv)
+    args = cli.parse(__doc__, ["sft", "tokenizer", "checkpoint"], ["model", "metrics", "eval"], argv,
+                     optional=("checkpoint",))
     p = args.params
     dev = device()
     torch.manual_seed(p["seed"])
@@ -106,7 +121,9 @@ def main(argv=None):
     log.info("%d training and %d held-out reviews, <= %d tokens each", len(train_ids),
              len(valid_ids), p["max_length"])
 
-    metrics, heldout = train(model, train_ids, valid_ids, tok.pad_token_id, p, dev)
+    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
+                      fingerprint(p, args.sft, args.tokenizer))
+    metrics, heldout = train(model, train_ids, valid_ids, tok.pad_token_id, p, dev, ckpt)
     heldout["train_tokens_per_second"] = metrics["tokens"].sum() / metrics["seconds"].iloc[-1]
     log.info("held-out loss %.3f, perplexity %.1f; %.0f training tokens/s",
              heldout["heldout_loss"], heldout["heldout_perplexity"],
@@ -116,6 +133,7 @@ def main(argv=None):
         tok.save_pretrained(tmp)
     io.write_csv(metrics, args.metrics)
     io.write_json(heldout, args.eval)
+    ckpt.clear()
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ class ConstantScorer:
 def dpo_config(beta):
     return {"method": "dpo", "beta": beta, "optimizer": "adamw", "lr": 1e-2, "batch_size": 4,
             "epochs": 15, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
-            "reward_prompts": 2, "reward_every": 1000, "max_new_tokens": 2}
+            "reward_prompts": 2, "reward_every": 1000, "max_new_tokens": 2, "checkpoint_every": 0}
 
 
 def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):

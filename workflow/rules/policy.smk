@@ -31,4 +31,5 @@ rule sft:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.sft --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
-        " --model {output.model} --metrics {output.metrics} --eval {output.eval} > {log} 2>&1"
+        " --checkpoint results/checkpoints/sft --model {output.model} --metrics {output.metrics}"
+        " --eval {output.eval} > {log} 2>&1"

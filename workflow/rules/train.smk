@@ -36,7 +36,8 @@ rule train_pairwise:
     shell:
         "python -m pipeline.preference --params {params.cfg} --pairs {input.pairs}"
         " --reference '{input.reference}' --policy {input.policy} --model {output.model}"
-        " --metrics {output.metrics} > {log} 2>&1"
+        " --metrics {output.metrics} --checkpoint results/checkpoints/{wildcards.method}/"
+        "{wildcards.value}/seed{wildcards.seed} > {log} 2>&1"
 
 
 rule train_ppo:
@@ -57,4 +58,6 @@ rule train_ppo:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.ppo --params {params.cfg} --prompts {input.prompts}"
-        " --policy {input.policy} --model {output.model} --metrics {output.metrics} > {log} 2>&1"
+        " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
+        " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
+        " > {log} 2>&1"

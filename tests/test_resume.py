@@ -1,0 +1,133 @@
+"""A training job killed mid-run (SIGKILL) and rerun ends with the same weights as one never
+interrupted (CPU, same seed)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+REWARD = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 64,
+          "max_length": 64}
+
+
+def run(module, args, workdir, name, kill=False):
+    """Run `python -m pipeline.<module>`; with kill, SIGKILL it once its first checkpoint exists."""
+    cmd = [sys.executable, "-m", f"pipeline.{module}"] + args(workdir / name)
+    log = open(workdir / f"{name}.log", "a")
+    proc = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=log)
+    if kill:
+        state = workdir / name / "checkpoint" / "state.pt"
+        deadline = time.time() + 120
+        while not state.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log.close()
+    return proc.returncode
+
+
+def kill_then_resume(module, args, tmp_path):
+    assert run(module, args, tmp_path, "straight") == 0
+    assert run(module, args, tmp_path, "killed", kill=True) == -signal.SIGKILL
+    assert not (tmp_path / "killed" / "model").exists(), "killed before it finished"
+    assert (tmp_path / "killed" / "checkpoint" / "state.pt").exists()
+    assert run(module, args, tmp_path, "killed") == 0
+    assert "resuming from the checkpoint" in (tmp_path / "killed.log").read_text()
+    assert not (tmp_path / "killed" / "checkpoint").exists(), "the checkpoint is removed at the end"
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@pytest.fixture
+def pairs(tmp_path, policy):
+    from pipeline.logprobs import left_pad, response_logprobs
+
+    rows = [{"prompt_id": i, "prompt_ids": [5 + i % 7, 6], "chosen_ids": [20 + i % 5, 21, 22],
+             "rejected_ids": [30 + i % 3, 31]} for i in range(64)]
+    df = pd.DataFrame(rows)
+    df.to_parquet(tmp_path / "pairs.parquet")
+    with torch.no_grad():
+        ref = {side: response_logprobs(policy, left_pad(df["prompt_ids"].tolist(),
+                                                        df[f"{side}_ids"].tolist(), 0)).numpy()
+               for side in ("chosen", "rejected")}
+    pd.DataFrame({"ref_chosen": ref["chosen"], "ref_rejected": ref["rejected"]}).to_parquet(
+        tmp_path / "ref.parquet")
+    return tmp_path
+
+
+@pytest.mark.parametrize("method", ["dpo", "cringe"])
+def test_preference_trainer_resumes_to_the_same_weights(pairs, policy_dir, method):
+    params = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True,
+              "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "epochs": 12, "warmup_steps": 3,
+              "max_grad_norm": 10.0, "seed": 0, "reward_prompts": 2, "reward_every": 50,
+              "max_new_tokens": 3, "checkpoint_every": 7, "reward": REWARD}
+
+    def args(out):
+        return ["--params", json.dumps(params), "--pairs", str(pairs / "pairs.parquet"),
+                "--reference", str(pairs / "ref.parquet"), "--policy", str(policy_dir),
+                "--model", str(out / "model"), "--metrics", str(out / "metrics.csv"),
+                "--checkpoint", str(out / "checkpoint")]
+
+    kill_then_resume("preference", args, pairs)
+
+
+def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
+    pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
+        tmp_path / "prompts.parquet")
+    params = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "horizon": 64,
+              "iterations": 40, "rollout_size": 8, "minibatch_size": 4, "ppo_epochs": 2,
+              "optimizer": "adamw", "lr": 1e-3, "warmup_steps": 2, "cliprange": 0.2,
+              "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95,
+              "max_grad_norm": 1.0, "seed": 0, "max_new_tokens": 4, "checkpoint_every": 3,
+              "reward": REWARD}
+
+    def args(out):
+        return ["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),
+                "--policy", str(policy_dir), "--model", str(out / "model"),
+                "--metrics", str(out / "metrics.csv"), "--checkpoint", str(out / "checkpoint")]
+
+    kill_then_resume("ppo", args, tmp_path)
+    a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
+    assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
+
+
+def test_sft_resumes_to_the_same_weights(tmp_path, tokenizer):
+    from conftest import REVIEWS
+
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
+    params = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
+              "max_length": 24, "epochs": 3, "batch_size": 4, "lr": 3e-3, "weight_decay": 0.0,
+              "warmup_steps": 3, "holdout": 8, "seed": 0, "checkpoint_every": 4}
+
+    def args(out):
+        return ["--params", json.dumps(params), "--sft", str(tmp_path / "sft.parquet"),
+                "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
+                "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json"),
+                "--checkpoint", str(out / "checkpoint")]
+
+    kill_then_resume("sft", args, tmp_path)
+
+
+def test_a_stale_checkpoint_is_not_restored(tmp_path, policy):
+    from pipeline.checkpoint import Checkpoint, fingerprint
+    from pipeline.optim import make_optimizer
+
+    opt = make_optimizer(policy.parameters(), "adamw", 1e-3)
+    old = Checkpoint(tmp_path / "ck", 1, fingerprint({"lr": 1e-3}))
+    old.save(policy, opt, {"step": 5})
+    assert old.restore(policy, opt)["step"] == 5
+    assert Checkpoint(tmp_path / "ck", 1, fingerprint({"lr": 2e-3})).restore(policy, opt) is None
+    assert not (tmp_path / "ck").exists()
