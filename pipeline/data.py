@@ -51,6 +51,10 @@ def read_file(path: str) -> pd.DataFrame:
         df = readers[suffix](path)
     except FileNotFoundError:
         raise FileNotFoundError(f"data.path '{path}' does not exist") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"data file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except (ValueError, OSError) as err:  # empty file, malformed CSV/JSON, broken Parquet
+        raise ValueError(f"data file {path} cannot be read: {err}") from None
     return _check_columns(df, f"data file {path}")
 
 
@@ -77,9 +81,17 @@ def load_reviews(source: str, path: str | None, splits: list[str]) -> pd.DataFra
     return read_hf(path, splits) if source == "hf" else read_file(path)
 
 
-def clean(df: pd.DataFrame, where: str) -> pd.DataFrame:
-    """Cleaned, de-duplicated reviews; what was dropped is counted in the log."""
-    texts = df["text"].fillna("").astype(str).map(clean_text)
+def clean(df: pd.DataFrame, where: str, max_chars: int = 20_000) -> pd.DataFrame:
+    """Cleaned, de-duplicated reviews; what was dropped is counted in the log.
+
+    A review longer than `max_chars` characters (IMDb's longest is ~14,000) is cut there: only
+    its beginning is ever used, and a multi-megabyte row would stall the tokenizer.
+    """
+    raw = df["text"].fillna("").astype(str)
+    long = raw.str.len() > max_chars
+    if long.any():
+        log.info("%s: %d reviews longer than %d characters cut", where, int(long.sum()), max_chars)
+    texts = raw.str.slice(0, max_chars).map(clean_text)
     labels = df["label"]
     if labels.notna().any():
         bad = ~labels.isna() & ~labels.isin([0, 1])

@@ -84,3 +84,31 @@ def test_hf_source_offline_says_the_hub_is_unreachable(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(FileNotFoundError, match="hub is unreachable"):
         data.read_hf("stanfordnlp/imdb", ["train"])
+
+
+def test_an_empty_file_is_named(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(ValueError, match=f"data file {path} cannot be read"):
+        data.load_reviews("file", str(path), ["train"])
+
+
+def test_bytes_that_are_not_utf8_are_named(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("text\nun film très réussi\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=f"data file {path} is not UTF-8 text"):
+        data.load_reviews("file", str(path), ["train"])
+
+
+def test_rows_that_are_empty_or_only_html_are_dropped_and_too_few_remain():
+    df = pd.DataFrame({"text": ["<br /><br />", "  ", "<p></p>", "A real review."], "label": pd.NA})
+    pool = data.clean(df, "test")
+    assert pool["text"].tolist() == ["A real review."]
+    with pytest.raises(ValueError, match="the data has 1 usable reviews"):
+        data.split_reviews(pool, n_train=1, n_eval=1, max_sft=None, seed=0)
+
+
+def test_a_review_of_several_megabytes_is_cut():
+    df = pd.DataFrame({"text": ["great " * 1_000_000, "short"], "label": pd.NA})
+    out = data.clean(df, "test", max_chars=20_000)
+    assert out["text"].str.len().max() <= 20_000 and len(out) == 2

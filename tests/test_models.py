@@ -44,3 +44,9 @@ def test_tokenizer_without_eos_is_refused(tokenizer, tmp_path):
 def test_a_classifier_folder_is_not_a_causal_lm(classifier_dir):
     with pytest.raises(ValueError, match=r"is not a causal LM \(architectures: \['GPT2ForSequenceClassification'\]\)"):
         load_causal_lm(str(classifier_dir), "policy")
+
+
+def test_a_folder_without_weights_is_refused(policy_dir, tmp_path):
+    load_causal_lm(str(policy_dir), "policy").config.save_pretrained(tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"policy '{tmp_path}': cannot load it"):
+        load_causal_lm(str(tmp_path), "policy")
