@@ -20,9 +20,9 @@ import torch
 
 from pipeline import cli, io
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
-from pipeline.logs import get_logger, progress
+from pipeline.logs import get_logger
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
-from pipeline.sample import sample
+from pipeline.sample import sample_table
 from pipeline.score import make_scorer
 
 log = get_logger("evaluate")
@@ -57,20 +57,11 @@ def distinct_2(completions: list[list[int]]) -> float:
 
 def draw(policy, tok, prompts: pd.DataFrame, n: int, batch_size: int, max_new_tokens: int,
          seed: int) -> pd.DataFrame:
-    rows = [(r.prompt_id, k, list(r.prompt_ids)) for r in prompts.itertuples() for k in range(n)]
-    gen = torch.Generator(device=next(policy.parameters()).device).manual_seed(seed)
-    completions = []
-    for start in progress(range(0, len(rows), batch_size), desc="evaluate", unit="batch"):
-        completions += sample(policy, [r[2] for r in rows[start:start + batch_size]], max_new_tokens,
-                              tok.eos_token_id, tok.pad_token_id, gen)
-    return pd.DataFrame({
-        "prompt_id": [r[0] for r in rows], "sample_id": [r[1] for r in rows],
-        "prompt_ids": [r[2] for r in rows], "completion_ids": completions,
-        "completion": tok.batch_decode(completions, skip_special_tokens=True),
-        "text": tok.batch_decode([r[2] + c for r, c in zip(rows, completions)],
-                                 skip_special_tokens=True),
-        "length": [len(c) for c in completions],
-    })
+    """`n` pure samples of each prompt from the evaluated policy, with their lengths."""
+    pure = {"n_per_prompt": n, "max_new_tokens": max_new_tokens, "temperature": 1.0, "top_k": 0,
+            "top_p": 1.0, "batch_size": batch_size, "seed": seed}
+    samples = sample_table(policy, tok, prompts, pure)
+    return samples.assign(length=samples["completion_ids"].map(len))
 
 
 def select_prompts(path, n: int) -> pd.DataFrame:
@@ -90,7 +81,8 @@ def main(argv=None):
     prompts = select_prompts(args.prompts, p["n_prompts"])
     tok = load_tokenizer(args.policy, "policy")
     policy = load_causal_lm(args.policy, "policy").to(dev).eval()
-    ref = load_causal_lm(args.reference, "reference").to(dev).eval()
+    ref = policy if args.policy == args.reference else load_causal_lm(args.reference, "reference")
+    ref = ref.to(dev).eval()
     if len(tok) != len(load_tokenizer(args.reference, "reference")):
         raise ValueError(f"{args.policy} and {args.reference} do not share a vocabulary")
 

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
-from pipeline.logprobs import position_ids
+from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
 
@@ -42,14 +42,8 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pa
            generator: torch.Generator, temperature=1.0, top_k=0, top_p=1.0) -> list[list[int]]:
     """One completion per prompt; each is cut after its first EOS (the EOS is kept)."""
     dev = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
-    ids, mask = ids.to(dev), mask.to(dev)
-    pos = position_ids(mask)
+    start = left_pad(prompts, [[] for _ in prompts], pad_id).to(dev)
+    ids, mask, pos = start.input_ids, start.attention_mask, start.position_ids
     done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
     out, cache, step_ids = [], None, ids
     for _ in range(max_new_tokens):
