@@ -1,4 +1,5 @@
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -62,10 +63,11 @@ def _schema_error(config, schema_path):
 
 
 def all_cores():
-    """Threads for the torch rules on the critical path: every core given to Snakemake
-    (--report and other runs that give none get 1)."""
+    """Threads for the torch rules on the critical path: every core given to Snakemake, at most
+    this machine's (--report and other runs that give none get 1; a cluster profile can
+    override per rule with set-threads)."""
     try:
-        return workflow.cores
+        return min(workflow.cores, os.cpu_count() or 1)
     except WorkflowError:
         return 1
 
@@ -123,3 +125,9 @@ try:
     check_config(config)
 except FileNotFoundError as err:
     raise WorkflowError(f"config: {err}")
+
+# What each job asks a cluster for: `resources.gpu_rules` for the torch stages and
+# `resources.cpu_rules` for the others, so that a preset scales them together.
+GPU = dict(config["resources"]["gpu_rules"])
+CPU = dict(config["resources"]["cpu_rules"])
+SCORE = GPU if config["reward"]["backend"] == "hf" else CPU  # VADER needs no GPU

@@ -5,6 +5,8 @@ rule data:
         eval="results/data/eval.parquet",
     params:
         cfg=as_arg(config["data"]),
+    resources:
+        **CPU,
     log:
         "results/logs/data.log",
     conda:

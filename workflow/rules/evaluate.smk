@@ -13,6 +13,8 @@ rule evaluate:
     params:
         cfg=evaluate_params(),
         ref_samples=lambda w, input: f"--ref-samples {input.ref_samples}" if input.ref_samples else "",
+    resources:
+        **GPU,
     log:
         "results/logs/evaluate/{policy}.log",
     conda:
@@ -32,6 +34,8 @@ rule table:
         report("results/table.csv", caption="../report/table.rst", category="Results"),
     params:
         cfg=as_arg(config["table"] | {"policies": evaluated_policies()}),
+    resources:
+        **CPU,
     log:
         "results/logs/table.log",
     conda:
@@ -54,6 +58,8 @@ rule plots:
                         category="Training"),
     params:
         cfg=as_arg({"policies": evaluated_policies()}),
+    resources:
+        **CPU,
     log:
         "results/logs/plots.log",
     conda:

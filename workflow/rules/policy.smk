@@ -5,6 +5,8 @@ rule tokenizer:
         directory("results/tokenizer"),
     params:
         cfg=as_arg(config["policy"], ["init", "vocab_size", "n_positions"]),
+    resources:
+        **CPU,
     log:
         "results/logs/tokenizer.log",
     conda:
@@ -25,6 +27,8 @@ rule sft:
     params:
         cfg=as_arg(config["policy"] | config["sft"]),
     threads: all_cores()
+    resources:
+        **GPU,
     log:
         "results/logs/sft.log",
     conda:

@@ -8,6 +8,8 @@ rule prompts:
         split="train|eval",
     params:
         cfg=as_arg(config["prompts"]),
+    resources:
+        **CPU,
     log:
         "results/logs/prompts_{split}.log",
     conda:
@@ -26,6 +28,8 @@ rule sample:
     params:
         cfg=as_arg(config["sample"]),
     threads: all_cores()
+    resources:
+        **GPU,
     log:
         "results/logs/sample.log",
     conda:
@@ -43,6 +47,8 @@ rule score:
     params:
         cfg=as_arg(config["reward"]),
     threads: all_cores()
+    resources:
+        **SCORE,
     log:
         "results/logs/score.log",
     conda:
@@ -56,6 +62,8 @@ rule pairs:
         "results/scores.parquet",
     output:
         "results/pairs.parquet",
+    resources:
+        **CPU,
     log:
         "results/logs/pairs.log",
     conda:

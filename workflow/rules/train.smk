@@ -7,6 +7,8 @@ rule reference:
     params:
         cfg=as_arg(config["reference"]),
     threads: all_cores()
+    resources:
+        **GPU,
     log:
         "results/logs/reference.log",
     conda:
@@ -29,6 +31,8 @@ rule train_pairwise:
     params:
         cfg=trainer_params,
     threads: 1
+    resources:
+        **GPU,
     log:
         "results/logs/train_{method}_{value}_seed{seed}.log",
     conda:
@@ -52,6 +56,8 @@ rule train_ppo:
     params:
         cfg=trainer_params,
     threads: 1
+    resources:
+        **GPU,
     log:
         "results/logs/train_{method}_{value}_seed{seed}.log",
     conda:

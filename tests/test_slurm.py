@@ -1,0 +1,87 @@
+"""The micro study through a real single-node SLURM cluster with the SLURM profile.
+
+tests/slurm/cluster.sh installs SLURM from Debian, boots it with two fake GPUs and stops it by
+PID. Runs where it can: as root, with apt-get (or SLURM already installed).
+"""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from runner import REPO, planned_jobs, snakemake
+
+CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+PROFILE = REPO / "workflow" / "profiles" / "slurm"
+# Poll SLURM more often than the profile does, to keep the test short.
+FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "2"]
+GPU_RULES = {"sft", "sample", "reference", "train_pairwise", "train_ppo", "evaluate"}
+
+
+def why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "starting the SLURM daemons needs root"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "SLURM is not installed and there is no apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if why_not():
+        pytest.skip(why_not())
+    subprocess.run(["bash", str(CLUSTER), "install"], check=True)
+    subprocess.run(["bash", str(CLUSTER), "start"], check=True)
+    yield
+    subprocess.run(["bash", str(CLUSTER), "stop"], check=False)
+
+
+def slurm_jobs(workdir) -> list[dict]:
+    """The jobs SLURM ran from `workdir` (the controller keeps finished jobs for MinJobAge)."""
+    out = subprocess.run(["scontrol", "show", "job", "-o"], capture_output=True, text=True).stdout
+    jobs = []
+    for line in out.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("WorkDir") == str(workdir):
+            jobs.append(fields)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def study(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm")
+    plan = planned_jobs(workdir)
+    snakemake(workdir, "--profile", str(PROFILE), *FAST, "results/table.csv")
+    return workdir, plan
+
+
+def test_every_job_went_through_sbatch(study):
+    workdir, plan = study
+    assert (workdir / "results/table.csv").exists()
+    jobs = slurm_jobs(workdir)
+    expected = sum(n for rule, n in plan.items() if rule not in ("all", "plots"))
+    assert len(jobs) == expected
+    assert all(j["JobState"] == "COMPLETED" for j in jobs)
+
+
+def test_gpu_rules_ask_for_a_gpu_and_cpu_rules_do_not(study):
+    workdir, _ = study
+    for job in slurm_jobs(workdir):
+        rule = job["Comment"].removeprefix("rule_").split("_wildcards")[0]
+        asks_gpu = "gpu" in job.get("TresPerJob", "")
+        assert asks_gpu == (rule in GPU_RULES), (rule, job.get("TresPerJob"))
+
+
+def test_a_failing_job_is_retried_and_the_rest_is_kept(study):
+    workdir, _ = study
+    proc = snakemake(workdir, "--profile", str(PROFILE), *FAST, "results/table.csv",
+                     config={"cringe": {"k": 10_000}}, check=False)  # k beyond the vocabulary
+    assert proc.returncode != 0
+    cringe = [j for j in slurm_jobs(workdir) if "train_pairwise_wildcards_cringe" in j["Comment"]]
+    assert [j["JobState"] for j in cringe].count("FAILED") == 3, "one try and two retries"
+    assert not (workdir / "results/policies/cringe/0.0/seed0/model").exists()
+    for kept in ["dpo/0.1/seed0", "dpo/1.0/seed0", "ppo/3.0/seed0"]:
+        assert (workdir / "results/policies" / kept / "model").exists()
+    log = (workdir / "results/logs/train_cringe_0.0_seed0.log").read_text()
+    assert "cringe.k = 10000 exceeds the vocabulary size" in log
