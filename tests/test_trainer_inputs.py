@@ -48,6 +48,7 @@ def test_a_stale_reference_table_is_refused(tmp_path, policy_dir):
     ref = pd.DataFrame({"ref_chosen": [0.0], "ref_rejected": [0.0]})
     with pytest.raises(ValueError, match="has 1 rows for 4 pairs"):
         run_preference(tmp_path, policy_dir, PAIRS, dpo_config(0.1) | {"reward": REWARD}, ref)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "metrics.csv").exists()
 
 
 def test_a_nan_loss_stops_the_run_with_the_step(policy, tokenizer):
@@ -78,3 +79,4 @@ def test_trainer_config_errors(tmp_path, config, message):
 
     proc = snakemake(tmp_path, "-n", config=config, check=False)
     assert proc.returncode != 0 and message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
