@@ -13,7 +13,11 @@ install)
     slurmctld slurmd slurm-client munge >/dev/null
   ;;
 start)
-  "$0" stop && sleep 1  # a cluster left by an earlier run
+  "$0" stop  # a cluster left by an earlier run of this script
+  if pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null; then
+    echo "a slurmctld or slurmd not started by $0 is running: stop it first" >&2
+    exit 1
+  fi
   rm -rf "$STATE" && mkdir -p "$STATE"/{spool,state,log,dev} /run/munge
   chown munge:munge /run/munge
   runuser -u munge -- /usr/sbin/munged --force
@@ -57,8 +61,12 @@ CONF
   exit 1
   ;;
 stop)
+  # Wait for each daemon to exit: a new one cannot bind the ports while the old one holds them.
   for pid_file in "$STATE/slurmd.pid" "$STATE/slurmctld.pid" /run/munge/munged.pid; do
-    if [ -f "$pid_file" ]; then kill "$(cat "$pid_file")" 2>/dev/null || true; fi
+    [ -f "$pid_file" ] || continue
+    pid=$(cat "$pid_file")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
   done
   ;;
 *)
