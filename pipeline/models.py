@@ -29,6 +29,19 @@ def autocast(dev: torch.device):
     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
 
+def train_mode(model: torch.nn.Module, gradient_checkpointing: bool, dropout: bool) -> torch.nn.Module:
+    """Train mode, optionally with activation (gradient) checkpointing, which transformers applies
+    only in train mode. `dropout=False` zeroes every dropout rate, for the trainers whose log-probs
+    must be those of the policy itself (PPO's ratio, DPO's log-ratios)."""
+    if not dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model.train()
+
+
 def from_pretrained_safe(loader, name: str, key: str, **kwargs):
     source = model_source(name, key)
     if source == "local" and not Path(name).expanduser().is_dir():

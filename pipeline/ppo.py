@@ -19,7 +19,7 @@ from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
                              masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
 from pipeline.score import make_scorer
@@ -79,7 +79,8 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     kl_ctl = kl_controller(p)
-    model.eval()  # dropout off: the ratio pi / pi_old must compare the same function
+    # dropout off: the ratio pi / pi_old must compare the same function
+    train_mode(model.policy, p["gradient_checkpointing"], dropout=False)
     state = ckpt.restore(model, opt) if ckpt else None
     if state is None:
         metrics, start, step = [], 0, 0

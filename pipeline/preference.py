@@ -14,11 +14,12 @@ import torch
 
 from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
+from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
                              pairwise_cringe_loss)
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.reference import PAIR_COLUMNS
 from pipeline.rollout import rollout
@@ -34,15 +35,15 @@ def pair_batch(chunk: pd.DataFrame, pad_id: int):
     return left_pad(prompts, responses, pad_id)
 
 
+# A step returns per-pair losses and per-pair statistics; the trainer sums and averages them.
 def dpo_step(model, batch, ref, p, generator):
     n = len(batch.input_ids) // 2
     logps = token_logprobs(forward_logits(model, batch), batch).sum(-1)
     loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], p["beta"])
-    return loss.mean(), {
-        "reward_chosen": chosen_r.mean().item(), "reward_rejected": rejected_r.mean().item(),
-        "reward_accuracy": (chosen_r > rejected_r).float().mean().item(),
-        "reward_margin": (chosen_r - rejected_r).mean().item(),
-    }
+    chosen_r, rejected_r = chosen_r.detach(), rejected_r.detach()
+    return loss, {"reward_chosen": chosen_r, "reward_rejected": rejected_r,
+                  "reward_accuracy": (chosen_r > rejected_r).float(),
+                  "reward_margin": chosen_r - rejected_r}
 
 
 def cringe_step(model, batch, ref, p, generator):
@@ -56,22 +57,23 @@ def cringe_step(model, batch, ref, p, generator):
                            generator)
     loss = pairwise_cringe_loss(gate, ce, cr, p["gate_ce"])
     margin = (logps[:n] - logps[n:]).detach()
-    return loss.mean(), {
-        "gate": gate.mean().item(), "ce": ce.mean().item(), "cringe": cr.mean().item(),
-        "reward_accuracy": (margin > 0).float().mean().item(), "reward_margin": margin.mean().item(),
-    }
+    return loss, {"gate": gate.detach(), "ce": ce.detach(), "cringe": cr.detach(),
+                  "reward_accuracy": (margin > 0).float(), "reward_margin": margin}
 
 
 STEPS = {"dpo": dpo_step, "cringe": cringe_step}
 
 
 def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer,
-          ckpt: Checkpoint | None = None) -> pd.DataFrame:
+          ckpt: Checkpoint | None = None, world: World = SINGLE) -> pd.DataFrame:
     """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none).
-    With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps."""
+    With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps.
+    Under torchrun, data-parallel; the main process alone monitors the reward and checkpoints."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p["seed"])
+    gen = torch.Generator().manual_seed(p["seed"])  # the data order: the same in every process
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
+    # Cringe's positive-token draws, on the logits' device; one stream per process
+    token_gen = torch.Generator(device=dev).manual_seed(p["seed"] + 1 + world.rank)
     monitor = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]][: p["reward_prompts"]]
     bs = p["batch_size"]
     steps_per_epoch = max(1, len(pairs) // bs)
@@ -79,10 +81,10 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     if ref is not None:
         ref_logps = torch.tensor(ref[["ref_chosen", "ref_rejected"]].to_numpy().T, dtype=torch.float32)
-    model.eval()
+    train_mode(model, p["gradient_checkpointing"], dropout=False)
 
     def reward_now():
-        if not monitor:
+        if not monitor or not world.main:
             return float("nan")
         _, scores = rollout(model, tok, monitor, scorer, p["max_new_tokens"], sample_gen)
         return float(scores.mean())
@@ -96,37 +98,46 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         order, order_epoch = state["order"], state["order_epoch"]
         gen.set_state(state["gen"])
         sample_gen.set_state(state["sample_gen"])
+        token_gen.set_state(state["token_gen"])
         log.info("resuming from the checkpoint at step %d", step)
+    ddp = wrap(model, world)
+
+    def pair_losses(rows):
+        batch = pair_batch(pairs.iloc[rows.numpy()], tok.pad_token_id).to(dev)
+        with autocast(dev):
+            batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
+            loss, stats = STEPS[p["method"]](ddp, batch, batch_ref, p, token_gen)
+        return loss.sum(), {k: v.sum() for k, v in stats.items()}
+
     t0 = time.perf_counter() - metrics[-1]["seconds"]
-    bar = progress(total=total, initial=step, desc=p["method"], unit="step")
+    bar = progress(total=total, initial=step, desc=p["method"], unit="step", disable=not world.main)
     while step < total:
         epoch, pos = divmod(step, steps_per_epoch)
         if order_epoch != epoch:
             order, order_epoch = torch.randperm(len(pairs), generator=gen), epoch
         idx = order[pos * bs:(pos + 1) * bs]
-        batch = pair_batch(pairs.iloc[idx.numpy()], tok.pad_token_id).to(dev)
         lr = warmup_constant(step, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
-        with autocast(dev):
-            batch_ref = None if ref is None else ref_logps[:, idx].to(dev)
-            loss, row = STEPS[p["method"]](model, batch, batch_ref, p, gen)
-        check_finite(loss, p["method"], step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        parts = world.micro_batches(idx, p["micro_batch_size"], f"{p['method']}.batch_size")
+        row = {k: v / len(idx) for k, v in accumulate(ddp, parts, pair_losses, len(idx), world).items()}
+        check_finite(torch.tensor(row["loss"]), p["method"], step,
+                     f"pairs {idx[:4].tolist()}... of epoch {epoch}")
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
         opt.step()
         step += 1
-        row.update(step=step, epoch=epoch, loss=loss.item(), lr=lr, grad_norm=grad_norm.item(),
+        row.update(step=step, epoch=epoch, lr=lr, grad_norm=grad_norm.item(),
                    seconds=time.perf_counter() - t0)
         if step % p["reward_every"] == 0 or step == total:
             row["sample_reward"] = reward_now()
         metrics.append(row)
         bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if ckpt is not None and ckpt.due(step) and step < total:
+        bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
+        if world.main and ckpt is not None and ckpt.due(step) and step < total:
             ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
                                    "order_epoch": order_epoch, "gen": gen.get_state(),
-                                   "sample_gen": sample_gen.get_state()})
+                                   "sample_gen": sample_gen.get_state(),
+                                   "token_gen": token_gen.get_state()})
     bar.close()
     return pd.DataFrame(metrics)
 
@@ -149,6 +160,7 @@ def main(argv=None):
             raise ValueError(f"{args.reference} has {len(ref)} rows for {len(pairs)} pairs")
     else:  # Pairwise Cringe has no reference model
         ref = None
+    world = setup()
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device())
     if p["method"] == "cringe" and p["k"] > model.config.vocab_size - 1:
@@ -156,7 +168,10 @@ def main(argv=None):
                          f" ({model.config.vocab_size - 1})")
     ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
                       fingerprint(p, args.pairs, args.reference, args.policy))
-    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt)
+    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt, world)
+    teardown(world)
+    if not world.main:
+        return
     with io.atomic_output(args.model) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

@@ -17,9 +17,11 @@ import torch
 
 from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
+from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.models import autocast, build_gpt2, device, load_causal_lm, load_tokenizer
+from pipeline.models import (autocast, build_gpt2, device, load_causal_lm, load_tokenizer,
+                             train_mode)
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 
 log = get_logger("sft")
@@ -38,9 +40,10 @@ def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, i
     return -token_logprobs(logits, batch).sum(), int(batch.response_mask.sum())
 
 
-def train(model, train_ids, valid_ids, pad_id, p, dev, ckpt: Checkpoint | None = None):
-    """Train in place; return (per-step metrics, held-out metrics). With `ckpt`, resume from
-    its last checkpoint and write one every `ckpt.every` steps."""
+def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None,
+          world: World = SINGLE):
+    """Train in place; return the per-step metrics. With `ckpt`, resume from
+    its last checkpoint and write one every `ckpt.every` steps. Under torchrun, data-parallel."""
     gen = torch.Generator().manual_seed(p["seed"])
     bs = p["batch_size"]
     steps_per_epoch = len(train_ids) // bs
@@ -48,7 +51,7 @@ def train(model, train_ids, valid_ids, pad_id, p, dev, ckpt: Checkpoint | None =
         raise ValueError(f"sft.batch_size = {bs} but only {len(train_ids)} SFT reviews")
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), "adamw", p["lr"], p["weight_decay"])
-    model.train()
+    train_mode(model, p["gradient_checkpointing"], dropout=True)
     state = ckpt.restore(model, opt) if ckpt else None
     if state is None:
         metrics, step, order, order_epoch = [], 0, None, -1
@@ -57,32 +60,39 @@ def train(model, train_ids, valid_ids, pad_id, p, dev, ckpt: Checkpoint | None =
         order, order_epoch = state["order"], state["order_epoch"]
         gen.set_state(state["gen"])
         log.info("resuming from the checkpoint at step %d", step)
+    ddp = wrap(model, world)
+
+    def step_nll(rows):
+        return nll(ddp, [train_ids[i] for i in rows.tolist()], pad_id, dev)[0], {}
+
     t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
-    bar = progress(total=total, initial=step, desc="sft", unit="step")
+    bar = progress(total=total, initial=step, desc="sft", unit="step", disable=not world.main)
     while step < total:
         epoch, pos = divmod(step, steps_per_epoch)
         if order_epoch != epoch:
             order, order_epoch = torch.randperm(len(train_ids), generator=gen), epoch
-        idx = order[pos * bs:(pos + 1) * bs].tolist()
+        idx = order[pos * bs:(pos + 1) * bs]
         lr = warmup_cosine(step, total, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
-        total_nll, n_tokens = nll(model, [train_ids[i] for i in idx], pad_id, dev)
-        loss = total_nll / n_tokens
-        check_finite(loss, "sft", step, f"reviews {idx[:4]}... of epoch {epoch}")
+        # the mean is over the global batch's tokens, known before any forward pass
+        n_tokens = sum(len(train_ids[i]) - 1 for i in idx.tolist())
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        parts = world.micro_batches(idx, p["micro_batch_size"], "sft.batch_size")
+        loss = accumulate(ddp, parts, step_nll, n_tokens, world)["loss"] / n_tokens
+        check_finite(torch.tensor(loss), "sft", step, f"reviews {idx[:4].tolist()}... of epoch {epoch}")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        metrics.append({"step": step, "epoch": epoch, "loss": loss.item(), "lr": lr,
-                        "tokens": n_tokens, "seconds": time.perf_counter() - t0})
+        metrics.append({"step": step, "epoch": epoch, "loss": loss, "lr": lr,
+                        "grad_norm": grad_norm.item(), "tokens": n_tokens,
+                        "seconds": time.perf_counter() - t0})
         step += 1
         bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        if ckpt is not None and ckpt.due(step) and step < total:
+        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+        if world.main and ckpt is not None and ckpt.due(step) and step < total:
             ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
                                    "order_epoch": order_epoch, "gen": gen.get_state()})
     bar.close()
-    return pd.DataFrame(metrics), evaluate(model, valid_ids, pad_id, bs, dev)
+    return pd.DataFrame(metrics)
 
 
 @torch.no_grad()
@@ -101,6 +111,7 @@ def main(argv=None):
     args = cli.parse(__doc__, ["sft", "tokenizer", "checkpoint"], ["model", "metrics", "eval"], argv,
                      optional=("checkpoint",))
     p = args.params
+    world = setup()
     dev = device()
     torch.manual_seed(p["seed"])
     tok = load_tokenizer(args.tokenizer, "tokenizer")
@@ -123,7 +134,11 @@ def main(argv=None):
 
     ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
                       fingerprint(p, args.sft, args.tokenizer))
-    metrics, heldout = train(model, train_ids, valid_ids, tok.pad_token_id, p, dev, ckpt)
+    metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world)
+    teardown(world)
+    if not world.main:
+        return
+    heldout = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
     heldout["train_tokens_per_second"] = metrics["tokens"].sum() / metrics["seconds"].iloc[-1]
     log.info("held-out loss %.3f, perplexity %.1f; %.0f training tokens/s",
              heldout["heldout_loss"], heldout["heldout_perplexity"],

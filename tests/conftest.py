@@ -20,6 +20,12 @@ REVIEWS = [
 ] * 4
 
 
+def pytest_collection_modifyitems(items):
+    """The SLURM tests last: once SLURM is installed, every snakemake start runs the slurm
+    plugin's `scontrol show config` probe, which waits 10 s when no controller is up."""
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")
+
+
 @pytest.fixture(scope="session")
 def reviews() -> pd.DataFrame:
     return pd.DataFrame({"text": REVIEWS, "label": [1, 0, 0, 1, 0, 0, 1, 0] * 4})
@@ -68,3 +74,21 @@ def classifier_dir(tmp_path_factory, tokenizer):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture
+def pair_files(tmp_path, policy):
+    """64 preference pairs and pi_ref's log-probs of them, as files in tmp_path."""
+    from pipeline.logprobs import left_pad, response_logprobs
+
+    rows = [{"prompt_id": i, "prompt_ids": [5 + i % 7, 6], "chosen_ids": [20 + i % 5, 21, 22],
+             "rejected_ids": [30 + i % 3, 31]} for i in range(64)]
+    df = pd.DataFrame(rows)
+    df.to_parquet(tmp_path / "pairs.parquet")
+    with torch.no_grad():
+        ref = {side: response_logprobs(policy, left_pad(df["prompt_ids"].tolist(),
+                                                        df[f"{side}_ids"].tolist(), 0)).numpy()
+               for side in ("chosen", "rejected")}
+    pd.DataFrame({"ref_chosen": ref["chosen"], "ref_rejected": ref["rejected"]}).to_parquet(
+        tmp_path / "ref.parquet")
+    return tmp_path

@@ -49,37 +49,21 @@ def kill_then_resume(module, args, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.fixture
-def pairs(tmp_path, policy):
-    from pipeline.logprobs import left_pad, response_logprobs
-
-    rows = [{"prompt_id": i, "prompt_ids": [5 + i % 7, 6], "chosen_ids": [20 + i % 5, 21, 22],
-             "rejected_ids": [30 + i % 3, 31]} for i in range(64)]
-    df = pd.DataFrame(rows)
-    df.to_parquet(tmp_path / "pairs.parquet")
-    with torch.no_grad():
-        ref = {side: response_logprobs(policy, left_pad(df["prompt_ids"].tolist(),
-                                                        df[f"{side}_ids"].tolist(), 0)).numpy()
-               for side in ("chosen", "rejected")}
-    pd.DataFrame({"ref_chosen": ref["chosen"], "ref_rejected": ref["rejected"]}).to_parquet(
-        tmp_path / "ref.parquet")
-    return tmp_path
-
-
 @pytest.mark.parametrize("method", ["dpo", "cringe"])
-def test_preference_trainer_resumes_to_the_same_weights(pairs, policy_dir, method):
+def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, method):
     params = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True,
               "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "epochs": 12, "warmup_steps": 3,
-              "max_grad_norm": 10.0, "seed": 0, "reward_prompts": 2, "reward_every": 50,
+              "max_grad_norm": 10.0, "micro_batch_size": None, "gradient_checkpointing": False,
+              "seed": 0, "reward_prompts": 2, "reward_every": 50,
               "max_new_tokens": 3, "checkpoint_every": 7, "reward": REWARD}
 
     def args(out):
-        return ["--params", json.dumps(params), "--pairs", str(pairs / "pairs.parquet"),
-                "--reference", str(pairs / "ref.parquet"), "--policy", str(policy_dir),
+        return ["--params", json.dumps(params), "--pairs", str(pair_files / "pairs.parquet"),
+                "--reference", str(pair_files / "ref.parquet"), "--policy", str(policy_dir),
                 "--model", str(out / "model"), "--metrics", str(out / "metrics.csv"),
                 "--checkpoint", str(out / "checkpoint")]
 
-    kill_then_resume("preference", args, pairs)
+    kill_then_resume("preference", args, pair_files)
 
 
 def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
@@ -89,7 +73,8 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
               "iterations": 40, "rollout_size": 8, "minibatch_size": 4, "ppo_epochs": 2,
               "optimizer": "adamw", "lr": 1e-3, "warmup_steps": 2, "cliprange": 0.2,
               "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95,
-              "max_grad_norm": 1.0, "seed": 0, "max_new_tokens": 4, "checkpoint_every": 3,
+              "max_grad_norm": 1.0, "gradient_checkpointing": False, "seed": 0, "max_new_tokens": 4,
+              "checkpoint_every": 3,
               "reward": REWARD}
 
     def args(out):
@@ -110,7 +95,8 @@ def test_sft_resumes_to_the_same_weights(tmp_path, tokenizer):
     pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
     params = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
               "max_length": 24, "epochs": 3, "batch_size": 4, "lr": 3e-3, "weight_decay": 0.0,
-              "warmup_steps": 3, "holdout": 8, "seed": 0, "checkpoint_every": 4}
+              "warmup_steps": 3, "holdout": 8, "seed": 0, "checkpoint_every": 4,
+              "micro_batch_size": None, "gradient_checkpointing": False}
 
     def args(out):
         return ["--params", json.dumps(params), "--sft", str(tmp_path / "sft.parquet"),

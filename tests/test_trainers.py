@@ -60,6 +60,7 @@ class ConstantScorer:
 def dpo_config(beta):
     return {"method": "dpo", "beta": beta, "optimizer": "adamw", "lr": 1e-2, "batch_size": 4,
             "epochs": 15, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
+            "micro_batch_size": None, "gradient_checkpointing": False,
             "reward_prompts": 2, "reward_every": 1000, "max_new_tokens": 2, "checkpoint_every": 0}
 
 
@@ -91,6 +92,7 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
          "iterations": 12, "rollout_size": 64, "minibatch_size": 16, "ppo_epochs": 4,
          "optimizer": "adamw", "lr": 1e-2, "warmup_steps": 1, "cliprange": 0.2,
          "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
+         "gradient_checkpointing": False,
          "seed": 0, "max_new_tokens": 8}
     metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05

@@ -26,14 +26,15 @@ rule sft:
         eval="results/sft/heldout.json",
     params:
         cfg=as_arg(config["policy"] | config["sft"]),
+        launch=LAUNCH,
     threads: all_cores()
     resources:
-        **GPU,
+        **TRAIN,
     log:
         "results/logs/sft.log",
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.sft --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
+        "{params.launch} pipeline.sft --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
         " --checkpoint results/checkpoints/sft --model {output.model} --metrics {output.metrics}"
         " --eval {output.eval} > {log} 2>&1"

@@ -30,15 +30,16 @@ rule train_pairwise:
         method="dpo|cringe",
     params:
         cfg=trainer_params,
+        launch=LAUNCH,
     threads: 1
     resources:
-        **GPU,
+        **TRAIN,
     log:
         "results/logs/train_{method}_{value}_seed{seed}.log",
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.preference --params {params.cfg} --pairs {input.pairs}"
+        "{params.launch} pipeline.preference --params {params.cfg} --pairs {input.pairs}"
         " --reference '{input.reference}' --policy {input.policy} --model {output.model}"
         " --metrics {output.metrics} --checkpoint results/checkpoints/{wildcards.method}/"
         "{wildcards.value}/seed{wildcards.seed} > {log} 2>&1"

@@ -1,0 +1,100 @@
+"""Data parallelism (torchrun, 2 CPU processes on gloo) and gradient accumulation give the model
+that one process training on the whole batch gives, with the same global batch."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+# CPU processes on gloo, also where a GPU is visible (one GPU cannot hold two NCCL ranks)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+REWARD = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 64,
+          "max_length": 64}
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def train(module, args, out, processes=1):
+    launcher = TORCHRUN if processes > 1 else [sys.executable]
+    proc = subprocess.run(launcher + ["-m", f"pipeline.{module}"] + args(out), env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return load_file(out / "model" / "model.safetensors"), pd.read_csv(out / "metrics.csv")
+
+
+def assert_same_training(a, b):
+    """Same weights, and the same loss and gradient norm at every step (the gradient norm, taken
+    before clipping, catches a wrongly scaled gradient that Adam's update would hide)."""
+    (weights_a, metrics_a), (weights_b, metrics_b) = a, b
+    assert weights_a.keys() == weights_b.keys()
+    for k in weights_a:
+        torch.testing.assert_close(weights_a[k], weights_b[k], rtol=1e-3, atol=1e-4,
+                                   msg=lambda m, k=k: f"{k}: {m}")
+    for column in ("loss", "grad_norm"):
+        torch.testing.assert_close(torch.tensor(metrics_a[column].dropna().to_numpy()),
+                                   torch.tensor(metrics_b[column].dropna().to_numpy()),
+                                   rtol=1e-4, atol=1e-6, msg=lambda m, c=column: f"{c}: {m}")
+
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
+                                reason="this torch build has no gloo backend")
+
+
+def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files, policy_dir):
+    params = {"method": "dpo", "beta": 0.1, "optimizer": "adamw", "lr": 1e-3, "batch_size": 8,
+              "epochs": 1, "warmup_steps": 2, "max_grad_norm": 10.0, "seed": 0,
+              "reward_prompts": 2, "reward_every": 50, "max_new_tokens": 3, "checkpoint_every": 0,
+              "gradient_checkpointing": False, "reward": REWARD}
+
+    def run(micro_batch_size, processes=1, gradient_checkpointing=False):
+        p = params | {"micro_batch_size": micro_batch_size,
+                      "gradient_checkpointing": gradient_checkpointing}
+        name = f"dpo_{processes}x{micro_batch_size}{'_gc' if gradient_checkpointing else ''}"
+
+        def args(out):
+            return ["--params", json.dumps(p), "--pairs", str(pair_files / "pairs.parquet"),
+                    "--reference", str(pair_files / "ref.parquet"), "--policy", str(policy_dir),
+                    "--model", str(out / "model"), "--metrics", str(out / "metrics.csv")]
+        return train("preference", args, pair_files / name, processes)
+
+    whole = run(None)
+    before = load_file(policy_dir / "model.safetensors")
+    assert any(not torch.allclose(before[k], whole[0][k]) for k in before), "the policy moved"
+    assert_same_training(whole, run(3))  # 8 rows in micro-batches of 3, 3 and 2
+    assert_same_training(whole, run(2, processes=2))
+    assert_same_training(whole, run(None, gradient_checkpointing=True))
+
+
+def test_sft_on_two_processes_equals_one_process(tmp_path, tokenizer):
+    from conftest import REVIEWS
+
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
+    params = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
+              "max_length": 24, "epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0,
+              "warmup_steps": 3, "holdout": 8, "seed": 0, "checkpoint_every": 0,
+              "gradient_checkpointing": False}
+
+    def run(micro_batch_size, processes):
+        p = params | {"micro_batch_size": micro_batch_size}
+
+        def args(out):
+            return ["--params", json.dumps(p), "--sft", str(tmp_path / "sft.parquet"),
+                    "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
+                    "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json")]
+        return train("sft", args, tmp_path / f"sft_{processes}x{micro_batch_size}", processes)
+
+    # reviews of different lengths: the loss is a mean over the global batch's tokens
+    assert_same_training(run(None, 1), run(3, 2))
+
+
+def test_a_batch_that_does_not_split_over_the_processes_is_refused():
+    from pipeline.distributed import World
+
+    with pytest.raises(ValueError, match="dpo.batch_size = 9 is not a multiple of the 2 processes"):
+        World(rank=0, size=2).micro_batches(torch.arange(9), None, "dpo.batch_size")
+    assert [t.tolist() for t in World(1, 2).micro_batches(torch.arange(8), 3, "k")] == [[1, 3, 5], [7]]
