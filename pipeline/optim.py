@@ -7,8 +7,12 @@ import torch
 
 def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0):
     """AdamW, or RMSprop as the DPO paper uses for its policies."""
+    params = list(params)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+        # fused on CUDA: one kernel for all parameters (the unfused step was 17% of a gpt2-large
+        # SFT step on an H200)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95),
+                                 fused=params[0].is_cuda)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer '{name}' (adamw or rmsprop)")

@@ -1,0 +1,220 @@
+"""Tokens per second and model FLOPs utilisation (MFU) of the pipeline's own SFT step, DPO step
+and sampling loop, for a GPT-2 of a given size with random weights (nothing is downloaded).
+
+    python benchmarks/throughput.py --size tiny                    # CPU: the embedded default's model
+    python benchmarks/throughput.py --size gpt2-large --batch-size 64 --dpo-batch-size 64
+
+Each phase calls the pipeline's code unchanged (sft.train, preference.train, sample.sample), on
+whatever device pipeline.models.device() picks, in bf16 autocast on CUDA. Model FLOPs per token
+follow PaLM (app. B): 6N + 12 L d T for a training token (forward and backward), 2N + 4 L d T for
+a forward-only token, with N the parameters less the position embeddings (the tied input embedding
+counts once, as the output projection) and T the attention context. MFU divides the achieved
+FLOP/s by the device's dense bf16 peak (known for A100, H100 and H200; else --peak-tflops).
+Then projects one run of each stage at the paper preset's sizes from the measured throughput.
+"""
+
+import argparse
+import json
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from pipeline import preference, sft
+from pipeline.models import FAST_GELU, device
+from pipeline.sample import sample
+
+SIZES = {  # n_layer, n_embd, n_head, vocab, positions
+    "tiny": (2, 128, 4, 2048, 128),
+    "gpt2": (12, 768, 12, 50257, 1024),
+    "gpt2-medium": (24, 1024, 16, 50257, 1024),
+    "gpt2-large": (36, 1280, 20, 50257, 1024),
+    "gpt2-xl": (48, 1600, 25, 50257, 1024),
+}
+PEAK_BF16_TFLOPS = {"H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4, "A100": 312.0}
+
+
+def peak_flops(dev, override):
+    if override:
+        return override * 1e12
+    if dev.type == "cuda":
+        name = torch.cuda.get_device_name(dev)
+        for key, tflops in PEAK_BF16_TFLOPS.items():  # the more specific names first
+            if key in name:
+                return tflops * 1e12
+    return None
+
+
+def build(size: str, dev) -> GPT2LMHeadModel:
+    n_layer, n_embd, n_head, vocab, positions = SIZES[size]
+    config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=n_embd, n_layer=n_layer,
+                        n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                        activation_function=FAST_GELU,
+                        bos_token_id=vocab - 1, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(config).to(dev)
+
+
+def flops_per_token(model, context: float, train: bool) -> float:
+    n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    L, d = model.config.n_layer, model.config.n_embd
+    return (6 * n + 12 * L * d * context) if train else (2 * n + 4 * L * d * context)
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def memory_gib(dev) -> float | None:
+    return torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else None
+
+
+def reset_memory(dev):
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def timed_steps(metrics: pd.DataFrame, warmup: int) -> tuple[float, int]:
+    """Seconds and steps after the first `warmup` steps (allocator and kernel warm-up)."""
+    seconds = metrics["seconds"].dropna().to_numpy()
+    return float(seconds[-1] - seconds[warmup - 1]), len(seconds) - warmup
+
+
+def bench_sft(model, args, rng, dev) -> dict:
+    vocab, T = model.config.vocab_size, args.seq_len
+    steps = args.warmup + args.steps
+    ids = [rng.integers(0, vocab - 1, T).tolist() for _ in range(steps * args.batch_size)]
+    p = {"batch_size": args.batch_size, "micro_batch_size": args.micro_batch_size, "epochs": 1,
+         "lr": 1e-5, "weight_decay": 0.0, "warmup_steps": 1, "seed": 0,
+         "gradient_checkpointing": args.gradient_checkpointing}
+    reset_memory(dev)
+    metrics = sft.train(model, ids, vocab - 1, p, dev)
+    seconds, n = timed_steps(metrics, args.warmup)
+    tokens = n * args.batch_size * T
+    return {"tokens_per_s": tokens / seconds,
+            "flops_per_s": tokens * flops_per_token(model, T, train=True) / seconds,
+            "step_s": seconds / n, "peak_memory_gib": memory_gib(dev)}
+
+
+class NoReward:
+    def __call__(self, texts):
+        return np.zeros(len(texts))
+
+
+def bench_dpo(model, args, rng, dev) -> dict:
+    vocab, prompt, response = model.config.vocab_size, 8, args.dpo_len - 8
+    n = (args.warmup + args.steps) * args.dpo_batch_size
+
+    def draw(length):
+        return [rng.integers(0, vocab - 1, length).tolist() for _ in range(n)]
+    pairs = pd.DataFrame({"prompt_id": range(n), "prompt_ids": draw(prompt),
+                          "chosen_ids": draw(response), "rejected_ids": draw(response)})
+    ref = pd.DataFrame({"ref_chosen": np.full(n, -100.0), "ref_rejected": np.full(n, -100.0)})
+    p = {"method": "dpo", "beta": 0.1, "optimizer": "rmsprop", "lr": 1e-6,
+         "batch_size": args.dpo_batch_size, "micro_batch_size": args.dpo_micro_batch_size,
+         "epochs": 1, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
+         "gradient_checkpointing": args.gradient_checkpointing, "reward_prompts": 0,
+         "reward_every": 10**9, "max_new_tokens": 1}
+    reset_memory(dev)
+    tok = SimpleNamespace(pad_token_id=vocab - 1)  # the trainer reads only the pad id here
+    metrics = preference.train(model, tok, pairs, ref, p, NoReward())
+    seconds, steps = timed_steps(metrics.iloc[1:], args.warmup)  # row 0: the reward at step 0
+    tokens = steps * args.dpo_batch_size * 2 * args.dpo_len     # chosen and rejected sequences
+    return {"tokens_per_s": tokens / seconds, "pairs_per_s": tokens / seconds / 2 / args.dpo_len,
+            "flops_per_s": tokens * flops_per_token(model, args.dpo_len, train=True) / seconds,
+            "step_s": seconds / steps, "peak_memory_gib": memory_gib(dev)}
+
+
+@torch.no_grad()
+def bench_sample(model, args, rng, dev) -> dict:
+    model.eval()
+    vocab, prompt, new = model.config.vocab_size, 8, args.new_tokens
+    prompts = [rng.integers(0, vocab - 1, prompt).tolist() for _ in range(args.sample_batch_size)]
+    gen = torch.Generator(device=dev).manual_seed(0)
+    reset_memory(dev)
+    times = []
+    for _ in range(args.warmup + 2):
+        sync(dev)
+        t0 = time.perf_counter()
+        # eos_id -1 is never drawn: every row generates exactly `new` tokens
+        sample(model, prompts, new, -1, vocab - 1, gen)
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    seconds = float(np.mean(times[args.warmup:]))
+    generated = args.sample_batch_size * new
+    flops = args.sample_batch_size * (prompt * flops_per_token(model, prompt / 2, train=False)
+                                      + new * flops_per_token(model, prompt + new / 2, train=False))
+    return {"tokens_per_s": generated / seconds, "flops_per_s": flops / seconds,
+            "batch_s": seconds, "peak_memory_gib": memory_gib(dev)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    ap.add_argument("--seq-len", type=int, default=128, help="SFT tokens per review (paper: 128)")
+    ap.add_argument("--batch-size", type=int, default=32, help="SFT batch (paper: 64)")
+    ap.add_argument("--micro-batch-size", type=int, default=None)
+    ap.add_argument("--dpo-len", type=int, default=56, help="prompt (8) + response tokens")
+    ap.add_argument("--dpo-batch-size", type=int, default=32, help="pairs per step (paper: 64)")
+    ap.add_argument("--dpo-micro-batch-size", type=int, default=None)
+    ap.add_argument("--new-tokens", type=int, default=48)
+    ap.add_argument("--sample-batch-size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per training phase")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
+    ap.add_argument("--phases", default="sft,dpo,sample")
+    ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--profile", action="store_true", help="print each phase's top operators")
+    args = ap.parse_args()
+
+    dev = device()
+    model = build(args.size, dev)
+    peak = peak_flops(dev, args.peak_tflops)
+    threads = f"CPU, {torch.get_num_threads()} threads"
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else threads
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{args.size}: {n_params / 1e6:.1f}M parameters on {name}; "
+          f"{'bf16 autocast' if dev.type == 'cuda' else 'fp32'}"
+          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}")
+    rng = np.random.default_rng(0)
+    phases = {"sft": bench_sft, "dpo": bench_dpo, "sample": bench_sample}
+    results = {"size": args.size, "parameters": n_params, "device": name, "args": vars(args)}
+    for phase in args.phases.split(","):
+        if args.profile:
+            with torch.profiler.profile() as prof:
+                r = phases[phase](model, args, rng, dev)
+            sort = "self_cuda_time_total" if dev.type == "cuda" else "self_cpu_time_total"
+            print(prof.key_averages().table(sort_by=sort, row_limit=20, max_name_column_width=60))
+        else:
+            r = phases[phase](model, args, rng, dev)
+        r["mfu"] = r["flops_per_s"] / peak if peak else None
+        results[phase] = r
+        mfu = f"{100 * r['mfu']:.1f}% MFU" if peak else "MFU n/a (no known peak; --peak-tflops)"
+        mem = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""
+        print(f"  {phase:7s} {r['tokens_per_s']:>12,.0f} tokens/s  "
+              f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}")
+    # One run of each stage at the paper preset's sizes (workflow/presets/paper.yaml).
+    projection = {
+        "sft: 50,000 reviews x 128 tokens": ("sft", 50_000 * 128),
+        "sample: 25,000 prompts x 4 x 48 tokens": ("sample", 25_000 * 4 * 48),
+        "dpo: 150,000 pairs x 2 x 56 tokens": ("dpo", 150_000 * 2 * 56),
+    }
+    print("  projected minutes per run at the paper's sizes, from the rates above:")
+    for label, (phase, tokens) in projection.items():
+        if phase in results:
+            minutes = tokens / results[phase]["tokens_per_s"] / 60
+            results.setdefault("projected_minutes", {})[label] = minutes
+            print(f"    {label:42s} {minutes:8.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
