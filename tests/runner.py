@@ -11,10 +11,11 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "tests" / "configs" / "micro.yaml"
 
 
-def snakemake(workdir, *args, config=None, check=True):
-    """Run snakemake on the repository's Snakefile inside `workdir`; `config` overrides micro.yaml."""
+def snakemake(workdir, *args, config=None, check=True, configfile=MICRO):
+    """Run snakemake on the repository's Snakefile inside `workdir`, with config.yaml extended
+    by `configfile` (the micro study) and then by `config`."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(MICRO)]
+           str(workdir), "--configfile", str(configfile)]
     if config is not None:
         extra = Path(workdir) / "override.yaml"
         extra.write_text(yaml.safe_dump(config))

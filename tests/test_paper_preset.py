@@ -1,0 +1,69 @@
+"""The paper preset's plan, from a dry run (nothing is downloaded): every stage, every swept value
+and seed, one GPU per torch job, and torchrun when the trainers run data-parallel."""
+
+import itertools
+import re
+
+import pytest
+import yaml
+
+from runner import REPO, snakemake
+
+PRESET = REPO / "workflow" / "presets" / "paper.yaml"
+GPU_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo", "evaluate"}
+SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
+
+
+def plan(workdir, config=None) -> list[dict]:
+    """Each planned job of a dry run: its rule, wildcards, resources and shell command."""
+    out = snakemake(workdir, "-n", "--printshellcmds", config=config, configfile=PRESET).stdout
+    jobs = []
+    for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out)[1:]:
+        job = {"rule": re.search(r"rule (\w+):", block)[1]}
+        for key in ("wildcards", "resources"):
+            line = re.search(rf"^\s+{key}: (.*)$", block, re.M)
+            job[key] = dict(kv.split("=", 1) for kv in line[1].split(", ")) if line else {}
+        job["shell"] = block.strip().splitlines()[-1]
+        jobs.append(job)
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def paper(tmp_path_factory):
+    return yaml.safe_load(PRESET.read_text()), plan(tmp_path_factory.mktemp("paper"))
+
+
+def test_every_stage_sweep_value_and_seed_is_planned(paper):
+    preset, jobs = paper
+    rules = {j["rule"] for j in jobs}
+    assert rules == {"data", "tokenizer", "prompts", "sft", "sample", "score", "pairs", "reference",
+                     "train_pairwise", "train_ppo", "evaluate", "table", "plots", "all"}
+    seeds = preset["train"]["seeds"]
+    expected = {(m, float(v), s) for m in SWEPT for v, s in
+                itertools.product(preset[m][SWEPT[m]], seeds)}
+    trained = [(j["wildcards"]["method"], float(j["wildcards"]["value"]), int(j["wildcards"]["seed"]))
+               for j in jobs if j["rule"].startswith("train_")]
+    assert sorted(trained) == sorted(expected) and len(expected) == 4 * 3 + 2 * 3 + 4 * 3
+    evaluated = [j["wildcards"]["policy"] for j in jobs if j["rule"] == "evaluate"]
+    assert len(evaluated) == len(set(evaluated)) == len(expected) + 1  # and pi_ref
+
+
+def test_torch_jobs_ask_for_a_gpu_and_the_preset_memory(paper):
+    preset, jobs = paper
+    gpu, cpu = preset["resources"]["gpu_rules"], preset["resources"]["cpu_rules"]
+    for job in jobs:
+        if job["rule"] == "all":
+            continue
+        res = job["resources"]
+        wanted = gpu if job["rule"] in GPU_RULES else cpu
+        assert res.get("gpu") == (str(gpu["gpu"]) if job["rule"] in GPU_RULES else None), job["rule"]
+        assert (int(res["mem_mb"]), int(res["runtime"])) == (wanted["mem_mb"], wanted["runtime"])
+
+
+def test_data_parallel_trainers_ask_for_their_gpus_and_run_under_torchrun(tmp_path):
+    jobs = plan(tmp_path, config={"resources": {"data_parallel": 4}})
+    for job in jobs:
+        parallel = job["rule"] in ("sft", "train_pairwise")
+        if job["rule"] in GPU_RULES:
+            assert job["resources"]["gpu"] == ("4" if parallel else "1"), job["rule"]
+            assert ("torchrun --standalone --nproc_per_node 4 -m pipeline." in job["shell"]) == parallel
