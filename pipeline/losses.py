@@ -152,3 +152,85 @@ class FixedKLController:
 
     def update(self, kl: float, n_samples: int) -> None:
         pass
+
+
+# --- The DPO paper's other baselines, and variants robust to noisy labels ---------------------
+
+def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, tau: float):
+    """L_IPO = (h - 1/(2 tau))^2, h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l)).
+
+    IPO (Azar et al. 2023) regresses h onto a finite margin where DPO pushes it towards infinity, so
+    a pair that is always won by the same side cannot drive the policy arbitrarily far from pi_ref.
+    The log-probs are summed over the response, as in the paper's equation; TRL's loss_type="ipo"
+    averages them per token instead, which divides h by the length and changes what tau means.
+
+    Returns (loss, h), h detached, for logging.
+    """
+    if tau <= 0:
+        raise ValueError(f"ipo tau = {tau} must be > 0")
+    h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    return (h - 1 / (2 * tau)) ** 2, h.detach()
+
+
+def conservative_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                          ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+                          label_smoothing: float):
+    """L_cDPO = -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h), h as in L_DPO.
+
+    Conservative DPO (Mitchell 2023, "A note on DPO with noisy preferences"): DPO with each label
+    trusted with probability 1 - eps. Its minimum lies at beta h = log((1 - eps) / eps), so a
+    flipped pair pulls only so far; eps = 0 is DPO. This is TRL's loss_type="sigmoid" with
+    label_smoothing, not TRL's "robust" loss (Chowdhury et al. 2024, which divides by 1 - 2 eps).
+
+    Returns what dpo_loss returns.
+    """
+    if not 0 <= label_smoothing < 0.5:
+        raise ValueError(f"cDPO label_smoothing = {label_smoothing} must lie in [0, 0.5)")
+    chosen_logratio = policy_chosen - ref_chosen
+    rejected_logratio = policy_rejected - ref_rejected
+    logits = beta * (chosen_logratio - rejected_logratio)
+    # logsigmoid, not log(sigmoid): stays finite where sigmoid underflows to 0
+    loss = -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+    return loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach()
+
+
+def unlikelihood_loss(chosen_token_logps: torch.Tensor, rejected_token_logps: torch.Tensor,
+                      rejected_mask: torch.Tensor, alpha: float) -> torch.Tensor:
+    """L_UL = -sum_t log p(y_w,t | x, y_w,<t) - alpha * sum_t log(1 - p(y_l,t | x, y_l,<t)).
+
+    The DPO paper's Unlikelihood baseline: likelihood on y_w, token-level unlikelihood (Welleck et
+    al. 2019) on y_l. Summed over the response tokens like ce_loss, so the first term is exactly
+    L_CE(x, y_w) and the second is the paper's sum over t; a per-token mean would weigh the tokens
+    of short responses more. p(y_l,t) is clamped to at most 1 - 1e-6: a token the model is certain
+    of would give log 0 = -inf; there its term is capped at -log(1e-6) ~ 13.8 (and has no gradient).
+
+    Token log-probs (B, T) as pipeline.logprobs.token_logprobs gives them (0 outside the response);
+    rejected_mask (B, T) bool marks y_l's response tokens, as log(1 - exp(0)) is not 0.
+    Returns (B,).
+    """
+    p = rejected_token_logps.exp().clamp(max=1 - 1e-6)
+    log_not_p = torch.where(rejected_mask, torch.log1p(-p), torch.zeros_like(p))
+    return -chosen_token_logps.sum(-1) - alpha * log_not_p.sum(-1)
+
+
+def bradley_terry_loss(reward_chosen: torch.Tensor, reward_rejected: torch.Tensor) -> torch.Tensor:
+    """L_R = -log sigmoid(r(x, y_w) - r(x, y_l)): the reward model's loss in the RLHF route."""
+    return -F.logsigmoid(reward_chosen - reward_rejected)
+
+
+def plackett_luce_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
+                       beta: float) -> torch.Tensor:
+    """L_PL = -sum_{k=1}^{K-1} [beta h_k - log sum_{j>=k} exp(beta h_j)],
+    h_k = log pi(y_k) - log ref(y_k).
+
+    DPO under the Plackett-Luce model of a full ranking (DPO paper, app. A.3): y_1 is picked from
+    y_1..y_K, then y_2 from y_2..y_K, and so on. K = 2 is L_DPO. Inputs (B, K), each row a prompt's
+    K responses ordered best first; returns (B,).
+    """
+    if policy_logps.size(-1) < 2:
+        raise ValueError(f"plackett_luce_loss needs K >= 2 responses, got {policy_logps.size(-1)}")
+    s = beta * (policy_logps - ref_logps)
+    tail = s.flip(-1).logcumsumexp(-1).flip(-1)  # tail[k] = log sum_{j>=k} exp(s_j), all k at once
+    # the k = K term, s_K - log exp(s_K), is 0: the last pick has one candidate
+    return -(s - tail)[..., :-1].sum(-1)
