@@ -3,7 +3,20 @@
 Kept free of heavy imports: the Snakefile uses it to lay out the DAG.
 """
 
-SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
+SWEPT = {
+    "dpo": "beta", "cringe": "b", "ppo": "target_kl",                      # the slides' table
+    "ipo": "tau", "unlikelihood": "alpha", "preferred_ft": "epochs",      # the paper's baselines
+    "best_of_n": "n",
+    "dpo_noisy": "rate", "cdpo_noisy": "rate",                              # noisy labels
+    "ppo_rm": "target_kl",                                                  # the RLHF route
+}
+PAIRWISE = {"dpo", "cringe", "ipo", "unlikelihood", "preferred_ft", "dpo_noisy", "cdpo_noisy"}
+NEEDS_REFERENCE = {"dpo", "ipo", "dpo_noisy", "cdpo_noisy"}  # pi_ref's log-probs of the pairs
+TRAINED = PAIRWISE | {"ppo", "ppo_rm"}  # best_of_n has no trained policy: it samples pi_ref
+# Methods whose other settings (optimiser, batch size, epochs, ...) are those of another method:
+# the baselines train like DPO, and PPO on the learned reward like PPO on the true one.
+SETTINGS_FROM = {"ipo": "dpo", "unlikelihood": "dpo", "preferred_ft": "dpo", "dpo_noisy": "dpo",
+                 "cdpo_noisy": "dpo", "ppo_rm": "ppo"}
 REFERENCE = "sft"  # the policy id of pi_ref
 
 

@@ -2,7 +2,8 @@
 
 - frontier.png: mean sentiment against KL(pi || pi_ref) on held-out prompts, one series per
   method over its sweep (aggregate rows, 95% bootstrap intervals as error bars), pi_ref marked;
-  the DPO paper's figure 2 in this study's setting.
+  the DPO paper's figure 2 in this study's setting. Beside it, the same against the reverse
+  KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound).
 - sentiment.png: the distribution of the true reward over evaluation samples, per policy.
 - training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
   PPO's reward and KL by iteration.
@@ -15,13 +16,20 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.methods import parse_policy_id
+from pipeline.methods import TRAINED, parse_policy_id
 
 log = get_logger("plots")
 
-COLOURS = {"pi_ref": "black", "dpo": "tab:blue", "cringe": "tab:green", "ppo": "tab:red"}
+COLOURS = {"pi_ref": "black", "dpo": "tab:blue", "cringe": "tab:green", "ppo": "tab:red",
+           "ipo": "tab:purple", "unlikelihood": "tab:brown", "preferred_ft": "tab:olive",
+           "best_of_n": "tab:gray", "dpo_noisy": "tab:cyan", "cdpo_noisy": "tab:pink",
+           "ppo_rm": "tab:orange"}
 LABELS = {"pi_ref": "pi_ref (SFT)", "dpo": "DPO (beta)", "cringe": "Pairwise Cringe (b)",
-          "ppo": "PPO, true reward (target KL)"}
+          "ppo": "PPO, true reward (target KL)", "ipo": "IPO (tau)",
+          "unlikelihood": "Unlikelihood (alpha)", "preferred_ft": "Preferred-FT (epochs)",
+          "best_of_n": "Best-of-N (N; KL: the bound)", "dpo_noisy": "DPO, noisy labels (rate)",
+          "cdpo_noisy": "conservative DPO, noisy labels (rate)",
+          "ppo_rm": "PPO, learned reward (target KL)"}
 
 
 def label(method: str, value) -> str:
@@ -29,28 +37,35 @@ def label(method: str, value) -> str:
 
 
 def frontier(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 5))
+    """Sentiment against the forward KL (with 95% intervals) and, beside it, the reverse KL."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
     ref = table[table["method"] == "pi_ref"].iloc[0]
-    ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
-    ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
-            label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
     agg = table[table["kind"] == "aggregate"]
-    for method, rows in agg.groupby("method", sort=False):
-        rows = rows.sort_values("kl")
-        ax.errorbar(rows["kl"], rows["sentiment"],
-                    xerr=[rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]],
-                    yerr=[rows["sentiment"] - rows["sentiment_lo"],
-                          rows["sentiment_hi"] - rows["sentiment"]],
-                    marker="o", capsize=3, color=COLOURS[method], label=LABELS[method])
-        for r in rows.itertuples():
-            ax.annotate(f"{r.value:g}", (r.kl, r.sentiment), textcoords="offset points",
-                        xytext=(5, -12), fontsize=8, color=COLOURS[method])
-    ax.set_xlabel("KL(pi || pi_ref) per response, nats (exact, on the policy's samples)")
-    ax.set_ylabel("mean sentiment p(positive) on held-out prompts")
-    ax.set_title("Reward vs KL frontier (95% bootstrap intervals)")
-    ax.set_xlim(left=-0.5)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=9)
+    for ax, kl, xlabel in [
+        (axes[0], "kl", "KL(pi || pi_ref) per response, nats (exact, on the policy's samples)"),
+        (axes[1], "kl_reverse", "KL(pi_ref || pi) per response, nats (exact, on pi_ref's samples)"),
+    ]:
+        ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
+        ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
+                label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
+        for method, rows in agg.dropna(subset=[kl]).groupby("method", sort=False):
+            rows = rows.sort_values(kl)
+            xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
+            ax.errorbar(rows[kl], rows["sentiment"], xerr=xerr,
+                        yerr=[rows["sentiment"] - rows["sentiment_lo"],
+                              rows["sentiment_hi"] - rows["sentiment"]],
+                        marker="o", capsize=3, color=COLOURS[method], label=LABELS[method])
+            for r in rows.itertuples():
+                ax.annotate(f"{r.value:g}", (getattr(r, kl), r.sentiment),
+                            textcoords="offset points", xytext=(5, -12), fontsize=8,
+                            color=COLOURS[method])
+        ax.set_xlabel(xlabel)
+        ax.set_xlim(left=-0.5)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].set_ylabel("mean sentiment p(positive) on held-out prompts")
+    axes[0].set_title("Reward vs KL(pi || pi_ref) frontier (95% bootstrap intervals)")
+    axes[1].set_title("the same policies against the reverse KL(pi_ref || pi)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -94,7 +109,8 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
             axes[0, 1].plot(loss["step"], loss["loss"].rolling(10, min_periods=1).mean(), **style)
     titles = [("pairwise: true reward of the policy's samples", "step", "sentiment"),
               ("pairwise: loss (rolling mean of 10 steps)", "step", "loss"),
-              ("PPO: rollout reward", "iteration", "sentiment"),
+              ("PPO: rollout reward (ppo_rm: the learned reward, standardised)", "iteration",
+               "reward"),
               ("PPO: KL(pi || pi_ref) of the rollouts (k1)", "iteration", "nats")]
     for ax, (title, x, y) in zip(axes.flat, titles):
         ax.set_title(title, fontsize=10)
@@ -118,7 +134,7 @@ def main(argv=None):
     for pid in policies:
         meta = parse_policy_id(pid)
         name = label(meta["method"], meta["value"])
-        if meta["method"] != "pi_ref" and not pd.isna(meta["seed"]):
+        if meta["method"] in TRAINED:
             name += f" s{meta['seed']}"
             curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
         scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])["score"]

@@ -1,4 +1,5 @@
-"""Stage `train_ppo`: PPO against the ground-truth reward ("PPO-GT" in the DPO paper).
+"""Stage `train_ppo`: PPO against the ground-truth reward ("PPO-GT" in the DPO paper), or, for the
+RLHF route (`ppo_rm`), against the learned reward model ("PPO" in the paper's figure 2).
 
 Each iteration: draw `rollout_size` training prompts, sample one completion each from the current
 policy (pure sampling), score prompt + completion with the classifier, and form the per-token
@@ -156,8 +157,9 @@ def main(argv=None):
     prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
     if not prompts:
         raise ValueError(f"{args.prompts}: no training prompts")
+    learned = p["reward"]["model"] if p["reward"]["backend"] == "reward_model" else None
     ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p, args.prompts, args.policy))
+                      fingerprint(p, args.prompts, args.policy, learned))
     metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt)
     with io.atomic_output(args.model) as tmp:
         model.policy.save_pretrained(tmp)

@@ -1,8 +1,11 @@
-"""Stage `train_pairwise`: a policy trained on the preference pairs with DPO or Pairwise Cringe.
+"""Stage `train_pairwise`: a policy trained on the preference pairs with one pairwise loss.
 
+The slides' methods: DPO and Pairwise Cringe. The DPO paper's other baselines: IPO, Unlikelihood
+and Preferred-FT (SFT on the chosen responses). The noisy-label study: DPO (`dpo_noisy`) and
+conservative DPO (`cdpo_noisy`) on pairs whose labels are flipped at `rate` (pipeline.noise).
 Starts from pi_ref. Each step takes a batch of (prompt, chosen, rejected) token ids and runs chosen
-and rejected through the policy in one forward pass; DPO reads pi_ref's log-probs from the cached
-`reference` table. Dropout is off (eval mode) so that log-probs are those of the policy itself.
+and rejected through the policy in one forward pass; the DPO family reads pi_ref's log-probs from
+the cached `reference` table. Dropout is off so that log-probs are those of the policy itself.
 Every `reward_every` steps and at the end, the policy samples one completion for `reward_prompts`
 training prompts and the ground-truth reward scores them (`sample_reward` in the metrics).
 """
@@ -17,9 +20,11 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
-                             pairwise_cringe_loss)
+from pipeline.losses import (ce_loss, conservative_dpo_loss, cringe_gate, cringe_token_loss,
+                             dpo_loss, ipo_loss, pairwise_cringe_loss, unlikelihood_loss)
+from pipeline.methods import NEEDS_REFERENCE
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
+from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.reference import PAIR_COLUMNS
 from pipeline.rollout import rollout
@@ -37,13 +42,25 @@ def pair_batch(chunk: pd.DataFrame, pad_id: int):
 
 # A step returns per-pair losses and per-pair statistics; the trainer sums and averages them.
 def dpo_step(model, batch, ref, p, generator):
+    """DPO, and conservative DPO when `label_smoothing` is set (the noisy-label study)."""
     n = len(batch.input_ids) // 2
     logps = token_logprobs(forward_logits(model, batch), batch).sum(-1)
-    loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], p["beta"])
+    if "label_smoothing" in p:
+        loss, chosen_r, rejected_r = conservative_dpo_loss(logps[:n], logps[n:], ref[0], ref[1],
+                                                           p["beta"], p["label_smoothing"])
+    else:
+        loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], p["beta"])
     chosen_r, rejected_r = chosen_r.detach(), rejected_r.detach()
     return loss, {"reward_chosen": chosen_r, "reward_rejected": rejected_r,
                   "reward_accuracy": (chosen_r > rejected_r).float(),
                   "reward_margin": chosen_r - rejected_r}
+
+
+def ipo_step(model, batch, ref, p, generator):
+    n = len(batch.input_ids) // 2
+    logps = token_logprobs(forward_logits(model, batch), batch).sum(-1)
+    loss, h = ipo_loss(logps[:n], logps[n:], ref[0], ref[1], p["tau"])
+    return loss, {"reward_accuracy": (h > 0).float(), "reward_margin": h}
 
 
 def cringe_step(model, batch, ref, p, generator):
@@ -61,7 +78,23 @@ def cringe_step(model, batch, ref, p, generator):
                   "reward_accuracy": (margin > 0).float(), "reward_margin": margin}
 
 
-STEPS = {"dpo": dpo_step, "cringe": cringe_step}
+def unlikelihood_step(model, batch, ref, p, generator):
+    n = len(batch.input_ids) // 2
+    token_logps = token_logprobs(forward_logits(model, batch), batch)
+    loss = unlikelihood_loss(token_logps[:n], token_logps[n:], batch.response_mask[n:], p["alpha"])
+    margin = (token_logps[:n].sum(-1) - token_logps[n:].sum(-1)).detach()
+    return loss, {"reward_accuracy": (margin > 0).float(), "reward_margin": margin}
+
+
+def preferred_ft_step(model, batch, ref, p, generator):
+    """SFT on the chosen responses only: the rejected half of the batch is not run."""
+    chosen = batch.select(torch.arange(len(batch.input_ids) // 2, device=batch.input_ids.device))
+    ce = ce_loss(token_logprobs(forward_logits(model, chosen), chosen))
+    return ce, {"ce": ce.detach()}
+
+
+STEPS = {"dpo": dpo_step, "dpo_noisy": dpo_step, "cdpo_noisy": dpo_step, "ipo": ipo_step,
+         "cringe": cringe_step, "unlikelihood": unlikelihood_step, "preferred_ft": preferred_ft_step}
 
 
 def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer,
@@ -152,14 +185,19 @@ def main(argv=None):
     pairs = io.read_parquet(args.pairs, PAIR_COLUMNS + ["prompt_id"])
     if pairs.empty:
         raise ValueError(f"{args.pairs}: the pairs file holds no pairs")
-    if p["method"] == "dpo":
+    if p["method"] in NEEDS_REFERENCE:
         if not args.reference:
-            raise ValueError("dpo needs --reference (pi_ref's log-probs of the pairs)")
+            raise ValueError(f"{p['method']} needs --reference (pi_ref's log-probs of the pairs)")
         ref = io.read_parquet(args.reference, ["ref_chosen", "ref_rejected"])
         if len(ref) != len(pairs):
             raise ValueError(f"{args.reference} has {len(ref)} rows for {len(pairs)} pairs")
-    else:  # Pairwise Cringe has no reference model
+    else:  # Cringe, Unlikelihood and Preferred-FT have no reference model
         ref = None
+    if "rate" in p:  # the noisy-label study: flip labels, pi_ref's log-probs moving with them
+        both = apply_noise(pd.concat([pairs, ref], axis=1), p["rate"], p["mode"], p["seed"])
+        pairs, ref = both[pairs.columns], both[ref.columns]
+        log.info("%s labels: %d of %d pairs flipped (rate %g)", p["mode"], both["flipped"].sum(),
+                 len(both), p["rate"])
     world = setup()
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device())

@@ -2,10 +2,11 @@
 
 The scored text is the prompt and the completion decoded together, as the DPO paper scores it
 (the prompt alone already carries sentiment; both pi_ref and the trained policies see the same
-prompts, so the comparison stays fair). Two backends behind one interface, `Scorer`:
+prompts, so the comparison stays fair). Three backends behind one interface, `Scorer`:
 - `vader`: VADER's compound score c in [-1, 1] mapped to p = (c + 1) / 2 (offline default);
 - `hf`: a Hugging Face sequence classifier (hub id or local folder; siebert at paper scale),
-  p(positive) = softmax(logits)[the label named `reward.positive_label`].
+  p(positive) = softmax(logits)[the label named `reward.positive_label`];
+- `reward_model`: the RLHF route's learned reward (pipeline.reward_model), standardised.
 """
 
 from typing import Protocol
@@ -15,6 +16,7 @@ import torch
 from transformers import AutoModelForSequenceClassification
 
 from pipeline import cli, io
+from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
 from pipeline.models import from_pretrained_safe, autocast, device, load_tokenizer
 
@@ -62,9 +64,39 @@ class ClassifierScorer:
         return torch.cat(out).double().numpy()
 
 
+class RewardModelScorer:
+    """The learned reward (r - mean) / std, mean and std over its training sequences."""
+
+    def __init__(self, folder: str, batch_size: int, max_length: int):
+        # a late import: reward_model -> preference (pair_batch) -> score would be a cycle
+        from pipeline.reward_model import load_reward_model
+
+        self.dev = device()
+        self.tok = load_tokenizer(folder, "reward.model")
+        self.model = load_reward_model(folder, "reward.model").to(self.dev)
+        self.batch_size = batch_size
+        self.max_length = min(max_length, self.tok.model_max_length)
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
+            ids = self.tok(texts[start:start + self.batch_size], add_special_tokens=False,
+                           truncation=True, max_length=self.max_length)["input_ids"]
+            # left padding with positions from the mask: the head reads each text's last token
+            batch = left_pad([[]] * len(ids), ids, self.tok.pad_token_id).to(self.dev)
+            with autocast(self.dev):
+                out.append(self.model.standardised(batch).cpu())
+        return torch.cat(out).double().numpy()
+
+
 def make_scorer(p: dict) -> Scorer:
     if p["backend"] == "vader":
         return VaderScorer()
+    if p["backend"] == "reward_model":
+        if not p.get("model"):
+            raise ValueError("reward.model is required when reward.backend is 'reward_model'")
+        return RewardModelScorer(p["model"], p["batch_size"], p["max_length"])
     if not p.get("model"):
         raise ValueError("reward.model is required when reward.backend is 'hf'")
     return ClassifierScorer(p["model"], p["positive_label"], p["batch_size"], p["max_length"])

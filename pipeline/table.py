@@ -1,6 +1,6 @@
 """Stage `table`: results/table.csv, one row per policy and one per (method, value) over seeds.
 
-Columns: kind (policy | aggregate), method (pi_ref, dpo, cringe, ppo), param and value (the
+Columns: kind (policy | aggregate), method (pi_ref or a key of pipeline.methods.SWEPT), param and value (the
 swept hyperparameter), seed (empty on aggregate rows), n (samples), n_seeds, sentiment and
 kl (means) each with the bounds of a 95% percentile bootstrap interval (sentiment_lo/hi,
 kl_lo/hi; prompts are resampled, a prompt's samples stay together), kl_k1 (log-ratio estimate
@@ -16,7 +16,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.methods import parse_policy_id
+from pipeline.methods import SWEPT, parse_policy_id
 
 log = get_logger("table")
 
@@ -67,7 +67,7 @@ def build_table(eval_dir: Path, policies: list[str], n_boot: int, seed: int) -> 
                      "seed": float("nan"), "n_seeds": len(members),
                      **summarise(samples, reverse, distinct, n_boot, seed)})
     table = pd.DataFrame(rows, columns=COLUMNS)
-    order = {"pi_ref": 0, "dpo": 1, "cringe": 2, "ppo": 3}
+    order = {m: i for i, m in enumerate(["pi_ref", *SWEPT])}
     table = table.sort_values(["kind", "method", "value", "seed"],
                               key=lambda c: c.map(order) if c.name == "method" else c,
                               ascending=[False, True, True, True], kind="stable")

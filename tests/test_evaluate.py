@@ -155,3 +155,21 @@ def test_table_schema_and_rows(tmp_path):
     assert agg["n"] == 40 and agg["n_seeds"] == 2 and agg["param"] == "beta" and agg["value"] == 0.1
     assert ((table["sentiment_lo"] <= table["sentiment"]) & (table["sentiment"] <= table["sentiment_hi"])).all()
     assert (table["kl"] >= 0).all()
+
+
+def test_every_method_has_a_colour_and_a_legend_entry():
+    from pipeline.methods import SWEPT
+    from pipeline.plots import COLOURS, LABELS
+
+    assert set(COLOURS) == set(LABELS) == set(SWEPT) | {"pi_ref"}
+
+
+def test_best_of_n_takes_the_best_of_each_prompts_first_n_samples_and_reports_the_kl_bound():
+    from pipeline.best_of_n import best_of, kl_bound
+
+    samples = pd.DataFrame({"prompt_id": [0] * 4 + [1] * 4, "sample_id": [0, 1, 2, 3] * 2,
+                            "score": [0.1, 0.7, 0.9, 0.2, 0.5, 0.4, 0.3, 0.95], "length": 3})
+    best2, best4 = best_of(samples, 2), best_of(samples, 4)
+    assert best2["score"].tolist() == [0.7, 0.5] and best4["score"].tolist() == [0.9, 0.95]
+    assert kl_bound(1) == 0.0 and best4["kl"].iloc[0] == pytest.approx(math.log(4) - 3 / 4)
+    assert best4["kl_k1"].isna().all()

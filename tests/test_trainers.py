@@ -4,6 +4,7 @@ import copy
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from pipeline.logprobs import response_logprobs
@@ -74,6 +75,30 @@ def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
         margin, moved[beta] = logratio_margin(model, policy, PAIRS, pad)
         assert margin > 0 and metrics["reward_accuracy"].iloc[-1] == 1.0
     assert moved[1000.0] < 0.2 * moved[0.1]
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("ipo", {"tau": 0.1}), ("unlikelihood", {"alpha": 1.0}),
+    ("cdpo_noisy", {"beta": 0.1, "label_smoothing": 0.2}),
+])
+def test_each_pairwise_baseline_raises_the_margin_over_pi_ref(policy, tokenizer, method, extra):
+    pad = tokenizer.pad_token_id
+    model = copy.deepcopy(policy)
+    p = dpo_config(0.1) | {"method": method} | extra
+    train_pairwise(model, tokenizer, PAIRS, reference(policy, PAIRS, pad), p, ConstantScorer())
+    margin, _ = logratio_margin(model, policy, PAIRS, pad)
+    assert margin > 0
+
+
+def test_preferred_ft_raises_the_chosen_responses_only_objective(policy, tokenizer):
+    pad = tokenizer.pad_token_id
+    model = copy.deepcopy(policy)
+    p = dpo_config(0.1) | {"method": "preferred_ft", "epochs": 3}
+    metrics = train_pairwise(model, tokenizer, PAIRS, None, p, ConstantScorer())
+    batch = pair_batch(PAIRS, pad)
+    with torch.no_grad():
+        gain = response_logprobs(model, batch) - response_logprobs(policy, batch)
+    assert gain[:4].mean() > 0 and metrics["ce"].dropna().iloc[-1] < metrics["ce"].dropna().iloc[0]
 
 
 class VowelScorer:

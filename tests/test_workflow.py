@@ -1,11 +1,15 @@
 """The whole DAG on the micro config, through snakemake; reruns after a config edit are precise."""
 
+import json
+import re
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.methods import SWEPT
 from runner import REPO, planned_jobs, snakemake
 
 
@@ -113,3 +117,18 @@ def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_pat
     snakemake(again, "--cores", "2")
     for name in ["results/table.csv", "results/pairs.parquet"]:
         assert (again / name).read_bytes() == (study / name).read_bytes(), name
+
+
+def test_the_full_table_adds_every_other_method(study):
+    snakemake(study, "--cores", "2", "results/table_full.csv", "results/plots_full/frontier.png")
+    table = pd.read_csv(study / "results/table_full.csv")
+    policies = table[table["kind"] == "policy"]
+    assert set(policies["method"]) == {"pi_ref", *SWEPT}
+    assert (policies["kl"] >= 0).all()
+    bon = policies[policies["method"] == "best_of_n"]
+    assert np.allclose(bon["kl"], np.log(bon["value"]) - (bon["value"] - 1) / bon["value"])
+    reward_model = json.loads((study / "results/reward_model/summary.json").read_text())
+    assert reward_model["val_pairs"] > 0 and 0 <= reward_model["val_accuracy"] <= 1
+    noisy = (study / "results/logs/train_dpo_noisy_0.4_seed0.log").read_text()
+    assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", noisy)
+    assert (study / "results/plots_full/frontier.png").stat().st_size > 10_000

@@ -8,7 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pipeline.methods import REFERENCE, SWEPT, policy_id
+from pipeline.methods import (NEEDS_REFERENCE, PAIRWISE, REFERENCE, SETTINGS_FROM, SWEPT,
+                              TRAINED, policy_id)
 from pipeline.sources import model_source
 
 
@@ -72,18 +73,27 @@ def all_cores():
         return 1
 
 
-def trained_policies():
-    """The id of every trained policy the config asks for: one per method, swept value and seed."""
-    return [
+# results/table.csv and its plots hold train.methods; results/table_full.csv adds full_methods.
+STUDIES = {
+    "table": config["train"]["methods"],
+    "table_full": config["train"]["methods"]
+    + [m for m in config["train"]["full_methods"] if m not in config["train"]["methods"]],
+}
+PLOTS = {"plots": "table", "plots_full": "table_full"}  # plot folder -> its table
+
+
+def evaluated_policies(study):
+    """pi_ref, then one policy per method, swept value and seed (Best-of-N included)."""
+    return [REFERENCE] + [
         policy_id(method, value, seed)
-        for method in config["train"]["methods"]
+        for method in STUDIES[study]
         for value in config[method][SWEPT[method]]
         for seed in config["train"]["seeds"]
     ]
 
 
-def evaluated_policies():
-    return [REFERENCE] + trained_policies()
+def trained_policies(study):
+    return [pid for pid in evaluated_policies(study) if pid.split("/")[0] in TRAINED]
 
 
 def policy_folder(wildcards):
@@ -103,16 +113,27 @@ def trainer_params(wildcards):
     values = {str(v): v for v in config[method][SWEPT[method]]}
     if wildcards.value not in values:
         raise WorkflowError(f"{method}: {wildcards.value} is not in {method}.{SWEPT[method]}")
-    section = config[method] | {
+    base = {}
+    if method in SETTINGS_FROM:
+        other = SETTINGS_FROM[method]
+        base = {k: v for k, v in config[other].items() if k != SWEPT[other]}
+    section = base | config[method] | {
         SWEPT[method]: values[wildcards.value],
         "method": method,
         "seed": int(wildcards.seed),
         "reward": config["reward"],
         "max_new_tokens": config["sample"]["max_new_tokens"],
     }
-    if method != "ppo":  # PPO's rollouts are its reward monitor
+    if method in PAIRWISE:  # PPO's rollouts are its reward monitor
         section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every")}
+    if method == "ppo_rm":  # trained on the learned reward; evaluated, like all, on the true one
+        section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
+                             "batch_size": config["reward"]["batch_size"],
+                             "max_length": config["reward"]["max_length"]}
     return as_arg(section)
+
+
+REWARD_MODEL = "results/reward_model/model"
 
 
 def as_arg(section, keys=None):

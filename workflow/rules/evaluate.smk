@@ -9,7 +9,7 @@ rule evaluate:
         reverse_kl="results/eval/{policy}/reverse_kl.parquet",
         summary="results/eval/{policy}/summary.json",
     wildcard_constraints:
-        policy=r"sft|(dpo|cringe|ppo)/[^/]+/seed\d+",
+        policy=rf"sft|({'|'.join(sorted(TRAINED))})/[^/]+/seed\d+",
     params:
         cfg=evaluate_params(),
         ref_samples=lambda w, input: f"--ref-samples {input.ref_samples}" if input.ref_samples else "",
@@ -26,18 +26,43 @@ rule evaluate:
         " > {log} 2>&1"
 
 
+rule best_of_n:
+    input:
+        prompts="results/prompts/eval.parquet",
+        policy="results/sft/model",
+    output:
+        expand("results/eval/best_of_n/{n}/seed{{seed}}/{f}", n=config["best_of_n"]["n"],
+               f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
+    params:
+        cfg=lambda w: as_arg(config["best_of_n"] | config["evaluate"] | {
+            "seed": int(w.seed), "reward": config["reward"],
+            "max_new_tokens": config["sample"]["max_new_tokens"]}),
+    threads: all_cores()
+    resources:
+        **GPU,
+    log:
+        "results/logs/best_of_n_seed{seed}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.best_of_n --params {params.cfg} --prompts {input.prompts}"
+        " --policy {input.policy} --out-dir results/eval/best_of_n > {log} 2>&1"
+
+
 rule table:
     input:
-        expand("results/eval/{policy}/{f}", policy=evaluated_policies(),
-               f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
+        lambda w: expand("results/eval/{policy}/{f}", policy=evaluated_policies(w.study),
+                         f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
     output:
-        report("results/table.csv", caption="../report/table.rst", category="Results"),
+        report("results/{study}.csv", caption="../report/table.rst", category="Results"),
+    wildcard_constraints:
+        study="|".join(STUDIES),
     params:
-        cfg=as_arg(config["table"] | {"policies": evaluated_policies()}),
+        cfg=lambda w: as_arg(config["table"] | {"policies": evaluated_policies(w.study)}),
     resources:
         **CPU,
     log:
-        "results/logs/table.log",
+        "results/logs/{study}.log",
     conda:
         "../../envs/pipeline.yaml"
     shell:
@@ -47,21 +72,24 @@ rule table:
 
 rule plots:
     input:
-        table="results/table.csv",
-        metrics=expand("results/policies/{policy}/metrics.csv", policy=trained_policies()),
+        table=lambda w: f"results/{PLOTS[w.plots]}.csv",
+        metrics=lambda w: expand("results/policies/{policy}/metrics.csv",
+                                 policy=trained_policies(PLOTS[w.plots])),
     output:
-        frontier=report("results/plots/frontier.png", caption="../report/frontier.rst",
+        frontier=report("results/{plots}/frontier.png", caption="../report/frontier.rst",
                         category="Results"),
-        sentiment=report("results/plots/sentiment.png", caption="../report/sentiment.rst",
+        sentiment=report("results/{plots}/sentiment.png", caption="../report/sentiment.rst",
                          category="Results"),
-        training=report("results/plots/training.png", caption="../report/training.rst",
+        training=report("results/{plots}/training.png", caption="../report/training.rst",
                         category="Training"),
+    wildcard_constraints:
+        plots="|".join(PLOTS),
     params:
-        cfg=as_arg({"policies": evaluated_policies()}),
+        cfg=lambda w: as_arg({"policies": evaluated_policies(PLOTS[w.plots])}),
     resources:
         **CPU,
     log:
-        "results/logs/plots.log",
+        "results/logs/{plots}.log",
     conda:
         "../../envs/pipeline.yaml"
     shell:

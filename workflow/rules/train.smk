@@ -21,13 +21,13 @@ rule reference:
 rule train_pairwise:
     input:
         pairs="results/pairs.parquet",
-        reference=lambda w: "results/reference_logps.parquet" if w.method == "dpo" else [],
+        reference=lambda w: "results/reference_logps.parquet" if w.method in NEEDS_REFERENCE else [],
         policy="results/sft/model",
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
     wildcard_constraints:
-        method="dpo|cringe",
+        method="|".join(sorted(PAIRWISE)),
     params:
         cfg=trainer_params,
         launch=LAUNCH,
@@ -45,15 +45,39 @@ rule train_pairwise:
         "{wildcards.value}/seed{wildcards.seed} > {log} 2>&1"
 
 
+rule reward_model:
+    input:
+        pairs="results/pairs.parquet",
+        policy="results/sft/model",
+    output:
+        model=directory(REWARD_MODEL),
+        metrics="results/reward_model/metrics.csv",
+        summary="results/reward_model/summary.json",
+    params:
+        cfg=as_arg(config["reward_model"]),
+    threads: all_cores()
+    resources:
+        **GPU,
+    log:
+        "results/logs/reward_model.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.reward_model --params {params.cfg} --pairs {input.pairs}"
+        " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
+        " --summary {output.summary} > {log} 2>&1"
+
+
 rule train_ppo:
     input:
         prompts="results/prompts/train.parquet",
         policy="results/sft/model",
+        reward_model=lambda w: REWARD_MODEL if w.method == "ppo_rm" else [],
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
     wildcard_constraints:
-        method="ppo",
+        method="ppo|ppo_rm",
     params:
         cfg=trainer_params,
     threads: 1

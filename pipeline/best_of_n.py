@@ -1,0 +1,69 @@
+"""Stage `best_of_n`: the best of N samples of pi_ref under the true reward, for each N swept.
+
+On the evaluation prompts, pi_ref draws max(N) pure samples per prompt, the true classifier scores
+them all, and for each N the policy "Best-of-N" answers with the highest-scoring of the prompt's
+first N samples (the pools are nested, so the N's are compared on the same draws). There is no
+trained model: the stage writes, per N, the three files the `evaluate` stage writes for a policy
+(results/eval/best_of_n/<N>/seed<s>/), one sample per prompt.
+
+KL: the closed form KL(pi_BoN || pi_ref) = log N - (N - 1) / N, exact for a reward without ties
+and an upper bound in general (Beirami et al. 2024), is reported in `kl` (the README says which
+table rows carry a bound). It is not estimated from samples: the exact
+sequence KL needs pi_BoN's per-token distribution, which has no closed form. `kl_k1` and the
+reverse KL are left empty (NaN) rather than filled with a different quantity.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from pipeline import cli, io
+from pipeline.evaluate import distinct_2, draw, select_prompts
+from pipeline.logs import get_logger
+from pipeline.models import device, load_causal_lm, load_tokenizer
+from pipeline.score import make_scorer
+
+log = get_logger("best_of_n")
+
+
+def kl_bound(n: int) -> float:
+    """KL(pi_BoN || pi_ref) <= log N - (N - 1) / N, with equality when rewards never tie."""
+    return math.log(n) - (n - 1) / n
+
+
+def best_of(samples: pd.DataFrame, n: int) -> pd.DataFrame:
+    """Per prompt, the highest-scoring of its first n samples (sample_id < n); the first on ties."""
+    pool = samples[samples["sample_id"] < n]
+    best = pool.loc[pool.groupby("prompt_id", sort=False)["score"].idxmax()]
+    return best.assign(kl=kl_bound(n), kl_k1=np.nan, n=n).reset_index(drop=True)
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["prompts", "policy"], ["out_dir"], argv)
+    p = args.params
+    prompts = select_prompts(args.prompts, p["n_prompts"])
+    tok = load_tokenizer(args.policy, "policy")
+    policy = load_causal_lm(args.policy, "policy").to(device()).eval()
+    samples = draw(policy, tok, prompts, max(p["n"]), p["batch_size"], p["max_new_tokens"],
+                   p["seed"])
+    samples["score"] = make_scorer(p["reward"])(samples["text"].tolist())
+    if not np.isfinite(samples["score"]).all():
+        raise FloatingPointError("the reward is not finite for some Best-of-N samples")
+    for n in p["n"]:
+        best = best_of(samples, n)
+        out = f"{args.out_dir}/{n}/seed{p['seed']}"
+        summary = {"n": len(best), "n_prompts": len(prompts), "sentiment": best["score"].mean(),
+                   "kl": kl_bound(n), "kl_source": "closed-form bound log N - (N-1)/N",
+                   "length": best["length"].mean(),
+                   "distinct_2": distinct_2(best["completion_ids"].tolist())}
+        io.write_parquet(best, f"{out}/samples.parquet")
+        io.write_parquet(best[["prompt_id", "sample_id"]].assign(kl_reverse=np.nan),
+                         f"{out}/reverse_kl.parquet")
+        io.write_json(summary, f"{out}/summary.json")
+        log.info("best of %d: sentiment %.3f, KL bound %.2f, length %.1f", n,
+                 summary["sentiment"], summary["kl"], summary["length"])
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,218 @@
+"""Stage `reward_model`: the learned reward r(x, y) of the RLHF route (the DPO paper's "PPO" with a
+learned reward, the slides' "RL from Human Feedback approach").
+
+The model is pi_ref's transformer trunk plus a scalar linear head reading the last hidden state at
+the last position of a left-padded batch, that is at each sequence's last real token (position
+ids come from the mask, so padding changes nothing; see pipeline/logprobs.py). It is trained on the
+preference pairs with the Bradley-Terry loss
+
+    L_R = -log sigmoid(r(x, y_w) - r(x, y_l)),
+
+chosen and rejected sequences (prompt + response) in one forward pass. Choices:
+- validation holds out a seeded fraction of the *prompts* (`holdout_fraction`), with all their
+  pairs: a prompt's 6 pairs share its 4 responses, so a pair-level split would leak;
+- the head starts at zero (every reward 0, loss log 2), as PPO's value head; dropout is off, so
+  r is a fixed function during training;
+- linear warmup then a constant learning rate, AdamW or RMSprop, gradient clipping.
+
+Bradley-Terry fixes only reward differences, so r has no natural offset or scale. After training,
+the mean and standard deviation of r over the training pairs' chosen and rejected sequences are
+stored with the head (and in the summary), and the scorer (pipeline.score.RewardModelScorer)
+returns standardised rewards (r - mean) / std: PPO then sees a reward of known scale, of order one
+like p(positive), whatever the training happened to do to the offset.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel
+
+from pipeline import cli, io
+from pipeline.logprobs import Batch
+from pipeline.logs import get_logger, progress
+from pipeline.losses import bradley_terry_loss
+from pipeline.models import (autocast, device, from_pretrained_safe, load_causal_lm, load_tokenizer,
+                             train_mode)
+from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.preference import pair_batch
+from pipeline.reference import PAIR_COLUMNS
+
+log = get_logger("reward_model")
+
+HEAD_FILE = "reward_head.safetensors"
+
+
+class RewardModel(torch.nn.Module):
+    """A transformer trunk plus a scalar head on the last position; `forward` gives raw rewards."""
+
+    def __init__(self, trunk):
+        super().__init__()
+        self.trunk = trunk
+        self.head = torch.nn.Linear(trunk.config.hidden_size, 1)
+        torch.nn.init.zeros_(self.head.weight)
+        torch.nn.init.zeros_(self.head.bias)
+        # the standardisation statistics, saved with the head
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        hidden = self.trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                            position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        # the head in fp32 even under bf16 autocast: rewards are compared, standardised, fed to PPO
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.head(hidden[:, -1].float()).squeeze(-1)
+
+    def standardised(self, batch: Batch) -> torch.Tensor:
+        return (self(batch) - self.reward_mean) / self.reward_std
+
+
+def head_state(model: RewardModel) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("trunk.")}
+
+
+def save_reward_model(model: RewardModel, tok, folder) -> None:
+    """The trunk (safetensors) and tokenizer as a transformers folder, the head beside them."""
+    model.trunk.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    save_file({k: v.detach().cpu().contiguous() for k, v in head_state(model).items()},
+              str(Path(folder) / HEAD_FILE))
+
+
+def load_reward_model(folder: str, key: str) -> RewardModel:
+    """A reward model saved by `save_reward_model`, in eval mode, from safetensors only."""
+    head_path = Path(folder).expanduser() / HEAD_FILE
+    if not head_path.is_file():
+        raise FileNotFoundError(f"{key} '{folder}': no {HEAD_FILE}; expected a folder written by"
+                                " the reward_model stage")
+    model = RewardModel(from_pretrained_safe(AutoModel.from_pretrained, str(folder), key,
+                                             use_safetensors=True))
+    head = load_file(str(head_path))
+    expected = set(head_state(model))
+    if set(head) != expected:
+        raise ValueError(f"{key} '{folder}': {HEAD_FILE} holds {sorted(head)},"
+                         f" expected {sorted(expected)}")
+    try:
+        model.load_state_dict(head, strict=False)  # the trunk is loaded already
+    except RuntimeError as err:
+        raise ValueError(f"{key} '{folder}': {HEAD_FILE} does not fit the trunk ({err})") from None
+    return model.eval()
+
+
+def split_by_prompt(pairs: pd.DataFrame, fraction: float, seed: int):
+    """(train, validation): a seeded `fraction` of the prompts, with all their pairs, validates."""
+    prompts = np.sort(pairs["prompt_id"].unique())
+    n_val = round(fraction * len(prompts))
+    if not 0 < n_val < len(prompts):
+        raise ValueError(f"reward_model.holdout_fraction = {fraction} holds out {n_val} of"
+                         f" {len(prompts)} prompts; it must leave at least one training and one"
+                         " validation prompt")
+    held = np.random.default_rng(seed).permutation(prompts)[:n_val]
+    is_val = pairs["prompt_id"].isin(held)
+    return pairs[~is_val].reset_index(drop=True), pairs[is_val].reset_index(drop=True)
+
+
+@torch.no_grad()
+def pair_rewards(model: RewardModel, pairs: pd.DataFrame, pad_id: int, batch_size: int):
+    """r(x, y_w) and r(x, y_l) of every pair, `batch_size` pairs at a time."""
+    dev = next(model.parameters()).device
+    chosen, rejected = [], []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs.iloc[start:start + batch_size]
+        with autocast(dev):
+            r = model(pair_batch(chunk, pad_id).to(dev)).cpu()
+        chosen.append(r[:len(chunk)])
+        rejected.append(r[len(chunk):])
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+def pair_stats(chosen: torch.Tensor, rejected: torch.Tensor) -> dict:
+    return {"accuracy": (chosen > rejected).float().mean().item(),
+            "loss": bradley_terry_loss(chosen, rejected).mean().item()}
+
+
+def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.DataFrame:
+    """Train in place on `pairs`; return the per-step metrics."""
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(p["seed"])
+    bs = p["batch_size"]
+    steps_per_epoch = max(1, len(pairs) // bs)
+    total = steps_per_epoch * p["epochs"]
+    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
+    train_mode(model, gradient_checkpointing=False, dropout=False)
+    metrics = []
+    t0 = time.perf_counter()
+    bar = progress(total=total, desc="reward_model", unit="step")
+    for step in range(total):
+        epoch, pos = divmod(step, steps_per_epoch)
+        if pos == 0:
+            order = torch.randperm(len(pairs), generator=gen)
+        idx = order[pos * bs:(pos + 1) * bs]
+        lr = warmup_constant(step, p["warmup_steps"], p["lr"])
+        set_lr(opt, lr)
+        batch = pair_batch(pairs.iloc[idx.numpy()], pad_id).to(dev)
+        with autocast(dev):
+            r = model(batch)
+        chosen, rejected = r[:len(idx)], r[len(idx):]
+        loss = bradley_terry_loss(chosen, rejected).mean()
+        check_finite(loss, "reward_model", step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
+        opt.step()
+        row = {"step": step + 1, "epoch": epoch, "loss": loss.item(),
+               "accuracy": (chosen > rejected).float().mean().item(),
+               "margin": (chosen - rejected).mean().item(), "lr": lr,
+               "seconds": time.perf_counter() - t0}
+        metrics.append(row)
+        bar.update()
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}", refresh=False)
+    bar.close()
+    return pd.DataFrame(metrics)
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["pairs", "policy"], ["model", "metrics", "summary"], argv)
+    p = args.params
+    pairs = io.read_parquet(args.pairs, PAIR_COLUMNS + ["prompt_id"])
+    if pairs.empty:
+        raise ValueError(f"{args.pairs}: the pairs file holds no pairs")
+    train_pairs, val_pairs = split_by_prompt(pairs, p["holdout_fraction"], p["seed"])
+    torch.manual_seed(p["seed"])
+    tok = load_tokenizer(args.policy, "policy")
+    model = RewardModel(load_causal_lm(args.policy, "policy").base_model).to(device())
+    log.info("%d training pairs, %d validation pairs (%d held-out prompts)", len(train_pairs),
+             len(val_pairs), val_pairs["prompt_id"].nunique())
+
+    metrics = train(model, train_pairs, tok.pad_token_id, p)
+    model.eval()
+    chosen, rejected = pair_rewards(model, train_pairs, tok.pad_token_id, p["batch_size"])
+    rewards = torch.cat([chosen, rejected])
+    model.reward_mean.fill_(rewards.mean().item())
+    model.reward_std.fill_(rewards.std().item())
+    if not model.reward_std.item() > 0:
+        raise ValueError("reward_model: every training sequence gets the same reward (std 0),"
+                         " so rewards cannot be standardised; raise lr or epochs")
+    train_stats = pair_stats(chosen, rejected)
+    val_stats = pair_stats(*pair_rewards(model, val_pairs, tok.pad_token_id, p["batch_size"]))
+    summary = {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
+               "train_prompts": int(train_pairs["prompt_id"].nunique()),
+               "val_prompts": int(val_pairs["prompt_id"].nunique()),
+               "train_accuracy": train_stats["accuracy"], "train_loss": train_stats["loss"],
+               "val_accuracy": val_stats["accuracy"], "val_loss": val_stats["loss"],
+               "reward_mean": model.reward_mean.item(), "reward_std": model.reward_std.item(),
+               "steps": len(metrics), "seconds": metrics["seconds"].iloc[-1]}
+    log.info("reward model: validation accuracy %.3f (loss %.3f), training accuracy %.3f,"
+             " after %d steps in %.1f s", summary["val_accuracy"], summary["val_loss"],
+             summary["train_accuracy"], summary["steps"], summary["seconds"])
+    with io.atomic_output(args.model) as tmp:
+        save_reward_model(model, tok, tmp)
+    io.write_csv(metrics, args.metrics)
+    io.write_json(summary, args.summary)
+
+
+if __name__ == "__main__":
+    cli.run(main)
