@@ -38,7 +38,7 @@ def label(method: str, value) -> str:
 
 def frontier(table: pd.DataFrame, path: Path) -> None:
     """Sentiment against the forward KL (with 95% intervals) and, beside it, the reverse KL."""
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharey=True)
     ref = table[table["method"] == "pi_ref"].iloc[0]
     agg = table[table["kind"] == "aggregate"]
     for ax, kl, xlabel in [
@@ -62,11 +62,13 @@ def frontier(table: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel(xlabel)
         ax.set_xlim(left=-0.5)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8)
     axes[0].set_ylabel("mean sentiment p(positive) on held-out prompts")
     axes[0].set_title("Reward vs KL(pi || pi_ref) frontier (95% bootstrap intervals)")
     axes[1].set_title("the same policies against the reverse KL(pi_ref || pi)")
-    fig.tight_layout()
+    # one legend under both panels, where it hides no point
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
