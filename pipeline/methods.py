@@ -9,14 +9,18 @@ SWEPT = {
     "best_of_n": "n",
     "dpo_noisy": "rate", "cdpo_noisy": "rate",                              # noisy labels
     "ppo_rm": "target_kl",                                                  # the RLHF route
+    "plackett_luce": "beta", "dpo_ranked": "beta",                          # best-choice data
 }
-PAIRWISE = {"dpo", "cringe", "ipo", "unlikelihood", "preferred_ft", "dpo_noisy", "cdpo_noisy"}
-NEEDS_REFERENCE = {"dpo", "ipo", "dpo_noisy", "cdpo_noisy"}  # pi_ref's log-probs of the pairs
+PAIRWISE = {"dpo", "cringe", "ipo", "unlikelihood", "preferred_ft", "dpo_noisy", "cdpo_noisy",
+            "plackett_luce", "dpo_ranked"}  # the trainers of pipeline/preference.py
+# trained on the rankings (each prompt's samples, best first) instead of the pairs
+RANKED = {"plackett_luce", "dpo_ranked"}
+NEEDS_REFERENCE = {"dpo", "ipo", "dpo_noisy", "cdpo_noisy", "plackett_luce", "dpo_ranked"}
 TRAINED = PAIRWISE | {"ppo", "ppo_rm"}  # best_of_n has no trained policy: it samples pi_ref
 # Methods whose other settings (optimiser, batch size, epochs, ...) are those of another method:
 # the baselines train like DPO, and PPO on the learned reward like PPO on the true one.
 SETTINGS_FROM = {"ipo": "dpo", "unlikelihood": "dpo", "preferred_ft": "dpo", "dpo_noisy": "dpo",
-                 "cdpo_noisy": "dpo", "ppo_rm": "ppo"}
+                 "cdpo_noisy": "dpo", "plackett_luce": "dpo", "dpo_ranked": "dpo", "ppo_rm": "ppo"}
 REFERENCE = "sft"  # the policy id of pi_ref
 
 

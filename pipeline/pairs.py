@@ -1,6 +1,9 @@
 """Stage `pairs`: every C(n, 2) pair of a prompt's scored samples; chosen = the higher score.
 
 Pairs with exactly equal scores carry no preference and are dropped (counted in the log).
+Beside them, the best-choice view of the same samples (`rankings`): each prompt's n samples
+ranked by score, best first, for the Plackett-Luce listwise loss; a prompt with any tie has no
+strict ranking and is left out (counted in the log).
 """
 
 from itertools import combinations
@@ -41,17 +44,38 @@ def make_pairs(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
                                        "chosen_score", "rejected_score", "chosen", "rejected"]), ties
 
 
+def make_rankings(scored: pd.DataFrame) -> pd.DataFrame:
+    """One row per prompt whose samples all differ in score: rank{k}_ids and rank{k}_score,
+    k = 0 the best. Prompts with fewer samples than the most common count are left out too."""
+    n = int(scored.groupby("prompt_id").size().mode().iloc[0])
+    rows = []
+    for prompt_id, group in scored.groupby("prompt_id", sort=True):
+        if len(group) != n or group["score"].nunique() != n:
+            continue
+        ranked = group.sort_values("score", ascending=False)
+        row = {"prompt_id": prompt_id, "prompt_ids": list(ranked["prompt_ids"].iloc[0])}
+        for k, r in enumerate(ranked.itertuples(index=False)):
+            row[f"rank{k}_ids"], row[f"rank{k}_score"] = list(r.completion_ids), r.score
+        rows.append(row)
+    columns = ["prompt_id", "prompt_ids"] + [f"rank{k}_{c}" for k in range(n) for c in ("ids", "score")]
+    return pd.DataFrame(rows, columns=columns)
+
+
 def main(argv=None):
-    args = cli.parse(__doc__, ["scores"], ["out"], argv)
+    args = cli.parse(__doc__, ["scores"], ["out", "rankings"], argv)
     scored = io.read_parquet(args.scores, ["prompt_id", "sample_id", "prompt_ids",
                                            "completion_ids", "completion", "score"])
     pairs, ties = make_pairs(scored)
     if pairs.empty:
         raise ValueError(f"{args.scores}: no preference pairs (every pair of samples is tied)")
+    rankings = make_rankings(scored)
     io.write_parquet(pairs, args.out)
+    io.write_parquet(rankings, args.rankings)
     log.info("%d pairs from %d prompts, %d exact ties dropped, mean margin %.3f -> %s",
              len(pairs), scored["prompt_id"].nunique(), ties,
              (pairs["chosen_score"] - pairs["rejected_score"]).mean(), args.out)
+    log.info("%d of %d prompts strictly ranked (the others have a tie) -> %s", len(rankings),
+             scored["prompt_id"].nunique(), args.rankings)
 
 
 if __name__ == "__main__":

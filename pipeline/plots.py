@@ -23,13 +23,15 @@ log = get_logger("plots")
 COLOURS = {"pi_ref": "black", "dpo": "tab:blue", "cringe": "tab:green", "ppo": "tab:red",
            "ipo": "tab:purple", "unlikelihood": "tab:brown", "preferred_ft": "tab:olive",
            "best_of_n": "tab:gray", "dpo_noisy": "tab:cyan", "cdpo_noisy": "tab:pink",
-           "ppo_rm": "tab:orange"}
+           "ppo_rm": "tab:orange", "plackett_luce": "gold", "dpo_ranked": "navy"}
 LABELS = {"pi_ref": "pi_ref (SFT)", "dpo": "DPO (beta)", "cringe": "Pairwise Cringe (b)",
           "ppo": "PPO, true reward (target KL)", "ipo": "IPO (tau)",
           "unlikelihood": "Unlikelihood (alpha)", "preferred_ft": "Preferred-FT (epochs)",
           "best_of_n": "Best-of-N (N; KL: the bound)", "dpo_noisy": "DPO, noisy labels (rate)",
           "cdpo_noisy": "conservative DPO, noisy labels (rate)",
-          "ppo_rm": "PPO, learned reward (target KL)"}
+          "ppo_rm": "PPO, learned reward (target KL)",
+          "plackett_luce": "Plackett-Luce on rankings (beta)",
+          "dpo_ranked": "DPO on the rankings' pairs (beta)"}
 
 
 def label(method: str, value) -> str:

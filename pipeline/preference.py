@@ -11,6 +11,7 @@ training prompts and the ground-truth reward scores them (`sample_reward` in the
 """
 
 import time
+from itertools import combinations
 
 import pandas as pd
 import torch
@@ -21,23 +22,45 @@ from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wra
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (ce_loss, conservative_dpo_loss, cringe_gate, cringe_token_loss,
-                             dpo_loss, ipo_loss, pairwise_cringe_loss, unlikelihood_loss)
-from pipeline.methods import NEEDS_REFERENCE
+                             dpo_loss, ipo_loss, pairwise_cringe_loss, plackett_luce_loss,
+                             unlikelihood_loss)
+from pipeline.methods import NEEDS_REFERENCE, RANKED
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.reference import PAIR_COLUMNS
+from pipeline.reference import PAIR_COLUMNS, reference_column, response_columns
 from pipeline.rollout import rollout
 from pipeline.score import make_scorer
 
 log = get_logger("train_pairwise")
 
 
+def response_batch(chunk: pd.DataFrame, columns: list[str], pad_id: int):
+    """Every row's response of the first column, then of the second, ... in one left-padded
+    batch: (chosen, rejected) for pairs, (rank0, rank1, ...) for rankings."""
+    prompts = [list(p) for p in chunk["prompt_ids"]] * len(columns)
+    responses = [list(r) for c in columns for r in chunk[c]]
+    return left_pad(prompts, responses, pad_id)
+
+
 def pair_batch(chunk: pd.DataFrame, pad_id: int):
     """Chosen rows first, rejected rows second, in one left-padded batch."""
-    prompts = [list(p) for p in chunk["prompt_ids"]] * 2
-    responses = [list(r) for r in chunk["chosen_ids"]] + [list(r) for r in chunk["rejected_ids"]]
-    return left_pad(prompts, responses, pad_id)
+    return response_batch(chunk, ["chosen_ids", "rejected_ids"], pad_id)
+
+
+def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The C(K, 2) pairs of each ranking (the better-ranked response chosen), with pi_ref's
+    log-probs: the 6-pair view of exactly the data the Plackett-Luce loss sees."""
+    k = len(response_columns(rankings))
+    pairs, refs = [], []
+    for i, j in combinations(range(k), 2):
+        pairs.append(pd.DataFrame({"prompt_id": rankings["prompt_id"],
+                                   "prompt_ids": rankings["prompt_ids"],
+                                   "chosen_ids": rankings[f"rank{i}_ids"],
+                                   "rejected_ids": rankings[f"rank{j}_ids"]}))
+        refs.append(pd.DataFrame({"ref_chosen": ref[f"ref_rank{i}"],
+                                  "ref_rejected": ref[f"ref_rank{j}"]}))
+    return pd.concat(pairs, ignore_index=True), pd.concat(refs, ignore_index=True)
 
 
 # A step returns per-pair losses and per-pair statistics; the trainer sums and averages them.
@@ -54,6 +77,16 @@ def dpo_step(model, batch, ref, p, generator):
     return loss, {"reward_chosen": chosen_r, "reward_rejected": rejected_r,
                   "reward_accuracy": (chosen_r > rejected_r).float(),
                   "reward_margin": chosen_r - rejected_r}
+
+
+def plackett_luce_step(model, batch, ref, p, generator):
+    """The listwise DPO loss on each prompt's K responses, ranked best first (ref: K x B)."""
+    k, n = ref.shape
+    logps = token_logprobs(forward_logits(model, batch), batch).sum(-1).view(k, n).T
+    loss = plackett_luce_loss(logps, ref.T, p["beta"])
+    margin = (logps - ref.T)[:, :-1] - (logps - ref.T)[:, 1:]  # adjacent ranks' log-ratio margins
+    return loss, {"reward_accuracy": (margin > 0).float().mean(-1).detach(),
+                  "reward_margin": margin.mean(-1).detach()}
 
 
 def ipo_step(model, batch, ref, p, generator):
@@ -94,7 +127,8 @@ def preferred_ft_step(model, batch, ref, p, generator):
 
 
 STEPS = {"dpo": dpo_step, "dpo_noisy": dpo_step, "cdpo_noisy": dpo_step, "ipo": ipo_step,
-         "cringe": cringe_step, "unlikelihood": unlikelihood_step, "preferred_ft": preferred_ft_step}
+         "cringe": cringe_step, "unlikelihood": unlikelihood_step, "preferred_ft": preferred_ft_step,
+         "plackett_luce": plackett_luce_step, "dpo_ranked": dpo_step}
 
 
 def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer,
@@ -112,8 +146,10 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
+    columns = response_columns(pairs)
     if ref is not None:
-        ref_logps = torch.tensor(ref[["ref_chosen", "ref_rejected"]].to_numpy().T, dtype=torch.float32)
+        ref_logps = torch.tensor(ref[[reference_column(c) for c in columns]].to_numpy().T,
+                                 dtype=torch.float32)
     train_mode(model, p["gradient_checkpointing"], dropout=False)
 
     def reward_now():
@@ -136,7 +172,7 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     ddp = wrap(model, world)
 
     def pair_losses(rows):
-        batch = pair_batch(pairs.iloc[rows.numpy()], tok.pad_token_id).to(dev)
+        batch = response_batch(pairs.iloc[rows.numpy()], columns, tok.pad_token_id).to(dev)
         with autocast(dev):
             batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
             loss, stats = STEPS[p["method"]](ddp, batch, batch_ref, p, token_gen)
@@ -182,17 +218,20 @@ def main(argv=None):
     if p["method"] not in STEPS:
         raise ValueError(f"unknown pairwise method '{p['method']}' ({sorted(STEPS)})")
     torch.manual_seed(p["seed"])
-    pairs = io.read_parquet(args.pairs, PAIR_COLUMNS + ["prompt_id"])
+    ranked = p["method"] in RANKED  # these read the rankings, not the pairs
+    pairs = io.read_parquet(args.pairs, ["prompt_id", "prompt_ids"] + ([] if ranked else PAIR_COLUMNS))
     if pairs.empty:
-        raise ValueError(f"{args.pairs}: the pairs file holds no pairs")
+        raise ValueError(f"{args.pairs}: the file holds no {'rankings' if ranked else 'pairs'}")
     if p["method"] in NEEDS_REFERENCE:
         if not args.reference:
             raise ValueError(f"{p['method']} needs --reference (pi_ref's log-probs of the pairs)")
-        ref = io.read_parquet(args.reference, ["ref_chosen", "ref_rejected"])
+        ref = io.read_parquet(args.reference, [reference_column(c) for c in response_columns(pairs)])
         if len(ref) != len(pairs):
             raise ValueError(f"{args.reference} has {len(ref)} rows for {len(pairs)} pairs")
     else:  # Cringe, Unlikelihood and Preferred-FT have no reference model
         ref = None
+    if p["method"] == "dpo_ranked":
+        pairs, ref = ranking_pairs(pairs, ref)
     if "rate" in p:  # the noisy-label study: flip labels, pi_ref's log-probs moving with them
         both = apply_noise(pd.concat([pairs, ref], axis=1), p["rate"], p["mode"], p["seed"])
         pairs, ref = both[pairs.columns], both[ref.columns]

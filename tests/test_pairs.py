@@ -32,3 +32,28 @@ def test_exact_ties_are_dropped_and_counted():
 def test_nan_score_is_an_error_naming_the_row():
     with pytest.raises(ValueError, match="NaN at row 2"):
         make_pairs(scored([[0.1, 0.2, np.nan, 0.3]]))
+
+
+def test_rankings_order_each_prompt_best_first_and_leave_out_prompts_with_a_tie():
+    from pipeline.pairs import make_rankings
+
+    rankings = make_rankings(scored([[0.1, 0.9, 0.5, 0.3], [0.5, 0.5, 0.6, 0.8]]))
+    assert rankings["prompt_id"].tolist() == [0]  # prompt 1 has a tie
+    row = rankings.iloc[0]
+    assert [list(row[f"rank{k}_ids"]) for k in range(4)] == [[11], [12], [13], [10]]
+    assert [row[f"rank{k}_score"] for k in range(4)] == [0.9, 0.5, 0.3, 0.1]
+
+
+def test_a_rankings_pairs_are_its_six_ordered_pairs_with_pi_refs_log_probs():
+    from pipeline.pairs import make_rankings
+    from pipeline.preference import ranking_pairs
+
+    rankings = make_rankings(scored([[0.1, 0.9, 0.5, 0.3]]))
+    ref = pd.DataFrame({f"ref_rank{k}": [-float(k)] for k in range(4)})
+    pairs, pair_ref = ranking_pairs(rankings, ref)
+    assert len(pairs) == 6 and len(pair_ref) == 6
+    ranks = {11: 0, 12: 1, 13: 2, 10: 3}  # completion id -> rank
+    for r, rr in zip(pairs.itertuples(), pair_ref.itertuples()):
+        chosen, rejected = ranks[r.chosen_ids[0]], ranks[r.rejected_ids[0]]
+        assert chosen < rejected
+        assert (rr.ref_chosen, rr.ref_rejected) == (-chosen, -rejected)

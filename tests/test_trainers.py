@@ -122,3 +122,41 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
     metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
     assert metrics["kl_coef"].eq(0.01).all(), "a fixed KL coefficient stays fixed"
+
+
+def test_plackett_luce_and_dpo_on_the_same_rankings_train_through_the_stage_cli(tmp_path, policy,
+                                                                               policy_dir):
+    """rankings -> pi_ref's log-probs (the reference stage) -> the listwise and pairwise trainers."""
+    import json
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    rankings = pd.DataFrame({"prompt_id": range(8), "prompt_ids": [[5 + i % 4, 6] for i in range(8)],
+                             **{f"rank{k}_ids": [[20 + 3 * k + i % 3, 21] for i in range(8)]
+                                for k in range(4)}})
+    rankings.to_parquet(tmp_path / "rankings.parquet")
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
+
+    def stage(module, *args):
+        proc = subprocess.run([sys.executable, "-m", f"pipeline.{module}", *args], env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+    stage("reference", "--params", json.dumps({"batch_size": 4}), "--pairs",
+          str(tmp_path / "rankings.parquet"), "--policy", str(policy_dir), "--out",
+          str(tmp_path / "ref.parquet"))
+    ref = pd.read_parquet(tmp_path / "ref.parquet")
+    assert list(ref.columns) == [f"ref_rank{k}" for k in range(4)] and len(ref) == 8
+    for method in ("plackett_luce", "dpo_ranked"):
+        p = dpo_config(0.1) | {"method": method, "epochs": 5, "reward": {"backend": "vader"}}
+        out = tmp_path / method
+        stage("preference", "--params", json.dumps(p), "--pairs", str(tmp_path / "rankings.parquet"),
+              "--reference", str(tmp_path / "ref.parquet"), "--policy", str(policy_dir),
+              "--model", str(out / "model"), "--metrics", str(out / "metrics.csv"))
+        metrics = pd.read_csv(out / "metrics.csv")
+        assert metrics["reward_accuracy"].dropna().iloc[-1] > 0.9, method
+        steps = len(metrics) - 1
+        assert steps == 5 * (12 if method == "dpo_ranked" else 2), method  # 48 pairs or 8 prompts, batch 4
+        assert load_file(out / "model" / "model.safetensors")

@@ -8,8 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pipeline.methods import (NEEDS_REFERENCE, PAIRWISE, REFERENCE, SETTINGS_FROM, SWEPT,
-                              TRAINED, policy_id)
+from pipeline.methods import (NEEDS_REFERENCE, PAIRWISE, RANKED, REFERENCE, SETTINGS_FROM,
+                              SWEPT, TRAINED, policy_id)
 from pipeline.sources import model_source
 
 
@@ -134,6 +134,11 @@ def trainer_params(wildcards):
 
 
 REWARD_MODEL = "results/reward_model/model"
+
+
+def preference_data(method):
+    """What a preference trainer learns from: the pairs, or the rankings (best-choice data)."""
+    return "rankings" if method in RANKED else "pairs"
 
 
 def as_arg(section, keys=None):

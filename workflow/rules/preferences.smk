@@ -61,7 +61,8 @@ rule pairs:
     input:
         "results/scores.parquet",
     output:
-        "results/pairs.parquet",
+        pairs="results/pairs.parquet",
+        rankings="results/rankings.parquet",
     resources:
         **CPU,
     log:
@@ -69,4 +70,5 @@ rule pairs:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.pairs --scores {input} --out {output} > {log} 2>&1"
+        "python -m pipeline.pairs --scores {input} --out {output.pairs}"
+        " --rankings {output.rankings} > {log} 2>&1"

@@ -1,27 +1,30 @@
 rule reference:
     input:
-        pairs="results/pairs.parquet",
+        data="results/{data}.parquet",
         policy="results/sft/model",
     output:
-        "results/reference_logps.parquet",
+        "results/reference/{data}.parquet",
+    wildcard_constraints:
+        data="pairs|rankings",
     params:
         cfg=as_arg(config["reference"]),
     threads: all_cores()
     resources:
         **GPU,
     log:
-        "results/logs/reference.log",
+        "results/logs/reference_{data}.log",
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.reference --params {params.cfg} --pairs {input.pairs}"
+        "python -m pipeline.reference --params {params.cfg} --pairs {input.data}"
         " --policy {input.policy} --out {output} > {log} 2>&1"
 
 
 rule train_pairwise:
     input:
-        pairs="results/pairs.parquet",
-        reference=lambda w: "results/reference_logps.parquet" if w.method in NEEDS_REFERENCE else [],
+        pairs=lambda w: f"results/{preference_data(w.method)}.parquet",
+        reference=lambda w: (f"results/reference/{preference_data(w.method)}.parquet"
+                             if w.method in NEEDS_REFERENCE else []),
         policy="results/sft/model",
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
