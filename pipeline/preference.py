@@ -3,9 +3,11 @@
 The slides' methods: DPO and Pairwise Cringe. The DPO paper's other baselines: IPO, Unlikelihood
 and Preferred-FT (SFT on the chosen responses). The noisy-label study: DPO (`dpo_noisy`) and
 conservative DPO (`cdpo_noisy`) on pairs whose labels are flipped at `rate` (pipeline.noise).
-Starts from pi_ref. Each step takes a batch of (prompt, chosen, rejected) token ids and runs chosen
-and rejected through the policy in one forward pass; the DPO family reads pi_ref's log-probs from
-the cached `reference` table. Dropout is off so that log-probs are those of the policy itself.
+Best-choice data: Plackett-Luce listwise DPO on the rankings (each prompt's samples, best first)
+and, to compare at the same data, DPO on those rankings' pairs (`dpo_ranked`).
+Starts from pi_ref. Each step takes a batch of (prompt, chosen, rejected) token ids, or of
+(prompt, rank0, ..., rank3), and runs every response through the policy in one forward pass; the
+DPO family reads pi_ref's log-probs from the cached `reference` table. Dropout is off so that log-probs are those of the policy itself.
 Every `reward_every` steps and at the end, the policy samples one completion for `reward_prompts`
 training prompts and the ground-truth reward scores them (`sample_reward` in the metrics).
 """

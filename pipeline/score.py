@@ -38,7 +38,25 @@ class VaderScorer:
         return (np.asarray(compound, dtype=np.float64) + 1.0) / 2.0
 
 
-class ClassifierScorer:
+class BatchedScorer:
+    """`batch_size` texts at a time through `score_batch`, without gradients, in autocast."""
+
+    dev: torch.device
+    batch_size: int
+
+    def score_batch(self, texts: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
+            with autocast(self.dev):
+                out.append(self.score_batch(texts[start:start + self.batch_size]).float().cpu())
+        return torch.cat(out).double().numpy()
+
+
+class ClassifierScorer(BatchedScorer):
     def __init__(self, name: str, positive_label: str, batch_size: int, max_length: int):
         self.dev = device()
         self.tok = load_tokenizer(name, "reward.model", padding_side="right")
@@ -52,19 +70,13 @@ class ClassifierScorer:
         self.batch_size = batch_size
         self.max_length = min(max_length, self.tok.model_max_length)
 
-    @torch.no_grad()
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
-            enc = self.tok(texts[start:start + self.batch_size], padding=True, truncation=True,
-                           max_length=self.max_length, return_tensors="pt").to(self.dev)
-            with autocast(self.dev):
-                logits = self.model(**enc).logits.float()
-            out.append(logits.softmax(-1)[:, self.positive].cpu())
-        return torch.cat(out).double().numpy()
+    def score_batch(self, texts: list[str]) -> torch.Tensor:
+        enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_length,
+                       return_tensors="pt").to(self.dev)
+        return self.model(**enc).logits.float().softmax(-1)[:, self.positive]
 
 
-class RewardModelScorer:
+class RewardModelScorer(BatchedScorer):
     """The learned reward (r - mean) / std, mean and std over its training sequences."""
 
     def __init__(self, folder: str, batch_size: int, max_length: int):
@@ -77,17 +89,12 @@ class RewardModelScorer:
         self.batch_size = batch_size
         self.max_length = min(max_length, self.tok.model_max_length)
 
-    @torch.no_grad()
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
-            ids = self.tok(texts[start:start + self.batch_size], add_special_tokens=False,
-                           truncation=True, max_length=self.max_length)["input_ids"]
-            # left padding with positions from the mask: the head reads each text's last token
-            batch = left_pad([[]] * len(ids), ids, self.tok.pad_token_id).to(self.dev)
-            with autocast(self.dev):
-                out.append(self.model.standardised(batch).cpu())
-        return torch.cat(out).double().numpy()
+    def score_batch(self, texts: list[str]) -> torch.Tensor:
+        ids = self.tok(texts, add_special_tokens=False, truncation=True,
+                       max_length=self.max_length)["input_ids"]
+        # left padding with positions from the mask: the head reads each text's last token
+        batch = left_pad([[]] * len(ids), ids, self.tok.pad_token_id).to(self.dev)
+        return self.model.standardised(batch)
 
 
 def make_scorer(p: dict) -> Scorer:
