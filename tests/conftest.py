@@ -1,5 +1,6 @@
 """Tiny models, tokenizers and data made on the fly: the Hugging Face hub is unreachable here."""
 
+import json
 import os
 
 import pandas as pd
@@ -18,6 +19,14 @@ REVIEWS = [
     "A masterpiece of modern cinema; funny, moving and smart from start to finish.",
     "Not worth your time. Poor effects, bad acting, and a story that makes no sense.",
 ] * 4
+
+
+VADER = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 64,
+          "max_length": 64}
+# the SFT stage's config for a tiny scratch policy; tests add epochs, batch_size, checkpoint_every
+SFT_PARAMS = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
+              "max_length": 24, "lr": 3e-3, "weight_decay": 0.0, "warmup_steps": 3, "holdout": 8,
+              "seed": 0, "micro_batch_size": None, "gradient_checkpointing": False}
 
 
 def pytest_collection_modifyitems(items):
@@ -92,3 +101,16 @@ def pair_files(tmp_path, policy):
     pd.DataFrame({"ref_chosen": ref["chosen"], "ref_rejected": ref["rejected"]}).to_parquet(
         tmp_path / "ref.parquet")
     return tmp_path
+
+
+@pytest.fixture
+def sft_args(tmp_path, tokenizer):
+    """The SFT stage's inputs written to tmp_path; returns (params, out) -> its CLI arguments."""
+    tokenizer.save_pretrained(tmp_path / "tokenizer")
+    pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
+
+    def args(params, out):
+        return ["--params", json.dumps(params), "--sft", str(tmp_path / "sft.parquet"),
+                "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
+                "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json")]
+    return args

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import SFT_PARAMS, VADER
+
 # CPU processes on gloo, also where a GPU is visible (one GPU cannot hold two NCCL ranks)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-REWARD = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 64,
-          "max_length": 64}
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
@@ -48,7 +48,7 @@ def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files
     params = {"method": "dpo", "beta": 0.1, "optimizer": "adamw", "lr": 1e-3, "batch_size": 8,
               "epochs": 1, "warmup_steps": 2, "max_grad_norm": 10.0, "seed": 0,
               "reward_prompts": 2, "reward_every": 50, "max_new_tokens": 3, "checkpoint_every": 0,
-              "gradient_checkpointing": False, "reward": REWARD}
+              "gradient_checkpointing": False, "reward": VADER}
 
     def run(micro_batch_size, processes=1, gradient_checkpointing=False):
         p = params | {"micro_batch_size": micro_batch_size,
@@ -69,24 +69,13 @@ def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files
     assert_same_training(whole, run(None, gradient_checkpointing=True))
 
 
-def test_sft_on_two_processes_equals_one_process(tmp_path, tokenizer):
-    from conftest import REVIEWS
-
-    tokenizer.save_pretrained(tmp_path / "tokenizer")
-    pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
-    params = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
-              "max_length": 24, "epochs": 1, "batch_size": 8, "lr": 3e-3, "weight_decay": 0.0,
-              "warmup_steps": 3, "holdout": 8, "seed": 0, "checkpoint_every": 0,
-              "gradient_checkpointing": False}
+def test_sft_on_two_processes_equals_one_process(tmp_path, sft_args):
+    params = SFT_PARAMS | {"epochs": 1, "batch_size": 8, "checkpoint_every": 0}
 
     def run(micro_batch_size, processes):
         p = params | {"micro_batch_size": micro_batch_size}
-
-        def args(out):
-            return ["--params", json.dumps(p), "--sft", str(tmp_path / "sft.parquet"),
-                    "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
-                    "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json")]
-        return train("sft", args, tmp_path / f"sft_{processes}x{micro_batch_size}", processes)
+        return train("sft", lambda out: sft_args(p, out),
+                     tmp_path / f"sft_{processes}x{micro_batch_size}", processes)
 
     # reviews of different lengths: the loss is a mean over the global batch's tokens
     assert_same_training(run(None, 1), run(3, 2))

@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import SFT_PARAMS, VADER
+
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-REWARD = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 64,
-          "max_length": 64}
 
 
 def run(module, args, workdir, name, kill=False):
@@ -55,7 +55,7 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
               "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "epochs": 12, "warmup_steps": 3,
               "max_grad_norm": 10.0, "micro_batch_size": None, "gradient_checkpointing": False,
               "seed": 0, "reward_prompts": 2, "reward_every": 50,
-              "max_new_tokens": 3, "checkpoint_every": 7, "reward": REWARD}
+              "max_new_tokens": 3, "checkpoint_every": 7, "reward": VADER}
 
     def args(out):
         return ["--params", json.dumps(params), "--pairs", str(pair_files / "pairs.parquet"),
@@ -75,7 +75,7 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
               "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95,
               "max_grad_norm": 1.0, "gradient_checkpointing": False, "seed": 0, "max_new_tokens": 4,
               "checkpoint_every": 3,
-              "reward": REWARD}
+              "reward": VADER}
 
     def args(out):
         return ["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),
@@ -88,21 +88,11 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
     assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
 
 
-def test_sft_resumes_to_the_same_weights(tmp_path, tokenizer):
-    from conftest import REVIEWS
-
-    tokenizer.save_pretrained(tmp_path / "tokenizer")
-    pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
-    params = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
-              "max_length": 24, "epochs": 3, "batch_size": 4, "lr": 3e-3, "weight_decay": 0.0,
-              "warmup_steps": 3, "holdout": 8, "seed": 0, "checkpoint_every": 4,
-              "micro_batch_size": None, "gradient_checkpointing": False}
+def test_sft_resumes_to_the_same_weights(tmp_path, sft_args):
+    params = SFT_PARAMS | {"epochs": 3, "batch_size": 4, "checkpoint_every": 4}
 
     def args(out):
-        return ["--params", json.dumps(params), "--sft", str(tmp_path / "sft.parquet"),
-                "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
-                "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json"),
-                "--checkpoint", str(out / "checkpoint")]
+        return sft_args(params, out) + ["--checkpoint", str(out / "checkpoint")]
 
     kill_then_resume("sft", args, tmp_path)
 

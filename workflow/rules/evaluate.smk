@@ -34,7 +34,9 @@ rule best_of_n:
         expand("results/eval/best_of_n/{n}/seed{{seed}}/{f}", n=config["best_of_n"]["n"],
                f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
     params:
-        cfg=lambda w: as_arg(config["best_of_n"] | config["evaluate"] | {
+        cfg=lambda w: as_arg(config["best_of_n"] | {
+            "n_prompts": config["evaluate"]["n_prompts"],
+            "batch_size": config["evaluate"]["batch_size"],
             "seed": int(w.seed), "reward": config["reward"],
             "max_new_tokens": config["sample"]["max_new_tokens"]}),
     threads: all_cores()
