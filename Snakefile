@@ -13,6 +13,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/policy.smk"
 include: "workflow/rules/preferences.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"
 
 

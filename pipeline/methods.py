@@ -3,6 +3,8 @@
 Kept free of heavy imports: the Snakefile uses it to lay out the DAG.
 """
 
+import re
+
 SWEPT = {
     "dpo": "beta", "cringe": "b", "ppo": "target_kl",                      # the slides' table
     "ipo": "tau", "unlikelihood": "alpha", "preferred_ft": "epochs",      # the paper's baselines
@@ -17,6 +19,9 @@ PAIRWISE = {"dpo", "cringe", "ipo", "unlikelihood", "preferred_ft", "dpo_noisy",
 RANKED = {"plackett_luce", "dpo_ranked"}
 NEEDS_REFERENCE = {"dpo", "ipo", "dpo_noisy", "cdpo_noisy", "plackett_luce", "dpo_ranked"}
 TRAINED = PAIRWISE | {"ppo", "ppo_rm"}  # best_of_n has no trained policy: it samples pi_ref
+# Methods that can be trained for several rounds, each on the pairs of the previous round's samples
+# (iterative DPO, the Cringe paper's iterative Pairwise Cringe): the offline pairwise trainers.
+ITERABLE = PAIRWISE
 # Methods whose other settings (optimiser, batch size, epochs, ...) are those of another method:
 # the baselines train like DPO, and PPO on the learned reward like PPO on the true one.
 SETTINGS_FROM = {"ipo": "dpo", "unlikelihood": "dpo", "preferred_ft": "dpo", "dpo_noisy": "dpo",
@@ -24,15 +29,24 @@ SETTINGS_FROM = {"ipo": "dpo", "unlikelihood": "dpo", "preferred_ft": "dpo", "dp
 REFERENCE = "sft"  # the policy id of pi_ref
 
 
-def policy_id(method: str, value, seed: int) -> str:
-    return f"{method}/{value}/seed{seed}"
+def policy_id(method: str, value, seed: int, rnd: int = 1) -> str:
+    """<method>/<value>/seed<n>, and /round<r> after it from the second round on (round 1 is
+    the ordinary run: its id, and so its cached artifacts, do not change when rounds are added)."""
+    pid = f"{method}/{value}/seed{seed}"
+    return pid if rnd == 1 else f"{pid}/round{rnd}"
 
 
 def parse_policy_id(pid: str) -> dict:
-    """{'method', 'param', 'value', 'seed'} of a policy id; pi_ref is method 'pi_ref'."""
+    """{'method', 'param', 'value', 'seed', 'round'} of a policy id; pi_ref is method 'pi_ref'."""
     if pid == REFERENCE:
-        return {"method": "pi_ref", "param": "", "value": float("nan"), "seed": float("nan")}
-    method, value, seed = pid.split("/")
-    if method not in SWEPT or not seed.startswith("seed"):
-        raise ValueError(f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>")
-    return {"method": method, "param": SWEPT[method], "value": float(value), "seed": int(seed[4:])}
+        return {"method": "pi_ref", "param": "", "value": float("nan"), "seed": float("nan"),
+                "round": float("nan")}
+    parts = pid.split("/")
+    # round 1's id has no suffix; a later round's ends in /round<r>, r >= 2
+    if not (len(parts) in (3, 4) and parts[0] in SWEPT and re.fullmatch(r"seed\d+", parts[2])
+            and (len(parts) == 3 or re.fullmatch(r"round([2-9]|[1-9]\d+)", parts[3]))):
+        raise ValueError(f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>"
+                         "[/round<r>]")
+    method, value, seed = parts[:3]
+    return {"method": method, "param": SWEPT[method], "value": float(value), "seed": int(seed[4:]),
+            "round": int(parts[3][5:]) if len(parts) == 4 else 1}

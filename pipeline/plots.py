@@ -3,7 +3,8 @@
 - frontier.png: mean sentiment against KL(pi || pi_ref) on held-out prompts, one series per
   method over its sweep (aggregate rows, 95% bootstrap intervals as error bars), pi_ref marked;
   the DPO paper's figure 2 in this study's setting. Beside it, the same against the reverse
-  KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound).
+  KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound). An iterated method's
+  later rounds are series of their own (dashed), each chain's rounds joined by a dotted line.
 - sentiment.png: the distribution of the true reward over evaluation samples, per policy.
 - training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
   PPO's reward and KL by iteration.
@@ -34,8 +35,13 @@ LABELS = {"pi_ref": "pi_ref (SFT)", "dpo": "DPO (beta)", "cringe": "Pairwise Cri
           "dpo_ranked": "DPO on the rankings' pairs (beta)"}
 
 
-def label(method: str, value) -> str:
-    return "pi_ref" if method == "pi_ref" else f"{method} {value:g}"
+MARKERS = "osD^v<>p"  # by round
+
+
+def label(method: str, value, rnd=1) -> str:
+    if method == "pi_ref":
+        return "pi_ref"
+    return f"{method} {value:g}" + (f" r{rnd}" if rnd > 1 else "")
 
 
 def frontier(table: pd.DataFrame, path: Path) -> None:
@@ -50,17 +56,24 @@ def frontier(table: pd.DataFrame, path: Path) -> None:
         ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
         ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
                 label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
-        for method, rows in agg.dropna(subset=[kl]).groupby("method", sort=False):
+        points = agg.dropna(subset=[kl])
+        for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
             rows = rows.sort_values(kl)
             xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
+            name = LABELS[method] + (f", round {rnd:g}" if rnd > 1 else "")
             ax.errorbar(rows[kl], rows["sentiment"], xerr=xerr,
                         yerr=[rows["sentiment"] - rows["sentiment_lo"],
                               rows["sentiment_hi"] - rows["sentiment"]],
-                        marker="o", capsize=3, color=COLOURS[method], label=LABELS[method])
+                        marker=MARKERS[(int(rnd) - 1) % len(MARKERS)], capsize=3,
+                        ls="-" if rnd == 1 else "--", color=COLOURS[method], label=name)
             for r in rows.itertuples():
                 ax.annotate(f"{r.value:g}", (getattr(r, kl), r.sentiment),
                             textcoords="offset points", xytext=(5, -12), fontsize=8,
                             color=COLOURS[method])
+        for (method, _), chain in points.groupby(["method", "value"], sort=False):
+            if len(chain) > 1:  # one policy's path through the rounds
+                chain = chain.sort_values("round")
+                ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=COLOURS[method])
         ax.set_xlabel(xlabel)
         ax.set_xlim(left=-0.5)
         ax.grid(alpha=0.3)
@@ -137,7 +150,7 @@ def main(argv=None):
     scores, curves = {}, {}
     for pid in policies:
         meta = parse_policy_id(pid)
-        name = label(meta["method"], meta["value"])
+        name = label(meta["method"], meta["value"], meta["round"])
         if meta["method"] in TRAINED:
             name += f" s{meta['seed']}"
             curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")

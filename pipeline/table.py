@@ -1,7 +1,9 @@
-"""Stage `table`: results/table.csv, one row per policy and one per (method, value) over seeds.
+"""Stage `table`: results/table.csv, one row per policy and one per (method, value, round) over
+seeds.
 
-Columns: kind (policy | aggregate), method (pi_ref or a key of pipeline.methods.SWEPT), param and value (the
-swept hyperparameter), seed (empty on aggregate rows), n (samples), n_seeds, sentiment and
+Columns: kind (policy | aggregate), method (pi_ref or a key of pipeline.methods.SWEPT), param and
+value (the swept hyperparameter), seed (empty on aggregate rows), round (1, or the training round
+of an iterated method; empty for pi_ref), n (samples), n_seeds, sentiment and
 kl (means) each with the bounds of a 95% percentile bootstrap interval (sentiment_lo/hi,
 kl_lo/hi; prompts are resampled, a prompt's samples stay together), kl_k1 (log-ratio estimate
 on the same samples), kl_reverse (exact KL(pi_ref || pi) on pi_ref's samples), length (mean
@@ -20,7 +22,7 @@ from pipeline.methods import SWEPT, parse_policy_id
 
 log = get_logger("table")
 
-COLUMNS = ["kind", "method", "param", "value", "seed", "n", "n_seeds", "sentiment",
+COLUMNS = ["kind", "method", "param", "value", "seed", "round", "n", "n_seeds", "sentiment",
            "sentiment_lo", "sentiment_hi", "kl", "kl_lo", "kl_hi", "kl_k1", "kl_reverse", "length",
            "distinct_2"]
 
@@ -57,20 +59,20 @@ def build_table(eval_dir: Path, policies: list[str], n_boot: int, seed: int) -> 
         rows.append({"kind": "policy", **meta, "n_seeds": 1,
                      **summarise(samples, reverse, summary["distinct_2"], n_boot, seed)})
         if meta["method"] != "pi_ref":
-            groups.setdefault((meta["method"], meta["param"], meta["value"]), []).append(
-                (samples, reverse, summary["distinct_2"]))
-    for (method, param, value), members in groups.items():
+            key = (meta["method"], meta["param"], meta["value"], meta["round"])
+            groups.setdefault(key, []).append((samples, reverse, summary["distinct_2"]))
+    for (method, param, value, rnd), members in groups.items():
         samples = pd.concat([m[0] for m in members])
         reverse = pd.concat([m[1] for m in members])
         distinct = float(np.mean([m[2] for m in members]))
         rows.append({"kind": "aggregate", "method": method, "param": param, "value": value,
-                     "seed": float("nan"), "n_seeds": len(members),
+                     "seed": float("nan"), "round": rnd, "n_seeds": len(members),
                      **summarise(samples, reverse, distinct, n_boot, seed)})
     table = pd.DataFrame(rows, columns=COLUMNS)
     order = {m: i for i, m in enumerate(["pi_ref", *SWEPT])}
-    table = table.sort_values(["kind", "method", "value", "seed"],
+    table = table.sort_values(["kind", "method", "value", "round", "seed"],
                               key=lambda c: c.map(order) if c.name == "method" else c,
-                              ascending=[False, True, True, True], kind="stable")
+                              ascending=[False, True, True, True, True], kind="stable")
     return table.reset_index(drop=True)
 
 
@@ -78,10 +80,10 @@ def main(argv=None):
     parser_args = cli.parse(__doc__, ["eval_dir"], ["out"], argv)
     p = parser_args.params
     table = build_table(Path(parser_args.eval_dir), p["policies"], p["bootstrap"], p["seed"])
-    table["seed"] = table["seed"].astype("Int64")
+    table[["seed", "round"]] = table[["seed", "round"]].astype("Int64")
     with io.atomic_output(parser_args.out) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    log.info("\n%s", table[["kind", "method", "value", "seed", "sentiment", "kl"]].to_string())
+    log.info("\n%s", table[["kind", "method", "value", "seed", "round", "sentiment", "kl"]].to_string())
 
 
 if __name__ == "__main__":

@@ -27,9 +27,9 @@ def snakemake(workdir, *args, config=None, check=True, configfile=MICRO):
     return proc
 
 
-def planned_jobs(workdir, config=None) -> dict[str, int]:
+def planned_jobs(workdir, config=None, targets=()) -> dict[str, int]:
     """The rules a dry run would execute, with their counts (from snakemake's job stats)."""
-    out = snakemake(workdir, "-n", config=config)
+    out = snakemake(workdir, "-n", *targets, config=config)
     text = out.stdout + out.stderr
     if "Nothing to be done" in text:
         return {}

@@ -144,17 +144,47 @@ def test_table_schema_and_rows(tmp_path):
     fake_eval(tmp_path / "sft", 0.6, 0.0)
     for seed in (0, 1):
         fake_eval(tmp_path / f"dpo/0.1/seed{seed}", 0.9, 5.0, seed)
+    fake_eval(tmp_path / "dpo/0.1/seed0/round2", 0.95, 8.0)
     fake_eval(tmp_path / "ppo/6.0/seed0", 0.8, 6.0)
-    policies = ["sft", "dpo/0.1/seed0", "dpo/0.1/seed1", "ppo/6.0/seed0"]
+    policies = ["sft", "dpo/0.1/seed0", "dpo/0.1/seed1", "dpo/0.1/seed0/round2", "ppo/6.0/seed0"]
     table = build_table(tmp_path, policies, n_boot=200, seed=0)
     assert list(table.columns) == COLUMNS
-    assert table["kind"].tolist() == ["policy"] * 4 + ["aggregate"] * 2
+    assert table["kind"].tolist() == ["policy"] * 5 + ["aggregate"] * 3
     ref = table[table["method"] == "pi_ref"].iloc[0]
     assert ref["kl"] == 0 and ref["kl_lo"] == 0 and ref["kl_hi"] == 0
-    agg = table[(table["kind"] == "aggregate") & (table["method"] == "dpo")].iloc[0]
+    dpo = table[(table["kind"] == "aggregate") & (table["method"] == "dpo")]
+    assert dpo["round"].tolist() == [1, 2]  # each round is its own row, seeds pooled within it
+    agg = dpo.iloc[0]
     assert agg["n"] == 40 and agg["n_seeds"] == 2 and agg["param"] == "beta" and agg["value"] == 0.1
+    assert dpo.iloc[1]["n_seeds"] == 1 and dpo.iloc[1]["kl"] > agg["kl"]
     assert ((table["sentiment_lo"] <= table["sentiment"]) & (table["sentiment"] <= table["sentiment_hi"])).all()
     assert (table["kl"] >= 0).all()
+
+
+@pytest.mark.parametrize("pid, meta", [
+    ("sft", None),
+    ("dpo/0.1/seed0", ("dpo", 0.1, 0, 1)),
+    ("cringe/0.0/seed3/round2", ("cringe", 0.0, 3, 2)),
+    ("ipo/0.5/seed0/round12", ("ipo", 0.5, 0, 12)),
+])
+def test_policy_ids_round_trip(pid, meta):
+    from pipeline.methods import parse_policy_id, policy_id
+
+    parsed = parse_policy_id(pid)
+    if meta is None:
+        assert parsed["method"] == "pi_ref"
+        return
+    assert (parsed["method"], parsed["value"], parsed["seed"], parsed["round"]) == meta
+    assert policy_id(meta[0], pid.split("/")[1], meta[2], meta[3]) == pid
+
+
+@pytest.mark.parametrize("pid", ["dpo/0.1", "kto/0.1/seed0", "dpo/0.1/s0", "dpo/0.1/seed0/round1",
+                                 "dpo/0.1/seed0/round0", "dpo/0.1/seed0/r2", "dpo/0.1/seed0/round2/x"])
+def test_a_malformed_policy_id_is_refused(pid):
+    from pipeline.methods import parse_policy_id
+
+    with pytest.raises(ValueError, match="not a policy id"):
+        parse_policy_id(pid)
 
 
 def test_every_method_has_a_colour_and_a_legend_entry():

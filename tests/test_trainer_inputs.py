@@ -73,6 +73,10 @@ def test_a_nan_reward_stops_the_rollout(policy, tokenizer):
     ({"dpo": {"beta": []}}, "config key dpo.beta: [] should be non-empty"),
     ({"cringe": {"k": 0}}, "config key cringe.k: 0 is less than the minimum of 1"),
     ({"train": {"methods": ["dpo", "kto"]}}, "config key train.methods.1: 'kto' is not one of"),
+    ({"iterative": {"methods": ["ppo"]}}, "config key iterative.methods.0: 'ppo' is not one of"),
+    ({"iterative": {"rounds": 0}}, "config key iterative.rounds: 0 is less than the minimum of 1"),
+    ({"train": {"full_methods": ["ipo"]}, "iterative": {"methods": ["unlikelihood"]}},
+     "config: iterative.methods has 'unlikelihood', which is in neither train.methods nor"),
 ])
 def test_trainer_config_errors(tmp_path, config, message):
     from runner import snakemake

@@ -132,3 +132,29 @@ def test_the_full_table_adds_every_other_method(study):
     noisy = (study / "results/logs/train_dpo_noisy_0.4_seed0.log").read_text()
     assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", noisy)
     assert (study / "results/plots_full/frontier.png").stat().st_size > 10_000
+    # iterated DPO (the micro config's iterative.methods): round 2 of each beta, on its own data
+    rounds = table[table["round"] == 2]
+    assert sorted(rounds["method"].unique()) == ["dpo"] and len(rounds) == 4  # 2 betas x policy/aggregate
+    assert (policies[policies["method"] != "pi_ref"]["round"] >= 1).all()
+    for beta in ("0.1", "1.0"):
+        data = study / f"results/rounds/dpo/{beta}/seed0/round2"
+        pairs = pd.read_parquet(data / "pairs.parquet")
+        reference = pd.read_parquet(data / "reference/pairs.parquet")
+        assert len(pairs) == len(reference) > 0
+        samples = pd.read_parquet(data / "samples.parquet")
+        first = pd.read_parquet(study / "results/samples.parquet")
+        assert not samples["completion_ids"].map(tuple).equals(first["completion_ids"].map(tuple))
+
+
+def test_one_more_round_runs_only_that_round_from_the_last_one(study):
+    snakemake(study, "--cores", "2", "results/table_full.csv")
+    rounds3 = {"iterative": {"methods": ["dpo"], "rounds": 3}}
+    assert planned_jobs(study, config=rounds3, targets=["results/table_full.csv"]) == {
+        "sample_round": 2, "score_round": 2, "pairs_round": 2, "reference_round": 2,
+        "train_round": 2, "evaluate": 2, "table": 1}
+    plan = snakemake(study, "-n", "-p", "results/table_full.csv", config=rounds3).stdout
+    for beta in ("0.1", "1.0"):
+        last = f"results/policies/dpo/{beta}/seed0/round2/model"
+        assert re.search(rf"pipeline.sample .* --policy {last} .*round3/samples.parquet", plan)
+        assert re.search(rf"pipeline.preference .* --policy {last} --model .*round3/model", plan)
+        assert re.search(rf"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan)

@@ -8,8 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pipeline.methods import (NEEDS_REFERENCE, PAIRWISE, RANKED, REFERENCE, SETTINGS_FROM,
-                              SWEPT, TRAINED, policy_id)
+from pipeline.methods import (ITERABLE, NEEDS_REFERENCE, PAIRWISE, RANKED, REFERENCE,
+                              SETTINGS_FROM, SWEPT, TRAINED, policy_id)
 from pipeline.sources import model_source
 
 
@@ -48,6 +48,11 @@ def check_config(config):
         )
     if config["data"]["source"] != "embedded" and not config["data"]["path"]:
         raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
+    full = set(config["train"]["methods"]) | set(config["train"]["full_methods"])
+    for method in config["iterative"]["methods"]:
+        if method not in full:
+            raise WorkflowError(f"config: iterative.methods has '{method}', which is in neither "
+                                "train.methods nor train.full_methods")
 
 
 def _schema_error(config, schema_path):
@@ -73,7 +78,14 @@ def all_cores():
         return 1
 
 
-# results/table.csv and its plots hold train.methods; results/table_full.csv adds full_methods.
+wildcard_constraints:
+    value=r"[^/]+",
+    seed=r"\d+",
+    round=r"[2-9]|[1-9]\d+",  # round 1 is the ordinary run
+
+
+# results/table.csv and its plots hold train.methods; results/table_full.csv adds full_methods
+# and the later rounds of the iterated methods.
 STUDIES = {
     "table": config["train"]["methods"],
     "table_full": config["train"]["methods"]
@@ -83,12 +95,15 @@ PLOTS = {"plots": "table", "plots_full": "table_full"}  # plot folder -> its tab
 
 
 def evaluated_policies(study):
-    """pi_ref, then one policy per method, swept value and seed (Best-of-N included)."""
+    """pi_ref, then one policy per method, swept value, seed (Best-of-N included) and, in the
+    full table, round."""
+    iterated = config["iterative"]["methods"] if study == "table_full" else []
     return [REFERENCE] + [
-        policy_id(method, value, seed)
+        policy_id(method, value, seed, rnd)
         for method in STUDIES[study]
         for value in config[method][SWEPT[method]]
         for seed in config["train"]["seeds"]
+        for rnd in range(1, (config["iterative"]["rounds"] if method in iterated else 1) + 1)
     ]
 
 
@@ -134,6 +149,19 @@ def trainer_params(wildcards):
 
 
 REWARD_MODEL = "results/reward_model/model"
+# Round r >= 2 of an iterated method: its samples, scores, pairs and pi_ref's log-probs of them.
+ROUND = "results/rounds/{method}/{value}/seed{seed}/round{round}"
+
+
+def previous_round(wildcards):
+    """The policy round r starts from and samples its data with: round r - 1's."""
+    pid = policy_id(wildcards.method, wildcards.value, wildcards.seed, int(wildcards.round) - 1)
+    return f"results/policies/{pid}/model"
+
+
+def round_sample_params(wildcards):
+    """The sample stage's config with a seed of its own per round: round 1 draws with sample.seed."""
+    return as_arg(config["sample"] | {"seed": config["sample"]["seed"] + int(wildcards.round) - 1})
 
 
 def preference_data(method):

@@ -34,6 +34,7 @@ rule train_pairwise:
     params:
         cfg=trainer_params,
         launch=LAUNCH,
+        checkpoint="results/checkpoints/{method}/{value}/seed{seed}",
     threads: 1
     resources:
         **TRAIN,
@@ -44,8 +45,7 @@ rule train_pairwise:
     shell:
         "{params.launch} pipeline.preference --params {params.cfg} --pairs {input.pairs}"
         " --reference '{input.reference}' --policy {input.policy} --model {output.model}"
-        " --metrics {output.metrics} --checkpoint results/checkpoints/{wildcards.method}/"
-        "{wildcards.value}/seed{wildcards.seed} > {log} 2>&1"
+        " --metrics {output.metrics} --checkpoint {params.checkpoint} > {log} 2>&1"
 
 
 rule reward_model:

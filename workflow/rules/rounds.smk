@@ -1,0 +1,63 @@
+# Iterative rounds (iterative DPO; the Cringe paper's iterative Pairwise Cringe): round r >= 2
+# samples the training prompts from round r - 1's policy, scores and pairs those samples with the
+# true reward, and trains round r - 1's policy on them with the same method and settings. pi_ref
+# (the SFT model) stays the reference, so every round optimises the same KL-regularised objective
+# that the evaluation measures. Each stage is round 1's rule on the round's own folder.
+
+
+use rule sample as sample_round with:
+    input:
+        prompts="results/prompts/train.parquet",
+        policy=previous_round,
+    output:
+        f"{ROUND}/samples.parquet",
+    params:
+        cfg=round_sample_params,
+    log:
+        "results/logs/round{round}/sample_{method}_{value}_seed{seed}.log",
+
+
+use rule score as score_round with:
+    input:
+        f"{ROUND}/samples.parquet",
+    output:
+        f"{ROUND}/scores.parquet",
+    log:
+        "results/logs/round{round}/score_{method}_{value}_seed{seed}.log",
+
+
+use rule pairs as pairs_round with:
+    input:
+        f"{ROUND}/scores.parquet",
+    output:
+        pairs=f"{ROUND}/pairs.parquet",
+        rankings=f"{ROUND}/rankings.parquet",
+    log:
+        "results/logs/round{round}/pairs_{method}_{value}_seed{seed}.log",
+
+
+use rule reference as reference_round with:
+    input:
+        data=f"{ROUND}/{{data}}.parquet",
+        policy="results/sft/model",
+    output:
+        f"{ROUND}/reference/{{data}}.parquet",
+    log:
+        "results/logs/round{round}/reference_{data}_{method}_{value}_seed{seed}.log",
+
+
+use rule train_pairwise as train_round with:
+    input:
+        pairs=lambda w: f"{ROUND}/{preference_data(w.method)}.parquet".format(**w),
+        reference=lambda w: (f"{ROUND}/reference/{preference_data(w.method)}.parquet".format(**w)
+                             if w.method in NEEDS_REFERENCE else []),
+        policy=previous_round,
+    output:
+        model=directory("results/policies/{method}/{value}/seed{seed}/round{round}/model"),
+        metrics="results/policies/{method}/{value}/seed{seed}/round{round}/metrics.csv",
+    wildcard_constraints:
+        method="|".join(sorted(ITERABLE)),
+    params:
+        checkpoint="results/checkpoints/{method}/{value}/seed{seed}/round{round}",
+    log:
+        "results/logs/round{round}/train_{method}_{value}_seed{seed}.log",
