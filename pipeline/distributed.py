@@ -33,6 +33,28 @@ class World:
         mine = rows[self.rank::self.size]
         return list(mine.split(micro_batch_size or len(mine)))
 
+    def gather(self, obj) -> list:
+        """Every process's `obj` (any picklable value), by rank; every process gets the list."""
+        if self.size == 1:
+            return [obj]
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def interleave(self, rows: list) -> list:
+        """The global batch from each process's share of it, the inverse of `micro_batches`:
+        global row i is row i // size of process i % size."""
+        parts = self.gather(rows)
+        return [parts[i % self.size][i // self.size] for i in range(sum(map(len, parts)))]
+
+    def interleave_tensor(self, rows: torch.Tensor) -> torch.Tensor:
+        """`interleave` for tensors of the same shape in every process (dim 0: rows)."""
+        if self.size == 1:
+            return rows
+        parts = [torch.empty_like(rows) for _ in range(self.size)]
+        dist.all_gather(parts, rows.contiguous())
+        return torch.stack(parts, 1).flatten(0, 1)
+
     def sum(self, values: torch.Tensor) -> torch.Tensor:
         """Element-wise sum over the processes (every process gets it)."""
         if self.size > 1:

@@ -7,6 +7,9 @@ reward r_t = -kl_coef (log pi - log pi_ref) plus the score on the last token. GA
 (whitened) and returns for a value head on the policy's last hidden state; then `ppo_epochs`
 passes of minibatches optimise the clipped policy loss + vf_coef * the clipped value loss.
 The KL coefficient is adaptive (Ziegler et al. 2019, towards `target_kl`) or fixed.
+Under torchrun, data-parallel: each process samples, scores and evaluates its share of the
+rollout, every process then holds the whole of it, and each takes its share of every minibatch,
+its loss weighted by its share of the minibatch's tokens; the gradient is the one-process one.
 """
 
 import time
@@ -16,6 +19,7 @@ import torch
 
 from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
+from pipeline.distributed import SINGLE, World, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
@@ -71,13 +75,29 @@ def kl_controller(p: dict):
     return FixedKLController(p["init_kl_coef"])
 
 
-def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,
-          ckpt: Checkpoint | None = None) -> pd.DataFrame:
-    """Train in place; with `ckpt`, resume from its last checkpoint and write one every
-    `ckpt.every` iterations."""
+def collect(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,
+            generator: torch.Generator, world: World = SINGLE):
+    """One rollout: this process samples, scores and evaluates (log-probs, pi_ref's log-probs,
+    values) its share of `prompts`; every process returns the whole rollout, in prompt order:
+    (batch, scores, old_logps, ref_logps, values)."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p["seed"])
-    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
+    mine = prompts[world.rank::world.size]
+    completions, scores = rollout(model.policy, tok, mine, scorer, p["max_new_tokens"], generator)
+    completions = world.interleave(completions)
+    scores = torch.tensor(world.interleave(scores.tolist()), dtype=torch.float64, device=dev)
+    batch = left_pad(prompts, completions, tok.pad_token_id).to(dev)
+    own = batch.select(torch.arange(world.rank, len(prompts), world.size, device=dev))
+    parts = score_rollout(model, ref, own, p["minibatch_size"])
+    return (batch, scores, *(world.interleave_tensor(t) for t in parts))
+
+
+def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,
+          ckpt: Checkpoint | None = None, world: World = SINGLE) -> pd.DataFrame:
+    """Train in place; with `ckpt`, resume from its last checkpoint and write one every
+    `ckpt.every` iterations (the main process writes it)."""
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(p["seed"])  # prompts and minibatches: the same everywhere
+    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"] + world.rank)
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     kl_ctl = kl_controller(p)
     # dropout off: the ratio pi / pi_old must compare the same function
@@ -89,58 +109,67 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
         metrics, start, step = state["metrics"], state["iteration"], state["step"]
         kl_ctl.value = state["kl_coef"]
         gen.set_state(state["gen"])
-        sample_gen.set_state(state["sample_gen"])
+        sample_gen.set_state(state["sample_gen"][world.rank])
         log.info("resuming from the checkpoint at iteration %d", start)
+    ddp = wrap(model, world)
     t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
     for it in progress(range(start, p["iterations"]), desc="ppo", unit="iter", initial=start,
-                       total=p["iterations"]):
-        idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen).tolist()
-        batch_prompts = [prompts[i] for i in idx]
-        completions, scores = rollout(model.policy, tok, batch_prompts, scorer, p["max_new_tokens"],
-                                      sample_gen)
-        batch = left_pad(batch_prompts, completions, tok.pad_token_id).to(dev)
+                       total=p["iterations"], disable=not world.main):
+        idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen)
+        world.micro_batches(idx, None, "ppo.rollout_size")  # refuses a share that does not split
+        batch, score, old_logps, ref_logps, values = collect(
+            model, ref, tok, [prompts[i] for i in idx.tolist()], scorer, p, sample_gen, world)
         mask = batch.response_mask
-        old_logps, ref_logps, values = score_rollout(model, ref, batch, p["minibatch_size"])
-        score = torch.tensor(scores, dtype=torch.float32, device=dev)
-        rewards = kl_penalised_rewards(old_logps, ref_logps, mask, score, kl_ctl.value)
+        rewards = kl_penalised_rewards(old_logps, ref_logps, mask, score.float(), kl_ctl.value)
         advantages, returns = gae(rewards, values, mask, p["gamma"], p["lam"])
         advantages = whiten(advantages, mask)
         kl = (old_logps - ref_logps).sum(-1).mean().item()
         stats = []
         for _ in range(p["ppo_epochs"]):
             for mb in torch.randperm(p["rollout_size"], generator=gen).split(p["minibatch_size"]):
-                mb_dev = mb.to(dev)
-                sub = batch.select(mb_dev)
+                [share] = world.micro_batches(mb.to(dev), None, "ppo.minibatch_size")
+                sub = batch.select(share)
                 set_lr(opt, warmup_constant(step, p["warmup_steps"], p["lr"]))
                 with autocast(dev):
-                    new_logits, new_values = model(sub)
+                    new_logits, new_values = ddp(sub)
                 logps = token_logprobs(new_logits, sub)
-                m = mask[mb_dev]
-                pg_loss, clipfrac = ppo_policy_loss(logps, old_logps[mb_dev], advantages[mb_dev], m,
+                m = mask[share]
+                pg_loss, clipfrac = ppo_policy_loss(logps, old_logps[share], advantages[share], m,
                                                     p["cliprange"])
-                vf_loss = ppo_value_loss(new_values, values[mb_dev], returns[mb_dev], m,
+                vf_loss = ppo_value_loss(new_values, values[share], returns[share], m,
                                          p["cliprange_value"])
                 loss = pg_loss + p["vf_coef"] * vf_loss
-                check_finite(loss, "ppo", step, f"iteration {it}, rollout rows {mb[:4].tolist()}...")
+                tokens = m.sum()
+                with torch.no_grad():  # token-weighted means over the whole minibatch
+                    row = torch.stack([loss, pg_loss, vf_loss, clipfrac,
+                                       masked_mean(entropy(new_logits), m)]).float() * tokens
+                    row = world.sum(torch.cat([row, tokens.float().view(1)]))
+                    row = row[:-1] / row[-1]
+                # the minibatch's loss, the same in every process: all stop together
+                check_finite(row[0], "ppo", step,
+                             f"iteration {it}, rollout rows {mb[:4].tolist()}...")
+                # this share's tokens over the minibatch's, times the processes DDP averages
+                # over: exactly 1 in one process
+                weight = tokens * world.size / mask[mb.to(dev)].sum()
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * weight).backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
                 opt.step()
                 step += 1
-                with torch.no_grad():
-                    stats.append([pg_loss.item(), vf_loss.item(), clipfrac.item(),
-                                  masked_mean(entropy(new_logits), m).item()])
+                stats.append(row[1:].tolist())
         kl_coef = kl_ctl.value
         kl_ctl.update(kl, p["rollout_size"])
         pg, vf, cf, ent = torch.tensor(stats).mean(0).tolist()
-        metrics.append({"iteration": it, "reward": float(scores.mean()), "kl": kl,
+        metrics.append({"iteration": it, "reward": score.mean().item(), "kl": kl,
                         "kl_coef": kl_coef, "entropy": ent, "clipfrac": cf, "value_loss": vf,
                         "policy_loss": pg, "response_length": mask.sum(-1).float().mean().item(),
                         "seconds": time.perf_counter() - t0})
         if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
-            ckpt.save(model, opt, {"iteration": it + 1, "step": step, "metrics": metrics,
-                                   "kl_coef": kl_ctl.value, "gen": gen.get_state(),
-                                   "sample_gen": sample_gen.get_state()})
+            sample_states = world.gather(sample_gen.get_state())  # each process draws its own
+            if world.main:
+                ckpt.save(model, opt, {"iteration": it + 1, "step": step, "metrics": metrics,
+                                       "kl_coef": kl_ctl.value, "gen": gen.get_state(),
+                                       "sample_gen": sample_states})
     return pd.DataFrame(metrics)
 
 
@@ -149,18 +178,23 @@ def main(argv=None):
                      optional=("checkpoint",))
     p = args.params
     torch.manual_seed(p["seed"])
+    prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
+    if not prompts:
+        raise ValueError(f"{args.prompts}: no training prompts")
+    world = setup()
     dev = device()
     tok = load_tokenizer(args.policy, "policy")
     policy = load_causal_lm(args.policy, "policy")
     ref = load_causal_lm(args.policy, "policy").to(dev).eval().requires_grad_(False)
     model = PolicyWithValue(policy).to(dev)
-    prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
-    if not prompts:
-        raise ValueError(f"{args.prompts}: no training prompts")
     learned = p["reward"]["model"] if p["reward"]["backend"] == "reward_model" else None
+    # per-process generator states: a checkpoint of another number of processes is stale
     ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p, args.prompts, args.policy, learned))
-    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt)
+                      fingerprint(p | {"processes": world.size}, args.prompts, args.policy, learned))
+    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, world)
+    teardown(world)
+    if not world.main:
+        return
     with io.atomic_output(args.model) as tmp:
         model.policy.save_pretrained(tmp)
         tok.save_pretrained(tmp)

@@ -169,7 +169,7 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         order, order_epoch = state["order"], state["order_epoch"]
         gen.set_state(state["gen"])
         sample_gen.set_state(state["sample_gen"])
-        token_gen.set_state(state["token_gen"])
+        token_gen.set_state(state["token_gen"][world.rank])
         log.info("resuming from the checkpoint at step %d", step)
     ddp = wrap(model, world)
 
@@ -204,11 +204,13 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         metrics.append(row)
         bar.update()
         bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
-        if world.main and ckpt is not None and ckpt.due(step) and step < total:
-            ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
-                                   "order_epoch": order_epoch, "gen": gen.get_state(),
-                                   "sample_gen": sample_gen.get_state(),
-                                   "token_gen": token_gen.get_state()})
+        if ckpt is not None and ckpt.due(step) and step < total:
+            token_states = world.gather(token_gen.get_state())  # each process draws its own
+            if world.main:
+                ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
+                                       "order_epoch": order_epoch, "gen": gen.get_state(),
+                                       "sample_gen": sample_gen.get_state(),
+                                       "token_gen": token_states})
     bar.close()
     return pd.DataFrame(metrics)
 
@@ -245,8 +247,10 @@ def main(argv=None):
     if p["method"] == "cringe" and p["k"] > model.config.vocab_size - 1:
         raise ValueError(f"cringe.k = {p['k']} exceeds the vocabulary size minus one"
                          f" ({model.config.vocab_size - 1})")
+    # per-process generator states: a checkpoint of another number of processes is stale
     ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p, args.pairs, args.reference, args.policy))
+                      fingerprint(p | {"processes": world.size}, args.pairs, args.reference,
+                                  args.policy))
     metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt, world)
     teardown(world)
     if not world.main:

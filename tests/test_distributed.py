@@ -5,13 +5,14 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SFT_PARAMS, VADER
+from conftest import PPO_PARAMS, SFT_PARAMS, VADER
 
 # CPU processes on gloo, also where a GPU is visible (one GPU cannot hold two NCCL ranks)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -19,14 +20,16 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 
 def train(module, args, out, processes=1):
+    """`module`: a stage (`pipeline.<module>`) or a script in tests/."""
     launcher = TORCHRUN if processes > 1 else [sys.executable]
-    proc = subprocess.run(launcher + ["-m", f"pipeline.{module}"] + args(out), env=ENV,
+    script = [str(Path(__file__).parent / module)] if module.endswith(".py") else ["-m", f"pipeline.{module}"]
+    proc = subprocess.run(launcher + script + args(out), env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return load_file(out / "model" / "model.safetensors"), pd.read_csv(out / "metrics.csv")
 
 
-def assert_same_training(a, b):
+def assert_same_training(a, b, columns=("loss", "grad_norm")):
     """Same weights, and the same loss and gradient norm at every step (the gradient norm, taken
     before clipping, catches a wrongly scaled gradient that Adam's update would hide)."""
     (weights_a, metrics_a), (weights_b, metrics_b) = a, b
@@ -34,7 +37,7 @@ def assert_same_training(a, b):
     for k in weights_a:
         torch.testing.assert_close(weights_a[k], weights_b[k], rtol=1e-3, atol=1e-4,
                                    msg=lambda m, k=k: f"{k}: {m}")
-    for column in ("loss", "grad_norm"):
+    for column in columns:
         torch.testing.assert_close(torch.tensor(metrics_a[column].dropna().to_numpy()),
                                    torch.tensor(metrics_b[column].dropna().to_numpy()),
                                    rtol=1e-4, atol=1e-6, msg=lambda m, c=column: f"{c}: {m}")
@@ -79,6 +82,26 @@ def test_sft_on_two_processes_equals_one_process(tmp_path, sft_args):
 
     # reviews of different lengths: the loss is a mean over the global batch's tokens
     assert_same_training(run(None, 1), run(3, 2))
+
+
+def test_ppo_on_two_processes_equals_one_process(tmp_path, policy_dir):
+    """Each process samples, scores and evaluates half of every rollout and takes half of every
+    minibatch; with completions fixed by the prompt, the run must equal the one-process run."""
+    pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12], [13, 14, 15, 16]]}).to_parquet(
+        tmp_path / "prompts.parquet")
+    params = PPO_PARAMS | {"iterations": 3, "checkpoint_every": 0}
+
+    def args(out):
+        return ["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),
+                "--policy", str(policy_dir), "--model", str(out / "model"),
+                "--metrics", str(out / "metrics.csv")]
+
+    one = train("ppo_fixed_rollouts.py", args, tmp_path / "one")
+    before = load_file(policy_dir / "model.safetensors")
+    assert any(not torch.allclose(before[k], one[0][k]) for k in before), "the policy moved"
+    two = train("ppo_fixed_rollouts.py", args, tmp_path / "two", processes=2)
+    assert_same_training(one, two, columns=("reward", "kl", "kl_coef", "policy_loss",
+                                            "value_loss", "clipfrac", "entropy", "response_length"))
 
 
 def test_a_batch_that_does_not_split_over_the_processes_is_refused():

@@ -14,9 +14,10 @@ GPU_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo
 SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
 
 
-def plan(workdir, config=None) -> list[dict]:
+def plan(workdir, *targets, config=None) -> list[dict]:
     """Each planned job of a dry run: its rule, wildcards, resources and shell command."""
-    out = snakemake(workdir, "-n", "--printshellcmds", config=config, configfile=PRESET).stdout
+    out = snakemake(workdir, "-n", "--printshellcmds", *targets, config=config,
+                    configfile=PRESET).stdout
     jobs = []
     for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out)[1:]:
         job = {"rule": re.search(r"rule (\w+):", block)[1]}
@@ -61,9 +62,11 @@ def test_torch_jobs_ask_for_a_gpu_and_the_preset_memory(paper):
 
 
 def test_data_parallel_trainers_ask_for_their_gpus_and_run_under_torchrun(tmp_path):
-    jobs = plan(tmp_path, config={"resources": {"data_parallel": 4}})
+    jobs = plan(tmp_path, "results/table_full.csv", config={"resources": {"data_parallel": 4}})
+    rounds = {"sample_round", "score_round", "reference_round", "train_round"}
+    assert rounds < {j["rule"] for j in jobs}  # the full table has DPO's and Cringe's 2nd rounds
     for job in jobs:
-        parallel = job["rule"] in ("sft", "train_pairwise")
-        if job["rule"] in GPU_RULES:
+        parallel = job["rule"] in ("sft", "train_pairwise", "train_ppo", "train_round")
+        if job["rule"] in GPU_RULES | rounds:
             assert job["resources"]["gpu"] == ("4" if parallel else "1"), job["rule"]
             assert ("torchrun --standalone --nproc_per_node 4 -m pipeline." in job["shell"]) == parallel

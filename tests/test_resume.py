@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SFT_PARAMS, VADER
+from conftest import PPO_PARAMS, SFT_PARAMS, VADER
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -69,13 +69,7 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
 def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
     pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
         tmp_path / "prompts.parquet")
-    params = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "horizon": 64,
-              "iterations": 40, "rollout_size": 8, "minibatch_size": 4, "ppo_epochs": 2,
-              "optimizer": "adamw", "lr": 1e-3, "warmup_steps": 2, "cliprange": 0.2,
-              "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95,
-              "max_grad_norm": 1.0, "gradient_checkpointing": False, "seed": 0, "max_new_tokens": 4,
-              "checkpoint_every": 3,
-              "reward": VADER}
+    params = PPO_PARAMS | {"iterations": 40, "checkpoint_every": 3}
 
     def args(out):
         return ["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),

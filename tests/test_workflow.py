@@ -99,12 +99,6 @@ def test_the_report_builds(study):
     assert "table.csv" in html and "frontier.png" in html
 
 
-def test_same_seed_gives_an_identical_pairs_file(study):
-    before = (study / "results/pairs.parquet").read_bytes()
-    snakemake(study, "--cores", "2", "--forcerun", "sample", "results/pairs.parquet")
-    assert (study / "results/pairs.parquet").read_bytes() == before
-
-
 def test_lint_reports_nothing():
     proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
                           capture_output=True, text=True)
@@ -113,6 +107,7 @@ def test_lint_reports_nothing():
 
 
 def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_path_factory):
+    """From scratch in another folder: the same pairs and the same table, to the byte."""
     again = tmp_path_factory.mktemp("again")
     snakemake(again, "--cores", "2")
     for name in ["results/table.csv", "results/pairs.parquet"]:

@@ -185,7 +185,7 @@ except FileNotFoundError as err:
 GPU = dict(config["resources"]["gpu_rules"])
 CPU = dict(config["resources"]["cpu_rules"])
 SCORE = GPU if config["reward"]["backend"] == "hf" else CPU  # VADER needs no GPU
-# sft, DPO and Cringe run data-parallel on `resources.data_parallel` GPUs, one process each.
+# sft and the trainers run data-parallel on `resources.data_parallel` GPUs, one process each.
 PARALLEL = config["resources"]["data_parallel"]
 TRAIN = GPU | {"gpu": GPU.get("gpu", 0) * PARALLEL}
 LAUNCH = "python -m" if PARALLEL == 1 else f"torchrun --standalone --nproc_per_node {PARALLEL} -m"

@@ -83,15 +83,16 @@ rule train_ppo:
         method="ppo|ppo_rm",
     params:
         cfg=trainer_params,
+        launch=LAUNCH,
     threads: 1
     resources:
-        **GPU,
+        **TRAIN,
     log:
         "results/logs/train_{method}_{value}_seed{seed}.log",
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.ppo --params {params.cfg} --prompts {input.prompts}"
+        "{params.launch} pipeline.ppo --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
         " > {log} 2>&1"
