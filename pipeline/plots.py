@@ -5,6 +5,7 @@
   the DPO paper's figure 2 in this study's setting. Beside it, the same against the reverse
   KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound). An iterated method's
   later rounds are series of their own (dashed), each chain's rounds joined by a dotted line.
+  With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats.
 - sentiment.png: the distribution of the true reward over evaluation samples, per policy.
 - training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
   PPO's reward and KL by iteration.
@@ -13,6 +14,7 @@
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import ScalarFormatter
 import pandas as pd
 
 from pipeline import cli, io
@@ -36,6 +38,7 @@ LABELS = {"pi_ref": "pi_ref (SFT)", "dpo": "DPO (beta)", "cringe": "Pairwise Cri
 
 
 MARKERS = "osD^v<>p"  # by round
+RUNAWAY_KL = 30.0  # nats: a policy this far out (a run-away later round) switches the x axis to symlog
 
 
 def label(method: str, value, rnd=1) -> str:
@@ -74,6 +77,12 @@ def frontier(table: pd.DataFrame, path: Path) -> None:
             if len(chain) > 1:  # one policy's path through the rounds
                 chain = chain.sort_values("round")
                 ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=COLOURS[method])
+        if points[kl].max() > RUNAWAY_KL:  # keep the others readable: log scale beyond 10 nats
+            ax.set_xscale("symlog", linthresh=10, linscale=2)
+            ax.set_xticks([t for t in (0, 2, 4, 6, 8, 10, 20, 40, 80, 160, 320)
+                           if t < 1.5 * points[kl].max()])
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            xlabel += " (log scale above 10)"
         ax.set_xlabel(xlabel)
         ax.set_xlim(left=-0.5)
         ax.grid(alpha=0.3)
