@@ -14,5 +14,6 @@ bench="python3 benchmarks/throughput.py --size $SIZE --batch-size 64 --dpo-batch
 $bench --json "$OUT/$SIZE.json" 2>"$OUT/bench.log"
 $bench --gradient-checkpointing --phases sft,dpo --json "$OUT/$SIZE-checkpointing.json" 2>>"$OUT/bench.log"
 $bench --batch-size 128 --dpo-batch-size 128 --phases sft,dpo --json "$OUT/$SIZE-batch128.json" 2>>"$OUT/bench.log"
+$bench --vocab-multiple 64 --phases sft,dpo --json "$OUT/$SIZE-vocab64.json" 2>>"$OUT/bench.log"
 python3 -m pytest -q -p no:cacheprovider tests/test_trainers.py tests/test_trainer_inputs.py \
     tests/test_logprobs.py tests/test_sample.py tests/test_evaluate.py tests/test_resume.py 2>&1 | tail -25

@@ -48,9 +48,12 @@ def peak_flops(dev, override):
     return None
 
 
-def build(size: str, dev) -> GPT2LMHeadModel:
+def build(size: str, dev, vocab_multiple: int = 1) -> GPT2LMHeadModel:
+    """With `vocab_multiple`, the embedding and LM head get rows up to the next multiple (the
+    data never uses them): how much GPT-2's odd 50,257 costs the LM head's GEMM."""
     n_layer, n_embd, n_head, vocab, positions = SIZES[size]
-    config = GPT2Config(vocab_size=vocab, n_positions=positions, n_embd=n_embd, n_layer=n_layer,
+    padded = -(-vocab // vocab_multiple) * vocab_multiple
+    config = GPT2Config(vocab_size=padded, n_positions=positions, n_embd=n_embd, n_layer=n_layer,
                         n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
                         activation_function=FAST_GELU,
                         bos_token_id=vocab - 1, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
@@ -58,8 +61,16 @@ def build(size: str, dev) -> GPT2LMHeadModel:
     return GPT2LMHeadModel(config).to(dev)
 
 
+def vocab_of(model) -> int:
+    """The real vocabulary: build() gives EOS the last real id; padding rows come after it."""
+    return model.config.eos_token_id + 1
+
+
 def flops_per_token(model, context: float, train: bool) -> float:
-    n = sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+    """The useful FLOPs: padding rows of the vocabulary (`--vocab-multiple`) are not counted."""
+    padding = model.config.vocab_size - vocab_of(model)
+    n = (sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
+         - padding * model.config.n_embd)
     L, d = model.config.n_layer, model.config.n_embd
     return (6 * n + 12 * L * d * context) if train else (2 * n + 4 * L * d * context)
 
@@ -86,7 +97,7 @@ def timed_steps(metrics: pd.DataFrame, warmup: int) -> tuple[float, int]:
 
 
 def bench_sft(model, args, rng, dev) -> dict:
-    vocab, T = model.config.vocab_size, args.seq_len
+    vocab, T = vocab_of(model), args.seq_len
     steps = args.warmup + args.steps
     ids = [rng.integers(0, vocab - 1, T).tolist() for _ in range(steps * args.batch_size)]
     p = {"batch_size": args.batch_size, "micro_batch_size": args.micro_batch_size, "epochs": 1,
@@ -107,7 +118,7 @@ class NoReward:
 
 
 def bench_dpo(model, args, rng, dev) -> dict:
-    vocab, prompt, response = model.config.vocab_size, 8, args.dpo_len - 8
+    vocab, prompt, response = vocab_of(model), 8, args.dpo_len - 8
     n = (args.warmup + args.steps) * args.dpo_batch_size
 
     def draw(length):
@@ -133,7 +144,7 @@ def bench_dpo(model, args, rng, dev) -> dict:
 @torch.no_grad()
 def bench_sample(model, args, rng, dev) -> dict:
     model.eval()
-    vocab, prompt, new = model.config.vocab_size, 8, args.new_tokens
+    vocab, prompt, new = vocab_of(model), 8, args.new_tokens
     prompts = [rng.integers(0, vocab - 1, prompt).tolist() for _ in range(args.sample_batch_size)]
     gen = torch.Generator(device=dev).manual_seed(0)
     reset_memory(dev)
@@ -167,6 +178,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps per training phase")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--vocab-multiple", type=int, default=1,
+                    help="pad the vocabulary to a multiple of this (64: 50,304 for GPT-2)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
     ap.add_argument("--phases", default="sft,dpo,sample")
     ap.add_argument("--json", default=None, help="also write the results to this file")
@@ -174,14 +187,15 @@ def main():
     args = ap.parse_args()
 
     dev = device()
-    model = build(args.size, dev)
+    model = build(args.size, dev, args.vocab_multiple)
     peak = peak_flops(dev, args.peak_tflops)
     threads = f"CPU, {torch.get_num_threads()} threads"
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else threads
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{args.size}: {n_params / 1e6:.1f}M parameters on {name}; "
           f"{'bf16 autocast' if dev.type == 'cuda' else 'fp32'}"
-          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}")
+          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
+          f"{f', vocabulary padded to {model.config.vocab_size:,}' if args.vocab_multiple > 1 else ''}")
     rng = np.random.default_rng(0)
     phases = {"sft": bench_sft, "dpo": bench_dpo, "sample": bench_sample}
     results = {"size": args.size, "parameters": n_params, "device": name, "args": vars(args)}

@@ -153,3 +153,16 @@ def test_one_more_round_runs_only_that_round_from_the_last_one(study):
         assert re.search(rf"pipeline.sample .* --policy {last} .*round3/samples.parquet", plan)
         assert re.search(rf"pipeline.preference .* --policy {last} --model .*round3/model", plan)
         assert re.search(rf"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan)
+
+
+def test_a_ranked_method_iterates_on_its_rounds_rankings(study):
+    """The micro study has no strict ranking to train on, so only the plan is checked."""
+    ranked = {"train": {"full_methods": ["plackett_luce"]},
+              "iterative": {"methods": ["plackett_luce"], "rounds": 2}}
+    plan = snakemake(study, "-n", "-p", "results/table_full.csv", config=ranked).stdout
+    data = "results/rounds/plackett_luce/0.1/seed0/round2"
+    assert re.search(rf"pipeline.reference .* --pairs {data}/rankings.parquet --policy "
+                     rf"results/sft/model --out {data}/reference/rankings.parquet", plan)
+    assert re.search(rf"pipeline.preference .* --pairs {data}/rankings.parquet --reference "
+                     rf"'{data}/reference/rankings.parquet' --policy "
+                     r"results/policies/plackett_luce/0.1/seed0/model ", plan)
