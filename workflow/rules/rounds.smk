@@ -58,6 +58,7 @@ use rule train_pairwise as train_round with:
     wildcard_constraints:
         method="|".join(sorted(ITERABLE)),
     params:
-        checkpoint="results/checkpoints/{method}/{value}/seed{seed}/round{round}",
+        # not inside round 1's checkpoint folder, which round 1 replaces and removes whole
+        checkpoint="results/checkpoints/round{round}/{method}/{value}/seed{seed}",
     log:
         "results/logs/round{round}/train_{method}_{value}_seed{seed}.log",
