@@ -1,5 +1,6 @@
 """A training job killed mid-run (SIGKILL) and rerun ends with the same weights as one never
-interrupted (CPU, same seed)."""
+interrupted (CPU, same seed), also on 2 processes under torchrun, where each process restores
+its own random generator."""
 
 import json
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,12 +17,36 @@ from safetensors.torch import load_file
 
 from conftest import PPO_PARAMS, SFT_PARAMS, VADER
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+# two CPU processes on gloo, as in tests/test_distributed.py
+GLOO = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
+                          reason="this torch build has no gloo backend")
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
 
 
-def run(module, args, workdir, name, kill=False):
-    """Run `python -m pipeline.<module>`; with kill, SIGKILL it once its first checkpoint exists."""
-    cmd = [sys.executable, "-m", f"pipeline.{module}"] + args(workdir / name)
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (torchrun starts its workers in sessions of their own)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def run(module, args, workdir, name, kill=False, processes=1):
+    """Run `python -m pipeline.<module>` (under torchrun with several processes); with kill,
+    SIGKILL every process once the first checkpoint exists."""
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                     str(processes)]
+    cmd = launcher + ["-m", f"pipeline.{module}"] + args(workdir / name)
     log = open(workdir / f"{name}.log", "a")
     proc = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=log)
     if kill:
@@ -28,18 +54,19 @@ def run(module, args, workdir, name, kill=False):
         deadline = time.time() + 120
         while not state.exists() and proc.poll() is None and time.time() < deadline:
             time.sleep(0.002)
-        proc.send_signal(signal.SIGKILL)
+        for pid in process_tree(proc.pid):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
     log.close()
     return proc.returncode
 
 
-def kill_then_resume(module, args, tmp_path):
-    assert run(module, args, tmp_path, "straight") == 0
-    assert run(module, args, tmp_path, "killed", kill=True) == -signal.SIGKILL
+def kill_then_resume(module, args, tmp_path, processes=1):
+    assert run(module, args, tmp_path, "straight", processes=processes) == 0
+    assert run(module, args, tmp_path, "killed", kill=True, processes=processes) == -signal.SIGKILL
     assert not (tmp_path / "killed" / "model").exists(), "killed before it finished"
     assert (tmp_path / "killed" / "checkpoint" / "state.pt").exists()
-    assert run(module, args, tmp_path, "killed") == 0
+    assert run(module, args, tmp_path, "killed", processes=processes) == 0
     assert "resuming from the checkpoint" in (tmp_path / "killed.log").read_text()
     assert not (tmp_path / "killed" / "checkpoint").exists(), "the checkpoint is removed at the end"
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
@@ -49,8 +76,9 @@ def kill_then_resume(module, args, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("method", ["dpo", "cringe"])
-def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, method):
+@pytest.mark.parametrize("method, processes", [("dpo", 1), ("cringe", 1),
+                                                  pytest.param("cringe", 2, marks=GLOO)])
+def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, method, processes):
     params = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True,
               "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "epochs": 12, "warmup_steps": 3,
               "max_grad_norm": 10.0, "micro_batch_size": None, "gradient_checkpointing": False,
@@ -63,10 +91,11 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
                 "--model", str(out / "model"), "--metrics", str(out / "metrics.csv"),
                 "--checkpoint", str(out / "checkpoint")]
 
-    kill_then_resume("preference", args, pair_files)
+    kill_then_resume("preference", args, pair_files, processes)
 
 
-def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
+@pytest.mark.parametrize("processes", [1, pytest.param(2, marks=GLOO)])
+def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
     pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
         tmp_path / "prompts.parquet")
     params = PPO_PARAMS | {"iterations": 40, "checkpoint_every": 3}
@@ -76,7 +105,7 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir):
                 "--policy", str(policy_dir), "--model", str(out / "model"),
                 "--metrics", str(out / "metrics.csv"), "--checkpoint", str(out / "checkpoint")]
 
-    kill_then_resume("ppo", args, tmp_path)
+    kill_then_resume("ppo", args, tmp_path, processes)
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
     assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
