@@ -120,3 +120,14 @@ def sft_args(tmp_path, tokenizer):
                 "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
                 "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json")]
     return args
+
+
+@pytest.fixture(scope="session")
+def micro_study(tmp_path_factory):
+    """The micro config run to results/table.csv by snakemake on this machine; shared by
+    tests/test_workflow.py and, for the same bytes through SLURM, tests/test_slurm.py."""
+    from runner import snakemake
+
+    workdir = tmp_path_factory.mktemp("study")
+    snakemake(workdir, "--cores", "2")
+    return workdir

@@ -1,6 +1,8 @@
 """Running the Snakefile in a scratch directory, as a user would."""
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +37,12 @@ def planned_jobs(workdir, config=None, targets=()) -> dict[str, int]:
         return {}
     table = text.split("Job stats:", 1)[1].split("total", 1)[0]
     return {m[0]: int(m[1]) for m in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def why_no_slurm() -> str | None:
+    """Why tests/test_slurm.py cannot boot SLURM here, or None when it can."""
+    if os.geteuid() != 0:
+        return "starting the SLURM daemons needs root"
+    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
+        return "SLURM is not installed and there is no apt-get to install it"
+    return None

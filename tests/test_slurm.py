@@ -4,13 +4,12 @@ tests/slurm/cluster.sh installs SLURM from Debian, boots it with two fake GPUs a
 PID. Runs where it can: as root, with apt-get (or SLURM already installed).
 """
 
-import os
-import shutil
 import subprocess
 
+import pandas as pd
 import pytest
 
-from runner import REPO, planned_jobs, snakemake
+from runner import REPO, planned_jobs, snakemake, why_no_slurm
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
@@ -21,18 +20,10 @@ GPU_RULES = {"sft", "sample", "reference", "train_pairwise", "train_ppo", "evalu
 SMALLER = {"dpo": {"beta": [0.1]}}
 
 
-def why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "starting the SLURM daemons needs root"
-    if not shutil.which("slurmctld") and not shutil.which("apt-get"):
-        return "SLURM is not installed and there is no apt-get to install it"
-    return None
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    if why_not():
-        pytest.skip(why_not())
+    if why_no_slurm():
+        pytest.skip(why_no_slurm())
     subprocess.run(["bash", str(CLUSTER), "install"], check=True)
     subprocess.run(["bash", str(CLUSTER), "start"], check=True)
     yield
@@ -65,6 +56,18 @@ def test_every_job_went_through_sbatch(study):
     expected = sum(n for rule, n in plan.items() if rule not in ("all", "plots"))
     assert len(jobs) == expected
     assert all(j["JobState"] == "COMPLETED" for j in jobs)
+
+
+def test_slurm_gives_the_local_runs_results_to_the_byte(study, micro_study):
+    """The same seeds through SLURM jobs as in tests/test_workflow.py's local run: the same pairs
+    file, and the same table rows for the policies both have (this study trains one DPO beta)."""
+    workdir, _ = study
+    for name in ["results/pairs.parquet", "results/data/sft.parquet"]:
+        assert (workdir / name).read_bytes() == (micro_study / name).read_bytes(), name
+    key = ["kind", "method", "value", "seed"]
+    here = pd.read_csv(workdir / "results/table.csv", dtype=str).set_index(key)
+    local = pd.read_csv(micro_study / "results/table.csv", dtype=str).set_index(key)
+    assert len(here) == 7 and here.equals(local.loc[here.index])
 
 
 def test_gpu_rules_ask_for_a_gpu_and_cpu_rules_do_not(study):

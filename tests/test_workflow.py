@@ -10,14 +10,12 @@ import pandas as pd
 import pytest
 
 from pipeline.methods import SWEPT
-from runner import REPO, planned_jobs, snakemake
+from runner import REPO, planned_jobs, snakemake, why_no_slurm
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("study")
-    snakemake(workdir, "--cores", "2")
-    return workdir
+def study(micro_study):
+    return micro_study
 
 
 def test_the_dag_runs_to_the_pairs(study):
@@ -106,6 +104,8 @@ def test_lint_reports_nothing():
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
+@pytest.mark.skipif(why_no_slurm() is None, reason="tests/test_slurm.py runs the micro study "
+                    "again, through SLURM, and compares its bytes with this one's")
 def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_path_factory):
     """From scratch in another folder: the same pairs and the same table, to the byte."""
     again = tmp_path_factory.mktemp("again")
