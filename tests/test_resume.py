@@ -20,7 +20,7 @@ from conftest import PPO_PARAMS, SFT_PARAMS, VADER
 # two CPU processes on gloo, as in tests/test_distributed.py
 GLOO = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
                           reason="this torch build has no gloo backend")
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def process_tree(pid: int) -> list[int]:
@@ -42,13 +42,14 @@ def process_tree(pid: int) -> list[int]:
 def run(module, args, workdir, name, kill=False, processes=1):
     """Run `python -m pipeline.<module>` (under torchrun with several processes); with kill,
     SIGKILL every process once the first checkpoint exists."""
-    launcher = [sys.executable]
-    if processes > 1:
+    launcher, env = [sys.executable], ENV
+    if processes > 1:  # on CPU also where a GPU is visible: one GPU cannot hold two NCCL ranks
         launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                      str(processes)]
+        env = ENV | {"CUDA_VISIBLE_DEVICES": ""}
     cmd = launcher + ["-m", f"pipeline.{module}"] + args(workdir / name)
     log = open(workdir / f"{name}.log", "a")
-    proc = subprocess.Popen(cmd, env=ENV, stdout=log, stderr=log)
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
     if kill:
         state = workdir / name / "checkpoint" / "state.pt"
         deadline = time.time() + 120
