@@ -22,7 +22,7 @@ from pipeline import cli, io
 from pipeline.evaluate import distinct_2, draw, select_prompts
 from pipeline.logs import get_logger
 from pipeline.models import device, load_causal_lm, load_tokenizer
-from pipeline.score import make_scorer
+from pipeline.score import check_finite_scores, make_scorer
 
 log = get_logger("best_of_n")
 
@@ -47,9 +47,8 @@ def main(argv=None):
     policy = load_causal_lm(args.policy, "policy").to(device()).eval()
     samples = draw(policy, tok, prompts, max(p["n"]), p["batch_size"], p["max_new_tokens"],
                    p["seed"])
-    samples["score"] = make_scorer(p["reward"])(samples["text"].tolist())
-    if not np.isfinite(samples["score"]).all():
-        raise FloatingPointError("the reward is not finite for some Best-of-N samples")
+    texts = samples["text"].tolist()
+    samples["score"] = check_finite_scores(make_scorer(p["reward"])(texts), texts)
     for n in p["n"]:
         best = best_of(samples, n)
         out = f"{args.out_dir}/{n}/seed{p['seed']}"

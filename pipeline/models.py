@@ -90,6 +90,15 @@ def load_causal_lm(name: str, key: str) -> torch.nn.Module:
         raise ValueError(f"{key} '{name}': not a causal LM with safetensors weights ({err})") from None
 
 
+def scalar_head(hidden_size: int) -> torch.nn.Linear:
+    """A linear head from the last hidden state to one number (PPO's value, the learned reward),
+    zero at the start: every output 0 until training moves it."""
+    head = torch.nn.Linear(hidden_size, 1)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    return head
+
+
 def build_gpt2(tok: PreTrainedTokenizerBase, n_layer: int, n_embd: int, n_head: int,
                n_positions: int) -> GPT2LMHeadModel:
     """A GPT-2 initialised from scratch, sized by the config (the embedded default's policy).

@@ -24,7 +24,8 @@ from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
                              masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
+from pipeline.models import (autocast, device, load_causal_lm, load_tokenizer, scalar_head,
+                             train_mode)
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
 from pipeline.score import make_scorer
@@ -38,9 +39,7 @@ class PolicyWithValue(torch.nn.Module):
     def __init__(self, policy):
         super().__init__()
         self.policy = policy
-        self.value_head = torch.nn.Linear(policy.config.hidden_size, 1)
-        torch.nn.init.zeros_(self.value_head.weight)
-        torch.nn.init.zeros_(self.value_head.bias)
+        self.value_head = scalar_head(policy.config.hidden_size)
 
     def forward(self, batch):
         out = self.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask,

@@ -36,7 +36,7 @@ from pipeline.logprobs import Batch
 from pipeline.logs import get_logger, progress
 from pipeline.losses import bradley_terry_loss
 from pipeline.models import (autocast, device, from_pretrained_safe, load_causal_lm, load_tokenizer,
-                             train_mode)
+                             scalar_head, train_mode)
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.preference import pair_batch
 from pipeline.reference import PAIR_COLUMNS
@@ -52,9 +52,7 @@ class RewardModel(torch.nn.Module):
     def __init__(self, trunk):
         super().__init__()
         self.trunk = trunk
-        self.head = torch.nn.Linear(trunk.config.hidden_size, 1)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
+        self.head = scalar_head(trunk.config.hidden_size)
         # the standardisation statistics, saved with the head
         self.register_buffer("reward_mean", torch.zeros(()))
         self.register_buffer("reward_std", torch.ones(()))

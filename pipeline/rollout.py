@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from pipeline.sample import sample
+from pipeline.score import check_finite_scores
 
 
 @torch.no_grad()
@@ -21,8 +22,4 @@ def rollout(model, tok, prompts: list[list[int]], scorer, max_new_tokens: int,
                               tok.eos_token_id, tok.pad_token_id, generator)
     model.train(was_training)
     texts = tok.batch_decode([p + c for p, c in zip(prompts, completions)], skip_special_tokens=True)
-    scores = np.asarray(scorer(texts), dtype=np.float64)
-    if not np.isfinite(scores).all():
-        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
-        raise FloatingPointError(f"the reward is not finite for sample {bad}: {texts[bad]!r}")
-    return completions, scores
+    return completions, check_finite_scores(np.asarray(scorer(texts), dtype=np.float64), texts)

@@ -97,6 +97,14 @@ class RewardModelScorer(BatchedScorer):
         return self.model.standardised(batch)
 
 
+def check_finite_scores(scores: np.ndarray, texts: list[str]) -> np.ndarray:
+    """`scores`, after refusing a NaN or infinite one, named by its sample and text."""
+    if not np.isfinite(scores).all():
+        bad = int(np.flatnonzero(~np.isfinite(scores))[0])
+        raise FloatingPointError(f"the reward is not finite for sample {bad}: {texts[bad]!r}")
+    return scores
+
+
 def make_scorer(p: dict) -> Scorer:
     if p["backend"] == "vader":
         return VaderScorer()
