@@ -41,7 +41,8 @@ def ours(policy, tok, pairs, args) -> tuple[float, float]:
     p = {"method": "dpo", "beta": 0.1, "optimizer": "adamw", "lr": args.lr,
          "batch_size": args.batch_size, "epochs": 1, "warmup_steps": 10, "max_grad_norm": 10.0,
          "micro_batch_size": None, "gradient_checkpointing": False,
-         "seed": 0, "reward_prompts": 0, "reward_every": 10**9, "max_new_tokens": 1}
+         "seed": 0, "reward_prompts": 0, "reward_every": 10**9, "max_new_tokens": 1,
+         "batch_order": "pair"}  # TRL shuffles pairs and runs each pair's two sequences
     train_pairwise(model, tok, pairs, ref, p, NoReward())
     return t1 - t0, time.perf_counter() - t1
 

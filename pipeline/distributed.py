@@ -1,8 +1,8 @@
 """Data parallelism and gradient accumulation for the trainers, with the same global batch.
 
-Under torchrun (WORLD_SIZE > 1) each process takes every `world`-th row of the global batch and
-splits its share into micro-batches of at most `micro_batch_size` rows. Each micro-batch's loss
-is a *sum* over examples (or tokens) divided by the global batch's count, times `world` because
+Under torchrun (WORLD_SIZE > 1) each process takes its contiguous share of the global batch (a
+prompt's pairs stay together, and share their responses) and splits it into micro-batches of at
+most `micro_batch_size` rows. Each micro-batch's loss is a *sum* over examples (or tokens) divided by the global batch's count, times `world` because
 DDP averages gradients over processes: the accumulated gradient is then the single-process
 full-batch gradient, whatever the number of processes and the micro-batch size.
 """
@@ -30,7 +30,7 @@ class World:
         """This process's share of a global batch of row indices, in micro-batches."""
         if len(rows) % self.size:
             raise ValueError(f"{key} = {len(rows)} is not a multiple of the {self.size} processes")
-        mine = rows[self.rank::self.size]
+        mine = rows.reshape(self.size, -1)[self.rank]
         return list(mine.split(micro_batch_size or len(mine)))
 
     def gather(self, obj) -> list:
@@ -42,8 +42,8 @@ class World:
         return out
 
     def interleave(self, rows: list) -> list:
-        """The global batch from each process's share of it, the inverse of `micro_batches`:
-        global row i is row i // size of process i % size."""
+        """The global batch from each process's strided share of it (PPO's rollouts): global
+        row i is row i // size of process i % size."""
         parts = self.gather(rows)
         return [parts[i % self.size][i // self.size] for i in range(sum(map(len, parts)))]
 

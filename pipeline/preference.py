@@ -30,7 +30,8 @@ from pipeline.methods import NEEDS_REFERENCE, RANKED
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.reference import PAIR_COLUMNS, reference_column, response_columns
+from pipeline.reference import (PAIR_COLUMNS, distinct_responses, reference_column,
+                                response_columns)
 from pipeline.rollout import rollout
 from pipeline.score import make_scorer
 
@@ -38,16 +39,28 @@ log = get_logger("train_pairwise")
 
 
 def response_batch(chunk: pd.DataFrame, columns: list[str], pad_id: int):
-    """Every row's response of the first column, then of the second, ... in one left-padded
-    batch: (chosen, rejected) for pairs, (rank0, rank1, ...) for rankings."""
-    prompts = [list(p) for p in chunk["prompt_ids"]] * len(columns)
-    responses = [list(r) for c in columns for r in chunk[c]]
-    return left_pad(prompts, responses, pad_id)
+    """The chunk's distinct responses in one left-padded batch, and index (K, n): the batch row of
+    row i's response in column k. Columns: (chosen, rejected) for pairs, (rank0, rank1, ...) for
+    rankings. A step's log-probs are the batch's, gathered by the index: the same loss and
+    gradient as running every pair's two sequences, with each shared response run once."""
+    prompts, responses, index = distinct_responses(chunk, columns)
+    return left_pad(prompts, responses, pad_id), index
 
 
 def pair_batch(chunk: pd.DataFrame, pad_id: int):
-    """Chosen rows first, rejected rows second, in one left-padded batch."""
     return response_batch(chunk, ["chosen_ids", "rejected_ids"], pad_id)
+
+
+def epoch_order(prompt_ids: pd.Series, by: str, generator: torch.Generator) -> torch.Tensor:
+    """An epoch's order of the rows. "pair": a random permutation. "prompt": the prompts in a
+    random order, each prompt's rows together, as the DPO paper's code batches its pairs; a
+    batch then holds a few prompts' pairs, which share their responses."""
+    if by == "pair":
+        return torch.randperm(len(prompt_ids), generator=generator)
+    codes, uniques = pd.factorize(prompt_ids)
+    position = torch.empty(len(uniques), dtype=torch.long)
+    position[torch.randperm(len(uniques), generator=generator)] = torch.arange(len(uniques))
+    return torch.argsort(position[torch.from_numpy(codes)], stable=True)
 
 
 def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -65,69 +78,77 @@ def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFra
     return pd.concat(pairs, ignore_index=True), pd.concat(refs, ignore_index=True)
 
 
-# A step returns per-pair losses and per-pair statistics; the trainer sums and averages them.
-def dpo_step(model, batch, ref, p, generator):
+# A step gets the distinct responses' batch and the index (K, n) of each row's responses in it
+# (pipeline.reference.distinct_responses); it returns per-row losses and per-row statistics,
+# which the trainer sums and averages.
+def sequence_logps(model, batch, index):
+    """log pi(y|x) of each row's response in each column: (K, n)."""
+    return token_logprobs(forward_logits(model, batch), batch).sum(-1)[index]
+
+
+def dpo_step(model, batch, index, ref, p, generator):
     """DPO, and conservative DPO when `label_smoothing` is set (the noisy-label study)."""
-    n = len(batch.input_ids) // 2
-    logps = token_logprobs(forward_logits(model, batch), batch).sum(-1)
+    chosen, rejected = sequence_logps(model, batch, index)
     if "label_smoothing" in p:
-        loss, chosen_r, rejected_r = conservative_dpo_loss(logps[:n], logps[n:], ref[0], ref[1],
+        loss, chosen_r, rejected_r = conservative_dpo_loss(chosen, rejected, ref[0], ref[1],
                                                            p["beta"], p["label_smoothing"])
     else:
-        loss, chosen_r, rejected_r = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], p["beta"])
+        loss, chosen_r, rejected_r = dpo_loss(chosen, rejected, ref[0], ref[1], p["beta"])
     chosen_r, rejected_r = chosen_r.detach(), rejected_r.detach()
     return loss, {"reward_chosen": chosen_r, "reward_rejected": rejected_r,
                   "reward_accuracy": (chosen_r > rejected_r).float(),
                   "reward_margin": chosen_r - rejected_r}
 
 
-def plackett_luce_step(model, batch, ref, p, generator):
+def plackett_luce_step(model, batch, index, ref, p, generator):
     """The listwise DPO loss on each prompt's K responses, ranked best first (ref: K x B)."""
-    k, n = ref.shape
-    logps = token_logprobs(forward_logits(model, batch), batch).sum(-1).view(k, n).T
+    logps = sequence_logps(model, batch, index).T
     loss = plackett_luce_loss(logps, ref.T, p["beta"])
     margin = (logps - ref.T)[:, :-1] - (logps - ref.T)[:, 1:]  # adjacent ranks' log-ratio margins
     return loss, {"reward_accuracy": (margin > 0).float().mean(-1).detach(),
                   "reward_margin": margin.mean(-1).detach()}
 
 
-def ipo_step(model, batch, ref, p, generator):
-    n = len(batch.input_ids) // 2
-    logps = token_logprobs(forward_logits(model, batch), batch).sum(-1)
-    loss, h = ipo_loss(logps[:n], logps[n:], ref[0], ref[1], p["tau"])
+def ipo_step(model, batch, index, ref, p, generator):
+    chosen, rejected = sequence_logps(model, batch, index)
+    loss, h = ipo_loss(chosen, rejected, ref[0], ref[1], p["tau"])
     return loss, {"reward_accuracy": (h > 0).float(), "reward_margin": h}
 
 
-def cringe_step(model, batch, ref, p, generator):
-    n = len(batch.input_ids) // 2
+def cringe_step(model, batch, index, ref, p, generator):
+    chosen, rejected = index
     logits = forward_logits(model, batch)
     token_logps = token_logprobs(logits, batch)
     logps = token_logps.sum(-1)
-    gate = cringe_gate(logps[:n], logps[n:], p["b"], p["tau"])
-    ce = ce_loss(token_logps[:n])
-    cr = cringe_token_loss(logits[n:], batch.input_ids[n:, 1:], batch.response_mask[n:], p["k"],
-                           generator)
+    gate = cringe_gate(logps[chosen], logps[rejected], p["b"], p["tau"])
+    ce = ce_loss(token_logps[chosen])
+    # each pair draws its own positive tokens, also where pairs share their rejected response
+    cr = cringe_token_loss(logits[rejected], batch.input_ids[rejected, 1:],
+                           batch.response_mask[rejected], p["k"], generator)
     loss = pairwise_cringe_loss(gate, ce, cr, p["gate_ce"])
-    margin = (logps[:n] - logps[n:]).detach()
+    margin = (logps[chosen] - logps[rejected]).detach()
     return loss, {"gate": gate.detach(), "ce": ce.detach(), "cringe": cr.detach(),
                   "reward_accuracy": (margin > 0).float(), "reward_margin": margin}
 
 
-def unlikelihood_step(model, batch, ref, p, generator):
-    n = len(batch.input_ids) // 2
+def unlikelihood_step(model, batch, index, ref, p, generator):
+    chosen, rejected = index
     token_logps = token_logprobs(forward_logits(model, batch), batch)
-    loss = unlikelihood_loss(token_logps[:n], token_logps[n:], batch.response_mask[n:], p["alpha"])
-    margin = (token_logps[:n].sum(-1) - token_logps[n:].sum(-1)).detach()
+    loss = unlikelihood_loss(token_logps[chosen], token_logps[rejected],
+                             batch.response_mask[rejected], p["alpha"])
+    margin = (token_logps[chosen].sum(-1) - token_logps[rejected].sum(-1)).detach()
     return loss, {"reward_accuracy": (margin > 0).float(), "reward_margin": margin}
 
 
-def preferred_ft_step(model, batch, ref, p, generator):
-    """SFT on the chosen responses only: the rejected half of the batch is not run."""
-    chosen = batch.select(torch.arange(len(batch.input_ids) // 2, device=batch.input_ids.device))
-    ce = ce_loss(token_logprobs(forward_logits(model, chosen), chosen))
+def preferred_ft_step(model, batch, index, ref, p, generator):
+    """SFT on the chosen responses: the trainer batches only those (CHOSEN_ONLY)."""
+    [chosen] = index
+    ce = ce_loss(token_logprobs(forward_logits(model, batch), batch)[chosen])
     return ce, {"ce": ce.detach()}
 
 
+# Preferred-FT learns from the chosen responses alone: the rejected ones are not even run.
+CHOSEN_ONLY = {"preferred_ft"}
 STEPS = {"dpo": dpo_step, "dpo_noisy": dpo_step, "cdpo_noisy": dpo_step, "ipo": ipo_step,
          "cringe": cringe_step, "unlikelihood": unlikelihood_step, "preferred_ft": preferred_ft_step,
          "plackett_luce": plackett_luce_step, "dpo_ranked": dpo_step}
@@ -148,7 +169,7 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
-    columns = response_columns(pairs)
+    columns = response_columns(pairs)[:1] if p["method"] in CHOSEN_ONLY else response_columns(pairs)
     if ref is not None:
         ref_logps = torch.tensor(ref[[reference_column(c) for c in columns]].to_numpy().T,
                                  dtype=torch.float32)
@@ -174,18 +195,22 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     ddp = wrap(model, world)
 
     def pair_losses(rows):
-        batch = response_batch(pairs.iloc[rows.numpy()], columns, tok.pad_token_id).to(dev)
+        batch, index = response_batch(pairs.iloc[rows.numpy()], columns, tok.pad_token_id)
         with autocast(dev):
             batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
-            loss, stats = STEPS[p["method"]](ddp, batch, batch_ref, p, token_gen)
-        return loss.sum(), {k: v.sum() for k, v in stats.items()}
+            loss, stats = STEPS[p["method"]](ddp, batch.to(dev), index.to(dev), batch_ref, p,
+                                             token_gen)
+        stats = {k: v.sum() for k, v in stats.items()}
+        # averaged per row like the statistics: 2 where a batch's pairs share no response
+        stats["sequences_per_row"] = torch.tensor(float(len(batch.input_ids)), device=dev)
+        return loss.sum(), stats
 
     t0 = time.perf_counter() - metrics[-1]["seconds"]
     bar = progress(total=total, initial=step, desc=p["method"], unit="step", disable=not world.main)
     while step < total:
         epoch, pos = divmod(step, steps_per_epoch)
         if order_epoch != epoch:
-            order, order_epoch = torch.randperm(len(pairs), generator=gen), epoch
+            order, order_epoch = epoch_order(pairs["prompt_id"], p["batch_order"], gen), epoch
         idx = order[pos * bs:(pos + 1) * bs]
         lr = warmup_constant(step, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)

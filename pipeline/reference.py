@@ -3,9 +3,11 @@
 DPO needs these for every pair at every step; caching them per pairs file means a beta sweep
 does not recompute them (and pi_ref never has to sit in memory beside the policy). Each response
 column `<name>_ids` of the input (chosen_ids, rejected_ids; or rank0_ids, rank1_ids, ...) gives a
-column `ref_<name>`, row-aligned with the input.
+column `ref_<name>`, row-aligned with the input. A prompt's 6 pairs hold its 4 samples: each
+distinct (prompt, response) is run once, `batch_size` sequences at a time, longest first.
 """
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -28,18 +30,39 @@ def reference_column(response: str) -> str:
     return "ref_" + response.removesuffix("_ids")
 
 
+def distinct_responses(table: pd.DataFrame, columns: list[str]):
+    """Each distinct (prompt, response) of the table's response columns once, in order of first
+    appearance: (prompts, responses, index), where index[j, i] is the position of row i's
+    response in column j. The pairs of a prompt share its samples, so there are up to 3x fewer
+    sequences than responses (4 samples, 6 pairs), and a sequence's log-prob is the same in
+    every pair it appears in."""
+    seen: dict[tuple, int] = {}
+    index = np.empty((len(columns), len(table)), dtype=np.int64)
+    for j, column in enumerate(columns):
+        for i, key in enumerate(zip(map(tuple, table["prompt_ids"]), map(tuple, table[column]))):
+            index[j, i] = seen.setdefault(key, len(seen))
+    prompts = [list(p) for p, _ in seen]
+    responses = [list(r) for _, r in seen]
+    return prompts, responses, torch.from_numpy(index)
+
+
 @torch.no_grad()
 def reference_logps(model, pairs: pd.DataFrame, pad_id: int, batch_size: int) -> pd.DataFrame:
     dev = next(model.parameters()).device
-    out = {c: [] for c in response_columns(pairs)}
-    for start in progress(range(0, len(pairs), batch_size), desc="reference", unit="batch"):
-        chunk = pairs.iloc[start:start + batch_size]
-        prompts = [list(p) for p in chunk["prompt_ids"]]
-        for column in out:
-            batch = left_pad(prompts, [list(r) for r in chunk[column]], pad_id).to(dev)
-            with autocast(dev):
-                out[column].append(response_logprobs(model, batch).double().cpu())
-    return pd.DataFrame({reference_column(c): torch.cat(v).numpy() for c, v in out.items()})
+    columns = response_columns(pairs)
+    prompts, responses, index = distinct_responses(pairs, columns)
+    # longest first: each batch then pads its sequences to nearly their own length
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]) - len(responses[i]))
+    logps = torch.empty(len(prompts), dtype=torch.float64)
+    for start in progress(range(0, len(order), batch_size), desc="reference", unit="batch"):
+        rows = order[start:start + batch_size]
+        batch = left_pad([prompts[i] for i in rows], [responses[i] for i in rows], pad_id).to(dev)
+        with autocast(dev):
+            logps[rows] = response_logprobs(model, batch).double().cpu()
+    log.info("%d distinct sequences for %d rows x %d responses", len(prompts), len(pairs),
+             len(columns))
+    return pd.DataFrame({reference_column(c): logps[index[j]].numpy()
+                         for j, c in enumerate(columns)})
 
 
 def main(argv=None):

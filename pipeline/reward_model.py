@@ -120,10 +120,11 @@ def pair_rewards(model: RewardModel, pairs: pd.DataFrame, pad_id: int, batch_siz
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs.iloc[start:start + batch_size]
+        batch, index = pair_batch(chunk, pad_id)
         with autocast(dev):
-            r = model(pair_batch(chunk, pad_id).to(dev)).cpu()
-        chosen.append(r[:len(chunk)])
-        rejected.append(r[len(chunk):])
+            r = model(batch.to(dev)).cpu()[index]
+        chosen.append(r[0])
+        rejected.append(r[1])
     return torch.cat(chosen), torch.cat(rejected)
 
 
@@ -151,10 +152,9 @@ def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.D
         idx = order[pos * bs:(pos + 1) * bs]
         lr = warmup_constant(step, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
-        batch = pair_batch(pairs.iloc[idx.numpy()], pad_id).to(dev)
+        batch, index = pair_batch(pairs.iloc[idx.numpy()], pad_id)
         with autocast(dev):
-            r = model(batch)
-        chosen, rejected = r[:len(idx)], r[len(idx):]
+            chosen, rejected = model(batch.to(dev))[index.to(dev)]
         loss = bradley_terry_loss(chosen, rejected).mean()
         check_finite(loss, "reward_model", step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
         opt.zero_grad(set_to_none=True)

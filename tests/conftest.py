@@ -91,13 +91,19 @@ def classifier_dir(tmp_path_factory, tokenizer):
     return path
 
 
+PAIRED_SAMPLES = [(0, 1), (0, 2), (3, 1), (2, 3)]  # (chosen, rejected) sample of each pair
+
+
 @pytest.fixture
 def pair_files(tmp_path, policy):
-    """64 preference pairs and pi_ref's log-probs of them, as files in tmp_path."""
+    """64 preference pairs and pi_ref's log-probs of them, as files in tmp_path: 16 prompts with
+    4 samples each, 4 pairs of them per prompt, so that pairs share their responses."""
     from pipeline.logprobs import left_pad, response_logprobs
 
-    rows = [{"prompt_id": i, "prompt_ids": [5 + i % 7, 6], "chosen_ids": [20 + i % 5, 21, 22],
-             "rejected_ids": [30 + i % 3, 31]} for i in range(64)]
+    def sample(i, j):
+        return [20 + (i + j) % 5, 21 + j, 22][:2 + j % 2]
+    rows = [{"prompt_id": i, "prompt_ids": [5 + i % 7, 6 + i % 2], "chosen_ids": sample(i, a),
+             "rejected_ids": sample(i, b)} for i in range(16) for a, b in PAIRED_SAMPLES]
     df = pd.DataFrame(rows)
     df.to_parquet(tmp_path / "pairs.parquet")
     with torch.no_grad():

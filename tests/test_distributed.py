@@ -50,7 +50,8 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
 def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files, policy_dir):
     params = {"method": "dpo", "beta": 0.1, "optimizer": "adamw", "lr": 1e-3, "batch_size": 8,
               "epochs": 1, "warmup_steps": 2, "max_grad_norm": 10.0, "seed": 0,
-              "reward_prompts": 2, "reward_every": 50, "max_new_tokens": 3, "checkpoint_every": 0,
+              "reward_prompts": 2, "reward_every": 50, "batch_order": "prompt", "max_new_tokens": 3,
+              "checkpoint_every": 0,
               "gradient_checkpointing": False, "reward": VADER}
 
     def run(micro_batch_size, processes=1, gradient_checkpointing=False):
@@ -109,4 +110,4 @@ def test_a_batch_that_does_not_split_over_the_processes_is_refused():
 
     with pytest.raises(ValueError, match="dpo.batch_size = 9 is not a multiple of the 2 processes"):
         World(rank=0, size=2).micro_batches(torch.arange(9), None, "dpo.batch_size")
-    assert [t.tolist() for t in World(1, 2).micro_batches(torch.arange(8), 3, "k")] == [[1, 3, 5], [7]]
+    assert [t.tolist() for t in World(1, 2).micro_batches(torch.arange(8), 3, "k")] == [[4, 5, 6], [7]]

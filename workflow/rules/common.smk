@@ -140,7 +140,7 @@ def trainer_params(wildcards):
         "max_new_tokens": config["sample"]["max_new_tokens"],
     }
     if method in PAIRWISE:  # PPO's rollouts are its reward monitor
-        section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every")}
+        section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
     if method == "ppo_rm":  # trained on the learned reward; evaluated, like all, on the true one
         section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
                              "batch_size": config["reward"]["batch_size"],
