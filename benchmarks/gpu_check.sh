@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of the paper-scale path in one run: tokens/s, MFU and peak memory of the
-# pipeline's SFT step, DPO step and sampling loop for gpt2-large in bf16 autocast (with and
-# without gradient checkpointing), then the trainer, sampling and log-prob tests on CUDA.
+# pipeline's SFT step, DPO step (a prompt's pairs together, and shuffled), sampling loop and PPO
+# iteration for gpt2-large in bf16 autocast (with and without gradient checkpointing, batch 128,
+# a padded vocabulary), then the trainer, sampling and log-prob tests on CUDA.
 #   OUT=benchmarks/out bash benchmarks/gpu_check.sh        (SIZE=tiny to try it on a CPU)
 set -uo pipefail
 OUT=${OUT:-benchmarks/out}
@@ -10,8 +11,9 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 nvidia-smi -L 2>/dev/null
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
-bench="python3 benchmarks/throughput.py --size $SIZE --batch-size 64 --dpo-batch-size 64 --sample-batch-size 512"
+bench="python3 benchmarks/throughput.py --size $SIZE --batch-size 64 --dpo-batch-size 64 --sample-batch-size 512 --ppo-rollout-size 1024 --ppo-minibatch-size 64"
 $bench --json "$OUT/$SIZE.json" 2>"$OUT/bench.log"
+$bench --batch-order pair --phases dpo --json "$OUT/$SIZE-pair-order.json" 2>>"$OUT/bench.log"
 $bench --gradient-checkpointing --phases sft,dpo --json "$OUT/$SIZE-checkpointing.json" 2>>"$OUT/bench.log"
 $bench --batch-size 128 --dpo-batch-size 128 --phases sft,dpo --json "$OUT/$SIZE-batch128.json" 2>>"$OUT/bench.log"
 $bench --vocab-multiple 64 --phases sft,dpo --json "$OUT/$SIZE-vocab64.json" 2>>"$OUT/bench.log"

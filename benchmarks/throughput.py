@@ -1,21 +1,26 @@
-"""Tokens per second and model FLOPs utilisation (MFU) of the pipeline's own SFT step, DPO step
-and sampling loop, for a GPT-2 of a given size with random weights (nothing is downloaded).
+"""Tokens per second and model FLOPs utilisation (MFU) of the pipeline's own SFT step, DPO step,
+sampling loop and PPO iteration, for a GPT-2 of a given size with random weights (nothing is
+downloaded).
 
     python benchmarks/throughput.py --size tiny                    # CPU: the embedded default's model
     python benchmarks/throughput.py --size gpt2-large --batch-size 64 --dpo-batch-size 64
 
-Each phase calls the pipeline's code unchanged (sft.train, preference.train, sample.sample), on
+Each phase calls the pipeline's code unchanged (sft.train, preference.train, sample.sample,
+ppo.train), on
 whatever device pipeline.models.device() picks, in bf16 autocast on CUDA. Model FLOPs per token
 follow PaLM (app. B): 6N + 12 L d T for a training token (forward and backward), 2N + 4 L d T for
 a forward-only token, with N the parameters less the position embeddings (the tied input embedding
 counts once, as the output projection) and T the attention context. MFU divides the achieved
 FLOP/s by the device's dense bf16 peak (known for A100, H100 and H200; else --peak-tflops).
-Then projects one run of each stage at the paper preset's sizes from the measured throughput.
+Then projects one run of each stage at the paper preset's sizes from the measured throughput, and
+the hours of the preset's main table on the device.
 """
 
 import argparse
+import copy
 import json
 import time
+from itertools import combinations
 from types import SimpleNamespace
 
 import numpy as np
@@ -23,8 +28,9 @@ import pandas as pd
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from pipeline import preference, sft
+from pipeline import ppo, preference, sft
 from pipeline.models import FAST_GELU, device
+from pipeline.ppo import PolicyWithValue
 from pipeline.sample import sample
 
 SIZES = {  # n_layer, n_embd, n_head, vocab, positions
@@ -118,27 +124,64 @@ class NoReward:
 
 
 def bench_dpo(model, args, rng, dev) -> dict:
+    """Pairs as the pipeline makes them: each prompt's 4 samples in 6 pairs, a prompt's pairs
+    batched together, so a step runs each distinct response once."""
     vocab, prompt, response = vocab_of(model), 8, args.dpo_len - 8
     n = (args.warmup + args.steps) * args.dpo_batch_size
-
-    def draw(length):
-        return [rng.integers(0, vocab - 1, length).tolist() for _ in range(n)]
-    pairs = pd.DataFrame({"prompt_id": range(n), "prompt_ids": draw(prompt),
-                          "chosen_ids": draw(response), "rejected_ids": draw(response)})
+    rows = []
+    for prompt_id in range(-(-n // 6)):
+        prompt_ids = rng.integers(0, vocab - 1, prompt).tolist()
+        samples = [rng.integers(0, vocab - 1, response).tolist() for _ in range(4)]
+        rows += [{"prompt_id": prompt_id, "prompt_ids": prompt_ids, "chosen_ids": samples[a],
+                  "rejected_ids": samples[b]} for a, b in combinations(range(4), 2)]
+    pairs = pd.DataFrame(rows[:n])
     ref = pd.DataFrame({"ref_chosen": np.full(n, -100.0), "ref_rejected": np.full(n, -100.0)})
     p = {"method": "dpo", "beta": 0.1, "optimizer": "rmsprop", "lr": 1e-6,
          "batch_size": args.dpo_batch_size, "micro_batch_size": args.dpo_micro_batch_size,
          "epochs": 1, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
          "gradient_checkpointing": args.gradient_checkpointing, "reward_prompts": 0,
-         "reward_every": 10**9, "max_new_tokens": 1}
+         "reward_every": 10**9, "max_new_tokens": 1, "batch_order": args.batch_order}
     reset_memory(dev)
     tok = SimpleNamespace(pad_token_id=vocab - 1)  # the trainer reads only the pad id here
     metrics = preference.train(model, tok, pairs, ref, p, NoReward())
     seconds, steps = timed_steps(metrics.iloc[1:], args.warmup)  # row 0: the reward at step 0
-    tokens = steps * args.dpo_batch_size * 2 * args.dpo_len     # chosen and rejected sequences
-    return {"tokens_per_s": tokens / seconds, "pairs_per_s": tokens / seconds / 2 / args.dpo_len,
+    timed = metrics.iloc[1 + args.warmup:]
+    # the sequences the steps ran: fewer than 2 per pair where pairs share responses
+    tokens = float((timed["sequences_per_row"] * args.dpo_batch_size).sum()) * args.dpo_len
+    pairs_per_s = steps * args.dpo_batch_size / seconds
+    return {"tokens_per_s": tokens / seconds, "pairs_per_s": pairs_per_s,
+            "sequences_per_pair": float(timed["sequences_per_row"].mean()),
             "flops_per_s": tokens * flops_per_token(model, args.dpo_len, train=True) / seconds,
             "step_s": seconds / steps, "peak_memory_gib": memory_gib(dev)}
+
+
+def bench_ppo(model, args, rng, dev) -> dict:
+    """Whole PPO iterations (rollout, pi_ref's and the policy's log-probs and values, then
+    ppo_epochs passes of minibatches), the first one untimed."""
+    vocab, prompt, new = vocab_of(model), 8, args.new_tokens
+    prompts = [rng.integers(0, vocab - 1, prompt).tolist() for _ in range(args.ppo_rollout_size)]
+    policy = PolicyWithValue(copy.deepcopy(model)).to(dev)
+    ref = model.eval().requires_grad_(False)
+    # eos -1 is never drawn: every completion has `new` tokens; the texts are never scored
+    tok = SimpleNamespace(pad_token_id=vocab - 1, eos_token_id=-1,
+                          batch_decode=lambda ids, **_: [""] * len(ids))
+    p = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.2, "horizon": 10000,
+         "iterations": 2, "rollout_size": args.ppo_rollout_size,
+         "minibatch_size": args.ppo_minibatch_size, "ppo_epochs": 4, "optimizer": "adamw",
+         "lr": 1.41e-5, "warmup_steps": 1, "cliprange": 0.2, "cliprange_value": 0.2,
+         "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
+         "gradient_checkpointing": args.gradient_checkpointing, "seed": 0, "max_new_tokens": new}
+    reset_memory(dev)
+    metrics = ppo.train(policy, ref, tok, prompts, NoReward(), p)
+    seconds = float(metrics["seconds"].iloc[1] - metrics["seconds"].iloc[0])
+    ref.train().requires_grad_(True)
+    T, n = prompt + new, args.ppo_rollout_size
+    flops = n * (prompt * flops_per_token(model, prompt / 2, train=False)      # sampling
+                 + new * flops_per_token(model, prompt + new / 2, train=False)
+                 + 2 * T * flops_per_token(model, T, train=False)             # policy and pi_ref
+                 + p["ppo_epochs"] * T * flops_per_token(model, T, train=True))
+    return {"tokens_per_s": n * new / seconds, "flops_per_s": flops / seconds,
+            "iteration_s": seconds, "peak_memory_gib": memory_gib(dev)}
 
 
 @torch.no_grad()
@@ -164,6 +207,46 @@ def bench_sample(model, args, rng, dev) -> dict:
             "batch_s": seconds, "peak_memory_gib": memory_gib(dev)}
 
 
+# The main table of the paper preset (workflow/presets/paper.yaml), stage by stage: the work of one
+# run in the unit of the phase's rate, and the runs (3 seeds of 4 DPO betas, 2 Cringe b's, 4 PPO
+# targets). Cringe's step costs about DPO's (one forward, one backward); PPO's iteration time is
+# taken as linear in the rollout size.
+PRESET = [
+    ("sft: 50,000 reviews x 128 tokens", "sft", 50_000 * 128, 1),
+    ("sample: 25,000 prompts x 4 x 48 tokens", "sample", 25_000 * 4 * 48, 1),
+    ("dpo: one epoch of 150,000 pairs", "dpo", 150_000, 12),
+    ("cringe: the same, at DPO's rate", "dpo", 150_000, 6),
+    ("ppo: 25 iterations x 1,024 rollouts", "ppo", 25 * 1024, 12),
+]
+
+
+def seconds_per_unit(phase: str, r: dict, args) -> float:
+    """Seconds per token (sft, sample), per pair (dpo) or per rollout sample (ppo)."""
+    if phase == "dpo":
+        return 1 / r["pairs_per_s"]
+    if phase == "ppo":
+        return r["iteration_s"] / args["ppo_rollout_size"]
+    return 1 / r["tokens_per_s"]
+
+
+def project(results: dict) -> None:
+    """Minutes per run at the paper's sizes, and the hours of the preset's main table on this
+    device, from the measured rates (scoring, pi_ref's log-probs and evaluation not included)."""
+    print("  projected at the paper preset's sizes, from the rates above:")
+    total, missing = 0.0, []
+    for label, phase, units, runs in PRESET:
+        if phase not in results:
+            missing.append(phase)
+            continue
+        minutes = units * seconds_per_unit(phase, results[phase], results["args"]) / 60
+        results.setdefault("projected_minutes", {})[label] = minutes
+        total += minutes * runs
+        print(f"    {label:42s} {minutes:8.1f} min x {runs:2d} runs")
+    if not missing:
+        results["projected_main_table_hours"] = total / 60
+        print(f"    the main table's training and sampling: {total / 60:.2f} hours on this device")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
@@ -173,15 +256,19 @@ def main():
     ap.add_argument("--dpo-len", type=int, default=56, help="prompt (8) + response tokens")
     ap.add_argument("--dpo-batch-size", type=int, default=32, help="pairs per step (paper: 64)")
     ap.add_argument("--dpo-micro-batch-size", type=int, default=None)
+    ap.add_argument("--batch-order", choices=["prompt", "pair"], default="prompt",
+                    help="DPO batches: a prompt's pairs together (the pipeline's default) or shuffled")
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--sample-batch-size", type=int, default=256)
+    ap.add_argument("--ppo-rollout-size", type=int, default=64, help="paper: 1024")
+    ap.add_argument("--ppo-minibatch-size", type=int, default=16, help="paper: 64")
     ap.add_argument("--steps", type=int, default=10, help="timed steps per training phase")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--gradient-checkpointing", action="store_true")
     ap.add_argument("--vocab-multiple", type=int, default=1,
                     help="pad the vocabulary to a multiple of this (64: 50,304 for GPT-2)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
-    ap.add_argument("--phases", default="sft,dpo,sample")
+    ap.add_argument("--phases", default="sft,dpo,sample,ppo")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     ap.add_argument("--profile", action="store_true", help="print each phase's top operators")
     args = ap.parse_args()
@@ -197,7 +284,7 @@ def main():
           f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
           f"{f', vocabulary padded to {model.config.vocab_size:,}' if args.vocab_multiple > 1 else ''}")
     rng = np.random.default_rng(0)
-    phases = {"sft": bench_sft, "dpo": bench_dpo, "sample": bench_sample}
+    phases = {"sft": bench_sft, "dpo": bench_dpo, "sample": bench_sample, "ppo": bench_ppo}
     results = {"size": args.size, "parameters": n_params, "device": name, "args": vars(args)}
     for phase in args.phases.split(","):
         if args.profile:
@@ -211,20 +298,12 @@ def main():
         results[phase] = r
         mfu = f"{100 * r['mfu']:.1f}% MFU" if peak else "MFU n/a (no known peak; --peak-tflops)"
         mem = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""
+        extra = (f", {r['pairs_per_s']:,.0f} pairs/s ({r['sequences_per_pair']:.2f} sequences"
+                 " run per pair)" if phase == "dpo" else
+                 f", {r['iteration_s']:.2f} s per iteration" if phase == "ppo" else "")
         print(f"  {phase:7s} {r['tokens_per_s']:>12,.0f} tokens/s  "
-              f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}")
-    # One run of each stage at the paper preset's sizes (workflow/presets/paper.yaml).
-    projection = {
-        "sft: 50,000 reviews x 128 tokens": ("sft", 50_000 * 128),
-        "sample: 25,000 prompts x 4 x 48 tokens": ("sample", 25_000 * 4 * 48),
-        "dpo: 150,000 pairs x 2 x 56 tokens": ("dpo", 150_000 * 2 * 56),
-    }
-    print("  projected minutes per run at the paper's sizes, from the rates above:")
-    for label, (phase, tokens) in projection.items():
-        if phase in results:
-            minutes = tokens / results[phase]["tokens_per_s"] / 60
-            results.setdefault("projected_minutes", {})[label] = minutes
-            print(f"    {label:42s} {minutes:8.1f}")
+              f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}{extra}")
+    project(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
