@@ -40,7 +40,7 @@ def ours(policy, tok, pairs, args) -> tuple[float, float]:
     t1 = time.perf_counter()
     p = {"method": "dpo", "beta": 0.1, "optimizer": "adamw", "lr": args.lr,
          "batch_size": args.batch_size, "epochs": 1, "warmup_steps": 10, "max_grad_norm": 10.0,
-         "micro_batch_size": None, "gradient_checkpointing": False,
+         "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
          "seed": 0, "reward_prompts": 0, "reward_every": 10**9, "max_new_tokens": 1,
          "batch_order": "pair"}  # TRL shuffles pairs and runs each pair's two sequences
     train_pairwise(model, tok, pairs, ref, p, NoReward())
@@ -78,7 +78,7 @@ def ppo_samples_per_second(policy, tok, prompts, iterations=5, rollout=64) -> fl
          "iterations": iterations, "rollout_size": rollout, "minibatch_size": 16, "ppo_epochs": 4,
          "optimizer": "adamw", "lr": 2e-4, "warmup_steps": 5, "cliprange": 0.2,
          "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": False,
+         "gradient_checkpointing": False, "compile": False,
          "seed": 0, "max_new_tokens": 48}
     from pipeline.score import VaderScorer
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks of the paper-scale path in one run: tokens/s, MFU and peak memory of the
 # pipeline's SFT step, DPO step (a prompt's pairs together, and shuffled), sampling loop and PPO
-# iteration for gpt2-large in bf16 autocast (with and without gradient checkpointing, batch 128,
-# a padded vocabulary), then the trainer, sampling and log-prob tests on CUDA.
+# iteration for gpt2-large in bf16 autocast (eager, compiled, with a padded vocabulary), then the
+# trainer, sampling and log-prob tests on CUDA. Batch 128 and gradient checkpointing were measured
+# before (benchmarks/results/h200-*-before.json): `--batch-size 128`, `--gradient-checkpointing`.
 #   OUT=benchmarks/out bash benchmarks/gpu_check.sh        (SIZE=tiny to try it on a CPU)
 set -uo pipefail
 OUT=${OUT:-benchmarks/out}
@@ -12,10 +13,11 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFE
 nvidia-smi -L 2>/dev/null
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 bench="python3 benchmarks/throughput.py --size $SIZE --batch-size 64 --dpo-batch-size 64 --sample-batch-size 512 --ppo-rollout-size 1024 --ppo-minibatch-size 64"
+# most wanted first: each run writes its JSON as it ends, so a cut-off run keeps the earlier ones
 $bench --json "$OUT/$SIZE.json" 2>"$OUT/bench.log"
-$bench --batch-order pair --phases dpo --json "$OUT/$SIZE-pair-order.json" 2>>"$OUT/bench.log"
-$bench --gradient-checkpointing --phases sft,dpo --json "$OUT/$SIZE-checkpointing.json" 2>>"$OUT/bench.log"
-$bench --batch-size 128 --dpo-batch-size 128 --phases sft,dpo --json "$OUT/$SIZE-batch128.json" 2>>"$OUT/bench.log"
+timeout 300 $bench --compile --phases sft,dpo,ppo --json "$OUT/$SIZE-compile.json" 2>>"$OUT/bench.log"
 $bench --vocab-multiple 64 --phases sft,dpo --json "$OUT/$SIZE-vocab64.json" 2>>"$OUT/bench.log"
+$bench --batch-order pair --phases dpo --json "$OUT/$SIZE-pair-order.json" 2>>"$OUT/bench.log"
 python3 -m pytest -q -p no:cacheprovider tests/test_trainers.py tests/test_trainer_inputs.py \
-    tests/test_logprobs.py tests/test_sample.py tests/test_evaluate.py tests/test_resume.py 2>&1 | tail -25
+    tests/test_logprobs.py tests/test_batching.py tests/test_sample.py tests/test_evaluate.py \
+    tests/test_resume.py 2>&1 | tail -25

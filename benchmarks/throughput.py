@@ -108,7 +108,7 @@ def bench_sft(model, args, rng, dev) -> dict:
     ids = [rng.integers(0, vocab - 1, T).tolist() for _ in range(steps * args.batch_size)]
     p = {"batch_size": args.batch_size, "micro_batch_size": args.micro_batch_size, "epochs": 1,
          "lr": 1e-5, "weight_decay": 0.0, "warmup_steps": 1, "seed": 0,
-         "gradient_checkpointing": args.gradient_checkpointing}
+         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile}
     reset_memory(dev)
     metrics = sft.train(model, ids, vocab - 1, p, dev)
     seconds, n = timed_steps(metrics, args.warmup)
@@ -139,7 +139,7 @@ def bench_dpo(model, args, rng, dev) -> dict:
     p = {"method": "dpo", "beta": 0.1, "optimizer": "rmsprop", "lr": 1e-6,
          "batch_size": args.dpo_batch_size, "micro_batch_size": args.dpo_micro_batch_size,
          "epochs": 1, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
-         "gradient_checkpointing": args.gradient_checkpointing, "reward_prompts": 0,
+         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "reward_prompts": 0,
          "reward_every": 10**9, "max_new_tokens": 1, "batch_order": args.batch_order}
     reset_memory(dev)
     tok = SimpleNamespace(pad_token_id=vocab - 1)  # the trainer reads only the pad id here
@@ -170,7 +170,7 @@ def bench_ppo(model, args, rng, dev) -> dict:
          "minibatch_size": args.ppo_minibatch_size, "ppo_epochs": 4, "optimizer": "adamw",
          "lr": 1.41e-5, "warmup_steps": 1, "cliprange": 0.2, "cliprange_value": 0.2,
          "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": args.gradient_checkpointing, "seed": 0, "max_new_tokens": new}
+         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": 0, "max_new_tokens": new}
     reset_memory(dev)
     metrics = ppo.train(policy, ref, tok, prompts, NoReward(), p)
     seconds = float(metrics["seconds"].iloc[1] - metrics["seconds"].iloc[0])
@@ -265,6 +265,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps per training phase")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the trainers' forward pass (the stages' `compile: true`)")
     ap.add_argument("--vocab-multiple", type=int, default=1,
                     help="pad the vocabulary to a multiple of this (64: 50,304 for GPT-2)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
@@ -282,6 +284,7 @@ def main():
     print(f"{args.size}: {n_params / 1e6:.1f}M parameters on {name}; "
           f"{'bf16 autocast' if dev.type == 'cuda' else 'fp32'}"
           f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
+          f"{', compiled' if args.compile else ''}"
           f"{f', vocabulary padded to {model.config.vocab_size:,}' if args.vocab_multiple > 1 else ''}")
     rng = np.random.default_rng(0)
     phases = {"sft": bench_sft, "dpo": bench_dpo, "sample": bench_sample, "ppo": bench_ppo}

@@ -82,8 +82,12 @@ def teardown(world: World) -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: torch.nn.Module, world: World) -> torch.nn.Module:
-    """DDP when there are several processes (it broadcasts rank 0's weights on construction)."""
+def wrap(model: torch.nn.Module, world: World, compile: bool = False) -> torch.nn.Module:
+    """The module a trainer's steps call: compiled if asked, in DDP when there are several
+    processes (it broadcasts rank 0's weights on construction). `model` itself stays eager, for
+    the sampling between steps, whose shapes change at every token."""
+    if compile:
+        model = torch.compile(model)
     return DistributedDataParallel(model) if world.size > 1 else model
 
 

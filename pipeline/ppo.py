@@ -110,7 +110,7 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
         gen.set_state(state["gen"])
         sample_gen.set_state(state["sample_gen"][world.rank])
         log.info("resuming from the checkpoint at iteration %d", start)
-    ddp = wrap(model, world)
+    ddp = wrap(model, world, p["compile"])
     t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
     for it in progress(range(start, p["iterations"]), desc="ppo", unit="iter", initial=start,
                        total=p["iterations"], disable=not world.main):

@@ -192,7 +192,7 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         sample_gen.set_state(state["sample_gen"])
         token_gen.set_state(state["token_gen"][world.rank])
         log.info("resuming from the checkpoint at step %d", step)
-    ddp = wrap(model, world)
+    ddp = wrap(model, world, p["compile"])
 
     def pair_losses(rows):
         batch, index = response_batch(pairs.iloc[rows.numpy()], columns, tok.pad_token_id)

@@ -60,7 +60,7 @@ def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None,
         order, order_epoch = state["order"], state["order_epoch"]
         gen.set_state(state["gen"])
         log.info("resuming from the checkpoint at step %d", step)
-    ddp = wrap(model, world)
+    ddp = wrap(model, world, p["compile"])
 
     def step_nll(rows):
         return nll(ddp, [train_ids[i] for i in rows.tolist()], pad_id, dev)[0], {}

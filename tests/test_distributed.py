@@ -52,7 +52,7 @@ def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files
               "epochs": 1, "warmup_steps": 2, "max_grad_norm": 10.0, "seed": 0,
               "reward_prompts": 2, "reward_every": 50, "batch_order": "prompt", "max_new_tokens": 3,
               "checkpoint_every": 0,
-              "gradient_checkpointing": False, "reward": VADER}
+              "gradient_checkpointing": False, "compile": False, "reward": VADER}
 
     def run(micro_batch_size, processes=1, gradient_checkpointing=False):
         p = params | {"micro_batch_size": micro_batch_size,

@@ -82,7 +82,7 @@ def kill_then_resume(module, args, tmp_path, processes=1):
 def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, method, processes):
     params = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True,
               "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "epochs": 12, "warmup_steps": 3,
-              "max_grad_norm": 10.0, "micro_batch_size": None, "gradient_checkpointing": False,
+              "max_grad_norm": 10.0, "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
               "seed": 0, "reward_prompts": 2, "reward_every": 50, "batch_order": "prompt",
               "max_new_tokens": 3, "checkpoint_every": 7, "reward": VADER}
 

@@ -61,7 +61,7 @@ class ConstantScorer:
 def dpo_config(beta):
     return {"method": "dpo", "beta": beta, "optimizer": "adamw", "lr": 1e-2, "batch_size": 4,
             "epochs": 15, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
-            "micro_batch_size": None, "gradient_checkpointing": False,
+            "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
             "reward_prompts": 2, "reward_every": 1000, "batch_order": "prompt", "max_new_tokens": 2,
             "checkpoint_every": 0}
 
@@ -76,6 +76,17 @@ def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
         margin, moved[beta] = logratio_margin(model, policy, PAIRS, pad)
         assert margin > 0 and metrics["reward_accuracy"].iloc[-1] == 1.0
     assert moved[1000.0] < 0.2 * moved[0.1]
+
+
+def test_a_compiled_forward_trains_as_the_eager_one(policy, tokenizer):
+    ref = reference(policy, PAIRS, tokenizer.pad_token_id)
+    runs = [train_pairwise(copy.deepcopy(policy), tokenizer, PAIRS, ref,
+                           dpo_config(0.1) | {"epochs": 3, "compile": compiled}, ConstantScorer())
+            for compiled in (False, True)]
+    for column in ("loss", "grad_norm", "reward_margin"):
+        eager, compiled = (torch.tensor(r[column].dropna().to_numpy()) for r in runs)
+        assert len(eager) == 3
+        torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6, msg=column)
 
 
 @pytest.mark.parametrize("method, extra", [
@@ -118,7 +129,7 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
          "iterations": 12, "rollout_size": 64, "minibatch_size": 16, "ppo_epochs": 4,
          "optimizer": "adamw", "lr": 1e-2, "warmup_steps": 1, "cliprange": 0.2,
          "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": False,
+         "gradient_checkpointing": False, "compile": False,
          "seed": 0, "max_new_tokens": 8}
     metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
