@@ -2,9 +2,10 @@
 
 Under torchrun (WORLD_SIZE > 1) each process takes its contiguous share of the global batch (a
 prompt's pairs stay together, and share their responses) and splits it into micro-batches of at
-most `micro_batch_size` rows. Each micro-batch's loss is a *sum* over examples (or tokens) divided by the global batch's count, times `world` because
-DDP averages gradients over processes: the accumulated gradient is then the single-process
-full-batch gradient, whatever the number of processes and the micro-batch size.
+most `micro_batch_size` rows. Each micro-batch's loss is a *sum* over examples (or tokens)
+divided by the global batch's count, times `world` because DDP averages gradients over
+processes: the accumulated gradient is then the single-process full-batch gradient, whatever
+the number of processes and the micro-batch size.
 """
 
 import contextlib

@@ -32,7 +32,8 @@ PPO_PARAMS = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "hori
               "rollout_size": 8, "minibatch_size": 4, "ppo_epochs": 2, "optimizer": "adamw",
               "lr": 1e-3, "warmup_steps": 2, "cliprange": 0.2, "cliprange_value": 0.2,
               "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-              "gradient_checkpointing": False, "compile": False, "seed": 0, "max_new_tokens": 4, "reward": VADER}
+              "gradient_checkpointing": False, "compile": False, "seed": 0, "max_new_tokens": 4,
+              "reward": VADER}
 
 
 def pytest_collection_modifyitems(items):
@@ -91,20 +92,21 @@ def classifier_dir(tmp_path_factory, tokenizer):
     return path
 
 
-PAIRED_SAMPLES = [(0, 1), (0, 2), (3, 1), (2, 3)]  # (chosen, rejected) sample of each pair
+def shared_pairs(n_prompts: int) -> pd.DataFrame:
+    """Each prompt's 4 samples in 4 pairs (the pairs stage makes 6), so pairs share responses."""
+    def sample(i, j):
+        return [20 + (i + j) % 5, 21 + j, 22][:2 + j % 2]
+    return pd.DataFrame([{"prompt_id": i, "prompt_ids": [5 + i % 7, 6 + i % 2],
+                          "chosen_ids": sample(i, a), "rejected_ids": sample(i, b)}
+                         for i in range(n_prompts) for a, b in [(0, 1), (0, 2), (3, 1), (2, 3)]])
 
 
 @pytest.fixture
 def pair_files(tmp_path, policy):
-    """64 preference pairs and pi_ref's log-probs of them, as files in tmp_path: 16 prompts with
-    4 samples each, 4 pairs of them per prompt, so that pairs share their responses."""
+    """64 preference pairs (16 prompts) and pi_ref's log-probs of them, as files in tmp_path."""
     from pipeline.logprobs import left_pad, response_logprobs
 
-    def sample(i, j):
-        return [20 + (i + j) % 5, 21 + j, 22][:2 + j % 2]
-    rows = [{"prompt_id": i, "prompt_ids": [5 + i % 7, 6 + i % 2], "chosen_ids": sample(i, a),
-             "rejected_ids": sample(i, b)} for i in range(16) for a, b in PAIRED_SAMPLES]
-    df = pd.DataFrame(rows)
+    df = shared_pairs(16)
     df.to_parquet(tmp_path / "pairs.parquet")
     with torch.no_grad():
         ref = {side: response_logprobs(policy, left_pad(df["prompt_ids"].tolist(),

@@ -8,21 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import PAIRED_SAMPLES
+from conftest import shared_pairs
 from pipeline.logprobs import forward_logits, left_pad, response_logprobs, token_logprobs
 from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
                              pairwise_cringe_loss)
 from pipeline.preference import cringe_step, dpo_step, epoch_order, pair_batch
 from pipeline.reference import distinct_responses, reference_logps
-
-
-def shared_pairs(n_prompts=3) -> pd.DataFrame:
-    """Each prompt's 4 samples in 4 pairs, as the pairs stage makes them (6 pairs, here 4)."""
-    def sample(i, j):
-        return [20 + (i + j) % 5, 21 + j, 22][:2 + j % 2]
-    return pd.DataFrame([{"prompt_id": i, "prompt_ids": [5 + i, 6], "chosen_ids": sample(i, a),
-                          "rejected_ids": sample(i, b)}
-                         for i in range(n_prompts) for a, b in PAIRED_SAMPLES])
 
 
 def two_sequences_per_pair(pairs, pad_id):
@@ -32,7 +23,7 @@ def two_sequences_per_pair(pairs, pad_id):
 
 
 def test_distinct_responses_index_every_row_and_column():
-    pairs = shared_pairs()
+    pairs = shared_pairs(3)
     prompts, responses, index = distinct_responses(pairs, ["chosen_ids", "rejected_ids"])
     assert len(prompts) == 12 and index.shape == (2, 12)  # 3 prompts x 4 samples, 12 pairs
     for j, column in enumerate(["chosen_ids", "rejected_ids"]):
@@ -45,7 +36,7 @@ def test_distinct_responses_index_every_row_and_column():
 
 def test_a_dpo_step_on_distinct_responses_equals_two_sequences_per_pair(policy, tokenizer):
     pad = tokenizer.pad_token_id
-    pairs = shared_pairs()
+    pairs = shared_pairs(3)
     ref = torch.randn(2, len(pairs), dtype=torch.float64)
     shared, naive = copy.deepcopy(policy), copy.deepcopy(policy)
     batch, index = pair_batch(pairs, pad)
@@ -63,7 +54,7 @@ def test_a_dpo_step_on_distinct_responses_equals_two_sequences_per_pair(policy, 
 
 def test_a_cringe_step_draws_per_pair_as_with_two_sequences_per_pair(policy, tokenizer):
     pad = tokenizer.pad_token_id
-    pairs = shared_pairs()
+    pairs = shared_pairs(3)
     p = {"b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True}
     batch, index = pair_batch(pairs, pad)
     loss, stats = cringe_step(policy, batch, index, None, p, torch.Generator().manual_seed(0))
@@ -80,7 +71,7 @@ def test_a_cringe_step_draws_per_pair_as_with_two_sequences_per_pair(policy, tok
 
 def test_reference_logps_of_distinct_responses_equal_each_row_alone(policy, tokenizer):
     pad = tokenizer.pad_token_id
-    pairs = shared_pairs()
+    pairs = shared_pairs(3)
     table = reference_logps(policy, pairs, pad, batch_size=5)
     with torch.no_grad():
         for side in ("chosen", "rejected"):

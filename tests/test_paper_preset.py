@@ -47,6 +47,8 @@ def test_every_stage_sweep_value_and_seed_is_planned(paper):
     assert sorted(trained) == sorted(expected) and len(expected) == 4 * 3 + 2 * 3 + 4 * 3
     evaluated = [j["wildcards"]["policy"] for j in jobs if j["rule"] == "evaluate"]
     assert len(evaluated) == len(set(evaluated)) == len(expected) + 1  # and pi_ref
+    # the DPO paper's batch order, in which a prompt's pairs share their responses
+    assert all('"batch_order": "prompt"' in j["shell"] for j in jobs if j["rule"] == "train_pairwise")
 
 
 def test_torch_jobs_ask_for_a_gpu_and_the_preset_memory(paper):
