@@ -1,5 +1,5 @@
-"""Tokens per second and model FLOPs utilisation (MFU) of the pipeline's own SFT step, DPO step,
-sampling loop and PPO iteration, for a GPT-2 of a given size with random weights (nothing is
+"""Tokens per second and model FLOPs utilisation (MFU) of the pipeline's own SFT step, DPO and
+Cringe steps, sampling loop and PPO iteration, for a GPT-2 of a given size with random weights (nothing is
 downloaded).
 
     python benchmarks/throughput.py --size tiny                    # CPU: the embedded default's model
@@ -20,6 +20,7 @@ import argparse
 import copy
 import json
 import time
+from functools import partial
 from itertools import combinations
 from types import SimpleNamespace
 
@@ -123,9 +124,9 @@ class NoReward:
         return np.zeros(len(texts))
 
 
-def bench_dpo(model, args, rng, dev) -> dict:
-    """Pairs as the pipeline makes them: each prompt's 4 samples in 6 pairs, a prompt's pairs
-    batched together, so a step runs each distinct response once."""
+def bench_pairwise(model, args, rng, dev, method: str) -> dict:
+    """DPO's or Cringe's step on pairs as the pipeline makes them: each prompt's 4 samples in 6
+    pairs, a prompt's pairs batched together, so a step runs each distinct response once."""
     vocab, prompt, response = vocab_of(model), 8, args.dpo_len - 8
     n = (args.warmup + args.steps) * args.dpo_batch_size
     rows = []
@@ -136,11 +137,12 @@ def bench_dpo(model, args, rng, dev) -> dict:
                   "rejected_ids": samples[b]} for a, b in combinations(range(4), 2)]
     pairs = pd.DataFrame(rows[:n])
     ref = pd.DataFrame({"ref_chosen": np.full(n, -100.0), "ref_rejected": np.full(n, -100.0)})
-    p = {"method": "dpo", "beta": 0.1, "optimizer": "rmsprop", "lr": 1e-6,
-         "batch_size": args.dpo_batch_size, "micro_batch_size": args.dpo_micro_batch_size,
-         "epochs": 1, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
-         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "reward_prompts": 0,
-         "reward_every": 10**9, "max_new_tokens": 1, "batch_order": args.batch_order}
+    p = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 5, "gate_ce": True,
+         "optimizer": "rmsprop", "lr": 1e-6, "batch_size": args.dpo_batch_size,
+         "micro_batch_size": args.dpo_micro_batch_size, "epochs": 1, "warmup_steps": 1,
+         "max_grad_norm": 10.0, "seed": 0, "gradient_checkpointing": args.gradient_checkpointing,
+         "compile": args.compile, "reward_prompts": 0, "reward_every": 10**9,
+         "max_new_tokens": 1, "batch_order": args.batch_order}
     reset_memory(dev)
     tok = SimpleNamespace(pad_token_id=vocab - 1)  # the trainer reads only the pad id here
     metrics = preference.train(model, tok, pairs, ref, p, NoReward())
@@ -209,20 +211,19 @@ def bench_sample(model, args, rng, dev) -> dict:
 
 # The main table of the paper preset (workflow/presets/paper.yaml), stage by stage: the work of one
 # run in the unit of the phase's rate, and the runs (3 seeds of 4 DPO betas, 2 Cringe b's, 4 PPO
-# targets). Cringe's step costs about DPO's (one forward, one backward); PPO's iteration time is
-# taken as linear in the rollout size.
+# targets). PPO's iteration time is taken as linear in the rollout size.
 PRESET = [
     ("sft: 50,000 reviews x 128 tokens", "sft", 50_000 * 128, 1),
     ("sample: 25,000 prompts x 4 x 48 tokens", "sample", 25_000 * 4 * 48, 1),
     ("dpo: one epoch of 150,000 pairs", "dpo", 150_000, 12),
-    ("cringe: the same, at DPO's rate", "dpo", 150_000, 6),
+    ("cringe: one epoch of 150,000 pairs", "cringe", 150_000, 6),
     ("ppo: 25 iterations x 1,024 rollouts", "ppo", 25 * 1024, 12),
 ]
 
 
 def seconds_per_unit(phase: str, r: dict, args) -> float:
-    """Seconds per token (sft, sample), per pair (dpo) or per rollout sample (ppo)."""
-    if phase == "dpo":
+    """Seconds per token (sft, sample), per pair (dpo, cringe) or per rollout sample (ppo)."""
+    if phase in ("dpo", "cringe"):
         return 1 / r["pairs_per_s"]
     if phase == "ppo":
         return r["iteration_s"] / args["ppo_rollout_size"]
@@ -270,7 +271,7 @@ def main():
     ap.add_argument("--vocab-multiple", type=int, default=1,
                     help="pad the vocabulary to a multiple of this (64: 50,304 for GPT-2)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
-    ap.add_argument("--phases", default="sft,dpo,sample,ppo")
+    ap.add_argument("--phases", default="sft,dpo,cringe,sample,ppo")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     ap.add_argument("--profile", action="store_true", help="print each phase's top operators")
     args = ap.parse_args()
@@ -287,7 +288,9 @@ def main():
           f"{', compiled' if args.compile else ''}"
           f"{f', vocabulary padded to {model.config.vocab_size:,}' if args.vocab_multiple > 1 else ''}")
     rng = np.random.default_rng(0)
-    phases = {"sft": bench_sft, "dpo": bench_dpo, "sample": bench_sample, "ppo": bench_ppo}
+    phases = {"sft": bench_sft, "dpo": partial(bench_pairwise, method="dpo"),
+              "cringe": partial(bench_pairwise, method="cringe"), "sample": bench_sample,
+              "ppo": bench_ppo}
     results = {"size": args.size, "parameters": n_params, "device": name, "args": vars(args)}
     for phase in args.phases.split(","):
         if args.profile:
@@ -302,7 +305,7 @@ def main():
         mfu = f"{100 * r['mfu']:.1f}% MFU" if peak else "MFU n/a (no known peak; --peak-tflops)"
         mem = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""
         extra = (f", {r['pairs_per_s']:,.0f} pairs/s ({r['sequences_per_pair']:.2f} sequences"
-                 " run per pair)" if phase == "dpo" else
+                 " run per pair)" if phase in ("dpo", "cringe") else
                  f", {r['iteration_s']:.2f} s per iteration" if phase == "ppo" else "")
         print(f"  {phase:7s} {r['tokens_per_s']:>12,.0f} tokens/s  "
               f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}{extra}")
