@@ -79,7 +79,7 @@ def ppo_samples_per_second(policy, tok, prompts, iterations=5, rollout=64) -> fl
          "optimizer": "adamw", "lr": 2e-4, "warmup_steps": 5, "cliprange": 0.2,
          "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
          "gradient_checkpointing": False, "compile": False,
-         "seed": 0, "max_new_tokens": 48}
+         "seed": 0, "max_new_tokens": 48, "sample_batch_size": 256}
     from pipeline.score import VaderScorer
 
     t0 = time.perf_counter()

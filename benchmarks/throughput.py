@@ -172,7 +172,8 @@ def bench_ppo(model, args, rng, dev) -> dict:
          "minibatch_size": args.ppo_minibatch_size, "ppo_epochs": 4, "optimizer": "adamw",
          "lr": 1.41e-5, "warmup_steps": 1, "cliprange": 0.2, "cliprange_value": 0.2,
          "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile, "seed": 0, "max_new_tokens": new}
+         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile,
+         "seed": 0, "max_new_tokens": new, "sample_batch_size": args.sample_batch_size}
     reset_memory(dev)
     metrics = ppo.train(policy, ref, tok, prompts, NoReward(), p)
     seconds = float(metrics["seconds"].iloc[1] - metrics["seconds"].iloc[0])

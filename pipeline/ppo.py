@@ -81,7 +81,8 @@ def collect(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, 
     (batch, scores, old_logps, ref_logps, values)."""
     dev = next(model.parameters()).device
     mine = prompts[world.rank::world.size]
-    completions, scores = rollout(model.policy, tok, mine, scorer, p["max_new_tokens"], generator)
+    completions, scores = rollout(model.policy, tok, mine, scorer, p["max_new_tokens"], generator,
+                                  p["sample_batch_size"])
     completions = world.interleave(completions)
     scores = torch.tensor(world.interleave(scores.tolist()), dtype=torch.float64, device=dev)
     batch = left_pad(prompts, completions, tok.pad_token_id).to(dev)

@@ -33,7 +33,7 @@ PPO_PARAMS = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "hori
               "lr": 1e-3, "warmup_steps": 2, "cliprange": 0.2, "cliprange_value": 0.2,
               "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
               "gradient_checkpointing": False, "compile": False, "seed": 0, "max_new_tokens": 4,
-              "reward": VADER}
+              "sample_batch_size": 256, "reward": VADER}
 
 
 def pytest_collection_modifyitems(items):

@@ -10,7 +10,7 @@ import pipeline.ppo
 from pipeline import cli
 
 
-def fixed_rollout(model, tok, prompts, scorer, max_new_tokens, generator):
+def fixed_rollout(model, tok, prompts, scorer, max_new_tokens, generator, batch_size):
     """A completion and its reward that are functions of the prompt alone; lengths vary."""
     vocab = len(tok)
     completions = [[(sum(p) * 31 + 17 * k) % (vocab - 1) for k in range(1 + sum(p) % max_new_tokens)]

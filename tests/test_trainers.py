@@ -130,7 +130,7 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
          "optimizer": "adamw", "lr": 1e-2, "warmup_steps": 1, "cliprange": 0.2,
          "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
          "gradient_checkpointing": False, "compile": False,
-         "seed": 0, "max_new_tokens": 8}
+         "seed": 0, "max_new_tokens": 8, "sample_batch_size": 256}
     metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
     assert metrics["kl_coef"].eq(0.01).all(), "a fixed KL coefficient stays fixed"

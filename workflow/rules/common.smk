@@ -141,6 +141,8 @@ def trainer_params(wildcards):
     }
     if method in PAIRWISE:  # PPO's rollouts are its reward monitor
         section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
+    else:  # PPO samples its rollouts as the sample stage does, that many sequences at a time
+        section["sample_batch_size"] = config["sample"]["batch_size"]
     if method == "ppo_rm":  # trained on the learned reward; evaluated, like all, on the true one
         section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
                              "batch_size": config["reward"]["batch_size"],
