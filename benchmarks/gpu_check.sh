@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the paper-scale path in one run: tokens/s, MFU and peak memory of the
-# pipeline's SFT step, DPO step (a prompt's pairs together, and shuffled), sampling loop and PPO
-# iteration for gpt2-large in bf16 autocast (eager, compiled, with a padded vocabulary), then the
+# pipeline's SFT step, DPO and Cringe steps (a prompt's pairs together; DPO also shuffled), sampling, PPO
+# iterations for gpt2-large in bf16 autocast (eager, compiled, with a padded vocabulary), then the
 # trainer, sampling and log-prob tests on CUDA. Batch 128 and gradient checkpointing were measured
 # before (benchmarks/results/h200-*-before.json): `--batch-size 128`, `--gradient-checkpointing`.
 #   OUT=benchmarks/out bash benchmarks/gpu_check.sh        (SIZE=tiny to try it on a CPU)

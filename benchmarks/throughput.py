@@ -1,16 +1,15 @@
 """Tokens per second and model FLOPs utilisation (MFU) of the pipeline's own SFT step, DPO and
-Cringe steps, sampling loop and PPO iteration, for a GPT-2 of a given size with random weights (nothing is
-downloaded).
+Cringe steps, sampling loop and PPO iteration, for a GPT-2 of a given size with random weights
+(nothing is downloaded).
 
     python benchmarks/throughput.py --size tiny                    # CPU: the embedded default's model
     python benchmarks/throughput.py --size gpt2-large --batch-size 64 --dpo-batch-size 64
 
 Each phase calls the pipeline's code unchanged (sft.train, preference.train, sample.sample,
-ppo.train), on
-whatever device pipeline.models.device() picks, in bf16 autocast on CUDA. Model FLOPs per token
-follow PaLM (app. B): 6N + 12 L d T for a training token (forward and backward), 2N + 4 L d T for
-a forward-only token, with N the parameters less the position embeddings (the tied input embedding
-counts once, as the output projection) and T the attention context. MFU divides the achieved
+ppo.train), on whatever device pipeline.models.device() picks, in bf16 autocast on CUDA. Model
+FLOPs per token follow PaLM (app. B): 6N + 12 L d T for a training token (forward and backward),
+2N + 4 L d T for a forward-only token, with N the parameters less the position embeddings (the
+tied input embedding counts once, as the output projection) and T the attention context. MFU divides the achieved
 FLOP/s by the device's dense bf16 peak (known for A100, H100 and H200; else --peak-tflops).
 Then projects one run of each stage at the paper preset's sizes from the measured throughput, and
 the hours of the preset's main table on the device.
