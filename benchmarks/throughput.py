@@ -309,9 +309,14 @@ def main():
                  f", {r['iteration_s']:.2f} s per iteration" if phase == "ppo" else "")
         print(f"  {phase:7s} {r['tokens_per_s']:>12,.0f} tokens/s  "
               f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}{extra}")
+        write_json(results, args.json)  # after every phase: a run cut short keeps what it measured
     project(results)
-    if args.json:
-        with open(args.json, "w") as f:
+    write_json(results, args.json)
+
+
+def write_json(results: dict, path: str | None) -> None:
+    if path:
+        with open(path, "w") as f:
             json.dump(results, f, indent=2)
 
 
