@@ -38,7 +38,7 @@ from pipeline.losses import bradley_terry_loss
 from pipeline.models import (autocast, device, from_pretrained_safe, load_causal_lm, load_tokenizer,
                              scalar_head, train_mode)
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.preference import pair_batch
+from pipeline.preference import epoch_order, pair_batch
 from pipeline.reference import PAIR_COLUMNS
 
 log = get_logger("reward_model")
@@ -148,7 +148,7 @@ def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.D
     for step in range(total):
         epoch, pos = divmod(step, steps_per_epoch)
         if pos == 0:
-            order = torch.randperm(len(pairs), generator=gen)
+            order = epoch_order(pairs["prompt_id"], p["batch_order"], gen)
         idx = order[pos * bs:(pos + 1) * bs]
         lr = warmup_constant(step, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)

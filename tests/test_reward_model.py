@@ -19,7 +19,7 @@ from pipeline.reward_model import (HEAD_FILE, RewardModel, load_reward_model, ma
 from pipeline.score import make_scorer
 
 PARAMS = {"lr": 3e-3, "batch_size": 16, "epochs": 5, "warmup_steps": 2, "max_grad_norm": 1.0,
-          "optimizer": "adamw", "holdout_fraction": 0.25, "seed": 0}
+          "optimizer": "adamw", "holdout_fraction": 0.25, "seed": 0, "batch_order": "pair"}
 N_PROMPTS, PAIRS_PER_PROMPT = 40, 3
 
 

@@ -57,7 +57,7 @@ rule reward_model:
         metrics="results/reward_model/metrics.csv",
         summary="results/reward_model/summary.json",
     params:
-        cfg=as_arg(config["reward_model"]),
+        cfg=as_arg(config["reward_model"] | {"batch_order": config["train"]["batch_order"]}),
     threads: all_cores()
     resources:
         **GPU,
