@@ -81,6 +81,20 @@ def flops_per_token(model, context: float, train: bool) -> float:
     return (6 * n + 12 * L * d * context) if train else (2 * n + 4 * L * d * context)
 
 
+def sample_flops(model, prompt: int, new: int) -> float:
+    """One sequence: the prompt's forward pass, then `new` tokens decoded with a KV cache."""
+    return (prompt * flops_per_token(model, prompt / 2, train=False)
+            + new * flops_per_token(model, prompt + new / 2, train=False))
+
+
+def ppo_flops(model, prompt: int, new: int, ppo_epochs: int) -> float:
+    """One rollout sample: sampling it, the policy's and pi_ref's forward passes over it (log-probs
+    and values), then `ppo_epochs` training passes."""
+    T = prompt + new
+    return (sample_flops(model, prompt, new) + 2 * T * flops_per_token(model, T, train=False)
+            + ppo_epochs * T * flops_per_token(model, T, train=True))
+
+
 def sync(dev):
     if dev.type == "cuda":
         torch.cuda.synchronize()
@@ -177,11 +191,8 @@ def bench_ppo(model, args, rng, dev) -> dict:
     metrics = ppo.train(policy, ref, tok, prompts, NoReward(), p)
     seconds = float(metrics["seconds"].iloc[1] - metrics["seconds"].iloc[0])
     ref.train().requires_grad_(True)
-    T, n = prompt + new, args.ppo_rollout_size
-    flops = n * (prompt * flops_per_token(model, prompt / 2, train=False)      # sampling
-                 + new * flops_per_token(model, prompt + new / 2, train=False)
-                 + 2 * T * flops_per_token(model, T, train=False)             # policy and pi_ref
-                 + p["ppo_epochs"] * T * flops_per_token(model, T, train=True))
+    n = args.ppo_rollout_size
+    flops = n * ppo_flops(model, prompt, new, p["ppo_epochs"])
     return {"tokens_per_s": n * new / seconds, "flops_per_s": flops / seconds,
             "iteration_s": seconds, "peak_memory_gib": memory_gib(dev)}
 
@@ -203,8 +214,7 @@ def bench_sample(model, args, rng, dev) -> dict:
         times.append(time.perf_counter() - t0)
     seconds = float(np.mean(times[args.warmup:]))
     generated = args.sample_batch_size * new
-    flops = args.sample_batch_size * (prompt * flops_per_token(model, prompt / 2, train=False)
-                                      + new * flops_per_token(model, prompt + new / 2, train=False))
+    flops = args.sample_batch_size * sample_flops(model, prompt, new)
     return {"tokens_per_s": generated / seconds, "flops_per_s": flops / seconds,
             "batch_s": seconds, "peak_memory_gib": memory_gib(dev)}
 
