@@ -27,6 +27,7 @@ ITERABLE = PAIRWISE
 SETTINGS_FROM = {"ipo": "dpo", "unlikelihood": "dpo", "preferred_ft": "dpo", "dpo_noisy": "dpo",
                  "cdpo_noisy": "dpo", "plackett_luce": "dpo", "dpo_ranked": "dpo", "ppo_rm": "ppo"}
 REFERENCE = "sft"  # the policy id of pi_ref
+LATER_ROUND = r"[2-9]|[1-9]\d+"  # rounds with a /round<r> suffix: round 1 is the ordinary run
 
 
 def policy_id(method: str, value, seed: int, rnd: int = 1) -> str:
@@ -44,7 +45,7 @@ def parse_policy_id(pid: str) -> dict:
     parts = pid.split("/")
     # round 1's id has no suffix; a later round's ends in /round<r>, r >= 2
     if not (len(parts) in (3, 4) and parts[0] in SWEPT and re.fullmatch(r"seed\d+", parts[2])
-            and (len(parts) == 3 or re.fullmatch(r"round([2-9]|[1-9]\d+)", parts[3]))):
+            and (len(parts) == 3 or re.fullmatch(rf"round({LATER_ROUND})", parts[3]))):
         raise ValueError(f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>"
                          "[/round<r>]")
     method, value, seed = parts[:3]

@@ -152,7 +152,7 @@ def test_one_more_round_runs_only_that_round_from_the_last_one(study):
         last = f"results/policies/dpo/{beta}/seed0/round2/model"
         assert re.search(rf"pipeline.sample .* --policy {last} .*round3/samples.parquet", plan)
         assert re.search(rf"pipeline.preference .* --policy {last} --model .*round3/model", plan)
-        assert re.search(rf"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan)
+        assert re.search(r"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan)
 
 
 def test_a_ranked_method_iterates_on_its_rounds_rankings(study):

@@ -8,8 +8,8 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from pipeline.methods import (ITERABLE, NEEDS_REFERENCE, PAIRWISE, RANKED, REFERENCE,
-                              SETTINGS_FROM, SWEPT, TRAINED, policy_id)
+from pipeline.methods import (ITERABLE, LATER_ROUND, NEEDS_REFERENCE, PAIRWISE, RANKED,
+                              REFERENCE, SETTINGS_FROM, SWEPT, TRAINED, policy_id)
 from pipeline.sources import model_source
 
 
@@ -81,7 +81,7 @@ def all_cores():
 wildcard_constraints:
     value=r"[^/]+",
     seed=r"\d+",
-    round=r"[2-9]|[1-9]\d+",  # round 1 is the ordinary run
+    round=LATER_ROUND,
 
 
 # results/table.csv and its plots hold train.methods; results/table_full.csv adds full_methods

@@ -9,7 +9,7 @@ rule evaluate:
         reverse_kl="results/eval/{policy}/reverse_kl.parquet",
         summary="results/eval/{policy}/summary.json",
     wildcard_constraints:
-        policy=rf"sft|({'|'.join(sorted(TRAINED))})/[^/]+/seed\d+(/round([2-9]|[1-9]\d+))?",
+        policy=rf"sft|({'|'.join(sorted(TRAINED))})/[^/]+/seed\d+(/round({LATER_ROUND}))?",
     params:
         cfg=evaluate_params(),
         ref_samples=lambda w, input: f"--ref-samples {input.ref_samples}" if input.ref_samples else "",
