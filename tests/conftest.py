@@ -134,8 +134,8 @@ def sft_args(tmp_path, tokenizer):
 def micro_study(tmp_path_factory):
     """The micro config run to results/table.csv by snakemake on this machine; shared by
     tests/test_workflow.py and, for the same bytes through SLURM, tests/test_slurm.py."""
-    from runner import snakemake
+    from runner import CORES, snakemake
 
     workdir = tmp_path_factory.mktemp("study")
-    snakemake(workdir, "--cores", "2")
+    snakemake(workdir, "--cores", CORES)
     return workdir

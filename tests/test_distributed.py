@@ -19,13 +19,20 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBL
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
-def train(module, args, out, processes=1):
-    """`module`: a stage (`pipeline.<module>`) or a script in tests/."""
+def launch(module, args, out, processes=1) -> tuple[subprocess.Popen, Path]:
+    """Start training; `module`: a stage (`pipeline.<module>`) or a script in tests/. The runs of
+    a test go side by side: each spends most of its time starting Python."""
     launcher = TORCHRUN if processes > 1 else [sys.executable]
     script = [str(Path(__file__).parent / module)] if module.endswith(".py") else ["-m", f"pipeline.{module}"]
-    proc = subprocess.run(launcher + script + args(out), env=ENV,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(out.with_suffix(".log"), "w") as log:
+        return subprocess.Popen(launcher + script + args(out), env=ENV, stdout=log,
+                                stderr=subprocess.STDOUT), out
+
+
+def trained(run: tuple[subprocess.Popen, Path]):
+    """The weights and metrics of a launched run, once it has ended."""
+    proc, out = run
+    assert proc.wait(timeout=300) == 0, out.with_suffix(".log").read_text()
     return load_file(out / "model" / "model.safetensors"), pd.read_csv(out / "metrics.csv")
 
 
@@ -63,14 +70,15 @@ def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files
             return ["--params", json.dumps(p), "--pairs", str(pair_files / "pairs.parquet"),
                     "--reference", str(pair_files / "ref.parquet"), "--policy", str(policy_dir),
                     "--model", str(out / "model"), "--metrics", str(out / "metrics.csv")]
-        return train("preference", args, pair_files / name, processes)
+        return launch("preference", args, pair_files / name, processes)
 
-    whole = run(None)
+    # 8 rows at once, in micro-batches of 3, 3 and 2, over 2 processes, with checkpointing
+    whole, *same = map(trained, [run(None), run(3), run(2, processes=2),
+                                 run(None, gradient_checkpointing=True)])
     before = load_file(policy_dir / "model.safetensors")
     assert any(not torch.allclose(before[k], whole[0][k]) for k in before), "the policy moved"
-    assert_same_training(whole, run(3))  # 8 rows in micro-batches of 3, 3 and 2
-    assert_same_training(whole, run(2, processes=2))
-    assert_same_training(whole, run(None, gradient_checkpointing=True))
+    for other in same:
+        assert_same_training(whole, other)
 
 
 def test_sft_on_two_processes_equals_one_process(tmp_path, sft_args):
@@ -78,11 +86,11 @@ def test_sft_on_two_processes_equals_one_process(tmp_path, sft_args):
 
     def run(micro_batch_size, processes):
         p = params | {"micro_batch_size": micro_batch_size}
-        return train("sft", lambda out: sft_args(p, out),
-                     tmp_path / f"sft_{processes}x{micro_batch_size}", processes)
+        return launch("sft", lambda out: sft_args(p, out),
+                      tmp_path / f"sft_{processes}x{micro_batch_size}", processes)
 
     # reviews of different lengths: the loss is a mean over the global batch's tokens
-    assert_same_training(run(None, 1), run(3, 2))
+    assert_same_training(*map(trained, [run(None, 1), run(3, 2)]))
 
 
 def test_ppo_on_two_processes_equals_one_process(tmp_path, policy_dir):
@@ -97,10 +105,10 @@ def test_ppo_on_two_processes_equals_one_process(tmp_path, policy_dir):
                 "--policy", str(policy_dir), "--model", str(out / "model"),
                 "--metrics", str(out / "metrics.csv")]
 
-    one = train("ppo_fixed_rollouts.py", args, tmp_path / "one")
+    one, two = map(trained, [launch("ppo_fixed_rollouts.py", args, tmp_path / "one"),
+                             launch("ppo_fixed_rollouts.py", args, tmp_path / "two", processes=2)])
     before = load_file(policy_dir / "model.safetensors")
     assert any(not torch.allclose(before[k], one[0][k]) for k in before), "the policy moved"
-    two = train("ppo_fixed_rollouts.py", args, tmp_path / "two", processes=2)
     assert_same_training(one, two, columns=("reward", "kl", "kl_coef", "policy_loss",
                                             "value_loss", "clipfrac", "entropy", "response_length"))
 

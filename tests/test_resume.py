@@ -39,35 +39,39 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def run(module, args, workdir, name, kill=False, processes=1):
-    """Run `python -m pipeline.<module>` (under torchrun with several processes); with kill,
-    SIGKILL every process once the first checkpoint exists."""
+def launch(module, args, workdir, name, processes=1) -> subprocess.Popen:
+    """Start `python -m pipeline.<module>` (under torchrun with several processes), its output
+    appended to workdir/<name>.log."""
     launcher, env = [sys.executable], ENV
     if processes > 1:  # on CPU also where a GPU is visible: one GPU cannot hold two NCCL ranks
         launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                      str(processes)]
         env = ENV | {"CUDA_VISIBLE_DEVICES": ""}
-    cmd = launcher + ["-m", f"pipeline.{module}"] + args(workdir / name)
-    log = open(workdir / f"{name}.log", "a")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log)
-    if kill:
-        state = workdir / name / "checkpoint" / "state.pt"
-        deadline = time.time() + 120
-        while not state.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.002)
-        for pid in process_tree(proc.pid):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    log.close()
-    return proc.returncode
+    with open(workdir / f"{name}.log", "a") as log:
+        return subprocess.Popen(launcher + ["-m", f"pipeline.{module}"] + args(workdir / name),
+                                env=env, stdout=log, stderr=log)
+
+
+def kill_at_the_first_checkpoint(proc: subprocess.Popen, out: Path) -> int:
+    """SIGKILL every process of the run once its first checkpoint exists."""
+    deadline = time.time() + 120
+    while not (out / "checkpoint" / "state.pt").exists() and proc.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.002)
+    for pid in process_tree(proc.pid):
+        os.kill(pid, signal.SIGKILL)
+    return proc.wait()
 
 
 def kill_then_resume(module, args, tmp_path, processes=1):
-    assert run(module, args, tmp_path, "straight", processes=processes) == 0
-    assert run(module, args, tmp_path, "killed", kill=True, processes=processes) == -signal.SIGKILL
+    # The uninterrupted run beside the one to kill: each spends most of its time starting Python.
+    straight = launch(module, args, tmp_path, "straight", processes)
+    killed = launch(module, args, tmp_path, "killed", processes)
+    assert kill_at_the_first_checkpoint(killed, tmp_path / "killed") == -signal.SIGKILL
+    assert straight.wait() == 0
     assert not (tmp_path / "killed" / "model").exists(), "killed before it finished"
     assert (tmp_path / "killed" / "checkpoint" / "state.pt").exists()
-    assert run(module, args, tmp_path, "killed", processes=processes) == 0
+    assert launch(module, args, tmp_path, "killed", processes).wait() == 0
     assert "resuming from the checkpoint" in (tmp_path / "killed.log").read_text()
     assert not (tmp_path / "killed" / "checkpoint").exists(), "the checkpoint is removed at the end"
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")

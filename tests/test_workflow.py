@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from pipeline.methods import SWEPT
-from runner import REPO, planned_jobs, snakemake, why_no_slurm
+from runner import CORES, REPO, planned_jobs, snakemake, why_no_slurm
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +109,13 @@ def test_lint_reports_nothing():
 def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_path_factory):
     """From scratch in another folder: the same pairs and the same table, to the byte."""
     again = tmp_path_factory.mktemp("again")
-    snakemake(again, "--cores", "2")
+    snakemake(again, "--cores", CORES)
     for name in ["results/table.csv", "results/pairs.parquet"]:
         assert (again / name).read_bytes() == (study / name).read_bytes(), name
 
 
 def test_the_full_table_adds_every_other_method(study):
-    snakemake(study, "--cores", "2", "results/table_full.csv", "results/plots_full/frontier.png")
+    snakemake(study, "--cores", CORES, "results/table_full.csv", "results/plots_full/frontier.png")
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
     assert set(policies["method"]) == {"pi_ref", *SWEPT} - {"plackett_luce", "dpo_ranked"}
@@ -142,7 +142,7 @@ def test_the_full_table_adds_every_other_method(study):
 
 
 def test_one_more_round_runs_only_that_round_from_the_last_one(study):
-    snakemake(study, "--cores", "2", "results/table_full.csv")
+    snakemake(study, "--cores", CORES, "results/table_full.csv")
     rounds3 = {"iterative": {"methods": ["dpo"], "rounds": 3}}
     assert planned_jobs(study, config=rounds3, targets=["results/table_full.csv"]) == {
         "sample_round": 2, "score_round": 2, "pairs_round": 2, "reference_round": 2,
