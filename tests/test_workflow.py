@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -65,6 +66,18 @@ REPORT = {"table": 1, "plots": 1, "all": 1}
 ])
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
     assert planned_jobs(study, config=edit) == expected | REPORT
+
+
+def test_a_job_that_failed_after_an_edit_runs_again_with_what_depends_on_it(study, tmp_path):
+    """Snakemake deletes a failed job's outputs and does not remake a missing output while the
+    outputs below it are present (snakemake/snakemake#1978): without the rules' recipe params the
+    next run would say "Nothing to be done" and keep the table of the old config."""
+    copy = tmp_path / "study"
+    shutil.copytree(study, copy, symlinks=True)
+    bad = {"cringe": {"k": 10_000}}  # beyond the vocabulary: the trainer refuses it
+    assert snakemake(copy, "--cores", CORES, config=bad, check=False).returncode != 0
+    assert not (copy / "results/policies/cringe/0.0/seed0/model").exists()
+    assert planned_jobs(copy, config=bad) == {"train_pairwise": 1, "evaluate": 1} | REPORT
 
 
 def test_each_trainer_wrote_a_policy_and_metrics(study):

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 import shlex
@@ -117,25 +118,44 @@ def policy_folder(wildcards):
     return f"results/policies/{wildcards.policy}/model"
 
 
-def evaluate_params():
-    return as_arg(config["evaluate"] | {"reward": config["reward"],
-                                        "max_new_tokens": config["sample"]["max_new_tokens"]})
+def tokenizer_config():
+    return {k: config["policy"][k] for k in ("init", "vocab_size", "n_positions")}
 
 
-def trainer_params(wildcards):
+def sample_config(rnd=1):
+    """The sample stage's config, with a seed of its own per round: round 1 draws with sample.seed."""
+    return config["sample"] | {"seed": config["sample"]["seed"] + rnd - 1}
+
+
+def reward_model_config():
+    return config["reward_model"] | {"batch_order": config["train"]["batch_order"]}
+
+
+def evaluate_config():
+    return config["evaluate"] | {"reward": config["reward"],
+                                 "max_new_tokens": config["sample"]["max_new_tokens"]}
+
+
+def best_of_n_config(seed):
+    return config["best_of_n"] | {"n_prompts": config["evaluate"]["n_prompts"],
+                                  "batch_size": config["evaluate"]["batch_size"],
+                                  "seed": int(seed), "reward": config["reward"],
+                                  "max_new_tokens": config["sample"]["max_new_tokens"]}
+
+
+def trainer_config(method, value, seed):
     """A trainer's config: its method section with the swept list replaced by this job's value."""
-    method = wildcards.method
     values = {str(v): v for v in config[method][SWEPT[method]]}
-    if wildcards.value not in values:
-        raise WorkflowError(f"{method}: {wildcards.value} is not in {method}.{SWEPT[method]}")
+    if value not in values:
+        raise WorkflowError(f"{method}: {value} is not in {method}.{SWEPT[method]}")
     base = {}
     if method in SETTINGS_FROM:
         other = SETTINGS_FROM[method]
         base = {k: v for k, v in config[other].items() if k != SWEPT[other]}
     section = base | config[method] | {
-        SWEPT[method]: values[wildcards.value],
+        SWEPT[method]: values[value],
         "method": method,
-        "seed": int(wildcards.seed),
+        "seed": int(seed),
         "reward": config["reward"],
         "max_new_tokens": config["sample"]["max_new_tokens"],
     }
@@ -147,7 +167,17 @@ def trainer_params(wildcards):
         section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
                              "batch_size": config["reward"]["batch_size"],
                              "max_length": config["reward"]["max_length"]}
-    return as_arg(section)
+    return section
+
+
+def trainer_params(wildcards):
+    return as_arg(trainer_config(wildcards.method, wildcards.value, wildcards.seed))
+
+
+def trained_policy(wildcards):
+    """The policy id of a training job (round 1's or a later round's)."""
+    return policy_id(wildcards.method, wildcards.value, wildcards.seed,
+                     int(wildcards.get("round", 1)))
 
 
 REWARD_MODEL = "results/reward_model/model"
@@ -161,9 +191,94 @@ def previous_round(wildcards):
     return f"results/policies/{pid}/model"
 
 
-def round_sample_params(wildcards):
-    """The sample stage's config with a seed of its own per round: round 1 draws with sample.seed."""
-    return as_arg(config["sample"] | {"seed": config["sample"]["seed"] + int(wildcards.round) - 1})
+# Recipes. Snakemake deletes a failed job's outputs, and it does not remake a missing output
+# while the outputs downstream of it are present (snakemake/snakemake#1978, on purpose since
+# 7.7): after an edit whose job then fails, the next run would say "Nothing to be done" and keep
+# the old config's results. So each rule also gets, as a param it does not use, a digest of the
+# config of everything upstream of its output: the jobs below an edit see their params changed
+# and ask again for what the failed job makes. Each recipe maps artifact -> config.
+
+
+def recipe_tokenizer():
+    return {"data": config["data"], "tokenizer": tokenizer_config()}
+
+
+def recipe_sft():
+    return recipe_tokenizer() | {"sft": config["policy"] | config["sft"]}
+
+
+def recipe_prompts(split):
+    return recipe_tokenizer() | {f"prompts/{split}": config["prompts"]}
+
+
+def sampler(wildcards):
+    """The policy that sampled a round's data: pi_ref for round 1, round r - 1's policy after."""
+    if "round" not in wildcards.keys():
+        return REFERENCE, 1
+    rnd = int(wildcards.round)
+    return policy_id(wildcards.method, wildcards.value, wildcards.seed, rnd - 1), rnd
+
+
+def recipe_samples(by=REFERENCE, rnd=1):
+    policy = recipe_sft() if by == REFERENCE else recipe_policy(by)
+    return policy | recipe_prompts("train") | {f"samples/{by}": sample_config(rnd)}
+
+
+def recipe_scores(by=REFERENCE, rnd=1):
+    return recipe_samples(by, rnd) | {f"scores/{by}": config["reward"]}
+
+
+def recipe_reference(by=REFERENCE, rnd=1):
+    return recipe_scores(by, rnd) | recipe_sft() | {f"reference/{by}": config["reference"]}
+
+
+def recipe_reward_model():
+    return recipe_scores() | recipe_sft() | {"reward_model": reward_model_config()}
+
+
+def split_policy_id(pid):
+    """method, value and seed as in the wildcards, and the round, of a policy id but pi_ref's."""
+    method, value, seed, *rnd = pid.split("/")
+    return method, value, seed.removeprefix("seed"), int(rnd[0].removeprefix("round")) if rnd else 1
+
+
+def recipe_policy(pid):
+    method, value, seed, rnd = split_policy_id(pid)
+    if rnd > 1:
+        by = policy_id(method, value, seed, rnd - 1)
+        start = recipe_policy(by)
+    else:
+        by, start = REFERENCE, recipe_sft()
+    if method in PAIRWISE:
+        data = (recipe_reference if method in NEEDS_REFERENCE else recipe_scores)(by, rnd)
+    else:
+        data = recipe_prompts("train") | (recipe_reward_model() if method == "ppo_rm" else {})
+    return start | data | {pid: trainer_config(method, value, seed)}
+
+
+def recipe_best_of_n(seed):
+    return recipe_sft() | recipe_prompts("eval") | {f"best_of_n/seed{seed}": best_of_n_config(seed)}
+
+
+def recipe_eval(pid):
+    if pid == REFERENCE:
+        policy = recipe_sft()
+    elif pid.startswith("best_of_n/"):
+        return recipe_best_of_n(split_policy_id(pid)[2])
+    else:
+        policy = recipe_policy(pid) | recipe_eval(REFERENCE)
+    return policy | recipe_prompts("eval") | {f"eval/{pid}": evaluate_config()}
+
+
+def recipe_table(study):
+    recipe = {"table": config["table"] | {"study": study}}
+    for pid in evaluated_policies(study):
+        recipe |= recipe_eval(pid)
+    return recipe
+
+
+def digest(recipe):
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def preference_data(method):

@@ -5,6 +5,7 @@ rule data:
         eval="results/data/eval.parquet",
     params:
         cfg=as_arg(config["data"]),
+        recipe=digest({"data": config["data"]}),
     resources:
         **CPU,
     log:

@@ -11,7 +11,8 @@ rule evaluate:
     wildcard_constraints:
         policy=rf"sft|({'|'.join(sorted(TRAINED))})/[^/]+/seed\d+(/round({LATER_ROUND}))?",
     params:
-        cfg=evaluate_params(),
+        cfg=as_arg(evaluate_config()),
+        recipe=lambda w: digest(recipe_eval(w.policy)),
         ref_samples=lambda w, input: f"--ref-samples {input.ref_samples}" if input.ref_samples else "",
     resources:
         **GPU,
@@ -34,11 +35,8 @@ rule best_of_n:
         expand("results/eval/best_of_n/{n}/seed{{seed}}/{f}", n=config["best_of_n"]["n"],
                f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
     params:
-        cfg=lambda w: as_arg(config["best_of_n"] | {
-            "n_prompts": config["evaluate"]["n_prompts"],
-            "batch_size": config["evaluate"]["batch_size"],
-            "seed": int(w.seed), "reward": config["reward"],
-            "max_new_tokens": config["sample"]["max_new_tokens"]}),
+        cfg=lambda w: as_arg(best_of_n_config(w.seed)),
+        recipe=lambda w: digest(recipe_best_of_n(w.seed)),
     threads: all_cores()
     resources:
         **GPU,
@@ -61,6 +59,7 @@ rule table:
         study="|".join(STUDIES),
     params:
         cfg=lambda w: as_arg(config["table"] | {"policies": evaluated_policies(w.study)}),
+        recipe=lambda w: digest(recipe_table(w.study)),
     resources:
         **CPU,
     log:
@@ -88,6 +87,7 @@ rule plots:
         plots="|".join(PLOTS),
     params:
         cfg=lambda w: as_arg({"policies": evaluated_policies(PLOTS[w.plots])}),
+        recipe=lambda w: digest(recipe_table(PLOTS[w.plots])),
     resources:
         **CPU,
     log:

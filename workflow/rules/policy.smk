@@ -4,7 +4,8 @@ rule tokenizer:
     output:
         directory("results/tokenizer"),
     params:
-        cfg=as_arg(config["policy"], ["init", "vocab_size", "n_positions"]),
+        cfg=as_arg(tokenizer_config()),
+        recipe=digest(recipe_tokenizer()),
     resources:
         **CPU,
     log:
@@ -26,6 +27,7 @@ rule sft:
         eval="results/sft/heldout.json",
     params:
         cfg=as_arg(config["policy"] | config["sft"]),
+        recipe=digest(recipe_sft()),
         launch=LAUNCH,
     threads: all_cores()
     resources:

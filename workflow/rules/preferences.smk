@@ -8,6 +8,7 @@ rule prompts:
         split="train|eval",
     params:
         cfg=as_arg(config["prompts"]),
+        recipe=lambda w: digest(recipe_prompts(w.split)),
     resources:
         **CPU,
     log:
@@ -26,7 +27,8 @@ rule sample:
     output:
         "results/samples.parquet",
     params:
-        cfg=as_arg(config["sample"]),
+        cfg=as_arg(sample_config()),
+        recipe=lambda w: digest(recipe_samples(*sampler(w))),
     threads: all_cores()
     resources:
         **GPU,
@@ -46,6 +48,7 @@ rule score:
         "results/scores.parquet",
     params:
         cfg=as_arg(config["reward"]),
+        recipe=lambda w: digest(recipe_scores(*sampler(w))),
     threads: all_cores()
     resources:
         **SCORE,
@@ -63,6 +66,8 @@ rule pairs:
     output:
         pairs="results/pairs.parquet",
         rankings="results/rankings.parquet",
+    params:
+        recipe=lambda w: digest(recipe_scores(*sampler(w))),  # pairs has no config of its own
     resources:
         **CPU,
     log:

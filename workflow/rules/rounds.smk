@@ -12,7 +12,7 @@ use rule sample as sample_round with:
     output:
         f"{ROUND}/samples.parquet",
     params:
-        cfg=round_sample_params,
+        cfg=lambda w: as_arg(sample_config(int(w.round))),
     log:
         "results/logs/round{round}/sample_{method}_{value}_seed{seed}.log",
 

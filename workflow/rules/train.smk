@@ -8,6 +8,7 @@ rule reference:
         data="pairs|rankings",
     params:
         cfg=as_arg(config["reference"]),
+        recipe=lambda w: digest(recipe_reference(*sampler(w))),
     threads: all_cores()
     resources:
         **GPU,
@@ -33,6 +34,7 @@ rule train_pairwise:
         method="|".join(sorted(PAIRWISE)),
     params:
         cfg=trainer_params,
+        recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
         checkpoint="results/checkpoints/{method}/{value}/seed{seed}",
     threads: 1
@@ -57,7 +59,8 @@ rule reward_model:
         metrics="results/reward_model/metrics.csv",
         summary="results/reward_model/summary.json",
     params:
-        cfg=as_arg(config["reward_model"] | {"batch_order": config["train"]["batch_order"]}),
+        cfg=as_arg(reward_model_config()),
+        recipe=digest(recipe_reward_model()),
     threads: all_cores()
     resources:
         **GPU,
@@ -83,6 +86,7 @@ rule train_ppo:
         method="ppo|ppo_rm",
     params:
         cfg=trainer_params,
+        recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
     threads: 1
     resources:
