@@ -199,8 +199,12 @@ def previous_round(wildcards):
 # and ask again for what the failed job makes. Each recipe maps artifact -> config.
 
 
+def recipe_data():
+    return {"data": config["data"]}
+
+
 def recipe_tokenizer():
-    return {"data": config["data"], "tokenizer": tokenizer_config()}
+    return recipe_data() | {"tokenizer": tokenizer_config()}
 
 
 def recipe_sft():
@@ -213,9 +217,9 @@ def recipe_prompts(split):
 
 def sampler(wildcards):
     """The policy that sampled a round's data: pi_ref for round 1, round r - 1's policy after."""
-    if "round" not in wildcards.keys():
+    rnd = int(wildcards.get("round", 1))
+    if rnd == 1:
         return REFERENCE, 1
-    rnd = int(wildcards.round)
     return policy_id(wildcards.method, wildcards.value, wildcards.seed, rnd - 1), rnd
 
 

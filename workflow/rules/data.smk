@@ -5,7 +5,7 @@ rule data:
         eval="results/data/eval.parquet",
     params:
         cfg=as_arg(config["data"]),
-        recipe=digest({"data": config["data"]}),
+        recipe=digest(recipe_data()),
     resources:
         **CPU,
     log:
