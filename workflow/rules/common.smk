@@ -187,8 +187,7 @@ ROUND = "results/rounds/{method}/{value}/seed{seed}/round{round}"
 
 def previous_round(wildcards):
     """The policy round r starts from and samples its data with: round r - 1's."""
-    pid = policy_id(wildcards.method, wildcards.value, wildcards.seed, int(wildcards.round) - 1)
-    return f"results/policies/{pid}/model"
+    return f"results/policies/{sampler(wildcards)[0]}/model"
 
 
 # Recipes. Snakemake deletes a failed job's outputs, and it does not remake a missing output
@@ -233,11 +232,11 @@ def recipe_scores(by=REFERENCE, rnd=1):
 
 
 def recipe_reference(by=REFERENCE, rnd=1):
-    return recipe_scores(by, rnd) | recipe_sft() | {f"reference/{by}": config["reference"]}
+    return recipe_scores(by, rnd) | {f"reference/{by}": config["reference"]}
 
 
 def recipe_reward_model():
-    return recipe_scores() | recipe_sft() | {"reward_model": reward_model_config()}
+    return recipe_scores() | {"reward_model": reward_model_config()}
 
 
 def split_policy_id(pid):
@@ -247,17 +246,16 @@ def split_policy_id(pid):
 
 
 def recipe_policy(pid):
+    """A pairwise policy's data recipe holds the policy it starts from (the one that sampled its
+    data: pi_ref, or the previous round's), so it is not added again."""
     method, value, seed, rnd = split_policy_id(pid)
-    if rnd > 1:
-        by = policy_id(method, value, seed, rnd - 1)
-        start = recipe_policy(by)
-    else:
-        by, start = REFERENCE, recipe_sft()
+    by = REFERENCE if rnd == 1 else policy_id(method, value, seed, rnd - 1)
     if method in PAIRWISE:
         data = (recipe_reference if method in NEEDS_REFERENCE else recipe_scores)(by, rnd)
-    else:
-        data = recipe_prompts("train") | (recipe_reward_model() if method == "ppo_rm" else {})
-    return start | data | {pid: trainer_config(method, value, seed)}
+    else:  # PPO samples its own rollouts
+        data = recipe_sft() | recipe_prompts("train") | (
+            recipe_reward_model() if method == "ppo_rm" else {})
+    return data | {pid: trainer_config(method, value, seed)}
 
 
 def recipe_best_of_n(seed):
