@@ -7,6 +7,10 @@ Sources (config `data.source`):
 
 Outputs three Parquet tables with columns (review_id: row in the cleaned source, text, label): `sft` (text for the reference
 policy), `train` (reviews whose prefixes become training prompts) and `eval` (held-out prompts).
+
+Labels are carried along for whoever analyses the prompts; no stage trains on them or reads them.
+0 is negative, 1 positive; -1 (as the hub's `unsupervised` IMDb split marks every row), null and
+NaN mean unlabeled and are kept as null.
 """
 
 import html
@@ -81,6 +85,20 @@ def load_reviews(source: str, path: str | None, splits: list[str]) -> pd.DataFra
     return read_hf(path, splits) if source == "hf" else read_file(path)
 
 
+def unlabeled_as_null(labels: pd.Series, where: str) -> pd.Series:
+    """0/1 labels with -1, null and NaN as null; any other value is refused, naming its row."""
+    numeric = pd.to_numeric(labels, errors="coerce")
+    labels = labels.mask(numeric == -1)
+    bad = labels.notna() & ~numeric.isin([0, 1])
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = labels.iloc[row]
+        shown = repr(value) if isinstance(value, str) else value
+        raise ValueError(f"{where}: label must be 0 (negative), 1 (positive) or -1, null or NaN"
+                         f" (unlabeled); row {row} has {shown}")
+    return numeric.mask(labels.isna()).astype("Int8")
+
+
 def clean(df: pd.DataFrame, where: str, max_chars: int = 20_000) -> pd.DataFrame:
     """Cleaned, de-duplicated reviews; what was dropped is counted in the log.
 
@@ -92,15 +110,8 @@ def clean(df: pd.DataFrame, where: str, max_chars: int = 20_000) -> pd.DataFrame
     if long.any():
         log.info("%s: %d reviews longer than %d characters cut", where, int(long.sum()), max_chars)
     texts = raw.str.slice(0, max_chars).map(clean_text)
-    labels = df["label"]
-    if labels.notna().any():
-        bad = ~labels.isna() & ~labels.isin([0, 1])
-        if bad.any():
-            row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValueError(
-                f"{where}: label must be 0 (negative) or 1 (positive); row {row} has {labels.iloc[row]!r}"
-            )
-    out = pd.DataFrame({"text": texts, "label": labels.astype("Int8")})
+    labels = unlabeled_as_null(df["label"], where)
+    out = pd.DataFrame({"text": texts, "label": labels})
     empty = out["text"] == ""
     out = out[~empty]
     dup = out["text"].duplicated()

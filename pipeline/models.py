@@ -60,17 +60,29 @@ def from_pretrained_safe(loader, name: str, key: str, **kwargs):
         raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
 
 
-def load_tokenizer(name: str, key: str, model_max_length: int | None = None,
-                   padding_side: str = "left") -> PreTrainedTokenizerBase:
-    """A tokenizer with pad = EOS when it has none; left padding suits generation, while
-    classifiers (which read a fixed position or the last real token) want right padding."""
-    kwargs = {"padding_side": padding_side}
+def load_tokenizer(name: str, key: str, model_max_length: int | None = None) -> PreTrainedTokenizerBase:
+    """A causal LM's tokenizer: left padding (generation appends to the right end), and pad = EOS
+    when it has no pad token, as GPT-2's has none. `model_max_length` replaces the folder's."""
+    kwargs = {"padding_side": "left"}
     if model_max_length is not None:
         kwargs["model_max_length"] = model_max_length
     tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, **kwargs)
     if tok.eos_token_id is None:
         raise ValueError(f"{key} '{name}': the tokenizer has no EOS token")
     if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_classifier_tokenizer(name: str, key: str) -> PreTrainedTokenizerBase:
+    """A sequence classifier's tokenizer, as its model was trained with: its own special tokens
+    (BERT's [CLS] ... [SEP], RoBERTa's <s> ... </s>, added when encoding; no EOS needed) and
+    right padding, since a classifier reads its first token or its last real one. Only a
+    tokenizer without a pad token (GPT-2's) pads with its EOS."""
+    tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, padding_side="right")
+    if tok.pad_token_id is None:
+        if tok.eos_token_id is None:
+            raise ValueError(f"{key} '{name}': the tokenizer has neither a pad nor an EOS token")
         tok.pad_token = tok.eos_token
     return tok
 

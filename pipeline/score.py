@@ -18,7 +18,8 @@ from transformers import AutoModelForSequenceClassification
 from pipeline import cli, io
 from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
-from pipeline.models import from_pretrained_safe, autocast, device, load_tokenizer
+from pipeline.models import (autocast, device, from_pretrained_safe, load_classifier_tokenizer,
+                             load_tokenizer)
 
 log = get_logger("score")
 
@@ -57,11 +58,17 @@ class BatchedScorer:
 
 
 class ClassifierScorer(BatchedScorer):
+    """p(positive) of any sequence classifier: the softmax over all its classes (two in either
+    order, or negative/neutral/positive), read at the class named `positive_label` (any case).
+    Texts are cut at the classifier's own `model_max_length` or `max_length`, the smaller."""
+
     def __init__(self, name: str, positive_label: str, batch_size: int, max_length: int):
         self.dev = device()
-        self.tok = load_tokenizer(name, "reward.model", padding_side="right")
+        self.tok = load_classifier_tokenizer(name, "reward.model")
         self.model = from_pretrained_safe(AutoModelForSequenceClassification.from_pretrained, name,
-                                      "reward.model", use_safetensors=True).to(self.dev).eval()
+                                          "reward.model", use_safetensors=True).to(self.dev).eval()
+        if self.model.config.pad_token_id is None:  # GPT-2's head finds the last token by it
+            self.model.config.pad_token_id = self.tok.pad_token_id
         labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
         if positive_label.lower() not in labels:
             raise ValueError(f"reward.positive_label '{positive_label}' is not a label of"

@@ -92,6 +92,20 @@ def classifier_dir(tmp_path_factory, tokenizer):
     return path
 
 
+@pytest.fixture(scope="session")
+def hub_inputs(tmp_path_factory) -> dict:
+    """The paper preset's inputs as the hub serves them, written once: the `stanfordnlp/imdb`
+    dataset folder, a `gpt2`-style policy and every classifier format in hub_formats.CLASSIFIERS
+    (name -> (folder, reward.positive_label))."""
+    import hub_formats
+
+    root = tmp_path_factory.mktemp("hub")
+    return {"imdb": hub_formats.write_imdb(root / "imdb"),
+            "gpt2": hub_formats.write_gpt2(root / "gpt2"),
+            "classifiers": {name: (hub_formats.write_classifier(root / name, family, labels), positive)
+                            for name, (family, labels, positive) in hub_formats.CLASSIFIERS.items()}}
+
+
 def shared_pairs(n_prompts: int) -> pd.DataFrame:
     """Each prompt's 4 samples in 4 pairs (the pairs stage makes 6), so pairs share responses."""
     def sample(i, j):

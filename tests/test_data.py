@@ -112,3 +112,21 @@ def test_a_review_of_several_megabytes_is_cut():
     df = pd.DataFrame({"text": ["great " * 1_000_000, "short"], "label": pd.NA})
     out = data.clean(df, "test", max_chars=20_000)
     assert out["text"].str.len().max() <= 20_000 and len(out) == 2
+
+
+def test_the_hub_imdb_layout_loads_with_its_unlabeled_split(hub_inputs):
+    """stanfordnlp/imdb as the hub serves it: `unsupervised` marks every row -1 (no label)."""
+    folder = str(hub_inputs["imdb"])
+    pool = data.clean(data.load_reviews("hf", folder, ["train", "unsupervised"]), "data")
+    test = data.clean(data.read_hf(folder, ["test"]), "test")
+    assert pool["label"].isna().sum() == 200 and set(pool["label"].dropna()) == {0, 1}
+    assert len(pool) == 160 + 200 - 1  # one duplicate within train
+    assert not pool["text"].str.contains("<br").any()
+    sft, train, ev = data.split_reviews(pool, 40, 12, None, 0, test)
+    assert not set(ev["text"]) & (set(sft["text"]) | set(train["text"]))  # one review in both
+
+
+@pytest.mark.parametrize("label", [-1, None, float("nan")])
+def test_unlabeled_rows_keep_a_null_label(label):
+    out = data.clean(pd.DataFrame({"text": ["good", "bad"], "label": [1, label]}), "test")
+    assert out["label"].tolist()[0] == 1 and out["label"].isna().tolist() == [False, True]

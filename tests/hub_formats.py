@@ -1,0 +1,176 @@
+"""Stand-ins for the paper preset's hub inputs, in the formats the hub serves them (facts:
+shared/reference/HUB_FORMATS.md): the `stanfordnlp/imdb` dataset folder, a `gpt2`-style policy
+folder and sentiment classifiers as `save_pretrained` of siebert, distilbert-imdb and their
+kin leave them. Tiny dimensions, random weights: they test formats, not sentiment."""
+
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import torch
+from tokenizers import ByteLevelBPETokenizer, BertWordPieceTokenizer
+from transformers import (AutoConfig, AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification,
+                          DistilBertTokenizerFast, GPT2Config, GPT2LMHeadModel, RobertaConfig,
+                          RobertaForSequenceClassification, RobertaTokenizerFast)
+
+from pipeline.sources import embedded_reviews_csv
+
+GPT2_TOKENIZER = Path(__file__).parent / "fixtures" / "gpt2-tokenizer"
+SPLITS = {"train": 160, "test": 120, "unsupervised": 200}
+
+IMDB_CARD = """---
+dataset_info:
+  config_name: plain_text
+  features:
+  - name: text
+    dtype: string
+  - name: label
+    dtype:
+      class_label:
+        names:
+          '0': neg
+          '1': pos
+  splits:
+{splits}
+configs:
+- config_name: plain_text
+  data_files:
+{files}
+  default: true
+---
+
+# Dataset Card for "imdb" (a small stand-in for the tests)
+"""
+
+
+def imdb_reviews() -> pd.DataFrame:
+    """The embedded IMDb reviews, raw (HTML line breaks kept), labels 0 = neg, 1 = pos."""
+    df = pd.read_csv(embedded_reviews_csv())
+    return df[df["source"] == "imdb"][["text", "label"]]
+
+
+def write_imdb(folder: Path) -> Path:
+    """A dataset folder typed and laid out as `stanfordnlp/imdb` on the hub: one config,
+    plain_text, declared in the card; `label` a ClassLabel neg/pos, -1 on every `unsupervised`
+    row; duplicate texts within `train` and between `train` and `test`, as the real one has."""
+    reviews = imdb_reviews().sample(frac=1.0, random_state=0).reset_index(drop=True)
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    start, parts = 0, {}
+    for split, n in SPLITS.items():
+        part = reviews.iloc[start:start + n].copy()
+        start += n
+        if split == "unsupervised":
+            part["label"] = -1
+        parts[split] = part
+    parts["train"].iloc[1] = parts["train"].iloc[0]
+    parts["test"].iloc[0] = parts["train"].iloc[2]
+    assert parts["train"]["text"].str.contains("<br />").any()
+    files, splits = [], []
+    for split, part in parts.items():
+        path = folder / "plain_text" / f"{split}-00000-of-00001.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds = datasets.Dataset.from_dict({"text": part["text"].tolist(),
+                                         "label": part["label"].tolist()}, features=features)
+        ds.to_parquet(str(path))
+        splits.append(f"  - name: {split}\n    num_bytes: {ds.data.nbytes}\n"
+                      f"    num_examples: {len(part)}")
+        files.append(f"  - split: {split}\n    path: plain_text/{split}-*")
+    (folder / "README.md").write_text(IMDB_CARD.format(splits="\n".join(splits),
+                                                       files="\n".join(files)))
+    return folder
+
+
+def write_gpt2(folder: Path) -> Path:
+    """A policy folder as the hub's `gpt2` is: GPT2LMHeadModel, gelu_new, dropout 0.1, 1024
+    positions, GPT-2's own tokenizer (bos = eos = <|endoftext|>, no pad token), 2 layers of 32."""
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=32, n_layer=2, n_head=2,
+                        activation_function="gelu_new", resid_pdrop=0.1, embd_pdrop=0.1,
+                        attn_pdrop=0.1, layer_norm_epsilon=1e-5, bos_token_id=50256,
+                        eos_token_id=50256, architectures=["GPT2LMHeadModel"],
+                        task_specific_params={"text-generation": {"do_sample": True,
+                                                                  "max_length": 50}})
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(GPT2_TOKENIZER, model_max_length=1024).save_pretrained(folder)
+    return folder
+
+
+def _texts() -> list[str]:
+    return imdb_reviews()["text"].head(2000).tolist()
+
+
+def _check_words(tok):
+    """The tokenizer read its vocabulary: a review's words are tokens, none unknown."""
+    ids = tok("A wonderful film")["input_ids"]
+    assert len(ids) > 3 and tok.unk_token_id not in ids, tok.convert_ids_to_tokens(ids)
+    return tok
+
+
+def _roberta_tokenizer(folder: Path) -> RobertaTokenizerFast:
+    """RoBERTa's byte-level BPE with its specials at RoBERTa's ids: <s> 0, <pad> 1, </s> 2."""
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_texts(), vocab_size=600,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = bpe.save_model(str(folder))
+    return _check_words(RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=512))
+
+
+def _bert_tokenizer(folder: Path) -> DistilBertTokenizerFast:
+    """An uncased WordPiece tokenizer with [CLS], [SEP], [PAD], [UNK], [MASK] and no EOS."""
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(_texts(), vocab_size=600,
+                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    folder.mkdir(parents=True, exist_ok=True)
+    [vocab] = wordpiece.save_model(str(folder))
+    return _check_words(DistilBertTokenizerFast(vocab=vocab, do_lower_case=True,
+                                                model_max_length=512))
+
+
+def _labels(names: list[str] | None) -> dict:
+    if names is None:  # transformers' defaults: LABEL_0, LABEL_1
+        return {"num_labels": 2}
+    return {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+
+
+def write_classifier(folder: Path, family: str, labels: list[str] | None) -> Path:
+    """A sequence classifier saved as the hub's are: `roberta` (siebert, cardiffnlp) or
+    `bert` (distilbert-imdb), with the given label names in id order (None: the defaults)."""
+    torch.manual_seed(0)
+    if family == "roberta":
+        tok = _roberta_tokenizer(folder)
+        config = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
+                               bos_token_id=0, eos_token_id=2,
+                               architectures=["RobertaForSequenceClassification"],
+                               **_labels(labels))
+        model = RobertaForSequenceClassification(config)
+    else:
+        tok = _bert_tokenizer(folder)
+        config = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=1, n_heads=2,
+                                  hidden_dim=64, max_position_embeddings=512, pad_token_id=0,
+                                  architectures=["DistilBertForSequenceClassification"],
+                                  **_labels(labels))
+        model = DistilBertForSequenceClassification(config)
+    for f in folder.iterdir():  # the tokenizer's training files; save_pretrained writes its own
+        f.unlink()
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+# name -> (family, label names in id order, reward.positive_label)
+CLASSIFIERS = {
+    "siebert": ("roberta", ["NEGATIVE", "POSITIVE"], "POSITIVE"),
+    "distilbert_imdb": ("bert", ["NEGATIVE", "POSITIVE"], "POSITIVE"),
+    "reversed": ("roberta", ["POSITIVE", "NEGATIVE"], "POSITIVE"),
+    "default_names": ("bert", None, "LABEL_1"),
+    "three_class": ("roberta", ["negative", "neutral", "positive"], "positive"),
+}
+
+
+def config_labels(folder: Path) -> dict[int, str]:
+    """id -> label name, as transformers reads them (LABEL_<id> where config.json has none)."""
+    return {int(k): v for k, v in AutoConfig.from_pretrained(folder).id2label.items()}
