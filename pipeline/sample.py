@@ -12,6 +12,7 @@ from pipeline import cli, io
 from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.sources import context_length
 
 log = get_logger("sample")
 
@@ -99,7 +100,7 @@ def main(argv=None):
     model = load_causal_lm(args.policy, "policy").to(dev).eval()
     prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt_ids"])
     longest = int(prompts["prompt_ids"].map(len).max()) + p["max_new_tokens"]
-    limit = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+    limit = context_length(model.config.to_dict())
     if longest > limit:
         raise ValueError(f"prompt + sample.max_new_tokens = {longest} tokens exceeds the policy's"
                          f" {limit} positions")

@@ -23,6 +23,7 @@ from pipeline.logs import get_logger, progress
 from pipeline.models import (autocast, build_gpt2, device, load_causal_lm, load_tokenizer,
                              train_mode)
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
+from pipeline.sources import check_context, context_length
 
 log = get_logger("sft")
 
@@ -119,6 +120,8 @@ def main(argv=None):
         model = build_gpt2(tok, p["n_layer"], p["n_embd"], p["n_head"], p["n_positions"])
     else:
         model = load_causal_lm(p["init"], "policy.init")
+        check_context(context_length(model.config.to_dict()),
+                      f"the n_positions of policy.init '{p['init']}'", [("sft.max_length", p["max_length"])])
     model.to(dev)
     log.info("policy: %s, %.2fM parameters, device %s", p["init"],
              sum(t.numel() for t in model.parameters()) / 1e6, dev)

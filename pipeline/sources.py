@@ -2,8 +2,11 @@
 to check the config before any job runs."""
 
 import importlib.util
+import json
 import os
 from pathlib import Path
+
+from huggingface_hub import try_to_load_from_cache
 
 HUB_UNREACHABLE = (
     "the Hugging Face hub is unreachable (offline)"
@@ -45,3 +48,28 @@ def model_source(name: str, key: str) -> str:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+
+def model_config(name: str) -> dict | None:
+    """A model's config.json, read without transformers: from its folder, or from the Hugging Face
+    cache for a hub id already downloaded; None when neither has it."""
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        path = folder / "config.json"
+    else:
+        cached = try_to_load_from_cache(name, "config.json")
+        path = Path(cached) if isinstance(cached, str) else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
+
+
+def context_length(config: dict) -> int:
+    """The positions a model has, from its config: GPT-2's n_positions or the others' name."""
+    return config.get("n_positions") or config["max_position_embeddings"]
+
+
+def check_context(n_positions: int, where: str, lengths: list[tuple[str, int]]) -> None:
+    """Refuse a sequence the policy has no positions for (its embedding would raise a bare
+    IndexError mid-job): each (config keys, length) against n_positions, named by `where`."""
+    for keys, length in lengths:
+        if length > n_positions:
+            raise ValueError(f"config: {keys} = {length} exceeds {where} ({n_positions})")

@@ -19,6 +19,8 @@ def dry_run_error(tmp_path, config) -> str:
     ({"sample": {"top_p": 1.5}}, "config key sample.top_p: 1.5 is greater than the maximum of 1"),
     ({"prompts": {"min_tokens": 9}}, "prompts.min_tokens (9) > prompts.max_tokens (8)"),
     ({"sample": {"max_new_tokens": 30}}, "exceeds policy.n_positions (32)"),
+    ({"sft": {"max_length": 100}}, "config: sft.max_length = 100 exceeds policy.n_positions (32)"),
+    ({"ppo": {"minibatch_size": 16}}, "config: ppo.minibatch_size (16) exceeds ppo.rollout_size (8)"),
     ({"policy": {"init": "./models/nowhere"}}, "policy.init: model path './models/nowhere' does not exist"),
     ({"reward": {"backend": "hf"}}, "reward.model is required when reward.backend is 'hf'"),
     ({"data": {"source": "file"}}, "data.path is required when data.source is 'file'"),
@@ -26,6 +28,26 @@ def dry_run_error(tmp_path, config) -> str:
 def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
     assert message in dry_run_error(tmp_path, config)
     assert not (tmp_path / "results").exists()
+
+
+def test_a_pretrained_policy_is_checked_against_its_own_positions(tmp_path, hub_inputs):
+    gpt2 = hub_inputs["gpt2"]
+    text = dry_run_error(tmp_path, {"policy": {"init": str(gpt2)}, "sft": {"max_length": 2000}})
+    assert f"config: sft.max_length = 2000 exceeds the n_positions of policy.init '{gpt2}' (1024)" in text
+    assert "Traceback" not in text and not (tmp_path / "results").exists()
+
+
+def test_a_hub_policy_not_yet_downloaded_is_checked_when_sft_reads_its_config(tmp_path, hub_inputs,
+                                                                              sft_args):
+    """The same check in the SFT stage, for a policy whose config was not on disk at the start."""
+    from conftest import SFT_PARAMS
+    from pipeline import sft
+
+    params = SFT_PARAMS | {"init": str(hub_inputs["gpt2"]), "max_length": 2000, "epochs": 1,
+                           "batch_size": 4, "checkpoint_every": 10}
+    with pytest.raises(ValueError, match="sft.max_length = 2000 exceeds the n_positions"):
+        sft.main(sft_args(params, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
 
 
 def run_failing_data_stage(tmp_path, data_config):

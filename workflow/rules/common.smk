@@ -11,7 +11,7 @@ from snakemake.utils import validate
 
 from pipeline.methods import (ITERABLE, LATER_ROUND, NEEDS_REFERENCE, PAIRWISE, RANKED,
                               REFERENCE, SETTINGS_FROM, SWEPT, TRAINED, policy_id)
-from pipeline.sources import model_source
+from pipeline.sources import check_context, context_length, model_config, model_source
 
 
 def check_config(config):
@@ -26,18 +26,24 @@ def check_config(config):
         raise WorkflowError(
             f"config: prompts.min_tokens ({p['min_tokens']}) > prompts.max_tokens ({p['max_tokens']})"
         )
+    lengths = [("sft.max_length", config["sft"]["max_length"]),
+               ("prompts.max_tokens + sample.max_new_tokens", p["max_tokens"] + s["max_new_tokens"])]
     if pol["init"] == "scratch":
-        if p["max_tokens"] + s["max_new_tokens"] > pol["n_positions"]:
-            raise WorkflowError(
-                f"config: prompts.max_tokens + sample.max_new_tokens = "
-                f"{p['max_tokens'] + s['max_new_tokens']} exceeds policy.n_positions ({pol['n_positions']})"
-            )
+        check_context(pol["n_positions"], "policy.n_positions", lengths)
         if pol["n_embd"] % pol["n_head"]:
             raise WorkflowError(
                 f"config: policy.n_embd ({pol['n_embd']}) is not a multiple of policy.n_head ({pol['n_head']})"
             )
     else:
         model_source(pol["init"], "policy.init")
+        # a hub id not yet downloaded is checked when the SFT stage reads its config
+        pretrained = model_config(pol["init"])
+        if pretrained is not None:
+            check_context(context_length(pretrained), f"the n_positions of policy.init '{pol['init']}'",
+                          lengths)
+    if config["ppo"]["minibatch_size"] > config["ppo"]["rollout_size"]:
+        raise WorkflowError(f"config: ppo.minibatch_size ({config['ppo']['minibatch_size']}) exceeds"
+                            f" ppo.rollout_size ({config['ppo']['rollout_size']})")
     if config["reward"]["backend"] == "hf":
         if not config["reward"]["model"]:
             raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
@@ -298,6 +304,8 @@ try:
     check_config(config)
 except FileNotFoundError as err:
     raise WorkflowError(f"config: {err}")
+except ValueError as err:
+    raise WorkflowError(str(err))
 
 # What each job asks a cluster for: `resources.gpu_rules` for the torch stages and
 # `resources.cpu_rules` for the others, so that a preset scales them together.
