@@ -7,9 +7,10 @@ import re
 import pytest
 import yaml
 
-from runner import REPO, snakemake
+from runner import CORES, REPO, snakemake
 
 PRESET = REPO / "workflow" / "presets" / "paper.yaml"
+PAPER_MICRO = REPO / "tests" / "configs" / "paper_micro.yaml"
 GPU_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo", "evaluate"}
 SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
 
@@ -72,3 +73,25 @@ def test_data_parallel_trainers_ask_for_their_gpus_and_run_under_torchrun(tmp_pa
         if job["rule"] in GPU_RULES | rounds:
             assert job["resources"]["gpu"] == ("4" if parallel else "1"), job["rule"]
             assert ("torchrun --standalone --nproc_per_node 4 -m pipeline." in job["shell"]) == parallel
+
+
+def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_inputs):
+    """The preset, unchanged but for local paths and tests/configs/paper_micro.yaml: SFT text
+    from `train` and `unsupervised` (labels -1), evaluation prompts from `test`, a `gpt2`-style
+    policy, a siebert-style classifier as the reward."""
+    import pandas as pd
+
+    classifier, positive = hub_inputs["classifiers"]["siebert"]
+    config = yaml.safe_load(PAPER_MICRO.read_text())
+    config["data"] |= {"path": str(hub_inputs["imdb"])}
+    config["policy"] = {"init": str(hub_inputs["gpt2"])}
+    config["reward"] |= {"model": str(classifier), "positive_label": positive}
+    snakemake(tmp_path, "--cores", CORES, "results/table.csv", config=config, configfile=PRESET)
+    preset = yaml.safe_load(PRESET.read_text())
+    assert preset["data"]["split"] == ["train", "unsupervised"] and preset["data"]["eval_split"] == "test"
+    table = pd.read_csv(tmp_path / "results/table.csv")
+    assert sorted(table.loc[table["kind"] == "policy", "method"]) == ["cringe", "dpo", "pi_ref", "ppo"]
+    assert (table["kl"] >= 0).all() and table["sentiment"].between(0, 1).all()
+    assert table.loc[table["method"] == "pi_ref", "kl"].item() == 0
+    data_log = (tmp_path / "results/logs/data.log").read_text()
+    assert "data.eval_split test" in data_log
