@@ -18,9 +18,9 @@ MICRO = REPO / "tests" / "configs" / "micro.yaml"
 CORES = "4"
 
 
-def snakemake(workdir, *args, config=None, check=True, configfile=MICRO):
+def snakemake(workdir, *args, config=None, check=True, configfile=MICRO, env=None):
     """Run snakemake on the repository's Snakefile inside `workdir`, with config.yaml extended
-    by `configfile` (the micro study) and then by `config`."""
+    by `configfile` (the micro study) and then by `config`; offline unless `env` says otherwise."""
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
            str(workdir), "--configfile", str(configfile)]
     if config is not None:
@@ -28,7 +28,7 @@ def snakemake(workdir, *args, config=None, check=True, configfile=MICRO):
         extra.write_text(yaml.safe_dump(config))
         cmd += [str(extra)]
     proc = subprocess.run(cmd + list(args), capture_output=True, text=True,
-                          env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc

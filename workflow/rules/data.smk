@@ -15,3 +15,23 @@ rule data:
     shell:
         "python -m pipeline.data --params {params.cfg} --sft {output.sft}"
         " --train {output.train} --eval {output.eval} > {log} 2>&1"
+
+
+def download_config():
+    """What the download target reads: where the data, the policy and the reward come from."""
+    return {"data": config["data"], "policy": {"init": config["policy"]["init"]},
+            "reward": config["reward"]}
+
+
+# Run on a machine with internet (a cluster's login node), before submitting with
+# HF_HUB_OFFLINE=1; a target of its own, no job depends on it. Output on the terminal and in the log.
+rule download:
+    localrule: True
+    params:
+        cfg=as_arg(download_config()),
+    log:
+        "results/logs/download.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.download --params {params.cfg} 2>&1 | tee {log}"
