@@ -37,6 +37,23 @@ def test_a_pretrained_policy_is_checked_against_its_own_positions(tmp_path, hub_
     assert "Traceback" not in text and not (tmp_path / "results").exists()
 
 
+def test_a_downloaded_hub_policy_is_checked_from_the_hub_cache(tmp_path, hub_inputs):
+    """After `download`, gpt2-large's config lies in the Hugging Face cache, laid out as
+    huggingface_hub leaves it: the check reads it there, offline, before any job runs."""
+    snapshot = tmp_path / "hf" / "hub" / "models--gpt2-large" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_bytes((hub_inputs["gpt2"] / "config.json").read_bytes())
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = snakemake(work, "-n", config={"policy": {"init": "gpt2-large"}, "sft": {"max_length": 2000}},
+                     env={"HF_HOME": str(tmp_path / "hf")}, check=False)
+    assert proc.returncode != 0
+    assert ("config: sft.max_length = 2000 exceeds the n_positions of policy.init 'gpt2-large'"
+            " (1024)") in proc.stdout + proc.stderr
+
+
 def test_a_hub_policy_not_yet_downloaded_is_checked_when_sft_reads_its_config(tmp_path, hub_inputs,
                                                                               sft_args):
     """The same check in the SFT stage, for a policy whose config was not on disk at the start."""
