@@ -15,6 +15,7 @@ include: "workflow/rules/preferences.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/side_by_side.smk"
 
 
 rule all:
@@ -22,3 +23,5 @@ rule all:
     input:
         "results/table.csv",
         "results/plots/frontier.png",
+        "results/samples.md",
+
