@@ -129,6 +129,15 @@ def test_the_samples_page_shows_every_policy_on_the_same_prompts(study):
     assert (study / "results/logs/side_by_side.log").stat().st_size > 0
 
 
+def test_a_run_ends_by_saying_where_to_look(study):
+    out = snakemake(study, "--cores", CORES, "--forcerun", "side_by_side").stdout
+    where = out.split("Where to look:", 1)[1]
+    for path in ["results/table.csv", "results/plots/", "results/samples.md",
+                 "snakemake --report results/report.html"]:
+        assert path in where, path
+    assert "Where to look" not in snakemake(study, "--cores", CORES).stdout  # nothing was done
+
+
 def test_the_report_builds(study):
     snakemake(study, "--report", "results/report.html")
     html = (study / "results/report.html").read_text(errors="ignore")
