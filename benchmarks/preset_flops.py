@@ -18,8 +18,7 @@ from itertools import combinations
 import pandas as pd
 import torch
 
-from pipeline.preference import epoch_order
-from pipeline.reference import distinct_responses
+from pipeline.batching import distinct_responses, epoch_order
 from throughput import SIZES, build, flops_per_token, ppo_flops, sample_flops
 
 

@@ -19,9 +19,11 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
+from pipeline.batching import (PAIR_COLUMNS, epoch_order, reference_column, response_batch,
+                               response_columns)
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
-from pipeline.logprobs import forward_logits, left_pad, token_logprobs
+from pipeline.logprobs import forward_logits, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (ce_loss, conservative_dpo_loss, cringe_gate, cringe_token_loss,
                              dpo_loss, ipo_loss, pairwise_cringe_loss, plackett_luce_loss,
@@ -30,37 +32,10 @@ from pipeline.methods import NEEDS_REFERENCE, RANKED
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.reference import (PAIR_COLUMNS, distinct_responses, reference_column,
-                                response_columns)
 from pipeline.rollout import rollout
 from pipeline.score import make_scorer
 
 log = get_logger("train_pairwise")
-
-
-def response_batch(chunk: pd.DataFrame, columns: list[str], pad_id: int):
-    """The chunk's distinct responses in one left-padded batch, and index (K, n): the batch row of
-    row i's response in column k. Columns: (chosen, rejected) for pairs, (rank0, rank1, ...) for
-    rankings. A step's log-probs are the batch's, gathered by the index: the same loss and
-    gradient as running every pair's two sequences, with each shared response run once."""
-    prompts, responses, index = distinct_responses(chunk, columns)
-    return left_pad(prompts, responses, pad_id), index
-
-
-def pair_batch(chunk: pd.DataFrame, pad_id: int):
-    return response_batch(chunk, ["chosen_ids", "rejected_ids"], pad_id)
-
-
-def epoch_order(prompt_ids: pd.Series, by: str, generator: torch.Generator) -> torch.Tensor:
-    """An epoch's order of the rows. "pair": a random permutation. "prompt": the prompts in a
-    random order, each prompt's rows together, as the DPO paper's code batches its pairs; a
-    batch then holds a few prompts' pairs, which share their responses."""
-    if by == "pair":
-        return torch.randperm(len(prompt_ids), generator=generator)
-    codes, uniques = pd.factorize(prompt_ids)
-    position = torch.empty(len(uniques), dtype=torch.long)
-    position[torch.randperm(len(uniques), generator=generator)] = torch.arange(len(uniques))
-    return torch.argsort(position[torch.from_numpy(codes)], stable=True)
 
 
 def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -79,7 +54,7 @@ def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFra
 
 
 # A step gets the distinct responses' batch and the index (K, n) of each row's responses in it
-# (pipeline.reference.distinct_responses); it returns per-row losses and per-row statistics,
+# (pipeline.batching.response_batch); it returns per-row losses and per-row statistics,
 # which the trainer sums and averages.
 def sequence_logps(model, batch, index):
     """log pi(y|x) of each row's response in each column: (K, n)."""

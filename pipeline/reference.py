@@ -7,43 +7,16 @@ column `ref_<name>`, row-aligned with the input. A prompt's 6 pairs hold its 4 s
 distinct (prompt, response) is run once, `batch_size` sequences at a time, longest first.
 """
 
-import numpy as np
 import pandas as pd
 import torch
 
 from pipeline import cli, io
+from pipeline.batching import distinct_responses, reference_column, response_columns
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
 
 log = get_logger("reference")
-
-PAIR_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
-
-
-def response_columns(table: pd.DataFrame) -> list[str]:
-    """The response columns of a pairs (chosen, rejected) or rankings (rank0, rank1, ...) table."""
-    return [c for c in table.columns if c.endswith("_ids") and c != "prompt_ids"]
-
-
-def reference_column(response: str) -> str:
-    return "ref_" + response.removesuffix("_ids")
-
-
-def distinct_responses(table: pd.DataFrame, columns: list[str]):
-    """Each distinct (prompt, response) of the table's response columns once, in order of first
-    appearance: (prompts, responses, index), where index[j, i] is the position of row i's
-    response in column j. The pairs of a prompt share its samples, so there are up to 3x fewer
-    sequences than responses (4 samples, 6 pairs), and a sequence's log-prob is the same in
-    every pair it appears in."""
-    seen: dict[tuple, int] = {}
-    index = np.empty((len(columns), len(table)), dtype=np.int64)
-    for j, column in enumerate(columns):
-        for i, key in enumerate(zip(map(tuple, table["prompt_ids"]), map(tuple, table[column]))):
-            index[j, i] = seen.setdefault(key, len(seen))
-    prompts = [list(p) for p, _ in seen]
-    responses = [list(r) for _, r in seen]
-    return prompts, responses, torch.from_numpy(index)
 
 
 @torch.no_grad()

@@ -32,14 +32,13 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModel
 
 from pipeline import cli, io
+from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
 from pipeline.logprobs import Batch
 from pipeline.logs import get_logger, progress
 from pipeline.losses import bradley_terry_loss
 from pipeline.models import (autocast, device, from_pretrained_safe, load_causal_lm, load_tokenizer,
                              scalar_head, train_mode)
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.preference import epoch_order, pair_batch
-from pipeline.reference import PAIR_COLUMNS
 
 log = get_logger("reward_model")
 

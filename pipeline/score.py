@@ -20,6 +20,7 @@ from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
 from pipeline.models import (autocast, device, from_pretrained_safe, load_classifier_tokenizer,
                              load_tokenizer)
+from pipeline.reward_model import load_reward_model
 
 log = get_logger("score")
 
@@ -87,9 +88,6 @@ class RewardModelScorer(BatchedScorer):
     """The learned reward (r - mean) / std, mean and std over its training sequences."""
 
     def __init__(self, folder: str, batch_size: int, max_length: int):
-        # a late import: reward_model -> preference (pair_batch) -> score would be a cycle
-        from pipeline.reward_model import load_reward_model
-
         self.dev = device()
         self.tok = load_tokenizer(folder, "reward.model")
         self.model = load_reward_model(folder, "reward.model").to(self.dev)

@@ -24,6 +24,7 @@ def dry_run_error(tmp_path, config) -> str:
     ({"policy": {"init": "./models/nowhere"}}, "policy.init: model path './models/nowhere' does not exist"),
     ({"reward": {"backend": "hf"}}, "reward.model is required when reward.backend is 'hf'"),
     ({"data": {"source": "file"}}, "data.path is required when data.source is 'file'"),
+    ({"side_by_side": {"prompts": 7}}, "side_by_side.prompts (7) exceeds evaluate.n_prompts (6)"),
 ])
 def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
     assert message in dry_run_error(tmp_path, config)

@@ -12,8 +12,9 @@ from conftest import shared_pairs
 from pipeline.logprobs import forward_logits, left_pad, response_logprobs, token_logprobs
 from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
                              pairwise_cringe_loss)
-from pipeline.preference import cringe_step, dpo_step, epoch_order, pair_batch
-from pipeline.reference import distinct_responses, reference_logps
+from pipeline.batching import distinct_responses, epoch_order, pair_batch
+from pipeline.preference import cringe_step, dpo_step
+from pipeline.reference import reference_logps
 
 
 def two_sequences_per_pair(pairs, pad_id):

@@ -39,7 +39,8 @@ def test_every_stage_sweep_value_and_seed_is_planned(paper):
     preset, jobs = paper
     rules = {j["rule"] for j in jobs}
     assert rules == {"data", "tokenizer", "prompts", "sft", "sample", "score", "pairs", "reference",
-                     "train_pairwise", "train_ppo", "evaluate", "table", "plots", "all"}
+                     "train_pairwise", "train_ppo", "evaluate", "table", "plots", "side_by_side",
+                     "all"}
     seeds = preset["train"]["seeds"]
     expected = {(m, float(v), s) for m in SWEPT for v, s in
                 itertools.product(preset[m][SWEPT[m]], seeds)}

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline.batching import pair_batch
 from pipeline.logprobs import response_logprobs
 from pipeline.losses import dpo_loss
 from pipeline.ppo import PolicyWithValue
 from pipeline.ppo import train as train_ppo
-from pipeline.preference import pair_batch
 from pipeline.preference import train as train_pairwise
 
 PAIRS = pd.DataFrame({

@@ -38,7 +38,8 @@ def test_nothing_reruns_without_a_change(study):
     assert planned_jobs(study) == {}
 
 
-TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "plots", "all"}
+TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "plots",
+            "side_by_side", "all"}
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -51,7 +52,7 @@ def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected
 
 
-REPORT = {"table": 1, "plots": 1, "all": 1}
+REPORT = {"table": 1, "plots": 1, "side_by_side": 1, "all": 1}
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -62,10 +63,17 @@ REPORT = {"table": 1, "plots": 1, "all": 1}
     ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
     ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 3}),
     ({"evaluate": {"seed": 1}}, {"evaluate": 5}),
-    ({"table": {"seed": 1}}, {}),
 ])
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
     assert planned_jobs(study, config=edit) == expected | REPORT
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ({"table": {"seed": 1}}, {"table", "plots"}),
+    ({"side_by_side": {"seed": 1}}, {"side_by_side"}),
+])
+def test_a_table_or_samples_page_edit_reruns_only_that_output(study, edit, expected):
+    assert set(planned_jobs(study, config=edit)) == expected | {"all"}
 
 
 def test_a_job_that_failed_after_an_edit_runs_again_with_what_depends_on_it(study, tmp_path):
@@ -104,10 +112,36 @@ def test_the_table_has_every_policy_and_kl_is_never_negative(study):
         assert (study / f"results/plots/{name}.png").stat().st_size > 10_000
 
 
+def test_the_samples_page_shows_every_policy_on_the_same_prompts(study):
+    md = (study / "results/samples.md").read_text()
+    blocks = md.split("\n### ")[1:]
+    prompts = [b for b in blocks if b.startswith("Prompt ")]
+    assert len(prompts) == 4  # side_by_side.prompts
+    labels = ["pi_ref", "dpo beta=0.1 seed 0", "dpo beta=1 seed 0", "cringe b=0 seed 0",
+              "ppo target_kl=3 seed 0"]
+    for block in prompts:
+        rows = [line for line in block.splitlines() if line.startswith("| ")][1:]
+        assert [r.split(" | ")[0].removeprefix("| ") for r in rows] == labels
+    extremes = blocks[len(prompts):]
+    assert [b.splitlines()[0] for b in extremes] == labels
+    assert all(b.count("| highest |") == 2 and b.count("| lowest |") == 2 for b in extremes)
+    assert (study / "results/samples.html").read_text().count("<h3>") == len(blocks)
+    assert (study / "results/logs/side_by_side.log").stat().st_size > 0
+
+
+def test_a_run_ends_by_saying_where_to_look(study):
+    out = snakemake(study, "--cores", CORES, "--forcerun", "side_by_side").stdout
+    where = out.split("Where to look:", 1)[1]
+    for path in ["results/table.csv", "results/plots/", "results/samples.md",
+                 "snakemake --report results/report.html"]:
+        assert path in where, path
+    assert "Where to look" not in snakemake(study, "--cores", CORES).stdout  # nothing was done
+
+
 def test_the_report_builds(study):
     snakemake(study, "--report", "results/report.html")
     html = (study / "results/report.html").read_text(errors="ignore")
-    assert "table.csv" in html and "frontier.png" in html
+    assert "table.csv" in html and "frontier.png" in html and "samples.html" in html
 
 
 def test_lint_reports_nothing():

@@ -53,6 +53,11 @@ def check_config(config):
             f"config: evaluate.n_prompts ({config['evaluate']['n_prompts']}) exceeds "
             f"data.n_eval_prompts ({config['data']['n_eval_prompts']})"
         )
+    if config["side_by_side"]["prompts"] > config["evaluate"]["n_prompts"]:
+        raise WorkflowError(
+            f"config: side_by_side.prompts ({config['side_by_side']['prompts']}) exceeds "
+            f"evaluate.n_prompts ({config['evaluate']['n_prompts']})"
+        )
     if config["data"]["source"] != "embedded" and not config["data"]["path"]:
         raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
     full = set(config["train"]["methods"]) | set(config["train"]["full_methods"])
@@ -278,11 +283,19 @@ def recipe_eval(pid):
     return policy | recipe_prompts("eval") | {f"eval/{pid}": evaluate_config()}
 
 
-def recipe_table(study):
-    recipe = {"table": config["table"] | {"study": study}}
+def recipe_evals(study):
+    recipe = {}
     for pid in evaluated_policies(study):
         recipe |= recipe_eval(pid)
     return recipe
+
+
+def recipe_table(study):
+    return {"table": config["table"] | {"study": study}} | recipe_evals(study)
+
+
+def recipe_side_by_side():
+    return {"side_by_side": config["side_by_side"]} | recipe_evals("table")
 
 
 def digest(recipe):
