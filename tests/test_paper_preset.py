@@ -82,6 +82,8 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_
     policy, a siebert-style classifier as the reward."""
     import pandas as pd
 
+    from pipeline import data
+
     classifier, positive = hub_inputs["classifiers"]["siebert"]
     config = yaml.safe_load(PAPER_MICRO.read_text())
     config["data"] |= {"path": str(hub_inputs["imdb"])}
@@ -94,5 +96,8 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_
     assert sorted(table.loc[table["kind"] == "policy", "method"]) == ["cringe", "dpo", "pi_ref", "ppo"]
     assert (table["kl"] >= 0).all() and table["sentiment"].between(0, 1).all()
     assert table.loc[table["method"] == "pi_ref", "kl"].item() == 0
-    data_log = (tmp_path / "results/logs/data.log").read_text()
-    assert "data.eval_split test" in data_log
+    sft = pd.read_parquet(tmp_path / "results/data/sft.parquet")
+    assert sft["label"].isna().any() and sft["label"].notna().any()  # unsupervised and train
+    evaluated = set(pd.read_parquet(tmp_path / "results/data/eval.parquet")["text"])
+    test_split = pd.read_parquet(hub_inputs["imdb"] / "plain_text/test-00000-of-00001.parquet")
+    assert evaluated <= {data.clean_text(t) for t in test_split["text"]}
