@@ -129,6 +129,12 @@ def policy_folder(wildcards):
     return f"results/policies/{wildcards.policy}/model"
 
 
+def download_config():
+    """What the download target reads: where the data, the policy and the reward come from."""
+    return {"data": config["data"], "policy": {"init": config["policy"]["init"]},
+            "reward": config["reward"]}
+
+
 def tokenizer_config():
     return {k: config["policy"][k] for k in ("init", "vocab_size", "n_positions")}
 

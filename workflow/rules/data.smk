@@ -17,12 +17,6 @@ rule data:
         " --train {output.train} --eval {output.eval} > {log} 2>&1"
 
 
-def download_config():
-    """What the download target reads: where the data, the policy and the reward come from."""
-    return {"data": config["data"], "policy": {"init": config["policy"]["init"]},
-            "reward": config["reward"]}
-
-
 # Run on a machine with internet (a cluster's login node), before submitting with
 # HF_HUB_OFFLINE=1; a target of its own, no job depends on it. Output on the terminal and in the log.
 rule download:
