@@ -1,19 +1,18 @@
-"""Loading and building models and tokenizers, safely: safetensors only, never remote code."""
+"""Loading and building models, safely: safetensors only, never remote code (tokenizers:
+pipeline.safe_loading, re-exported here)."""
 
 import os
-from pathlib import Path
 
 import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerBase,
 )
 
-from pipeline.sources import HUB_UNREACHABLE, hub_offline, model_source
+from pipeline.safe_loading import from_pretrained_safe, load_tokenizer  # noqa: F401 - re-exported
 
 # Snakemake sets OMP_NUM_THREADS to a rule's `threads`, which may exceed the cores this process
 # may use; more torch threads than cores makes every op slower, so cap them.
@@ -45,34 +44,6 @@ def train_mode(model: torch.nn.Module, gradient_checkpointing: bool, dropout: bo
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.train()
-
-
-def from_pretrained_safe(loader, name: str, key: str, **kwargs):
-    source = model_source(name, key)
-    if source == "local" and not Path(name).expanduser().is_dir():
-        raise FileNotFoundError(f"{key}: '{name}' is a file; expected a Hugging Face model folder")
-    try:
-        return loader(name, trust_remote_code=False, **kwargs)
-    except OSError as err:
-        if source == "hub" and (hub_offline() or "connect" in str(err).lower()
-                                or "offline" in str(err).lower()):
-            raise FileNotFoundError(f"{key} '{name}': " + HUB_UNREACHABLE.format(key=key)) from None
-        raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
-
-
-def load_tokenizer(name: str, key: str, model_max_length: int | None = None,
-                   padding_side: str = "left") -> PreTrainedTokenizerBase:
-    """A tokenizer with pad = EOS when it has none; left padding suits generation, while
-    classifiers (which read a fixed position or the last real token) want right padding."""
-    kwargs = {"padding_side": padding_side}
-    if model_max_length is not None:
-        kwargs["model_max_length"] = model_max_length
-    tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, **kwargs)
-    if tok.eos_token_id is None:
-        raise ValueError(f"{key} '{name}': the tokenizer has no EOS token")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def load_causal_lm(name: str, key: str) -> torch.nn.Module:
