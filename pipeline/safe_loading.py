@@ -1,8 +1,13 @@
-"""Loading from the hub or a folder, safely: never remote code; and tokenizers."""
+"""Loading from the hub or a folder, safely: never remote code; and tokenizers.
 
+Kept free of torch for the stages that need only a tokenizer (tokenizer, prompts): transformers'
+Auto classes import torch (through their model configs), a few seconds of every stage's start.
+"""
+
+import json
 from pathlib import Path
 
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from pipeline.sources import HUB_UNREACHABLE, hub_offline, model_source
 
@@ -20,6 +25,26 @@ def from_pretrained_safe(loader, name: str, key: str, **kwargs):
         raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
 
 
+# The class the tokenizer stage saves (transformers 5 calls PreTrainedTokenizerFast so).
+TOKENIZERS_BACKEND = {"TokenizersBackend", "PreTrainedTokenizerFast"}
+
+
+def tokenizer_loader(name: str):
+    """The loader AutoTokenizer would pick, without importing torch where that is plain: a folder
+    holding only a tokenizer (no model config, which could name another class), whose
+    tokenizer_config.json names the tokenizers-library class and no custom code, is that class's
+    own from_pretrained. Anything else goes through AutoTokenizer."""
+    folder = Path(name).expanduser()
+    config = folder / "tokenizer_config.json"
+    if folder.is_dir() and config.is_file() and not (folder / "config.json").exists():
+        declared = json.loads(config.read_text())
+        if declared.get("tokenizer_class") in TOKENIZERS_BACKEND and "auto_map" not in declared:
+            return PreTrainedTokenizerFast.from_pretrained
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained
+
+
 def load_tokenizer(name: str, key: str, model_max_length: int | None = None,
                    padding_side: str = "left") -> PreTrainedTokenizerBase:
     """A tokenizer with pad = EOS when it has none; left padding suits generation, while
@@ -27,7 +52,7 @@ def load_tokenizer(name: str, key: str, model_max_length: int | None = None,
     kwargs = {"padding_side": padding_side}
     if model_max_length is not None:
         kwargs["model_max_length"] = model_max_length
-    tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, **kwargs)
+    tok = from_pretrained_safe(tokenizer_loader(name), name, key, **kwargs)
     if tok.eos_token_id is None:
         raise ValueError(f"{key} '{name}': the tokenizer has no EOS token")
     if tok.pad_token_id is None:
