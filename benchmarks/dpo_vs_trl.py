@@ -14,6 +14,7 @@ Also prints PPO's rollout-and-update throughput in samples per second (TRL's PPO
 side: benchmarks/ppo_vs_trl.py).
 """
 
+import pipeline  # noqa: F401, I001 - first: it sets the OpenMP wait policy torch reads at import
 import argparse
 import copy
 import time

@@ -33,6 +33,7 @@ the rollout, decoding and scoring text), evaluation (log-probs, pi_ref's log-pro
 gradients) and the update (the rest: advantages and the PPO epochs).
 """
 
+import pipeline  # noqa: F401, I001 - first: it sets the OpenMP wait policy torch reads at import
 import argparse
 import copy
 import logging
@@ -126,7 +127,7 @@ class TRLReward(torch.nn.Module):
 
 def run_trl(policy, tok, prompts, reward: RewardModel, p, args) -> tuple[float, dict]:
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, PrinterCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
     from trl.experimental.ppo import ppo_trainer
 
@@ -149,6 +150,7 @@ def run_trl(policy, tok, prompts, reward: RewardModel, p, args) -> tuple[float, 
         value_model=value_model, train_dataset=Dataset.from_dict({"input_ids": prompts}),
         eval_dataset=Dataset.from_dict({"input_ids": prompts[:p["rollout_size"]]}),
     )
+    trainer.remove_callback(PrinterCallback)  # a printed dict per iteration
     reward_model = trainer.reward_model
     phases = defaultdict(float)
     no_grad = lambda *a, **k: not torch.is_grad_enabled()  # noqa: E731 - the rollout's calls

@@ -7,9 +7,9 @@ import platform
 import subprocess
 from pathlib import Path
 
-import torch
+from pipeline import io  # before torch: pipeline sets torch's OpenMP wait policy  # isort: skip
 
-from pipeline import io
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -90,3 +90,18 @@ def test_the_tokenizer_and_prompts_stages_do_not_import_torch():
             " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_stages_let_torch_threads_sleep_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    def policy(**env):
+        code = "import pipeline, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
+        environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=environ).stdout.strip()
+
+    assert policy() == "passive"
+    assert policy(OMP_WAIT_POLICY="active") == "active"
