@@ -28,8 +28,9 @@ HEAVY = ["torch", "transformers", "pandas", "numpy", "matplotlib", "tokenizers",
 
 
 def start(stage: str, env: dict, *flags: str) -> subprocess.CompletedProcess:
+    # in the checkout: `-m` puts the working directory first on sys.path, before PYTHONPATH
     return subprocess.run([sys.executable, *flags, "-m", f"pipeline.{stage}", "--help"], env=env,
-                          capture_output=True, text=True, check=True)
+                          cwd=env["PYTHONPATH"], capture_output=True, text=True, check=True)
 
 
 def heavy_imports(stage: str, env: dict) -> dict:
