@@ -25,7 +25,8 @@ def from_pretrained_safe(loader, name: str, key: str, **kwargs):
         raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
 
 
-# The class the tokenizer stage saves (transformers 5 calls PreTrainedTokenizerFast so).
+# The tokenizers-library class as transformers 5 names it in tokenizer_config.json (what the
+# tokenizer stage saves), and its older name, an alias of it.
 TOKENIZERS_BACKEND = {"TokenizersBackend", "PreTrainedTokenizerFast"}
 
 
