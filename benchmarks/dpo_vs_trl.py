@@ -10,9 +10,11 @@ reference model evaluated every step (its default) and once with `precompute_ref
 TRL tokenises the dataset and precomputes reference log-probs in its constructor, which is not
 timed; so two ratios are printed: ours with the reference pass against TRL's default, and our
 epoch alone against TRL's epoch with precomputed log-probs. Both in fp32 on the same threads.
-Also prints PPO's rollout-and-update throughput in samples per second.
+Also prints PPO's rollout-and-update throughput in samples per second (TRL's PPOTrainer, side by
+side: benchmarks/ppo_vs_trl.py).
 """
 
+import pipeline  # noqa: F401, I001 - first: it sets the OpenMP wait policy torch reads at import
 import argparse
 import copy
 import time
@@ -21,11 +23,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.models import load_causal_lm, load_tokenizer
+from pipeline.models import load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 from pipeline.ppo import PolicyWithValue
 from pipeline.ppo import train as train_ppo
 from pipeline.preference import train as train_pairwise
 from pipeline.reference import reference_logps
+from ppo_vs_trl import ppo_params
 
 
 class NoReward:
@@ -72,19 +76,14 @@ def trl(policy, tok, pairs, args, precompute: bool) -> float:
     return time.perf_counter() - t0
 
 
-def ppo_samples_per_second(policy, tok, prompts, iterations=5, rollout=64) -> float:
+def ppo_samples_per_second(policy, tok, prompts, iterations=5) -> float:
     model = PolicyWithValue(copy.deepcopy(policy))
-    p = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "horizon": 256,
-         "iterations": iterations, "rollout_size": rollout, "minibatch_size": 16, "ppo_epochs": 4,
-         "optimizer": "adamw", "lr": 2e-4, "warmup_steps": 5, "cliprange": 0.2,
-         "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": False, "compile": False,
-         "seed": 0, "max_new_tokens": 48, "sample_batch_size": 256}
+    p = ppo_params(iterations)
     from pipeline.score import VaderScorer
 
     t0 = time.perf_counter()
     train_ppo(model, copy.deepcopy(policy).requires_grad_(False), tok, prompts, VaderScorer(), p)
-    return iterations * rollout / (time.perf_counter() - t0)
+    return iterations * p["rollout_size"] / (time.perf_counter() - t0)
 
 
 def main():

@@ -21,7 +21,8 @@ import pandas as pd
 from pipeline import cli, io
 from pipeline.evaluate import distinct_2, draw, select_prompts
 from pipeline.logs import get_logger
-from pipeline.models import device, load_causal_lm, load_tokenizer
+from pipeline.models import device, load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 from pipeline.score import check_finite_scores, make_scorer
 
 log = get_logger("best_of_n")

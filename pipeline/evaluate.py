@@ -21,7 +21,8 @@ import torch
 from pipeline import cli, io
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.models import autocast, device, load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 from pipeline.sample import sample_table
 from pipeline.score import make_scorer
 

@@ -1,19 +1,18 @@
-"""Loading and building models and tokenizers, safely: safetensors only, never remote code."""
+"""Loading and building models, safely: safetensors only, never remote code (tokenizers:
+pipeline.safe_loading)."""
 
 import os
-from pathlib import Path
 
 import torch
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
     GPT2Config,
     GPT2LMHeadModel,
     PreTrainedTokenizerBase,
 )
 
-from pipeline.sources import HUB_UNREACHABLE, hub_offline, model_source
+from pipeline.safe_loading import from_pretrained_safe
 
 # Snakemake sets OMP_NUM_THREADS to a rule's `threads`, which may exceed the cores this process
 # may use; more torch threads than cores makes every op slower, so cap them.
@@ -45,46 +44,6 @@ def train_mode(model: torch.nn.Module, gradient_checkpointing: bool, dropout: bo
     if gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.train()
-
-
-def from_pretrained_safe(loader, name: str, key: str, **kwargs):
-    source = model_source(name, key)
-    if source == "local" and not Path(name).expanduser().is_dir():
-        raise FileNotFoundError(f"{key}: '{name}' is a file; expected a Hugging Face model folder")
-    try:
-        return loader(name, trust_remote_code=False, **kwargs)
-    except OSError as err:
-        if source == "hub" and (hub_offline() or "connect" in str(err).lower()
-                                or "offline" in str(err).lower()):
-            raise FileNotFoundError(f"{key} '{name}': " + HUB_UNREACHABLE.format(key=key)) from None
-        raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
-
-
-def load_tokenizer(name: str, key: str, model_max_length: int | None = None) -> PreTrainedTokenizerBase:
-    """A causal LM's tokenizer: left padding (generation appends to the right end), and pad = EOS
-    when it has no pad token, as GPT-2's has none. `model_max_length` replaces the folder's."""
-    kwargs = {"padding_side": "left"}
-    if model_max_length is not None:
-        kwargs["model_max_length"] = model_max_length
-    tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, **kwargs)
-    if tok.eos_token_id is None:
-        raise ValueError(f"{key} '{name}': the tokenizer has no EOS token")
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def load_classifier_tokenizer(name: str, key: str) -> PreTrainedTokenizerBase:
-    """A sequence classifier's tokenizer, as its model was trained with: its own special tokens
-    (BERT's [CLS] ... [SEP], RoBERTa's <s> ... </s>, added when encoding; no EOS needed) and
-    right padding, since a classifier reads its first token or its last real one. Only a
-    tokenizer without a pad token (GPT-2's) pads with its EOS."""
-    tok = from_pretrained_safe(AutoTokenizer.from_pretrained, name, key, padding_side="right")
-    if tok.pad_token_id is None:
-        if tok.eos_token_id is None:
-            raise ValueError(f"{key} '{name}': the tokenizer has neither a pad nor an EOS token")
-        tok.pad_token = tok.eos_token
-    return tok
 
 
 def load_causal_lm(name: str, key: str) -> torch.nn.Module:

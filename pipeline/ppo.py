@@ -24,8 +24,8 @@ from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
                              masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
-from pipeline.models import (autocast, device, load_causal_lm, load_tokenizer, scalar_head,
-                             train_mode)
+from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
+from pipeline.safe_loading import load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
 from pipeline.score import make_scorer

@@ -29,7 +29,8 @@ from pipeline.losses import (ce_loss, conservative_dpo_loss, cringe_gate, cringe
                              dpo_loss, ipo_loss, pairwise_cringe_loss, plackett_luce_loss,
                              unlikelihood_loss)
 from pipeline.methods import NEEDS_REFERENCE, RANKED
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer, train_mode
+from pipeline.models import autocast, device, load_causal_lm, train_mode
+from pipeline.safe_loading import load_tokenizer
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout

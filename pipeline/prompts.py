@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.models import load_tokenizer
+from pipeline.safe_loading import load_tokenizer
 
 log = get_logger("prompts")
 

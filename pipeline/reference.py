@@ -14,7 +14,8 @@ from pipeline import cli, io
 from pipeline.batching import distinct_responses, reference_column, response_columns
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.models import autocast, device, load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 
 log = get_logger("reference")
 

@@ -36,8 +36,8 @@ from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
 from pipeline.logprobs import Batch
 from pipeline.logs import get_logger, progress
 from pipeline.losses import bradley_terry_loss
-from pipeline.models import (autocast, device, from_pretrained_safe, load_causal_lm, load_tokenizer,
-                             scalar_head, train_mode)
+from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
+from pipeline.safe_loading import from_pretrained_safe, load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 
 log = get_logger("reward_model")

@@ -11,7 +11,8 @@ import torch
 from pipeline import cli, io
 from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
-from pipeline.models import autocast, device, load_causal_lm, load_tokenizer
+from pipeline.models import autocast, device, load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 from pipeline.sources import context_length
 
 log = get_logger("sample")

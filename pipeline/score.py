@@ -18,8 +18,8 @@ from transformers import AutoModelForSequenceClassification
 from pipeline import cli, io
 from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
-from pipeline.models import (autocast, device, from_pretrained_safe, load_classifier_tokenizer,
-                             load_tokenizer)
+from pipeline.models import autocast, device
+from pipeline.safe_loading import from_pretrained_safe, load_classifier_tokenizer, load_tokenizer
 from pipeline.reward_model import load_reward_model
 
 log = get_logger("score")

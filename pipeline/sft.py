@@ -20,8 +20,8 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.models import (autocast, build_gpt2, device, load_causal_lm, load_tokenizer,
-                             train_mode)
+from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
+from pipeline.safe_loading import load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 from pipeline.sources import check_context, context_length
 

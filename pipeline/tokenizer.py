@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerFast
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.models import load_tokenizer
+from pipeline.safe_loading import load_tokenizer
 
 log = get_logger("tokenizer")
 

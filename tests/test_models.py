@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from pipeline.models import load_causal_lm, load_tokenizer
+from pipeline.models import load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 
 
 def test_pretrained_policy_loads_from_a_local_folder(policy_dir):
@@ -50,3 +51,58 @@ def test_a_folder_without_weights_is_refused(policy_dir, tmp_path):
     load_causal_lm(str(policy_dir), "policy").config.save_pretrained(tmp_path)
     with pytest.raises(FileNotFoundError, match=f"policy '{tmp_path}': cannot load it"):
         load_causal_lm(str(tmp_path), "policy")
+
+
+def test_a_tokenizer_folder_loads_as_auto_tokenizer_loads_it(tokenizer, tmp_path):
+    """The tokenizer stage's folder skips AutoTokenizer (and the import of torch it brings); the
+    tokenizer must be the one AutoTokenizer gives, token for token."""
+    from transformers import AutoTokenizer
+
+    from pipeline.safe_loading import tokenizer_loader
+
+    tokenizer.save_pretrained(tmp_path)
+    assert tokenizer_loader(str(tmp_path)).__self__.__name__ in ("TokenizersBackend",
+                                                                "PreTrainedTokenizerFast")
+    ours = load_tokenizer(str(tmp_path), "tokenizer")
+    auto = AutoTokenizer.from_pretrained(str(tmp_path), padding_side="left")
+    assert type(ours) is type(auto)
+    assert (ours.padding_side, ours.model_max_length, ours.all_special_ids, len(ours)) == (
+        auto.padding_side, auto.model_max_length, auto.all_special_ids, len(auto))
+    texts = ["A film that, frankly, nobody should miss!", "Worst. Movie. Ever... 0/10 <|endoftext|>"]
+    assert ours(texts, add_special_tokens=False)["input_ids"] == auto(
+        texts, add_special_tokens=False)["input_ids"]
+    ids = auto(texts)["input_ids"]
+    assert ours.batch_decode(ids) == auto.batch_decode(ids)
+    assert ours.batch_decode(ids, skip_special_tokens=True) == auto.batch_decode(
+        ids, skip_special_tokens=True)
+
+
+def test_a_model_folder_still_goes_through_auto_tokenizer(policy_dir):
+    from pipeline.safe_loading import tokenizer_loader
+
+    assert tokenizer_loader(str(policy_dir)).__self__.__name__ == "AutoTokenizer"
+
+
+def test_the_tokenizer_and_prompts_stages_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, pipeline.tokenizer, pipeline.prompts;"
+            " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_stages_let_torch_threads_sleep_unless_told_otherwise():
+    import os
+    import subprocess
+    import sys
+
+    def policy(**env):
+        code = "import pipeline, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
+        environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=True, env=environ).stdout.strip()
+
+    assert policy() == "passive"
+    assert policy(OMP_WAIT_POLICY="active") == "active"

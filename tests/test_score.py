@@ -65,7 +65,7 @@ def test_p_positive_is_the_classifiers_own_softmax_of_the_named_label(hub_inputs
 
 
 def test_classifier_tokenizer_keeps_its_own_special_tokens_and_pads_right(hub_inputs):
-    from pipeline.models import load_classifier_tokenizer
+    from pipeline.safe_loading import load_classifier_tokenizer
 
     for name, first, last in [("siebert", "<s>", "</s>"), ("distilbert_imdb", "[CLS]", "[SEP]")]:
         tok = load_classifier_tokenizer(str(hub_inputs["classifiers"][name][0]), "reward.model")
