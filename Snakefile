@@ -21,4 +21,5 @@ rule all:
     default_target: True
     input:
         "results/table.csv",
+        "results/comparison.csv",
         "results/plots/frontier.png",

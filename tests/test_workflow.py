@@ -38,20 +38,22 @@ def test_nothing_reruns_without_a_change(study):
     assert planned_jobs(study) == {}
 
 
-TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "plots", "all"}
+TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "comparison", "plots",
+            "all"}
+OPTIMAL = {"best_of_n", "optimal"}  # pi*'s pool: pi_ref's samples of the evaluation prompts
 
 
 @pytest.mark.parametrize("edit, expected", [
-    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS),
-    ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS),
-    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS),
-    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS),
+    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+    ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS | OPTIMAL),
+    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
 ])
 def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected
 
 
-REPORT = {"table": 1, "plots": 1, "all": 1}
+REPORT = {"table": 1, "comparison": 1, "plots": 1, "all": 1}
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -62,10 +64,15 @@ REPORT = {"table": 1, "plots": 1, "all": 1}
     ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
     ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 3}),
     ({"evaluate": {"seed": 1}}, {"evaluate": 5}),
-    ({"table": {"seed": 1}}, {}),
+    ({"table": {"seed": 1}}, {"optimal": 1}),
 ])
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
     assert planned_jobs(study, config=edit) == expected | REPORT
+
+
+def test_an_optimal_frontier_edit_reruns_neither_evaluations_nor_the_default_table(study):
+    assert planned_jobs(study, config={"optimal": {"min_ess": 4}}) == {
+        "optimal": 1, "comparison": 1, "plots": 1, "all": 1}
 
 
 def test_a_job_that_failed_after_an_edit_runs_again_with_what_depends_on_it(study, tmp_path):
@@ -100,8 +107,25 @@ def test_the_table_has_every_policy_and_kl_is_never_negative(study):
     assert (table["kl"] >= 0).all() and (table["kl_reverse"] >= 0).all()
     ref = policies[policies["method"] == "pi_ref"].iloc[0]
     assert ref["kl"] == 0 and ref["kl_reverse"] == 0
+    assert (table["ci_over"] == "prompts").all()  # one seed: the intervals cover prompts only
     for name in ["frontier", "sentiment", "training"]:
         assert (study / f"results/plots/{name}.png").stat().st_size > 10_000
+
+
+def test_the_comparison_reads_each_point_on_the_other_frontiers(study):
+    comparison = pd.read_csv(study / "results/comparison.csv")
+    optimal = pd.read_csv(study / "results/optimal.csv")
+    pool = pd.read_parquet(study / "results/eval/best_of_n/pool/seed0.parquet")
+    assert len(pool) == 6 * 16 and optimal["pool_size"].eq(16).all()
+    assert (optimal["kl"] <= np.log(16) + 1e-9).all() and (optimal["ess"] <= 16 + 1e-9).all()
+    # the micro study sweeps two DPO betas: DPO is the only method frontier, pi* the other
+    assert "dpo" in set(comparison["against"]) <= {"dpo", "optimal"}
+    assert set(comparison[comparison["against"] == "dpo"]["method"]) == {"pi_ref", "cringe", "ppo"}
+    inside = comparison[comparison["verdict"] != "outside range"]
+    assert (inside["difference_lo"] <= inside["difference"]).all()
+    assert (inside["difference"] <= inside["difference_hi"]).all()
+    assert comparison[comparison["verdict"] == "outside range"]["difference"].isna().all()
+    assert set(comparison["ci_over"]) == {"prompts"}
 
 
 def test_the_report_builds(study):
@@ -140,6 +164,10 @@ def test_the_full_table_adds_every_other_method(study):
     noisy = (study / "results/logs/train_dpo_noisy_0.4_seed0.log").read_text()
     assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", noisy)
     assert (study / "results/plots_full/frontier.png").stat().st_size > 10_000
+    optimal = table[table["kind"] == "optimal"]
+    assert (optimal["method"] == "optimal").all() and len(optimal) == len(
+        pd.read_csv(study / "results/optimal.csv"))
+    assert optimal["ess"].notna().all() and table[table["kind"] != "optimal"]["ess"].isna().all()
     # iterated DPO (the micro config's iterative.methods): round 2 of each beta, on its own data
     rounds = table[table["round"] == 2]
     assert sorted(rounds["method"].unique()) == ["dpo"] and len(rounds) == 4  # 2 betas x policy/aggregate
