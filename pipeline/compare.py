@@ -9,7 +9,10 @@ swept value and round over its seeds) is compared with every frontier it can be 
   sorted by KL, inside the series' measured KL range only (no extrapolation: outside, the row
   says `outside range` and carries no value);
 - the optimal frontier pi* (pipeline.optimal), on its grid points whose ESS is at least
-  `min_ess`; its `difference` is minus the gap to the optimum.
+  `min_ess`; its `difference` is minus the gap to the optimum. The optimal reward can only grow
+  with the KL budget, so a point beyond pi*'s reliable range is read against pi* at the range's
+  end, a lower bound of the optimum at the point's KL (`read_as = lower bound`: the difference
+  is then at most the one given, and only `worse` is a verdict).
 
 difference = point's sentiment - frontier's sentiment at the point's KL, with a 95% bootstrap
 interval: in each replicate (pipeline.bootstrap; seeds then prompts with two seeds or more,
@@ -36,7 +39,7 @@ log = get_logger("comparison")
 COLUMNS = ["method", "param", "value", "round", "n_seeds", "sentiment", "kl", "against",
            "against_round", "against_kl_min", "against_kl_max", "against_sentiment",
            "against_sentiment_lo", "against_sentiment_hi", "difference", "difference_lo",
-           "difference_hi", "boot_defined", "ci_over", "verdict"]
+           "difference_hi", "boot_defined", "ci_over", "read_as", "verdict"]
 
 
 def frontier_at(kl_points: np.ndarray, reward_points: np.ndarray, kl: np.ndarray) -> np.ndarray:
@@ -52,30 +55,36 @@ def frontier_at(kl_points: np.ndarray, reward_points: np.ndarray, kl: np.ndarray
     return out
 
 
-def verdict(lo: float, hi: float) -> str:
-    if not np.isfinite(lo):
-        return "outside range"
-    return "better" if lo > 0 else "worse" if hi < 0 else "no clear difference"
+def verdict(lo: float, hi: float, bound: bool = False) -> str:
+    """better / worse / no clear difference, from the difference's interval; against a lower
+    bound of the frontier only `worse` can be concluded."""
+    if hi < 0:
+        return "worse"
+    return "no clear difference" if bound or lo <= 0 else "better"
 
 
 def compare(point: dict, series: dict) -> dict:
     """One row: a point (sentiment, kl, their replicates) against a series (its points' arrays
-    (K,) and replicates (n_boot, K))."""
+    (K,) and replicates (n_boot, K); `monotone`: a frontier that cannot fall as KL grows)."""
     lo_kl, hi_kl = series["kl"].min(), series["kl"].max()
     row = {"against": series["name"], "against_round": series["round"], "against_kl_min": lo_kl,
            "against_kl_max": hi_kl,
            "ci_over": ci_over(max(point["n_seeds"], series["n_seeds"]))}
     at = frontier_at(series["kl"], series["sentiment"], point["kl"])[0]
-    if np.isnan(at):
-        return row | {"boot_defined": 0.0, "verdict": "outside range"}
-    at_reps = frontier_at(series["kl_reps"], series["sentiment_reps"], point["kl_reps"])
-    diff_reps = point["sentiment_reps"] - at_reps
+    if not np.isnan(at):
+        read_as = "interpolated"
+        at_reps = frontier_at(series["kl_reps"], series["sentiment_reps"], point["kl_reps"])
+    elif series.get("monotone") and point["kl"] > hi_kl:
+        read_as, end = "lower bound", int(np.argmax(series["kl"]))
+        at, at_reps = series["sentiment"][end], series["sentiment_reps"][:, end]
+    else:
+        return row | {"boot_defined": 0.0, "read_as": "", "verdict": "outside range"}
     f_lo, f_hi = interval(at_reps)
-    d_lo, d_hi = interval(diff_reps)
+    d_lo, d_hi = interval(point["sentiment_reps"] - at_reps)
     return row | {"against_sentiment": at, "against_sentiment_lo": f_lo, "against_sentiment_hi": f_hi,
                   "difference": point["sentiment"] - at, "difference_lo": d_lo,
                   "difference_hi": d_hi, "boot_defined": float(np.isfinite(at_reps).mean()),
-                  "verdict": verdict(d_lo, d_hi)}
+                  "read_as": read_as, "verdict": verdict(d_lo, d_hi, read_as == "lower bound")}
 
 
 def evaluated_points(eval_dir: Path, policies: list[str], n_boot: int, seed: int) -> list[dict]:
@@ -115,7 +124,7 @@ def optimal_series(pool: pd.DataFrame, p: dict) -> dict:
     est = frontier_replicates(rewards, beta_grid(p["beta_min"], p["beta_max"], p["n_beta"]),
                               p["bootstrap"], p["seed"])
     keep = est["ess"] >= p["min_ess"]
-    return {"name": "optimal", "round": 1, "n_seeds": 1, "kl": est["kl"][keep],
+    return {"name": "optimal", "round": 1, "n_seeds": 1, "monotone": True, "kl": est["kl"][keep],
             "sentiment": est["sentiment"][keep], "kl_reps": est["kl_reps"][:, keep],
             "sentiment_reps": est["sentiment_reps"][:, keep]}
 
@@ -144,8 +153,9 @@ def describe(row) -> str:
     if row.verdict == "outside range":
         return (f"{name} (KL {row.kl:.2f}): outside {row.against}'s measured KL range "
                 f"[{row.against_kl_min:.2f}, {row.against_kl_max:.2f}]")
+    bound = ", at most: pi* at its last reliable KL is a lower bound" if row.read_as == "lower bound" else ""
     return (f"{name} vs {row.against} at KL {row.kl:.2f}: {row.difference:+.3f} "
-            f"[{row.difference_lo:+.3f}, {row.difference_hi:+.3f}] ({row.verdict}; {row.ci_over})")
+            f"[{row.difference_lo:+.3f}, {row.difference_hi:+.3f}] ({row.verdict}; {row.ci_over}{bound})")
 
 
 def main(argv=None):

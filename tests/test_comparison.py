@@ -127,6 +127,21 @@ def test_a_point_inside_the_range_gets_the_difference_and_outside_it_says_so():
     outside = compare(point(7.0, 0.9), s)
     assert outside["verdict"] == "outside range" and "difference" not in outside
     assert (outside["against_kl_min"], outside["against_kl_max"]) == (2.0, 6.0)
+    assert compare(point(1.0, 0.5), s)["verdict"] == "outside range"  # below the range too
+
+
+def test_beyond_the_optimum_s_reliable_range_its_last_point_is_a_lower_bound():
+    """The optimal reward cannot fall as the KL budget grows: a point past pi*'s last reliable
+    KL is compared with pi* there, and only `worse` can follow from it."""
+    optimum = series([0.0, 1.0, 2.0], [0.6, 0.85, 0.9], name="optimal") | {"monotone": True}
+    below = compare(point(5.0, 0.75, spread=0.01), optimum)
+    assert below["read_as"] == "lower bound" and below["against_sentiment"] == 0.9
+    assert below["difference"] == pytest.approx(-0.15) and below["verdict"] == "worse"
+    above = compare(point(5.0, 0.95, spread=0.01), optimum)
+    assert above["verdict"] == "no clear difference"  # above a lower bound proves nothing
+    inside = compare(point(1.5, 0.8, spread=0.01), optimum)
+    assert inside["read_as"] == "interpolated" and inside["against_sentiment"] == pytest.approx(0.875)
+    assert compare(point(5.0, 0.75), series([0.0, 2.0], [0.6, 0.9]))["verdict"] == "outside range"
 
 
 def fake_eval(folder, sentiment, kl, seed=0, n_prompts=30):
@@ -210,8 +225,12 @@ def test_comparison_on_hand_made_evaluations(tmp_path):
     assert ref.loc["optimal", "verdict"] != "outside range"
     assert ref.loc["optimal", "against_sentiment"] == pytest.approx(pool["score"].mean())
     assert (ref.drop("optimal")["verdict"] == "outside range").all()
-    # pi* (defined up to ~1.75 nats here, ESS >= 8) lies far above PPO 2's point at KL ~1:
-    # a gap to the optimum; the points beyond pi*'s range have none
+    # pi* (reliable up to ~1.75 nats here, ESS >= 8) lies far above PPO 2's point at KL ~1: a
+    # gap to the optimum; the points beyond pi*'s range are read against its last point, a
+    # lower bound, and are below even that
     gap = comp[(comp["against"] == "optimal") & (comp["method"] != "pi_ref")].set_index(["method", "value"])
     assert gap.loc[("ppo", 2.0), "verdict"] == "worse" and gap.loc[("ppo", 2.0), "difference"] < -0.1
-    assert (gap.drop(("ppo", 2.0))["verdict"] == "outside range").all()
+    assert gap.loc[("ppo", 2.0), "read_as"] == "interpolated"
+    beyond = gap.drop(("ppo", 2.0))
+    assert (beyond["read_as"] == "lower bound").all() and (beyond["verdict"] == "worse").all()
+    assert (beyond["against_kl_max"] < beyond["kl"]).all()
