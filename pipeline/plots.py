@@ -5,9 +5,11 @@
   the DPO paper's figure 2 in this study's setting. Beside it, the same against the reverse
   KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound). An iterated method's
   later rounds are series of their own (dashed), each chain's rounds joined by a dotted line.
-  With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats. On both panels, the
-  optimal frontier pi* (pipeline.optimal, estimated from N samples of pi_ref per prompt) as a
-  line with its 95% band, drawn only where its effective sample size is at least `min_ess`.
+  With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats. On the forward-KL
+  panel, the optimal frontier pi* (pipeline.optimal, estimated from N samples of pi_ref per
+  prompt) as a line with its 95% band, drawn only where its effective sample size is at least
+  `min_ess`, and beyond that a dotted level: the optimum at a larger KL is at least pi*'s last
+  reliable reward. (pi*_beta is the optimum for the forward KL only, so the reverse panel has none.)
 - sentiment.png: the distribution of the true reward over evaluation samples, per policy.
 - training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
   PPO's reward and KL by iteration.
@@ -49,22 +51,26 @@ def label(method: str, value, rnd=1) -> str:
     return f"{method} {value:g}" + (f" r{rnd}" if rnd > 1 else "")
 
 
-def optimal_line(ax, optimal: pd.DataFrame, kl: str, min_ess: float) -> None:
-    """pi*'s frontier where its estimate rests on at least `min_ess` effective samples."""
+def optimal_line(ax, optimal: pd.DataFrame, kl: str, min_ess: float, right: float) -> None:
+    """pi*'s frontier where its estimate rests on at least `min_ess` effective samples, then its
+    lower bound (the optimal reward cannot fall as the KL grows) up to `right`."""
     drawn = optimal[optimal["ess"] >= min_ess].sort_values("kl")
     if drawn.empty:
         return
     label = (f"pi* (estimated from {drawn['pool_size'].iloc[0]} samples of pi_ref;"
              f" drawn where ESS >= {min_ess:g})")
     ax.plot(drawn[kl], drawn["sentiment"], color="black", lw=2, ls="--", label=label, zorder=3)
-    if kl == "kl":
-        ax.fill_between(drawn[kl], drawn["sentiment_lo"], drawn["sentiment_hi"], color="black",
-                        alpha=0.12, lw=0)
+    ax.fill_between(drawn[kl], drawn["sentiment_lo"], drawn["sentiment_hi"], color="black",
+                    alpha=0.12, lw=0)
+    end = drawn.iloc[-1]
+    if right > end[kl]:
+        ax.plot([end[kl], right], [end["sentiment"]] * 2, color="black", lw=1, ls=":", zorder=1,
+                label=f"the optimum beyond KL {end[kl]:.2f}: at least {end['sentiment']:.3f}")
 
 
 def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: Path) -> None:
-    """Sentiment against the forward KL (with 95% intervals) and, beside it, the reverse KL;
-    the optimal frontier pi* on both."""
+    """Sentiment against the forward KL (with 95% intervals) and the optimal frontier pi*; beside
+    it, the same policies against the reverse KL."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharey=True)
     ref = table[table["method"] == "pi_ref"].iloc[0]
     agg = table[table["kind"] == "aggregate"]
@@ -75,7 +81,8 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
         ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
         ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
                 label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
-        optimal_line(ax, optimal, kl, min_ess)
+        if kl == "kl":
+            optimal_line(ax, optimal, kl, min_ess, right=1.05 * agg["kl_hi"].max())
         points = agg.dropna(subset=[kl])
         for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
             rows = rows.sort_values(kl)
