@@ -122,8 +122,9 @@ def test_the_comparison_reads_each_point_on_the_other_frontiers(study):
     assert "dpo" in set(comparison["against"]) <= {"dpo", "optimal"}
     assert set(comparison[comparison["against"] == "dpo"]["method"]) == {"pi_ref", "cringe", "ppo"}
     inside = comparison[comparison["verdict"] != "outside range"]
-    assert (inside["difference_lo"] <= inside["difference"]).all()
-    assert (inside["difference"] <= inside["difference_hi"]).all()
+    assert (inside["difference_lo"] <= inside["difference"] + 1e-9).all()
+    assert (inside["difference"] <= inside["difference_hi"] + 1e-9).all()
+    assert set(inside["read_as"]) <= {"interpolated", "lower bound"}
     assert comparison[comparison["verdict"] == "outside range"]["difference"].isna().all()
     assert set(comparison["ci_over"]) == {"prompts"}
 
@@ -152,7 +153,8 @@ def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_pat
 
 
 def test_the_full_table_adds_every_other_method(study):
-    snakemake(study, "--cores", CORES, "results/table_full.csv", "results/plots_full/frontier.png")
+    snakemake(study, "--cores", CORES, "results/table_full.csv", "results/plots_full/frontier.png",
+              "results/comparison_full.csv")
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
     assert set(policies["method"]) == {"pi_ref", *SWEPT} - {"plackett_luce", "dpo_ranked"}
@@ -168,6 +170,12 @@ def test_the_full_table_adds_every_other_method(study):
     assert (optimal["method"] == "optimal").all() and len(optimal) == len(
         pd.read_csv(study / "results/optimal.csv"))
     assert optimal["ess"].notna().all() and table[table["kind"] != "optimal"]["ess"].isna().all()
+    # every method with two swept values is a frontier, a later round its own one
+    comparison = pd.read_csv(study / "results/comparison_full.csv")
+    frontiers = set(zip(comparison["against"], comparison["against_round"]))
+    assert {("dpo", 1), ("dpo", 2), ("best_of_n", 1)} <= frontiers
+    assert not ((comparison["method"] == comparison["against"])
+                & (comparison["round"] == comparison["against_round"])).any()
     # iterated DPO (the micro config's iterative.methods): round 2 of each beta, on its own data
     rounds = table[table["round"] == 2]
     assert sorted(rounds["method"].unique()) == ["dpo"] and len(rounds) == 4  # 2 betas x policy/aggregate
