@@ -24,6 +24,7 @@ rule all:
     default_target: True
     input:
         "results/table.csv",
+        "results/comparison.csv",
         "results/plots/frontier.png",
         "results/samples.md",
 
@@ -32,6 +33,7 @@ onsuccess:
     # where to look, for the main job's outputs that this run left in place
     made = [f"  {path:<28} {what}" for path, what in [
         ("results/table.csv", "sentiment and KL per policy, and per method and value over seeds"),
+        ("results/comparison.csv", "each policy against the other methods' frontiers at its KL"),
         ("results/plots/", "frontier.png (reward against KL), sentiment.png, training.png"),
         ("results/samples.md", "the policies' completions side by side"),
     ] if Path(path).exists()]

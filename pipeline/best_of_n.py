@@ -4,7 +4,9 @@ On the evaluation prompts, pi_ref draws max(N) pure samples per prompt, the true
 them all, and for each N the policy "Best-of-N" answers with the highest-scoring of the prompt's
 first N samples (the pools are nested, so the N's are compared on the same draws). There is no
 trained model: the stage writes, per N, the three files the `evaluate` stage writes for a policy
-(results/eval/best_of_n/<N>/seed<s>/), one sample per prompt.
+(results/eval/best_of_n/<N>/seed<s>/), one sample per prompt, and the whole pool's scores
+(`--pool`: prompt_id, sample_id, score, length; max(N) samples per prompt), from which
+pipeline.optimal estimates the optimal frontier.
 
 KL: the closed form KL(pi_BoN || pi_ref) = log N - (N - 1) / N, exact for a reward without ties
 and an upper bound in general (Beirami et al. 2024), is reported in `kl` (the README says which
@@ -41,7 +43,7 @@ def best_of(samples: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "policy"], ["out_dir"], argv)
+    args = cli.parse(__doc__, ["prompts", "policy"], ["out_dir", "pool"], argv)
     p = args.params
     prompts = select_prompts(args.prompts, p["n_prompts"])
     tok = load_tokenizer(args.policy, "policy")
@@ -50,6 +52,7 @@ def main(argv=None):
                    p["seed"])
     texts = samples["text"].tolist()
     samples["score"] = check_finite_scores(make_scorer(p["reward"])(texts), texts)
+    io.write_parquet(samples[["prompt_id", "sample_id", "score", "length"]], args.pool)
     for n in p["n"]:
         best = best_of(samples, n)
         out = f"{args.out_dir}/{n}/seed{p['seed']}"

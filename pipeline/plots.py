@@ -5,7 +5,11 @@
   the DPO paper's figure 2 in this study's setting. Beside it, the same against the reverse
   KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound). An iterated method's
   later rounds are series of their own (dashed), each chain's rounds joined by a dotted line.
-  With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats.
+  With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats. On the forward-KL
+  panel, the optimal frontier pi* (pipeline.optimal, estimated from N samples of pi_ref per
+  prompt) as a line with its 95% band, drawn only where its effective sample size is at least
+  `min_ess`, and beyond that a dotted level: the optimum at a larger KL is at least pi*'s last
+  reliable reward. (pi*_beta is the optimum for the forward KL only, so the reverse panel has none.)
 - sentiment.png: the distribution of the true reward over evaluation samples, per policy.
 - training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
   PPO's reward and KL by iteration.
@@ -47,8 +51,26 @@ def label(method: str, value, rnd=1) -> str:
     return f"{method} {value:g}" + (f" r{rnd}" if rnd > 1 else "")
 
 
-def frontier(table: pd.DataFrame, path: Path) -> None:
-    """Sentiment against the forward KL (with 95% intervals) and, beside it, the reverse KL."""
+def optimal_line(ax, optimal: pd.DataFrame, kl: str, min_ess: float, right: float) -> None:
+    """pi*'s frontier where its estimate rests on at least `min_ess` effective samples, then its
+    lower bound (the optimal reward cannot fall as the KL grows) up to `right`."""
+    drawn = optimal[optimal["ess"] >= min_ess].sort_values("kl")
+    if drawn.empty:
+        return
+    label = (f"pi* (estimated from {drawn['pool_size'].iloc[0]} samples of pi_ref;"
+             f" drawn where ESS >= {min_ess:g})")
+    ax.plot(drawn[kl], drawn["sentiment"], color="black", lw=2, ls="--", label=label, zorder=3)
+    ax.fill_between(drawn[kl], drawn["sentiment_lo"], drawn["sentiment_hi"], color="black",
+                    alpha=0.12, lw=0)
+    end = drawn.iloc[-1]
+    if right > end[kl]:
+        ax.plot([end[kl], right], [end["sentiment"]] * 2, color="black", lw=1, ls=":", zorder=1,
+                label=f"the optimum beyond KL {end[kl]:.2f}: at least {end['sentiment']:.3f}")
+
+
+def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: Path) -> None:
+    """Sentiment against the forward KL (with 95% intervals) and the optimal frontier pi*; beside
+    it, the same policies against the reverse KL."""
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharey=True)
     ref = table[table["method"] == "pi_ref"].iloc[0]
     agg = table[table["kind"] == "aggregate"]
@@ -59,6 +81,8 @@ def frontier(table: pd.DataFrame, path: Path) -> None:
         ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
         ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
                 label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
+        if kl == "kl":
+            optimal_line(ax, optimal, kl, min_ess, right=1.05 * agg["kl_hi"].max())
         points = agg.dropna(subset=[kl])
         for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
             rows = rows.sort_values(kl)
@@ -87,7 +111,8 @@ def frontier(table: pd.DataFrame, path: Path) -> None:
         ax.set_xlim(left=-0.5)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean sentiment p(positive) on held-out prompts")
-    axes[0].set_title("Reward vs KL(pi || pi_ref) frontier (95% bootstrap intervals)")
+    over = " and ".join(sorted(set(agg["ci_over"].dropna())))
+    axes[0].set_title(f"Reward vs KL(pi || pi_ref) frontier (95% intervals over {over})")
     axes[1].set_title("the same policies against the reverse KL(pi_ref || pi)")
     # one legend under both panels, where it hides no point
     handles, labels = axes[0].get_legend_handles_labels()
@@ -152,10 +177,11 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["table", "eval_dir", "policies_dir"],
+    args = cli.parse(__doc__, ["table", "optimal", "eval_dir", "policies_dir"],
                      ["frontier", "sentiment", "training"], argv)
     policies = args.params["policies"]
     table = pd.read_csv(args.table)
+    optimal = pd.read_csv(args.optimal)
     scores, curves = {}, {}
     for pid in policies:
         meta = parse_policy_id(pid)
@@ -164,8 +190,9 @@ def main(argv=None):
             name += f" s{meta['seed']}"
             curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
         scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])["score"]
-    for draw, data, out in [(frontier, table, args.frontier), (sentiment, scores, args.sentiment),
-                            (training, curves, args.training)]:
+    with io.atomic_output(args.frontier) as tmp:
+        frontier(table, optimal, args.params["min_ess"], tmp)
+    for draw, data, out in [(sentiment, scores, args.sentiment), (training, curves, args.training)]:
         with io.atomic_output(out) as tmp:
             draw(data, tmp)
     log.info("plots -> %s, %s, %s", args.frontier, args.sentiment, args.training)

@@ -1,13 +1,15 @@
 """Stage `table`: results/table.csv, one row per policy and one per (method, value, round) over
 seeds.
 
-Columns: kind (policy | aggregate), method (pi_ref or a key of pipeline.methods.SWEPT), param and
-value (the swept hyperparameter), seed (empty on aggregate rows), round (1, or the training round
-of an iterated method; empty for pi_ref), n (samples), n_seeds, sentiment and
-kl (means) each with the bounds of a 95% percentile bootstrap interval (sentiment_lo/hi,
-kl_lo/hi; prompts are resampled, a prompt's samples stay together), kl_k1 (log-ratio estimate
+Columns: kind (policy | aggregate | optimal), method (pi_ref, a key of pipeline.methods.SWEPT, or
+optimal), param and value (the swept hyperparameter; beta for optimal), seed (empty on aggregate
+rows), round (1, or the training round of an iterated method; empty for pi_ref), n (samples),
+n_seeds, sentiment and kl (means) each with the bounds of a 95% percentile bootstrap interval
+(sentiment_lo/hi, kl_lo/hi; see pipeline.bootstrap), ci_over (what the interval resamples:
+`prompts`, or `seeds+prompts` on an aggregate row of two seeds or more), kl_k1 (log-ratio estimate
 on the same samples), kl_reverse (exact KL(pi_ref || pi) on pi_ref's samples), length (mean
-response tokens), distinct_2.
+response tokens), distinct_2, ess (optimal rows only: the effective sample size of the estimate).
+The full table appends the optimal frontier's rows (pipeline.optimal) from `--optimal`.
 """
 
 import json
@@ -17,73 +19,89 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
+from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.logs import get_logger
 from pipeline.methods import SWEPT, parse_policy_id
 
 log = get_logger("table")
 
 COLUMNS = ["kind", "method", "param", "value", "seed", "round", "n", "n_seeds", "sentiment",
-           "sentiment_lo", "sentiment_hi", "kl", "kl_lo", "kl_hi", "kl_k1", "kl_reverse", "length",
-           "distinct_2"]
+           "sentiment_lo", "sentiment_hi", "kl", "kl_lo", "kl_hi", "ci_over", "kl_k1", "kl_reverse",
+           "length", "distinct_2", "ess"]
 
 
-def bootstrap_ci(samples: pd.DataFrame, column: str, n_boot: int, seed: int) -> tuple[float, float]:
-    """95% percentile interval of the mean, resampling prompts (cluster bootstrap)."""
-    per_prompt = samples.groupby("prompt_id")[column].agg(["sum", "count"]).to_numpy()
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(per_prompt), size=(n_boot, len(per_prompt)))
-    means = per_prompt[idx, 0].sum(1) / per_prompt[idx, 1].sum(1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(lo), float(hi)
+def read_eval(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+    """One policy's evaluation: its samples, pi_ref's samples' reverse KL, its distinct-2."""
+    samples = io.read_parquet(folder / "samples.parquet", ["prompt_id", "score", "kl", "kl_k1",
+                                                            "length"])
+    reverse = io.read_parquet(folder / "reverse_kl.parquet", ["kl_reverse"])
+    return samples, reverse, json.loads((folder / "summary.json").read_text())["distinct_2"]
 
 
-def summarise(samples: pd.DataFrame, reverse: pd.DataFrame, distinct: float, n_boot: int,
-              seed: int) -> dict:
-    s_lo, s_hi = bootstrap_ci(samples, "score", n_boot, seed)
-    k_lo, k_hi = bootstrap_ci(samples, "kl", n_boot, seed)
-    return {"n": len(samples), "sentiment": samples["score"].mean(), "sentiment_lo": s_lo,
-            "sentiment_hi": s_hi, "kl": samples["kl"].mean(), "kl_lo": k_lo, "kl_hi": k_hi,
-            "kl_k1": samples["kl_k1"].mean(), "kl_reverse": reverse["kl_reverse"].mean(),
-            "length": samples["length"].mean(), "distinct_2": distinct}
-
-
-def build_table(eval_dir: Path, policies: list[str], n_boot: int, seed: int) -> pd.DataFrame:
-    rows, groups = [], {}
+def group_policies(policies: list[str]) -> dict[tuple, list[str]]:
+    """The trained policies of each (method, param, value, round), one per seed, in order."""
+    groups = {}
     for pid in policies:
-        folder = eval_dir / pid
-        samples = io.read_parquet(folder / "samples.parquet", ["prompt_id", "score", "kl", "kl_k1",
-                                                                "length"])
-        reverse = io.read_parquet(folder / "reverse_kl.parquet", ["kl_reverse"])
-        summary = json.loads((folder / "summary.json").read_text())
         meta = parse_policy_id(pid)
-        rows.append({"kind": "policy", **meta, "n_seeds": 1,
-                     **summarise(samples, reverse, summary["distinct_2"], n_boot, seed)})
         if meta["method"] != "pi_ref":
             key = (meta["method"], meta["param"], meta["value"], meta["round"])
-            groups.setdefault(key, []).append((samples, reverse, summary["distinct_2"]))
-    for (method, param, value, rnd), members in groups.items():
-        samples = pd.concat([m[0] for m in members])
-        reverse = pd.concat([m[1] for m in members])
-        distinct = float(np.mean([m[2] for m in members]))
-        rows.append({"kind": "aggregate", "method": method, "param": param, "value": value,
-                     "seed": float("nan"), "round": rnd, "n_seeds": len(members),
-                     **summarise(samples, reverse, distinct, n_boot, seed)})
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    order = {m: i for i, m in enumerate(["pi_ref", *SWEPT])}
+            groups.setdefault(key, []).append(pid)
+    return groups
+
+
+def summarise(evals: list[tuple], n_boot: int, seed: int) -> dict:
+    """Means and 95% intervals over the evaluations of one policy's seeds (one or more)."""
+    samples = pd.concat([e[0] for e in evals])
+    per_seed = [e[0] for e in evals]
+    s_lo, s_hi = interval(replicates(per_seed, "score", n_boot, seed))
+    k_lo, k_hi = interval(replicates(per_seed, "kl", n_boot, seed))
+    return {"n": len(samples), "n_seeds": len(evals), "sentiment": samples["score"].mean(),
+            "sentiment_lo": s_lo, "sentiment_hi": s_hi, "kl": samples["kl"].mean(), "kl_lo": k_lo,
+            "kl_hi": k_hi, "ci_over": ci_over(len(evals)), "kl_k1": samples["kl_k1"].mean(),
+            "kl_reverse": pd.concat([e[1] for e in evals])["kl_reverse"].mean(),
+            "length": samples["length"].mean(),
+            "distinct_2": float(np.mean([e[2] for e in evals]))}
+
+
+def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
+    order = {m: i for i, m in enumerate(["pi_ref", *SWEPT, "optimal"])}
+    kinds = {"policy": 0, "aggregate": 1, "optimal": 2}
     table = table.sort_values(["kind", "method", "value", "round", "seed"],
-                              key=lambda c: c.map(order) if c.name == "method" else c,
-                              ascending=[False, True, True, True, True], kind="stable")
+                              key=lambda c: c.map(order) if c.name == "method"
+                              else c.map(kinds) if c.name == "kind" else c, kind="stable")
     return table.reset_index(drop=True)
 
 
-def main(argv=None):
-    parser_args = cli.parse(__doc__, ["eval_dir"], ["out"], argv)
-    p = parser_args.params
-    table = build_table(Path(parser_args.eval_dir), p["policies"], p["bootstrap"], p["seed"])
+def build_table(eval_dir: Path, policies: list[str], n_boot: int, seed: int,
+                optimal: pd.DataFrame | None = None) -> pd.DataFrame:
+    evals = {pid: read_eval(eval_dir / pid) for pid in policies}
+    rows = [{"kind": "policy", **parse_policy_id(pid), **summarise([evals[pid]], n_boot, seed)}
+            for pid in policies]
+    for (method, param, value, rnd), members in group_policies(policies).items():
+        rows.append({"kind": "aggregate", "method": method, "param": param, "value": value,
+                     "seed": float("nan"), "round": rnd,
+                     **summarise([evals[pid] for pid in members], n_boot, seed)})
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    if optimal is not None:
+        table = pd.concat([table, optimal.reindex(columns=COLUMNS)], ignore_index=True)
+    return sort_rows(table)
+
+
+def write_table(table: pd.DataFrame, path) -> None:
+    table = table.copy()
     table[["seed", "round"]] = table[["seed", "round"]].astype("Int64")
-    with io.atomic_output(parser_args.out) as tmp:
+    with io.atomic_output(path) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
-    log.info("\n%s", table[["kind", "method", "value", "seed", "round", "sentiment", "kl"]].to_string())
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["eval_dir", "optimal"], ["out"], argv, optional=("optimal",))
+    p = args.params
+    optimal = pd.read_csv(args.optimal) if args.optimal else None
+    table = build_table(Path(args.eval_dir), p["policies"], p["bootstrap"], p["seed"], optimal)
+    write_table(table, args.out)
+    log.info("\n%s", table[["kind", "method", "value", "seed", "round", "sentiment", "kl",
+                            "ci_over"]].to_string())
 
 
 if __name__ == "__main__":

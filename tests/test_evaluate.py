@@ -13,7 +13,8 @@ from pipeline import evaluate
 from pipeline.evaluate import distinct_2, draw, kl_measures, select_prompts, token_kl
 from pipeline.logprobs import forward_logits, left_pad
 from pipeline.models import build_gpt2
-from pipeline.table import COLUMNS, bootstrap_ci, build_table
+from pipeline.bootstrap import interval, replicates
+from pipeline.table import COLUMNS, build_table
 
 
 def perturbed(policy, scale, seed):
@@ -124,7 +125,7 @@ def test_evaluation_prompt_set_bounds(tmp_path):
 def test_bootstrap_interval_brackets_the_mean():
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"prompt_id": np.repeat(np.arange(100), 2), "score": rng.random(200)})
-    lo, hi = bootstrap_ci(df, "score", 500, 0)
+    lo, hi = interval(replicates([df], "score", 500, 0))
     assert lo < df["score"].mean() < hi and hi - lo < 0.2
 
 
@@ -159,6 +160,9 @@ def test_table_schema_and_rows(tmp_path):
     assert dpo.iloc[1]["n_seeds"] == 1 and dpo.iloc[1]["kl"] > agg["kl"]
     assert ((table["sentiment_lo"] <= table["sentiment"]) & (table["sentiment"] <= table["sentiment_hi"])).all()
     assert (table["kl"] >= 0).all()
+    # the one-seed rows say their interval covers the prompts only; two seeds: seeds too
+    assert set(table[table["n_seeds"] == 1]["ci_over"]) == {"prompts"}
+    assert agg["ci_over"] == "seeds+prompts"
 
 
 @pytest.mark.parametrize("pid, meta", [

@@ -11,7 +11,8 @@ from runner import CORES, REPO, snakemake
 
 PRESET = REPO / "workflow" / "presets" / "paper.yaml"
 PAPER_MICRO = REPO / "tests" / "configs" / "paper_micro.yaml"
-GPU_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo", "evaluate"}
+GPU_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo", "evaluate",
+             "best_of_n"}
 SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
 
 
@@ -40,7 +41,7 @@ def test_every_stage_sweep_value_and_seed_is_planned(paper):
     rules = {j["rule"] for j in jobs}
     assert rules == {"data", "tokenizer", "prompts", "sft", "sample", "score", "pairs", "reference",
                      "train_pairwise", "train_ppo", "evaluate", "table", "plots", "side_by_side",
-                     "all"}
+                     "all", "best_of_n", "optimal", "comparison"}  # pi*'s pool and the comparison
     seeds = preset["train"]["seeds"]
     expected = {(m, float(v), s) for m in SWEPT for v, s in
                 itertools.product(preset[m][SWEPT[m]], seeds)}

@@ -38,21 +38,22 @@ def test_nothing_reruns_without_a_change(study):
     assert planned_jobs(study) == {}
 
 
-TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "plots",
+TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "comparison", "plots",
             "side_by_side", "all"}
+OPTIMAL = {"best_of_n", "optimal"}  # pi*'s pool: pi_ref's samples of the evaluation prompts
 
 
 @pytest.mark.parametrize("edit, expected", [
-    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS),
-    ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS),
-    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS),
-    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS),
+    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+    ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS | OPTIMAL),
+    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
 ])
 def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected
 
 
-REPORT = {"table": 1, "plots": 1, "side_by_side": 1, "all": 1}
+REPORT = {"table": 1, "comparison": 1, "plots": 1, "side_by_side": 1, "all": 1}
 
 
 @pytest.mark.parametrize("edit, expected", [
@@ -69,11 +70,16 @@ def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
 
 
 @pytest.mark.parametrize("edit, expected", [
-    ({"table": {"seed": 1}}, {"table", "plots"}),
+    ({"table": {"seed": 1}}, {"table", "optimal", "comparison", "plots"}),  # the bootstrap's seed
     ({"side_by_side": {"seed": 1}}, {"side_by_side"}),
 ])
 def test_a_table_or_samples_page_edit_reruns_only_that_output(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected | {"all"}
+
+
+def test_an_optimal_frontier_edit_reruns_neither_evaluations_nor_the_default_table(study):
+    assert planned_jobs(study, config={"optimal": {"min_ess": 4}}) == {
+        "optimal": 1, "comparison": 1, "plots": 1, "all": 1}
 
 
 def test_a_job_that_failed_after_an_edit_runs_again_with_what_depends_on_it(study, tmp_path):
@@ -108,6 +114,7 @@ def test_the_table_has_every_policy_and_kl_is_never_negative(study):
     assert (table["kl"] >= 0).all() and (table["kl_reverse"] >= 0).all()
     ref = policies[policies["method"] == "pi_ref"].iloc[0]
     assert ref["kl"] == 0 and ref["kl_reverse"] == 0
+    assert (table["ci_over"] == "prompts").all()  # one seed: the intervals cover prompts only
     for name in ["frontier", "sentiment", "training"]:
         assert (study / f"results/plots/{name}.png").stat().st_size > 10_000
 
@@ -138,6 +145,23 @@ def test_a_run_ends_by_saying_where_to_look(study):
     assert "Where to look" not in snakemake(study, "--cores", CORES).stdout  # nothing was done
 
 
+def test_the_comparison_reads_each_point_on_the_other_frontiers(study):
+    comparison = pd.read_csv(study / "results/comparison.csv")
+    optimal = pd.read_csv(study / "results/optimal.csv")
+    pool = pd.read_parquet(study / "results/eval/best_of_n/pool/seed0.parquet")
+    assert len(pool) == 6 * 16 and optimal["pool_size"].eq(16).all()
+    assert (optimal["kl"] <= np.log(16) + 1e-9).all() and (optimal["ess"] <= 16 + 1e-9).all()
+    # the micro study sweeps two DPO betas: DPO is the only method frontier, pi* the other
+    assert "dpo" in set(comparison["against"]) <= {"dpo", "optimal"}
+    assert set(comparison[comparison["against"] == "dpo"]["method"]) == {"pi_ref", "cringe", "ppo"}
+    inside = comparison[comparison["verdict"] != "outside range"]
+    assert (inside["difference_lo"] <= inside["difference"] + 1e-9).all()
+    assert (inside["difference"] <= inside["difference_hi"] + 1e-9).all()
+    assert set(inside["read_as"]) <= {"interpolated", "lower bound"}
+    assert comparison[comparison["verdict"] == "outside range"]["difference"].isna().all()
+    assert set(comparison["ci_over"]) == {"prompts"}
+
+
 def test_the_report_builds(study):
     snakemake(study, "--report", "results/report.html")
     html = (study / "results/report.html").read_text(errors="ignore")
@@ -162,7 +186,8 @@ def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_pat
 
 
 def test_the_full_table_adds_every_other_method(study):
-    snakemake(study, "--cores", CORES, "results/table_full.csv", "results/plots_full/frontier.png")
+    snakemake(study, "--cores", CORES, "results/table_full.csv", "results/plots_full/frontier.png",
+              "results/comparison_full.csv")
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
     assert set(policies["method"]) == {"pi_ref", *SWEPT} - {"plackett_luce", "dpo_ranked"}
@@ -174,6 +199,16 @@ def test_the_full_table_adds_every_other_method(study):
     noisy = (study / "results/logs/train_dpo_noisy_0.4_seed0.log").read_text()
     assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", noisy)
     assert (study / "results/plots_full/frontier.png").stat().st_size > 10_000
+    optimal = table[table["kind"] == "optimal"]
+    assert (optimal["method"] == "optimal").all() and len(optimal) == len(
+        pd.read_csv(study / "results/optimal.csv"))
+    assert optimal["ess"].notna().all() and table[table["kind"] != "optimal"]["ess"].isna().all()
+    # every method with two swept values is a frontier, a later round its own one
+    comparison = pd.read_csv(study / "results/comparison_full.csv")
+    frontiers = set(zip(comparison["against"], comparison["against_round"]))
+    assert {("dpo", 1), ("dpo", 2), ("best_of_n", 1)} <= frontiers
+    assert not ((comparison["method"] == comparison["against"])
+                & (comparison["round"] == comparison["against_round"])).any()
     # iterated DPO (the micro config's iterative.methods): round 2 of each beta, on its own data
     rounds = table[table["round"] == 2]
     assert sorted(rounds["method"].unique()) == ["dpo"] and len(rounds) == 4  # 2 betas x policy/aggregate

@@ -104,6 +104,9 @@ STUDIES = {
     + [m for m in config["train"]["full_methods"] if m not in config["train"]["methods"]],
 }
 PLOTS = {"plots": "table", "plots_full": "table_full"}  # plot folder -> its table
+COMPARISONS = {"comparison": "table", "comparison_full": "table_full"}  # comparison -> its table
+# pi*'s samples: the Best-of-N pool of the first seed (pipeline.optimal)
+OPTIMAL_POOL = f"results/eval/best_of_n/pool/seed{config['train']['seeds'][0]}.parquet"
 
 
 def evaluated_policies(study):
@@ -117,6 +120,12 @@ def evaluated_policies(study):
         for seed in config["train"]["seeds"]
         for rnd in range(1, (config["iterative"]["rounds"] if method in iterated else 1) + 1)
     ]
+
+
+def evaluations(study):
+    """The evaluation files of every policy of a study."""
+    return expand("results/eval/{policy}/{f}", policy=evaluated_policies(study),
+                  f=["samples.parquet", "reverse_kl.parquet", "summary.json"])
 
 
 def trained_policies(study):
@@ -158,6 +167,10 @@ def best_of_n_config(seed):
                                   "batch_size": config["evaluate"]["batch_size"],
                                   "seed": int(seed), "reward": config["reward"],
                                   "max_new_tokens": config["sample"]["max_new_tokens"]}
+
+
+def optimal_config():
+    return config["optimal"] | config["table"]
 
 
 def trainer_config(method, value, seed):
@@ -289,6 +302,10 @@ def recipe_eval(pid):
     return policy | recipe_prompts("eval") | {f"eval/{pid}": evaluate_config()}
 
 
+def recipe_optimal():
+    return recipe_best_of_n(config["train"]["seeds"][0]) | {"optimal": optimal_config()}
+
+
 def recipe_evals(study):
     recipe = {}
     for pid in evaluated_policies(study):
@@ -297,7 +314,8 @@ def recipe_evals(study):
 
 
 def recipe_table(study):
-    return {"table": config["table"] | {"study": study}} | recipe_evals(study)
+    return ({"table": config["table"] | {"study": study}} | recipe_evals(study)
+            | (recipe_optimal() if study == "table_full" else {}))
 
 
 def recipe_side_by_side():

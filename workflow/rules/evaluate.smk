@@ -32,8 +32,9 @@ rule best_of_n:
         prompts="results/prompts/eval.parquet",
         policy="results/sft/model",
     output:
-        expand("results/eval/best_of_n/{n}/seed{{seed}}/{f}", n=config["best_of_n"]["n"],
-               f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
+        evals=expand("results/eval/best_of_n/{n}/seed{{seed}}/{f}", n=config["best_of_n"]["n"],
+                     f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
+        pool="results/eval/best_of_n/pool/seed{seed}.parquet",
     params:
         cfg=lambda w: as_arg(best_of_n_config(w.seed)),
         recipe=lambda w: digest(recipe_best_of_n(w.seed)),
@@ -46,13 +47,31 @@ rule best_of_n:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.best_of_n --params {params.cfg} --prompts {input.prompts}"
-        " --policy {input.policy} --out-dir results/eval/best_of_n > {log} 2>&1"
+        " --policy {input.policy} --out-dir results/eval/best_of_n --pool {output.pool} > {log} 2>&1"
+
+
+rule optimal:
+    input:
+        OPTIMAL_POOL,
+    output:
+        "results/optimal.csv",
+    params:
+        cfg=as_arg(optimal_config()),
+        recipe=digest(recipe_optimal()),
+    resources:
+        **CPU,
+    log:
+        "results/logs/optimal.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.optimal --params {params.cfg} --pool {input} --out {output} > {log} 2>&1"
 
 
 rule table:
     input:
-        lambda w: expand("results/eval/{policy}/{f}", policy=evaluated_policies(w.study),
-                         f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
+        evals=lambda w: evaluations(w.study),
+        optimal=lambda w: "results/optimal.csv" if w.study == "table_full" else [],
     output:
         report("results/{study}.csv", caption="../report/table.rst", category="Results"),
     wildcard_constraints:
@@ -60,6 +79,7 @@ rule table:
     params:
         cfg=lambda w: as_arg(config["table"] | {"policies": evaluated_policies(w.study)}),
         recipe=lambda w: digest(recipe_table(w.study)),
+        optimal=lambda w, input: f"--optimal {input.optimal}" if input.optimal else "",
     resources:
         **CPU,
     log:
@@ -67,13 +87,37 @@ rule table:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.table --params {params.cfg} --eval-dir results/eval --out {output}"
-        " > {log} 2>&1"
+        "python -m pipeline.table --params {params.cfg} --eval-dir results/eval {params.optimal}"
+        " --out {output} > {log} 2>&1"
+
+
+rule comparison:
+    input:
+        evals=lambda w: evaluations(COMPARISONS[w.comparison]),
+        pool=OPTIMAL_POOL,
+    output:
+        report("results/{comparison}.csv", caption="../report/comparison.rst", category="Results"),
+    wildcard_constraints:
+        comparison="|".join(COMPARISONS),
+    params:
+        cfg=lambda w: as_arg(optimal_config()
+                             | {"policies": evaluated_policies(COMPARISONS[w.comparison])}),
+        recipe=lambda w: digest(recipe_table(COMPARISONS[w.comparison]) | recipe_optimal()),
+    resources:
+        **CPU,
+    log:
+        "results/logs/{comparison}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.compare --params {params.cfg} --eval-dir results/eval"
+        " --pool {input.pool} --out {output} > {log} 2>&1"
 
 
 rule plots:
     input:
         table=lambda w: f"results/{PLOTS[w.plots]}.csv",
+        optimal="results/optimal.csv",
         metrics=lambda w: expand("results/policies/{policy}/metrics.csv",
                                  policy=trained_policies(PLOTS[w.plots])),
     output:
@@ -86,8 +130,9 @@ rule plots:
     wildcard_constraints:
         plots="|".join(PLOTS),
     params:
-        cfg=lambda w: as_arg({"policies": evaluated_policies(PLOTS[w.plots])}),
-        recipe=lambda w: digest(recipe_table(PLOTS[w.plots])),
+        cfg=lambda w: as_arg({"policies": evaluated_policies(PLOTS[w.plots]),
+                              "min_ess": config["optimal"]["min_ess"]}),
+        recipe=lambda w: digest(recipe_table(PLOTS[w.plots]) | recipe_optimal()),
     resources:
         **CPU,
     log:
@@ -95,6 +140,6 @@ rule plots:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.plots --params {params.cfg} --table {input.table}"
+        "python -m pipeline.plots --params {params.cfg} --table {input.table} --optimal {input.optimal}"
         " --eval-dir results/eval --policies-dir results/policies --frontier {output.frontier}"
         " --sentiment {output.sentiment} --training {output.training} > {log} 2>&1"
