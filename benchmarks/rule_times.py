@@ -74,7 +74,9 @@ def job_logs(snakemake_log: Path) -> dict:
     jobs, block = {}, None
     for line in snakemake_log.read_text().splitlines() + [""]:
         if block is not None and not line.startswith(" "):  # a block's fields are indented
-            jobs[block["log"]] = (block["rule"], block["jobid"], block["threads"], block["outputs"][0])
+            if block["log"]:  # the target rule `all` runs nothing and has no log
+                jobs[block["log"]] = (block["rule"], block["jobid"], block["threads"],
+                                      block["outputs"][0])
             block = None
         if m := re.match(r"(?:local)?rule (\w+):$", line):
             block = {"rule": m.group(1), "outputs": [], "threads": 1, "jobid": None, "log": None}
