@@ -3,6 +3,7 @@
 import json
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -104,6 +105,24 @@ def hub_inputs(tmp_path_factory) -> dict:
             "gpt2": hub_formats.write_gpt2(root / "gpt2"),
             "classifiers": {name: (hub_formats.write_classifier(root / name, family, labels), positive)
                             for name, (family, labels, positive) in hub_formats.CLASSIFIERS.items()}}
+
+
+def fake_evaluation(folder, sentiment, kl, seed=0, n_prompts=10):
+    """A policy's evaluation files, as the evaluate stage writes them: 2 samples per prompt;
+    prompt p's reward is offset by a prompt effect shared by every policy (prompts differ in
+    difficulty)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    prompt = np.repeat(np.arange(n_prompts), 2)
+    effect = np.random.default_rng(99).normal(0, 0.1, n_prompts)[prompt]
+    n = len(prompt)
+    pd.DataFrame({"prompt_id": prompt, "sample_id": np.tile([0, 1], n_prompts),
+                  "score": sentiment + effect + rng.normal(0, 0.02, n),
+                  "kl": np.abs(rng.normal(kl, 0.2, n)) * (kl > 0), "kl_k1": rng.normal(kl, 1, n),
+                  "length": np.full(n, 8)}).to_parquet(folder / "samples.parquet")
+    pd.DataFrame({"kl_reverse": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0)}).to_parquet(
+        folder / "reverse_kl.parquet")
+    (folder / "summary.json").write_text(json.dumps({"distinct_2": 0.8}))
 
 
 def shared_pairs(n_prompts: int) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import fake_evaluation
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.compare import COLUMNS, build_comparison, compare, frontier_at
 from pipeline.optimal import beta_grid, optimal_frontier, optimal_per_prompt, optimal_weights
@@ -144,21 +145,8 @@ def test_beyond_the_optimum_s_reliable_range_its_last_point_is_a_lower_bound():
     assert compare(point(5.0, 0.75), series([0.0, 2.0], [0.6, 0.9]))["verdict"] == "outside range"
 
 
-def fake_eval(folder, sentiment, kl, seed=0, n_prompts=30):
-    """A policy's evaluation files: 2 samples per prompt; prompt p's reward is offset by a
-    prompt effect shared by every policy (prompts differ in difficulty)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    prompt = np.repeat(np.arange(n_prompts), 2)
-    effect = np.random.default_rng(99).normal(0, 0.1, n_prompts)[prompt]
-    n = len(prompt)
-    pd.DataFrame({"prompt_id": prompt, "sample_id": np.tile([0, 1], n_prompts),
-                  "score": sentiment + effect + rng.normal(0, 0.02, n),
-                  "kl": np.abs(rng.normal(kl, 0.2, n)) * (kl > 0), "kl_k1": rng.normal(kl, 1, n),
-                  "length": np.full(n, 8)}).to_parquet(folder / "samples.parquet")
-    pd.DataFrame({"kl_reverse": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0)}).to_parquet(
-        folder / "reverse_kl.parquet")
-    (folder / "summary.json").write_text(json.dumps({"distinct_2": 0.8}))
+def fake_eval(folder, sentiment, kl, seed=0):
+    fake_evaluation(folder, sentiment, kl, seed, n_prompts=30)
 
 
 def test_two_seeds_that_disagree_widen_the_interval_beyond_the_prompts_alone(tmp_path):

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import fake_evaluation
 from pipeline import evaluate
 from pipeline.evaluate import distinct_2, draw, kl_measures, select_prompts, token_kl
 from pipeline.logprobs import forward_logits, left_pad
@@ -129,24 +130,12 @@ def test_bootstrap_interval_brackets_the_mean():
     assert lo < df["score"].mean() < hi and hi - lo < 0.2
 
 
-def fake_eval(folder, sentiment, kl, seed=0):
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True)
-    n = 20
-    pd.DataFrame({"prompt_id": np.repeat(np.arange(10), 2), "score": rng.normal(sentiment, 0.05, n),
-                  "kl": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0), "kl_k1": rng.normal(kl, 1, n),
-                  "length": np.full(n, 8)}).to_parquet(folder / "samples.parquet")
-    pd.DataFrame({"kl_reverse": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0)}).to_parquet(
-        folder / "reverse_kl.parquet")
-    (folder / "summary.json").write_text(json.dumps({"distinct_2": 0.8}))
-
-
 def test_table_schema_and_rows(tmp_path):
-    fake_eval(tmp_path / "sft", 0.6, 0.0)
+    fake_evaluation(tmp_path / "sft", 0.6, 0.0)
     for seed in (0, 1):
-        fake_eval(tmp_path / f"dpo/0.1/seed{seed}", 0.9, 5.0, seed)
-    fake_eval(tmp_path / "dpo/0.1/seed0/round2", 0.95, 8.0)
-    fake_eval(tmp_path / "ppo/6.0/seed0", 0.8, 6.0)
+        fake_evaluation(tmp_path / f"dpo/0.1/seed{seed}", 0.9, 5.0, seed)
+    fake_evaluation(tmp_path / "dpo/0.1/seed0/round2", 0.95, 8.0)
+    fake_evaluation(tmp_path / "ppo/6.0/seed0", 0.8, 6.0)
     policies = ["sft", "dpo/0.1/seed0", "dpo/0.1/seed1", "dpo/0.1/seed0/round2", "ppo/6.0/seed0"]
     table = build_table(tmp_path, policies, n_boot=200, seed=0)
     assert list(table.columns) == COLUMNS
