@@ -9,7 +9,7 @@ trained model: the stage writes, per N, the three files the `evaluate` stage wri
 pipeline.optimal estimates the optimal frontier.
 
 KL: the closed form KL(pi_BoN || pi_ref) = log N - (N - 1) / N, exact for a reward without ties
-and an upper bound in general (Beirami et al. 2024), is reported in `kl` (the README says which
+and an upper bound in general (Beirami et al. 2024), is reported in `kl` (docs/methods.md says which
 table rows carry a bound). It is not estimated from samples: the exact
 sequence KL needs pi_BoN's per-token distribution, which has no closed form. `kl_k1` and the
 reverse KL are left empty (NaN) rather than filled with a different quantity.
