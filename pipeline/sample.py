@@ -13,7 +13,7 @@ from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.sources import context_length
+from pipeline.sources import check_context, context_length
 
 log = get_logger("sample")
 
@@ -101,10 +101,8 @@ def main(argv=None):
     model = load_causal_lm(args.policy, "policy").to(dev).eval()
     prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt_ids"])
     longest = int(prompts["prompt_ids"].map(len).max()) + p["max_new_tokens"]
-    limit = context_length(model.config.to_dict())
-    if longest > limit:
-        raise ValueError(f"prompt + sample.max_new_tokens = {longest} tokens exceeds the policy's"
-                         f" {limit} positions")
+    check_context(context_length(model.config.to_dict()), "the policy's positions",
+                  [("the longest prompt + sample.max_new_tokens", longest)])
     table = sample_table(model, tok, prompts, p)
     io.write_parquet(table, args.out)
     log.info("%d samples of %d prompts, %.1f%% ended with EOS, mean length %.1f tokens -> %s",
