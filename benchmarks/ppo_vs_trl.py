@@ -50,7 +50,7 @@ from pipeline import ppo, rollout
 from pipeline.models import load_causal_lm
 from pipeline.safe_loading import load_tokenizer
 from pipeline.reward_model import RewardModel, save_reward_model
-from pipeline.score import RewardModelScorer
+from pipeline.classifiers import RewardModelScorer
 
 PHASES = ("generation", "reward", "evaluation", "update")
 

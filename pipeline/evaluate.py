@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
-from pipeline.logprobs import forward_logits, left_pad, token_logprobs
+from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
 from pipeline.models import autocast, device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
@@ -29,23 +29,25 @@ from pipeline.score import make_scorer
 log = get_logger("evaluate")
 
 
-def token_kl(logits_p: torch.Tensor, logits_q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Exact KL(p || q) over the vocabulary at each position, 0 outside `mask`. Shape (B, T)."""
-    logp, logq = torch.log_softmax(logits_p, -1), torch.log_softmax(logits_q, -1)
+def token_kl(logp: torch.Tensor, logq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Exact KL(p || q) over the vocabulary at each position, from both distributions' log-probs
+    (B, T, V); 0 outside `mask`. Shape (B, T)."""
     kl = (logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0)  # >= 0; clamp only rounding error
     return torch.where(mask, kl, torch.zeros_like(kl))
 
 
 @torch.no_grad()
 def kl_measures(policy, ref, prompts, completions, pad_id: int, batch_size: int) -> dict:
-    """Per-sequence exact KL(policy || ref) and the k1 log-ratio estimate, on the given samples."""
+    """Per-sequence exact KL(policy || ref) and the k1 log-ratio estimate, on the given samples.
+    pi_ref's own evaluation passes the same model twice: it runs once (its KL is 0 either way)."""
     dev = next(policy.parameters()).device
     exact, k1 = [], []
     for start in range(0, len(prompts), batch_size):
         batch = left_pad(prompts[start:start + batch_size], completions[start:start + batch_size],
                          pad_id).to(dev)
         with autocast(dev):
-            lp, lq = forward_logits(policy, batch), forward_logits(ref, batch)
+            lp = forward_logprobs(policy, batch)
+            lq = lp if ref is policy else forward_logprobs(ref, batch)
         exact.append(token_kl(lp, lq, batch.response_mask).sum(-1).double().cpu())
         k1.append((token_logprobs(lp, batch) - token_logprobs(lq, batch)).sum(-1).double().cpu())
     return {"kl": torch.cat(exact).numpy(), "kl_k1": torch.cat(k1).numpy()}

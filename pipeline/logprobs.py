@@ -1,13 +1,12 @@
 """Per-token and per-sequence response log-probs from token ids, exact under left padding.
 
 log pi(y | x) = sum_t log pi(y_t | x, y_<t): the sum runs over the response tokens only; prompt
-and padding tokens are masked. The trainers and the evaluation all go through `response_logprobs`.
+and padding tokens are masked. The trainers and the evaluation all go through `token_logprobs`.
 """
 
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass
@@ -45,21 +44,32 @@ def left_pad(prompts: list[list[int]], responses: list[list[int]], pad_id: int) 
 
 
 def forward_logits(model, batch: Batch) -> torch.Tensor:
+    """The model's fp32 logits at every position, (B, T, V): position t scores token t + 1."""
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                 position_ids=batch.position_ids, use_cache=False)
-    return out.logits[:, :-1].float()
+    return out.logits.float()
 
 
-def token_logprobs(logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-    """log pi(y_t | y_<t) of each target token, 0 outside the response. Shape (B, T - 1)."""
-    targets = batch.input_ids[:, 1:]
-    # cross_entropy = -log_softmax gathered at the target, fused (less memory than the two steps)
-    logp = -F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    logp = logp.view_as(targets)
+def next_token_logprobs(logits: torch.Tensor) -> torch.Tensor:
+    """log pi(v | y_<=t) at every position that has a next token: (B, T - 1, V).
+
+    The log-softmax runs over all T positions and the last is dropped after, as a view: dropping it
+    first would copy the largest tensor of a step (and its gradient) to make it contiguous."""
+    return torch.log_softmax(logits, -1)[:, :-1]
+
+
+def forward_logprobs(model, batch: Batch) -> torch.Tensor:
+    return next_token_logprobs(forward_logits(model, batch))
+
+
+def token_logprobs(logprobs: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """log pi(y_t | y_<t) of each target token, from `next_token_logprobs`; 0 outside the
+    response. Shape (B, T - 1)."""
+    logp = logprobs.gather(-1, batch.input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
     # where, not multiply: padded rows may hold non-finite values that 0 * x would keep.
     return torch.where(batch.response_mask, logp, torch.zeros_like(logp))
 
 
 def response_logprobs(model, batch: Batch) -> torch.Tensor:
     """log pi(y | x), summed over the response tokens. Shape (B,)."""
-    return token_logprobs(forward_logits(model, batch), batch).sum(-1)
+    return token_logprobs(forward_logprobs(model, batch), batch).sum(-1)

@@ -20,7 +20,7 @@ import torch
 from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, setup, teardown, wrap
-from pipeline.logprobs import forward_logits, left_pad, token_logprobs
+from pipeline.logprobs import forward_logprobs, left_pad, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
                              masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
@@ -34,7 +34,8 @@ log = get_logger("train_ppo")
 
 
 class PolicyWithValue(torch.nn.Module):
-    """The policy plus a scalar value head reading its last hidden state."""
+    """The policy plus a scalar value head reading its last hidden state: (next-token log-probs
+    as pipeline.logprobs.next_token_logprobs gives them, values), both (B, T - 1, ...)."""
 
     def __init__(self, policy):
         super().__init__()
@@ -45,11 +46,11 @@ class PolicyWithValue(torch.nn.Module):
         out = self.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                           position_ids=batch.position_ids, use_cache=False, output_hidden_states=True)
         values = self.value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1)
-        return out.logits[:, :-1].float(), values
+        return next_token_logprobs(out.logits.float()), values
 
 
-def entropy(logits: torch.Tensor) -> torch.Tensor:
-    logp = torch.log_softmax(logits, -1)
+def entropy(logp: torch.Tensor) -> torch.Tensor:
+    """The entropy of each position's next-token distribution, from its log-probs."""
     return -(logp.exp() * logp).sum(-1)
 
 
@@ -62,9 +63,9 @@ def score_rollout(model: PolicyWithValue, ref, batch, chunk: int):
     for rows in torch.arange(len(batch.input_ids), device=dev).split(chunk):
         sub = batch.select(rows)
         with autocast(dev):
-            logits, values = model(sub)
-            ref_logits = forward_logits(ref, sub)
-        out.append((token_logprobs(logits, sub), token_logprobs(ref_logits, sub), values))
+            logprobs, values = model(sub)
+            ref_logprobs = forward_logprobs(ref, sub)
+        out.append((token_logprobs(logprobs, sub), token_logprobs(ref_logprobs, sub), values))
     return tuple(torch.cat(parts) for parts in zip(*out))
 
 
@@ -131,8 +132,8 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
                 sub = batch.select(share)
                 set_lr(opt, warmup_constant(step, p["warmup_steps"], p["lr"]))
                 with autocast(dev):
-                    new_logits, new_values = ddp(sub)
-                logps = token_logprobs(new_logits, sub)
+                    new_logprobs, new_values = ddp(sub)
+                logps = token_logprobs(new_logprobs, sub)
                 m = mask[share]
                 pg_loss, clipfrac = ppo_policy_loss(logps, old_logps[share], advantages[share], m,
                                                     p["cliprange"])
@@ -142,7 +143,7 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
                 tokens = m.sum()
                 with torch.no_grad():  # token-weighted means over the whole minibatch
                     row = torch.stack([loss, pg_loss, vf_loss, clipfrac,
-                                       masked_mean(entropy(new_logits), m)]).float() * tokens
+                                       masked_mean(entropy(new_logprobs), m)]).float() * tokens
                     row = world.sum(torch.cat([row, tokens.float().view(1)]))
                     row = row[:-1] / row[-1]
                 # the minibatch's loss, the same in every process: all stop together

@@ -23,7 +23,7 @@ from pipeline.batching import (PAIR_COLUMNS, epoch_order, reference_column, resp
                                response_columns)
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
-from pipeline.logprobs import forward_logits, token_logprobs
+from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.losses import (ce_loss, conservative_dpo_loss, cringe_gate, cringe_token_loss,
                              dpo_loss, ipo_loss, pairwise_cringe_loss, plackett_luce_loss,
@@ -59,7 +59,7 @@ def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFra
 # which the trainer sums and averages.
 def sequence_logps(model, batch, index):
     """log pi(y|x) of each row's response in each column: (K, n)."""
-    return token_logprobs(forward_logits(model, batch), batch).sum(-1)[index]
+    return token_logprobs(forward_logprobs(model, batch), batch).sum(-1)[index]
 
 
 def dpo_step(model, batch, index, ref, p, generator):
@@ -94,12 +94,12 @@ def ipo_step(model, batch, index, ref, p, generator):
 def cringe_step(model, batch, index, ref, p, generator):
     chosen, rejected = index
     logits = forward_logits(model, batch)
-    token_logps = token_logprobs(logits, batch)
+    token_logps = token_logprobs(next_token_logprobs(logits), batch)
     logps = token_logps.sum(-1)
     gate = cringe_gate(logps[chosen], logps[rejected], p["b"], p["tau"])
     ce = ce_loss(token_logps[chosen])
     # each pair draws its own positive tokens, also where pairs share their rejected response
-    cr = cringe_token_loss(logits[rejected], batch.input_ids[rejected, 1:],
+    cr = cringe_token_loss(logits[rejected, :-1], batch.input_ids[rejected, 1:],
                            batch.response_mask[rejected], p["k"], generator)
     loss = pairwise_cringe_loss(gate, ce, cr, p["gate_ce"])
     margin = (logps[chosen] - logps[rejected]).detach()
@@ -109,7 +109,7 @@ def cringe_step(model, batch, index, ref, p, generator):
 
 def unlikelihood_step(model, batch, index, ref, p, generator):
     chosen, rejected = index
-    token_logps = token_logprobs(forward_logits(model, batch), batch)
+    token_logps = token_logprobs(forward_logprobs(model, batch), batch)
     loss = unlikelihood_loss(token_logps[chosen], token_logps[rejected],
                              batch.response_mask[rejected], p["alpha"])
     margin = (token_logps[chosen].sum(-1) - token_logps[rejected].sum(-1)).detach()
@@ -119,7 +119,7 @@ def unlikelihood_step(model, batch, index, ref, p, generator):
 def preferred_ft_step(model, batch, index, ref, p, generator):
     """SFT on the chosen responses: the trainer batches only those (CHOSEN_ONLY)."""
     [chosen] = index
-    ce = ce_loss(token_logprobs(forward_logits(model, batch), batch)[chosen])
+    ce = ce_loss(token_logprobs(forward_logprobs(model, batch), batch)[chosen])
     return ce, {"ce": ce.detach()}
 
 

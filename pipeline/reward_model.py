@@ -17,7 +17,7 @@ chosen and rejected sequences (prompt + response) in one forward pass. Choices:
 
 Bradley-Terry fixes only reward differences, so r has no natural offset or scale. After training,
 the mean and standard deviation of r over the training pairs' chosen and rejected sequences are
-stored with the head (and in the summary), and the scorer (pipeline.score.RewardModelScorer)
+stored with the head (and in the summary), and the scorer (pipeline.classifiers.RewardModelScorer)
 returns standardised rewards (r - mean) / std: PPO then sees a reward of known scale, of order one
 like p(positive), whatever the training happened to do to the offset.
 """

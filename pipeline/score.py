@@ -7,20 +7,15 @@ prompts, so the comparison stays fair). Three backends behind one interface, `Sc
 - `hf`: a Hugging Face sequence classifier (hub id or local folder; siebert at paper scale),
   p(positive) = softmax(logits)[the label named `reward.positive_label`];
 - `reward_model`: the RLHF route's learned reward (pipeline.reward_model), standardised.
+The last two are models (pipeline.classifiers), loaded only when the config names them.
 """
 
 from typing import Protocol
 
 import numpy as np
-import torch
-from transformers import AutoModelForSequenceClassification
 
 from pipeline import cli, io
-from pipeline.logprobs import left_pad
-from pipeline.logs import get_logger, progress
-from pipeline.models import autocast, device
-from pipeline.safe_loading import from_pretrained_safe, load_classifier_tokenizer, load_tokenizer
-from pipeline.reward_model import load_reward_model
+from pipeline.logs import get_logger
 
 log = get_logger("score")
 
@@ -40,68 +35,6 @@ class VaderScorer:
         return (np.asarray(compound, dtype=np.float64) + 1.0) / 2.0
 
 
-class BatchedScorer:
-    """`batch_size` texts at a time through `score_batch`, without gradients, in autocast."""
-
-    dev: torch.device
-    batch_size: int
-
-    def score_batch(self, texts: list[str]) -> torch.Tensor:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
-            with autocast(self.dev):
-                out.append(self.score_batch(texts[start:start + self.batch_size]).float().cpu())
-        return torch.cat(out).double().numpy()
-
-
-class ClassifierScorer(BatchedScorer):
-    """p(positive) of any sequence classifier: the softmax over all its classes (two in either
-    order, or negative/neutral/positive), read at the class named `positive_label` (any case).
-    Texts are cut at the classifier's own `model_max_length` or `max_length`, the smaller."""
-
-    def __init__(self, name: str, positive_label: str, batch_size: int, max_length: int):
-        self.dev = device()
-        self.tok = load_classifier_tokenizer(name, "reward.model")
-        self.model = from_pretrained_safe(AutoModelForSequenceClassification.from_pretrained, name,
-                                          "reward.model", use_safetensors=True).to(self.dev).eval()
-        if self.model.config.pad_token_id is None:  # GPT-2's head finds the last token by it
-            self.model.config.pad_token_id = self.tok.pad_token_id
-        labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
-        if positive_label.lower() not in labels:
-            raise ValueError(f"reward.positive_label '{positive_label}' is not a label of"
-                             f" {name}; its labels are {sorted(self.model.config.id2label.values())}")
-        self.positive = labels[positive_label.lower()]
-        self.batch_size = batch_size
-        self.max_length = min(max_length, self.tok.model_max_length)
-
-    def score_batch(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_length,
-                       return_tensors="pt").to(self.dev)
-        return self.model(**enc).logits.float().softmax(-1)[:, self.positive]
-
-
-class RewardModelScorer(BatchedScorer):
-    """The learned reward (r - mean) / std, mean and std over its training sequences."""
-
-    def __init__(self, folder: str, batch_size: int, max_length: int):
-        self.dev = device()
-        self.tok = load_tokenizer(folder, "reward.model")
-        self.model = load_reward_model(folder, "reward.model").to(self.dev)
-        self.batch_size = batch_size
-        self.max_length = min(max_length, self.tok.model_max_length)
-
-    def score_batch(self, texts: list[str]) -> torch.Tensor:
-        ids = self.tok(texts, add_special_tokens=False, truncation=True,
-                       max_length=self.max_length)["input_ids"]
-        # left padding with positions from the mask: the head reads each text's last token
-        batch = left_pad([[]] * len(ids), ids, self.tok.pad_token_id).to(self.dev)
-        return self.model.standardised(batch)
-
-
 def check_finite_scores(scores: np.ndarray, texts: list[str]) -> np.ndarray:
     """`scores`, after refusing a NaN or infinite one, named by its sample and text."""
     if not np.isfinite(scores).all():
@@ -113,6 +46,9 @@ def check_finite_scores(scores: np.ndarray, texts: list[str]) -> np.ndarray:
 def make_scorer(p: dict) -> Scorer:
     if p["backend"] == "vader":
         return VaderScorer()
+    # here, not at the top: torch and transformers take ~3 s to load, which VADER never needs
+    from pipeline.classifiers import ClassifierScorer, RewardModelScorer
+
     if p["backend"] == "reward_model":
         if not p.get("model"):
             raise ValueError("reward.model is required when reward.backend is 'reward_model'")

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import shared_pairs
-from pipeline.logprobs import forward_logits, left_pad, response_logprobs, token_logprobs
+from pipeline.logprobs import (forward_logits, left_pad, next_token_logprobs, response_logprobs,
+                              token_logprobs)
 from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
                              pairwise_cringe_loss)
 from pipeline.batching import distinct_responses, epoch_order, pair_batch
@@ -61,10 +62,10 @@ def test_a_cringe_step_draws_per_pair_as_with_two_sequences_per_pair(policy, tok
     loss, stats = cringe_step(policy, batch, index, None, p, torch.Generator().manual_seed(0))
     naive = two_sequences_per_pair(pairs, pad)
     logits = forward_logits(policy, naive)
-    token_logps = token_logprobs(logits, naive)
+    token_logps = token_logprobs(next_token_logprobs(logits), naive)
     n = len(pairs)
     gate = cringe_gate(token_logps[:n].sum(-1), token_logps[n:].sum(-1), 0.0, 1.0)
-    cr = cringe_token_loss(logits[n:], naive.input_ids[n:, 1:], naive.response_mask[n:], 3,
+    cr = cringe_token_loss(logits[n:, :-1], naive.input_ids[n:, 1:], naive.response_mask[n:], 3,
                            torch.Generator().manual_seed(0))
     torch.testing.assert_close(stats["cringe"], cr.detach())
     torch.testing.assert_close(loss, pairwise_cringe_loss(gate, ce_loss(token_logps[:n]), cr))

@@ -12,7 +12,7 @@ import torch
 from conftest import fake_evaluation
 from pipeline import evaluate
 from pipeline.evaluate import distinct_2, draw, kl_measures, select_prompts, token_kl
-from pipeline.logprobs import forward_logits, left_pad
+from pipeline.logprobs import forward_logprobs, left_pad
 from pipeline.models import build_gpt2
 from pipeline.bootstrap import interval, replicates
 from pipeline.table import COLUMNS, build_table
@@ -27,9 +27,13 @@ def perturbed(policy, scale, seed):
     return other.eval()
 
 
-def test_kl_of_pi_ref_against_itself_is_exactly_zero(policy):
+@pytest.mark.parametrize("same_module", [True, False])
+def test_kl_of_pi_ref_against_itself_is_exactly_zero(policy, same_module):
+    """Passed once (pi_ref's own evaluation) or as a second copy of the same weights, which runs
+    the whole computation."""
     prompts, completions = [[5, 6], [7]], [[8, 9, 10], [11, 12]]
-    out = kl_measures(policy, policy, prompts, completions, pad_id=0, batch_size=2)
+    ref = policy if same_module else copy.deepcopy(policy)
+    out = kl_measures(policy, ref, prompts, completions, pad_id=0, batch_size=2)
     assert (out["kl"] == 0).all() and (out["kl_k1"] == 0).all()
 
 
@@ -39,7 +43,7 @@ def test_exact_kl_is_non_negative_for_random_models(tokenizer):
     q = build_gpt2(tokenizer, 1, 16, 2, 32).eval()
     batch = left_pad([[1, 2], [3]], [[4, 5, 6], [7, 8]], pad_id=0)
     with torch.no_grad():
-        per_token = token_kl(forward_logits(p, batch), forward_logits(q, batch), batch.response_mask)
+        per_token = token_kl(forward_logprobs(p, batch), forward_logprobs(q, batch), batch.response_mask)
     assert (per_token >= 0).all() and (per_token[batch.response_mask] > 0).all()
     assert (per_token[~batch.response_mask] == 0).all()
 

@@ -63,15 +63,22 @@ def test_the_pipeline_modules_import_one_another_without_a_cycle():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
 
 
+# (module, the pipeline module it may import inside a function, why)
+LAZY = {("score", "classifiers",
+         "the VADER default's score stage would load torch and transformers for nothing")}
+
+
 def test_every_pipeline_import_is_at_the_top_of_its_file():
+    """But the few in LAZY, each with its reason; those are edges of the cycle check too."""
     modules = set(import_graph())
+    allowed = {(m, dep) for m, dep, _ in LAZY}
     late = []
     for path in sorted(PIPELINE.glob("*.py")):
         tree = ast.parse(path.read_text())
         top = set(map(id, tree.body))
         late += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
                  if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top
-                 and imported_modules(node, modules)]
+                 and {(path.stem, dep) for dep in imported_modules(node, modules)} - allowed]
     assert not late, f"imports of pipeline modules inside functions or classes: {late}"
 
 

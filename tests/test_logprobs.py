@@ -1,6 +1,8 @@
 import torch
+import torch.nn.functional as F
 
-from pipeline.logprobs import forward_logits, left_pad, response_logprobs, token_logprobs
+from pipeline.logprobs import (forward_logits, forward_logprobs, left_pad, response_logprobs,
+                              token_logprobs)
 
 
 def test_response_logprobs_alone_equal_inside_left_padded_batch(policy):
@@ -29,6 +31,30 @@ def test_prompt_tokens_are_masked_and_sum_matches_chain_rule(policy):
 def test_token_logprobs_are_zero_outside_the_response(policy):
     batch = left_pad([[1, 2], [3]], [[4], [5, 6, 7]], pad_id=0)
     with torch.no_grad():
-        per_token = token_logprobs(forward_logits(policy, batch), batch)
+        per_token = token_logprobs(forward_logprobs(policy, batch), batch)
     assert (per_token[~batch.response_mask] == 0).all()
     assert (per_token[batch.response_mask] < 0).all()
+
+
+def test_token_logprobs_and_their_gradient_equal_the_cross_entropys_exactly(policy):
+    """The log-softmax over all positions, read at the targets, is -cross_entropy of the shifted
+    logits to the last bit, forward and backward: the trainers' numbers do not depend on which."""
+    batch = left_pad([[1, 2], [3]], [[4], [5, 6, 7]], pad_id=0)
+    weights = torch.tensor([0.7, -1.3])
+
+    def run(logps_of):
+        policy.zero_grad()
+        logps = logps_of(forward_logits(policy, batch))
+        (logps.sum(-1) * weights).sum().backward()
+        return logps.detach(), [w.grad.clone() for w in policy.parameters()]
+
+    def fused(logits):
+        targets = batch.input_ids[:, 1:]
+        logp = -F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
+        return torch.where(batch.response_mask, logp.view_as(targets), 0.0)
+
+    ours, ours_grad = run(lambda logits: token_logprobs(torch.log_softmax(logits, -1)[:, :-1], batch))
+    theirs, theirs_grad = run(fused)
+    policy.zero_grad(set_to_none=True)
+    assert torch.equal(ours, theirs)
+    assert all(torch.equal(a, b) for a, b in zip(ours_grad, theirs_grad))

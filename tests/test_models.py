@@ -83,26 +83,30 @@ def test_a_model_folder_still_goes_through_auto_tokenizer(policy_dir):
     assert tokenizer_loader(str(policy_dir)).__self__.__name__ == "AutoTokenizer"
 
 
-def test_the_tokenizer_and_prompts_stages_do_not_import_torch():
+def test_the_tokenizer_prompts_and_vader_score_stages_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.tokenizer, pipeline.prompts;"
+    code = ("import sys, pipeline.tokenizer, pipeline.prompts, pipeline.score;"
+            " pipeline.score.make_scorer({'backend': 'vader'})(['a fine film']);"
             " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_stages_let_torch_threads_sleep_unless_told_otherwise():
+def test_stages_let_torch_threads_spin_briefly_unless_told_otherwise():
     import os
     import subprocess
     import sys
 
-    def policy(**env):
-        code = "import pipeline, torch, os; print(os.environ['OMP_WAIT_POLICY'])"
-        environ = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
+    def wait(**env):
+        code = ("import pipeline, torch, os;"
+                " print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True, env=environ).stdout.strip()
+                              check=True, env=environ).stdout.split()
 
-    assert policy() == "passive"
-    assert policy(OMP_WAIT_POLICY="active") == "active"
+    assert wait() == ["10000", "None"]
+    assert wait(OMP_WAIT_POLICY="passive") == ["None", "passive"]
+    assert wait(GOMP_SPINCOUNT="0") == ["0", "None"]

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 import pytest
 
-from pipeline.score import ClassifierScorer, VaderScorer, make_scorer
+from pipeline.classifiers import ClassifierScorer
+from pipeline.score import VaderScorer, make_scorer
 
 
 def test_vader_maps_compound_to_probability():
