@@ -7,6 +7,10 @@ import platform
 import subprocess
 from pathlib import Path
 
+# The environment as given, before pipeline adds its defaults (torch's OpenMP wait): what a
+# benchmark passes to the code it measures, which sets its own.
+ENVIRON = dict(os.environ)
+
 from pipeline import io  # before torch: pipeline sets torch's OpenMP wait policy  # isort: skip
 
 import torch

@@ -4,7 +4,7 @@ time, from a clean clone of this repository run in a scratch folder.
     python benchmarks/rule_times.py --json benchmarks/results/main-job.json [--cores 8]
 
 Runs `snakemake --cores N results/table.csv` on the embedded default in a fresh `git clone` of
-HEAD (so uncommitted edits are not measured), with a `sitecustomize` module put first on
+HEAD or `--commit` (so uncommitted edits are not measured), with a `sitecustomize` module put first on
 PYTHONPATH that every Python process the job starts imports: it records the process's start (from
 /proc, so interpreter start-up counts), the moment its stage first parses its arguments (every
 stage's main() begins with pipeline.cli.parse, after its module-level imports), its exit and its
@@ -16,7 +16,6 @@ cores the jobs kept busy.
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import tempfile
@@ -24,7 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from record import ROOT, commit, provenance, write
+from record import ENVIRON, ROOT, commit, provenance, write
 
 # Imported by every Python process started with this folder on PYTHONPATH; appends one JSON line
 # to $RULE_TIMES_LOG at exit. Kept to the standard library's cheapest modules.
@@ -112,16 +111,18 @@ def main():
                     help="instead of the embedded default (e.g. tests/configs/micro.yaml)")
     ap.add_argument("--scratch", default=None,
                     help="clone into this (new) folder and keep it; default: a temporary one")
+    ap.add_argument("--commit", default="HEAD", help="the commit to clone (default HEAD)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
 
     info = provenance()
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="rule_times."))
     subprocess.run(["git", "clone", "-q", str(ROOT), str(scratch)], check=True)
+    subprocess.run(["git", "checkout", "-q", args.commit], cwd=scratch, check=True)
     hook_dir = Path(tempfile.mkdtemp(prefix="rule_times_hook."))
     (hook_dir / "sitecustomize.py").write_text(HOOK)
     timings = hook_dir / "processes.jsonl"
-    env = os.environ | {"PYTHONPATH": f"{hook_dir}:{scratch}", "HF_HUB_OFFLINE": "1",
+    env = ENVIRON | {"PYTHONPATH": f"{hook_dir}:{scratch}", "HF_HUB_OFFLINE": "1",
                         "RULE_TIMES_LOG": str(timings)}
     command = ["snakemake", "--cores", str(args.cores), args.target]
     if args.configfile:

@@ -11,7 +11,6 @@ hits all stages alike; the median per stage is reported, of the wall time and of
 """
 
 import argparse
-import os
 import re
 import resource
 import statistics
@@ -52,7 +51,7 @@ def main():
     args = ap.parse_args()
 
     info = record.provenance() | {"measured_commit": record.commit(args.repo)}
-    env = os.environ | {"PYTHONPATH": args.repo, "HF_HUB_OFFLINE": "1"}
+    env = record.ENVIRON | {"PYTHONPATH": args.repo, "HF_HUB_OFFLINE": "1"}
     stages = args.stages.split(",")
     walls, cpus = {s: [] for s in stages}, {s: [] for s in stages}
     for _ in range(args.repeats):

@@ -15,4 +15,4 @@ import os
 # results do not change. OpenMP reads this when torch is first imported, hence here; either
 # variable set in the environment wins.
 if "OMP_WAIT_POLICY" not in os.environ:
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    os.environ.setdefault("GOMP_SPINCOUNT", "1000")

@@ -30,7 +30,7 @@ import pandas as pd
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.logs import get_logger
-from pipeline.methods import REFERENCE, parse_policy_id
+from pipeline.methods import REFERENCE
 from pipeline.optimal import beta_grid, frontier_replicates, pool_matrix
 from pipeline.table import group_policies, read_eval
 

@@ -1,6 +1,5 @@
 """The optimal frontier pi*, the matched-KL comparison and intervals that cover the seeds."""
 
-import json
 import math
 
 import numpy as np

@@ -107,6 +107,6 @@ def test_stages_let_torch_threads_spin_briefly_unless_told_otherwise():
         return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=True, env=environ).stdout.split()
 
-    assert wait() == ["10000", "None"]
+    assert wait() == ["1000", "None"]
     assert wait(OMP_WAIT_POLICY="passive") == ["None", "passive"]
     assert wait(GOMP_SPINCOUNT="0") == ["0", "None"]
