@@ -164,6 +164,7 @@ def main():
     cores = info["machine"]["cores"]
     cpu = sum(j["cpu_s"] for j in jobs)
     result = info | {
+        "commit": commit(scratch), "benchmark_commit": info["commit"],
         "command": " ".join(command), "target": args.target, "cores_flag": args.cores,
         "wall_s": round(wall, 1),
         "snakemake_start_s": round(jobs[0]["start"] - t0, 2),
