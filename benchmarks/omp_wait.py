@@ -4,11 +4,11 @@ runs alternating in fresh processes, under
 
 - `passive`: OMP_WAIT_POLICY=passive, threads sleep at once at every barrier;
 - `spin N`: GOMP_SPINCOUNT=N, a thread spins N times (~N / 100 microseconds) and then sleeps;
-  pipeline/__init__.py sets 10000 when neither variable is given;
+  pipeline/__init__.py sets 1000 when neither variable is given;
 - `active`: OMP_WAIT_POLICY=active, threads spin without end.
 
     python benchmarks/omp_wait.py --policy results/sft/model --prompts results/prompts/train.parquet \\
-        --json benchmarks/results/omp-wait.json [--busy 0 3] [--spins 10000] [--repeats 3]
+        --json benchmarks/results/omp-wait.json [--busy 0 3] [--spins 1000] [--repeats 3]
 
 `--busy N` runs N single-threaded busy loops for the duration of the runs, as the main job runs its
 one-thread trainers beside a two-thread stage; each level of `--busy` is measured in turn. `uptime`
@@ -79,7 +79,7 @@ def main():
     ap.add_argument("--policy", default="results/sft/model")
     ap.add_argument("--prompts", default="results/prompts/train.parquet")
     ap.add_argument("--busy", type=int, nargs="+", default=[0, 3])
-    ap.add_argument("--spins", type=int, nargs="+", default=[10000])
+    ap.add_argument("--spins", type=int, nargs="+", default=[1000])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)

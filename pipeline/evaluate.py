@@ -86,7 +86,7 @@ def main(argv=None):
     policy = load_causal_lm(args.policy, "policy").to(dev).eval()
     ref = policy if args.policy == args.reference else load_causal_lm(args.reference, "reference")
     ref = ref.to(dev).eval()
-    if len(tok) != len(load_tokenizer(args.reference, "reference")):
+    if ref is not policy and len(tok) != len(load_tokenizer(args.reference, "reference")):
         raise ValueError(f"{args.policy} and {args.reference} do not share a vocabulary")
 
     samples = draw(policy, tok, prompts, p["samples_per_prompt"], p["batch_size"],

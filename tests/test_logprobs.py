@@ -1,8 +1,8 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.logprobs import (forward_logits, forward_logprobs, left_pad, response_logprobs,
-                              token_logprobs)
+from pipeline.logprobs import (forward_logits, forward_logprobs, left_pad, next_token_logprobs,
+                              response_logprobs, token_logprobs)
 
 
 def test_response_logprobs_alone_equal_inside_left_padded_batch(policy):
@@ -53,7 +53,7 @@ def test_token_logprobs_and_their_gradient_equal_the_cross_entropys_exactly(poli
         logp = -F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.flatten(), reduction="none")
         return torch.where(batch.response_mask, logp.view_as(targets), 0.0)
 
-    ours, ours_grad = run(lambda logits: token_logprobs(torch.log_softmax(logits, -1)[:, :-1], batch))
+    ours, ours_grad = run(lambda logits: token_logprobs(next_token_logprobs(logits), batch))
     theirs, theirs_grad = run(fused)
     policy.zero_grad(set_to_none=True)
     assert torch.equal(ours, theirs)
