@@ -20,7 +20,7 @@ from huggingface_hub import snapshot_download
 
 from pipeline import cli
 from pipeline.logs import get_logger
-from pipeline.sources import hub_offline, model_source
+from pipeline.sources import hub_offline, is_gguf, model_source
 
 log = get_logger("download")
 
@@ -32,7 +32,7 @@ def hub_ids(p: dict) -> list[tuple[str, str]]:
     named = []
     if p["data"]["source"] == "hf":
         named.append(("data.path", p["data"]["path"]))
-    if p["policy"]["init"] != "scratch":
+    if p["policy"]["init"] != "scratch" and not is_gguf(p["policy"]["init"]):
         named.append(("policy.init", p["policy"]["init"]))
     if p["reward"]["backend"] == "hf":
         named.append(("reward.model", p["reward"]["model"]))

@@ -6,6 +6,9 @@ From scratch (policy.init = "scratch", the embedded default) a GPT-2 sized by th
 with EOS, so the policy learns to stop. Loss: mean next-token cross-entropy, computed with the
 shared response log-prob helper (the whole review is the "response", with no prompt).
 AdamW, linear warmup then cosine decay, gradient clipping at 1; fp32 on CPU, bf16 autocast on CUDA.
+The held-out loss is measured before and after training; if SFT made it worse (a learning rate
+made for training from scratch does that to a pretrained model), the stage stops and says which
+key to change, unless `sft.allow_worse` is set.
 """
 
 import math
@@ -141,6 +144,19 @@ def evaluate(model, seqs, pad_id, bs, dev) -> dict:
             "heldout_reviews": len(seqs)}
 
 
+def check_improved(before: dict, after: dict, p: dict) -> None:
+    """Stop when SFT made the policy worse at its own task: a learning rate made for training
+    from scratch wrecks a pretrained model, and every later stage would inherit it silently."""
+    if after["heldout_loss"] <= before["heldout_loss"] or p["allow_worse"]:
+        return
+    raise ValueError(
+        f"sft: the held-out loss rose from {before['heldout_loss']:.3f} to "
+        f"{after['heldout_loss']:.3f} (perplexity {before['heldout_perplexity']:.1f} -> "
+        f"{after['heldout_perplexity']:.1f}): SFT harmed the policy. Lower sft.lr (now "
+        f"{p['lr']:g}; a pretrained model wants about 1e-5 to 5e-5, see "
+        "workflow/presets/smollm2.yaml), or set sft.allow_worse: true to keep it anyway")
+
+
 def main(argv=None):
     args = cli.parse(__doc__, ["sft", "tokenizer", "checkpoint"], ["model", "metrics", "eval"], argv,
                      optional=("checkpoint",))
@@ -168,6 +184,9 @@ def main(argv=None):
     log.info("%d training and %d held-out reviews, <= %d tokens each", len(train_ids),
              len(valid_ids), p["max_length"])
 
+    before = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
+    log.info("held-out loss before SFT %.3f (perplexity %.1f)", before["heldout_loss"],
+             before["heldout_perplexity"])
     ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
                       fingerprint(p, args.sft, args.tokenizer))
     metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world)
@@ -175,10 +194,12 @@ def main(argv=None):
     if not world.main:
         return
     heldout = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
+    heldout["heldout_loss_before"] = before["heldout_loss"]
     heldout["train_tokens_per_second"] = metrics["tokens"].sum() / metrics["seconds"].iloc[-1]
-    log.info("held-out loss %.3f, perplexity %.1f; %.0f training tokens/s",
-             heldout["heldout_loss"], heldout["heldout_perplexity"],
-             heldout["train_tokens_per_second"])
+    log.info("held-out loss %.3f -> %.3f, perplexity %.1f -> %.1f; %.0f training tokens/s",
+             before["heldout_loss"], heldout["heldout_loss"], before["heldout_perplexity"],
+             heldout["heldout_perplexity"], heldout["train_tokens_per_second"])
+    check_improved(before, heldout, p)
     with io.atomic_output(args.model) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)

