@@ -8,7 +8,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.safe_loading import load_tokenizer
+from pipeline.safe_loading import bos_ids, load_tokenizer
 
 log = get_logger("prompts")
 
@@ -18,7 +18,8 @@ def make_prompts(reviews: pd.DataFrame, tok, min_tokens: int, max_tokens: int,
     """One prompt per review: its first L tokens, L ~ Uniform{min_tokens..max_tokens}.
 
     A review shorter than its drawn L is skipped (counted in the log) rather than given a shorter
-    prompt, so every prompt length stays inside the configured range.
+    prompt, so every prompt length stays inside the configured range. A tokenizer that adds a BOS
+    token (Llama 3's) gets it in front of every prompt, outside the L tokens of text.
     """
     rng = np.random.default_rng(seed)
     lengths = rng.integers(min_tokens, max_tokens + 1, size=len(reviews))
@@ -27,12 +28,13 @@ def make_prompts(reviews: pd.DataFrame, tok, min_tokens: int, max_tokens: int,
     if len(keep) < len(reviews):
         log.info("%d reviews shorter than their drawn prompt length skipped",
                  len(reviews) - len(keep))
-    prompt_ids = [ids[i][: lengths[i]] for i in keep]
+    bos = bos_ids(tok)
+    prompt_ids = [bos + ids[i][: lengths[i]] for i in keep]
     return pd.DataFrame({
         "prompt_id": np.arange(len(keep)),
         "review_id": reviews["review_id"].to_numpy()[keep],
         "prompt_ids": prompt_ids,
-        "prompt": tok.batch_decode(prompt_ids),
+        "prompt": tok.batch_decode(prompt_ids, skip_special_tokens=True),
     })
 
 

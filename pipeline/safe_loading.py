@@ -71,3 +71,19 @@ def load_classifier_tokenizer(name: str, key: str) -> PreTrainedTokenizerBase:
             raise ValueError(f"{key} '{name}': the tokenizer has neither a pad nor an EOS token")
         tok.pad_token = tok.eos_token
     return tok
+
+
+def bos_ids(tok: PreTrainedTokenizerBase) -> list[int]:
+    """The ids this tokenizer puts before every text it encodes with its special tokens: [BOS]
+    for one that adds it (Llama 3's), none for GPT-2's, SmolLM2's or Qwen2's. A prompt and an SFT
+    review start with them, as the model saw its text in pretraining; the stages encode text
+    without special tokens and add these themselves, so that no EOS a tokenizer may append
+    ends up inside a prompt."""
+    probe = ["A review"]
+    [plain] = tok(probe, add_special_tokens=False)["input_ids"]
+    [special] = tok(probe, add_special_tokens=True)["input_ids"]
+    for start in range(len(special) - len(plain) + 1):
+        if special[start:start + len(plain)] == plain:
+            return special[:start]
+    raise ValueError(f"the tokenizer's special tokens change the text's own tokens: {special}"
+                     f" against {plain}")

@@ -25,7 +25,7 @@ from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wra
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
-from pipeline.safe_loading import load_tokenizer
+from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 from pipeline.sources import check_context, context_length
 
@@ -45,20 +45,24 @@ def head(text: str, n_chars: int) -> str:
 
 
 def encode(tok, texts: list[str], max_length: int) -> list[list[int]]:
-    """Each review's first `max_length` tokens, with EOS where the review ends before them.
+    """Each review's first `max_length` tokens, with EOS where the review ends before them; a
+    tokenizer that adds a BOS (Llama 3's) has it first, as the prompts do.
 
     A review's start is all that is kept, so only its start is encoded: the text up to the first
     whitespace after CHARS_PER_TOKEN characters per token (encoding whole reviews to cut them was
     most of the stage's set-up). Cut at whitespace, where the pre-tokenizer splits, the start's
-    tokens are the whole text's; a start that comes out shorter than `max_length` tokens is
+    tokens are the whole text's; a start that comes out shorter than its tokens' share is
     encoded whole, and so is every review if the first ones differ from their whole text's."""
-    def encode_all(batch):
-        return tok(batch, add_special_tokens=False, truncation=True, max_length=max_length)["input_ids"]
+    bos = bos_ids(tok)
+    n_text = max_length - len(bos)
 
-    starts = [head(t, CHARS_PER_TOKEN * max_length) for t in texts]
+    def encode_all(batch):
+        return tok(batch, add_special_tokens=False, truncation=True, max_length=n_text)["input_ids"]
+
+    starts = [head(t, CHARS_PER_TOKEN * n_text) for t in texts]
     ids = encode_all(starts)
     short = [i for i, (s, t, x) in enumerate(zip(starts, texts, ids))
-             if len(s) < len(t) and len(x) < max_length]
+             if len(s) < len(t) and len(x) < n_text]
     if short:
         for i, x in zip(short, encode_all([texts[i] for i in short])):
             ids[i] = x
@@ -66,7 +70,7 @@ def encode(tok, texts: list[str], max_length: int) -> list[list[int]]:
     if ids[:len(checked)] != encode_all(checked):
         log.info("the tokenizer does not split at whitespace: encoding every review whole")
         ids = encode_all(texts)
-    return [t + [tok.eos_token_id] if len(t) < max_length else t for t in ids if len(t) > 1]
+    return [bos + t + ([tok.eos_token_id] if len(t) < n_text else []) for t in ids if len(t) > 1]
 
 
 def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, int]:

@@ -96,13 +96,14 @@ def classifier_dir(tmp_path_factory, tokenizer):
 @pytest.fixture(scope="session")
 def hub_inputs(tmp_path_factory) -> dict:
     """The paper preset's inputs as the hub serves them, written once: the `stanfordnlp/imdb`
-    dataset folder, a `gpt2`-style policy and every classifier format in hub_formats.CLASSIFIERS
-    (name -> (folder, reward.positive_label))."""
+    dataset folder, a policy of each family in hub_formats.POLICIES (`gpt2` the paper's) and
+    every classifier format in hub_formats.CLASSIFIERS (name -> (folder, reward.positive_label))."""
     import hub_formats
 
     root = tmp_path_factory.mktemp("hub")
-    return {"imdb": hub_formats.write_imdb(root / "imdb"),
-            "gpt2": hub_formats.write_gpt2(root / "gpt2"),
+    policies = {name: write(root / name) for name, write in hub_formats.POLICIES.items()}
+    return {"imdb": hub_formats.write_imdb(root / "imdb"), "gpt2": policies["gpt2"],
+            "policies": policies,
             "classifiers": {name: (hub_formats.write_classifier(root / name, family, labels), positive)
                             for name, (family, labels, positive) in hub_formats.CLASSIFIERS.items()}}
 

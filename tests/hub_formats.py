@@ -1,17 +1,19 @@
 """Stand-ins for the paper preset's hub inputs, in the formats the hub serves them (facts:
-shared/reference/HUB_FORMATS.md): the `stanfordnlp/imdb` dataset folder, a `gpt2`-style policy
-folder and sentiment classifiers as `save_pretrained` of siebert, distilbert-imdb and their
-kin leave them. Tiny dimensions, random weights: they test formats, not sentiment."""
+shared/reference/HUB_FORMATS.md): the `stanfordnlp/imdb` dataset folder, policy folders of the
+GPT-2, Llama (SmolLM2) and Qwen2 families and sentiment classifiers as `save_pretrained` of
+gpt2, SmolLM2, Qwen2.5, siebert, distilbert-imdb and their kin leave them. Tiny dimensions, random weights: they test formats, not sentiment."""
 
 from pathlib import Path
 
 import datasets
 import pandas as pd
 import torch
-from tokenizers import ByteLevelBPETokenizer, BertWordPieceTokenizer
+from tokenizers import (BertWordPieceTokenizer, ByteLevelBPETokenizer, Tokenizer, decoders, models,
+                        pre_tokenizers, processors, trainers)
 from transformers import (AutoConfig, AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification,
-                          DistilBertTokenizerFast, GPT2Config, GPT2LMHeadModel, RobertaConfig,
-                          RobertaForSequenceClassification, RobertaTokenizerFast)
+                          DistilBertTokenizerFast, GPT2Config, GPT2LMHeadModel, LlamaConfig,
+                          LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM,
+                          RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast)
 
 from pipeline.sources import embedded_reviews_csv
 
@@ -94,6 +96,72 @@ def write_gpt2(folder: Path) -> Path:
     GPT2LMHeadModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(GPT2_TOKENIZER, model_max_length=1024).save_pretrained(folder)
     return folder
+
+
+# The other families' special tokens, as SmolLM2 and Qwen2 name them.
+ENDOFTEXT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+
+
+def _chat_bpe(specials_first: bool, adds_bos: bool) -> Tokenizer:
+    """A byte-level BPE on review text with <|endoftext|>, <|im_start|>, <|im_end|>: at ids 0-2
+    (SmolLM2), or after the learned vocabulary (Qwen2); `adds_bos` puts <|im_start|> before every
+    text encoded with special tokens, as Llama 3's tokenizer puts its BOS."""
+    specials = [ENDOFTEXT, IM_START, IM_END]
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(_texts(), trainers.BpeTrainer(
+        vocab_size=600, special_tokens=specials if specials_first else [],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    if not specials_first:
+        bpe.add_special_tokens(specials)
+    if adds_bos:
+        bpe.post_processor = processors.TemplateProcessing(
+            single=f"{IM_START} $A", pair=f"{IM_START} $A {IM_START} $B",
+            special_tokens=[(IM_START, bpe.token_to_id(IM_START))])
+    return bpe
+
+
+def write_llama(folder: Path, adds_bos: bool = False) -> Path:
+    """A policy folder as SmolLM2-135M's (LlamaForCausalLM: RoPE, grouped-query attention, tied
+    embeddings, no attention bias) with SmolLM2's tokenizer conventions: bos <|im_start|> = 1,
+    eos <|im_end|> = 2, pad = eos, unk <|endoftext|> = 0, 8192 positions. `adds_bos`: a tokenizer
+    that adds its BOS when encoding, as the Llama 3 family's does."""
+    torch.manual_seed(0)
+    tok = PreTrainedTokenizerFast(tokenizer_object=_chat_bpe(True, adds_bos), bos_token=IM_START,
+                                  eos_token=IM_END, pad_token=IM_END, unk_token=ENDOFTEXT,
+                                  model_max_length=8192)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         head_dim=8, max_position_embeddings=8192, rope_theta=100000.0,
+                         tie_word_embeddings=True, attention_bias=False, bos_token_id=1,
+                         eos_token_id=2, pad_token_id=2, architectures=["LlamaForCausalLM"])
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def write_qwen2(folder: Path) -> Path:
+    """A policy folder as Qwen2.5's chat models are (Qwen2ForCausalLM: biases on the q/k/v
+    projections, tied embeddings, an embedding matrix larger than the tokenizer's vocabulary):
+    no BOS token, eos <|im_end|>, its own pad token <|endoftext|>, the specials after the
+    learned vocabulary."""
+    torch.manual_seed(0)
+    tok = PreTrainedTokenizerFast(tokenizer_object=_chat_bpe(False, False), eos_token=IM_END,
+                                  pad_token=ENDOFTEXT, model_max_length=32768)
+    config = Qwen2Config(vocab_size=len(tok) + 13, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=32768, tie_word_embeddings=True,
+                         bos_token_id=None, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id, architectures=["Qwen2ForCausalLM"])
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
+# policy.init stand-ins of each family: name -> writer
+POLICIES = {"gpt2": write_gpt2, "smollm2": write_llama,
+            "llama_bos": lambda folder: write_llama(folder, adds_bos=True), "qwen2": write_qwen2}
 
 
 def _texts() -> list[str]:

@@ -77,10 +77,12 @@ def test_data_parallel_trainers_ask_for_their_gpus_and_run_under_torchrun(tmp_pa
             assert ("torchrun --standalone --nproc_per_node 4 -m pipeline." in job["shell"]) == parallel
 
 
-def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_inputs):
+@pytest.mark.parametrize("family", ["gpt2", "smollm2", "llama_bos", "qwen2"])
+def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_inputs, family):
     """The preset, unchanged but for local paths and tests/configs/paper_micro.yaml: SFT text
-    from `train` and `unsupervised` (labels -1), evaluation prompts from `test`, a `gpt2`-style
-    policy, a siebert-style classifier as the reward."""
+    from `train` and `unsupervised` (labels -1), evaluation prompts from `test`, a siebert-style
+    classifier as the reward, and as the policy the paper's `gpt2` or a model of another family
+    (tests/hub_formats.py: SmolLM2's Llama, a Llama that adds its BOS, Qwen2)."""
     import pandas as pd
 
     from pipeline import data
@@ -88,7 +90,7 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_
     classifier, positive = hub_inputs["classifiers"]["siebert"]
     config = yaml.safe_load(PAPER_MICRO.read_text())
     config["data"] |= {"path": str(hub_inputs["imdb"])}
-    config["policy"] = {"init": str(hub_inputs["gpt2"])}
+    config["policy"] = {"init": str(hub_inputs["policies"][family])}
     config["reward"] |= {"model": str(classifier), "positive_label": positive}
     snakemake(tmp_path, "--cores", CORES, "results/table.csv", config=config, configfile=PRESET)
     preset = yaml.safe_load(PRESET.read_text())

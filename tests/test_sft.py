@@ -34,8 +34,8 @@ class LengthTokenizer:
 
     eos_token_id = 0
 
-    def __call__(self, texts, add_special_tokens, truncation, max_length):
-        return {"input_ids": [[len(t)] * min(max_length, len(t.split())) for t in texts]}
+    def __call__(self, texts, add_special_tokens, truncation=False, max_length=None):
+        return {"input_ids": [[len(t)] * min(max_length or len(t), len(t.split())) for t in texts]}
 
 
 def test_a_tokenizer_that_does_not_split_at_whitespace_gets_the_whole_reviews():
@@ -49,7 +49,7 @@ class WordTokenizer:
 
     eos_token_id = 0
 
-    def __call__(self, texts, add_special_tokens, truncation, max_length):
+    def __call__(self, texts, add_special_tokens, truncation=False, max_length=None):
         return {"input_ids": [[len(w) for w in t.split()][:max_length] for t in texts]}
 
 
