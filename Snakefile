@@ -18,6 +18,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/rounds.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/side_by_side.smk"
+include: "workflow/rules/preflight.smk"
 
 
 rule all:

@@ -1,0 +1,433 @@
+"""Target `preflight`: what the study will cost on this machine, before it runs.
+
+With the configured policy, reward and batch sizes, a few steps of each kind of torch job run
+through the stages' own code on synthetic token ids of the configured lengths: an SFT step, a
+batch of samples, the scoring of a batch of texts, a batch of pi_ref's log-probs, a step of each
+trainer in `train.methods` (PPO: an iteration), and an evaluation batch (samples and the exact
+KL both ways). Each kind runs in a process of its own, which gives its start-up and model-loading
+time and its peak memory: CUDA's peak allocation on a GPU, the process's peak RSS on the CPU.
+A batch that does not fit in memory is reported with the config key that sets it, not a
+traceback (`preflight.memory_mb` asks whether a smaller GPU would do: on a GPU it caps CUDA's
+allocator, on the CPU it is compared with the peak RSS).
+
+Each rule's wall time is then projected from the study's own counts (reviews, prompts, pairs,
+steps, policies): jobs x (start-up + loading + units x seconds per unit), written to
+`results/preflight.csv` and printed; the study's total is their sum, the jobs run one after
+another. Two things make it an upper bound: sampling always runs to `sample.max_new_tokens`
+(a real completion may stop at EOS first), and every prompt has C(n, 2) pairs (ties are dropped).
+"""
+
+import math
+import multiprocessing
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import cli, io
+from pipeline.evaluate import kl_measures
+from pipeline.logprobs import left_pad, response_logprobs
+from pipeline.logs import get_logger
+from pipeline.methods import NEEDS_REFERENCE, PAIRWISE, RANKED, SETTINGS_FROM
+from pipeline.models import autocast, build_gpt2, device, load_causal_lm
+from pipeline.safe_loading import bos_ids, load_tokenizer
+from pipeline.sample import sample
+
+log = get_logger("preflight")
+
+
+@dataclass
+class Inputs:
+    params: dict
+    sft: str        # the SFT reviews: their number, and real text to score
+    tokenizer: str
+
+
+def load_policy(inputs: Inputs, tok):
+    p = inputs.params["policy"]
+    if p["init"] == "scratch":
+        return build_gpt2(tok, p["n_layer"], p["n_embd"], p["n_head"], p["n_positions"])
+    return load_causal_lm(p["init"], "policy.init")
+
+
+def policy(inputs: Inputs):
+    """The tokenizer, the policy as the SFT stage starts it, and the policy's loading time."""
+    tok = load_tokenizer(inputs.tokenizer, "tokenizer")
+    t0 = time.perf_counter()
+    model = load_policy(inputs, tok).to(device())
+    return tok, model, time.perf_counter() - t0
+
+
+def random_ids(tok, n: int, length: int, generator: torch.Generator) -> list[list[int]]:
+    """Token ids of ordinary text: no special token, so nothing stops a sequence early."""
+    special = set(tok.all_special_ids)
+    pool = torch.tensor([i for i in range(min(len(tok), 50_000)) if i not in special])
+    rows = pool[torch.randint(len(pool), (n, length), generator=generator)]
+    return rows.tolist()
+
+
+def prompts_of(inputs: Inputs, tok, n: int, generator) -> list[list[int]]:
+    """`n` prompts of the longest configured length, after the tokenizer's BOS."""
+    return [bos_ids(tok) + ids for ids in
+            random_ids(tok, n, inputs.params["prompts"]["max_tokens"], generator)]
+
+
+def timed(fn, repeats: int) -> float:
+    """Seconds per call of `fn`, after one call that warms up (allocations, kernels)."""
+    fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def per_step(seconds: pd.Series) -> float:
+    """Seconds per step from a trainer's running time after each step, from its second step on
+    (the first warms up)."""
+    return float((seconds.iloc[-1] - seconds.iloc[0]) / (len(seconds) - 1))
+
+
+# --- the kinds of job: each returns {unit: seconds per unit, "load": seconds} -----------------
+
+def measure_sft(inputs: Inputs) -> dict:
+    from pipeline import sft
+
+    p, steps = inputs.params["sft"], inputs.params["preflight"]["steps"]
+    tok, model, load = policy(inputs)
+    gen = torch.Generator().manual_seed(0)
+    ids = random_ids(tok, (steps + 1) * p["batch_size"], p["max_length"], gen)
+    metrics = sft.train(model, ids, tok.pad_token_id, p | {"epochs": 1, "seed": 0}, device())
+    heldout = ids[:min(p["batch_size"], len(ids))]
+    per_review = timed(lambda: sft.evaluate(model, heldout, tok.pad_token_id, p["batch_size"],
+                                            device()), 1) / len(heldout)
+    return {"step": per_step(metrics["seconds"]), "heldout_review": per_review, "load": load}
+
+
+def measure_sample(inputs: Inputs) -> dict:
+    """A batch of the sample stage's and one of PPO's rollouts, and one of the evaluation's."""
+    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    tok, model, load = policy(inputs)
+    model.eval()
+    gen = torch.Generator(device=device()).manual_seed(0)
+    out = {"load": load}
+    for name, bs in (("sample_batch", batch_sizes(q)["sample"]),
+                     ("eval_batch", batch_sizes(q)["evaluate"]),
+                     ("monitor_batch", batch_sizes(q)["monitor"])):
+        if bs == 0:
+            out[name] = 0.0
+            continue
+        prompts = prompts_of(inputs, tok, bs, torch.Generator().manual_seed(0))
+        # eos -1: every row runs to max_new_tokens, as in the longest batch
+        out[name] = timed(lambda: sample(model, prompts, q["sample"]["max_new_tokens"], -1,
+                                         tok.pad_token_id, gen), max(1, steps // 2))
+    return out
+
+
+def measure_score(inputs: Inputs) -> dict:
+    """The true reward of real review texts as long as a prompt and its completion."""
+    from pipeline.score import make_scorer
+
+    q = inputs.params
+    tok = load_tokenizer(inputs.tokenizer, "tokenizer")
+    t0 = time.perf_counter()
+    scorer = make_scorer(q["reward"])
+    load = time.perf_counter() - t0
+    reviews = io.read_parquet(inputs.sft, ["text"])["text"].head(max(64, 2 * q["reward"]["batch_size"]))
+    length = q["prompts"]["max_tokens"] + q["sample"]["max_new_tokens"]
+    ids = tok(reviews.tolist(), add_special_tokens=False, truncation=True, max_length=length)
+    texts = tok.batch_decode(ids["input_ids"], skip_special_tokens=True)
+    return {"text": timed(lambda: scorer(texts), 1) / len(texts), "load": load}
+
+
+def measure_reference(inputs: Inputs) -> dict:
+    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    tok, model, load = policy(inputs)
+    model.eval()
+    gen = torch.Generator().manual_seed(0)
+    bs = min(q["reference"]["batch_size"], q["counts"]["samples"])
+    batch = left_pad(prompts_of(inputs, tok, bs, gen),
+                     random_ids(tok, bs, q["sample"]["max_new_tokens"], gen), tok.pad_token_id)
+    batch = batch.to(device())
+
+    def forward():
+        with torch.no_grad(), autocast(device()):
+            response_logprobs(model, batch)
+    return {"batch": timed(forward, steps), "load": load}
+
+
+def synthetic_pairs(tok, n_prompts: int, p: dict, ranked: bool, gen) -> pd.DataFrame:
+    """Each prompt's n samples, as pairs (every C(n, 2) of them) or as one ranking."""
+    n, length = p["sample"]["n_per_prompt"], p["sample"]["max_new_tokens"]
+    rows = []
+    for i in range(n_prompts):
+        prompt = bos_ids(tok) + random_ids(tok, 1, p["prompts"]["max_tokens"], gen)[0]
+        responses = random_ids(tok, n, length, gen)
+        if ranked:
+            rows.append({"prompt_id": i, "prompt_ids": prompt,
+                         **{f"rank{k}_ids": r for k, r in enumerate(responses)}})
+        else:
+            rows += [{"prompt_id": i, "prompt_ids": prompt, "chosen_ids": responses[a],
+                      "rejected_ids": responses[b]} for a, b in combinations(range(n), 2)]
+    return pd.DataFrame(rows)
+
+
+def measure_pairwise(inputs: Inputs, method: str) -> dict:
+    from pipeline import preference
+    from pipeline.batching import reference_column, response_columns
+
+    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    p = q["trainers"][method] | {"epochs": 1, "reward_prompts": 0}
+    tok, model, load = policy(inputs)
+    gen = torch.Generator().manual_seed(0)
+    ranked = method in RANKED
+    per_prompt = 1 if ranked else math.comb(q["sample"]["n_per_prompt"], 2)
+    pairs = synthetic_pairs(tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q,
+                            ranked, gen)
+    ref = None
+    if method in NEEDS_REFERENCE:
+        ref = pd.DataFrame({reference_column(c): np.zeros(len(pairs))
+                            for c in response_columns(pairs)})
+    metrics = preference.train(model, tok, pairs, ref, p, scorer=None)
+    return {"step": per_step(metrics["seconds"].iloc[1:]), "load": load}  # row 0: before training
+
+
+def measure_ppo(inputs: Inputs, method: str) -> dict:
+    """Two iterations: the second's time (the first warms up)."""
+    from pipeline import ppo
+    from pipeline.score import make_scorer
+
+    q = inputs.params
+    p = q["trainers"][method] | {"iterations": 2, "reward": q["reward"]}
+    tok, model, load = policy(inputs)
+    t0 = time.perf_counter()
+    ref = load_policy(inputs, tok).to(device()).eval().requires_grad_(False)
+    load += time.perf_counter() - t0
+    prompts = prompts_of(inputs, tok, p["rollout_size"], torch.Generator().manual_seed(0))
+    metrics = ppo.train(ppo.PolicyWithValue(model).to(device()), ref, tok, prompts,
+                        make_scorer(q["reward"]), p)
+    return {"iteration": float(metrics["seconds"].diff().iloc[-1]), "load": load}
+
+
+def measure_kl(inputs: Inputs) -> dict:
+    """The exact KL of one evaluation batch (policy and pi_ref both run); the evaluation runs it
+    on the policy's samples and, for the reverse KL, on pi_ref's."""
+    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    tok, model, load = policy(inputs)
+    t0 = time.perf_counter()
+    ref = load_policy(inputs, tok).to(device())  # a model of its own, as pi_ref is
+    load += time.perf_counter() - t0
+    gen = torch.Generator().manual_seed(0)
+    bs = batch_sizes(q)["evaluate"]
+    prompts = prompts_of(inputs, tok, bs, gen)
+    completions = random_ids(tok, bs, q["sample"]["max_new_tokens"], gen)
+    return {"batch": timed(lambda: kl_measures(model.eval(), ref.eval(), prompts, completions,
+                                               tok.pad_token_id, bs), steps), "load": load}
+
+
+# --- one process per kind ------------------------------------------------------------------
+
+def trainer_change(method: str) -> str:
+    """The config keys that set a trainer's batch: what to change when it does not fit."""
+    if method in PAIRWISE:
+        section = SETTINGS_FROM.get(method, method)
+        return (f"{section}.micro_batch_size (accumulates up to {section}.batch_size) or "
+                f"{section}.gradient_checkpointing")
+    return "ppo.minibatch_size (its updates) or sample.batch_size (its rollouts)"
+
+
+def measure(kind: str, inputs: Inputs) -> dict:
+    if kind.startswith("train:"):
+        method = kind.split(":")[1]
+        return (measure_pairwise if method in PAIRWISE else measure_ppo)(inputs, method)
+    return {"sft": measure_sft, "sample": measure_sample, "score": measure_score,
+            "reference": measure_reference, "kl": measure_kl}[kind](inputs)
+
+
+def cap_memory(mb: int | None) -> None:
+    """On a GPU, let CUDA's allocator hold at most `mb` MB, as a smaller GPU's would: a batch
+    too large then fails as it would there. (On the CPU, the peak RSS is compared after.)"""
+    if mb is not None and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, mb * 2**20 / total))
+
+
+def out_of_memory(err: BaseException) -> bool:
+    return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err)
+                                           or "out of memory" in str(err)))
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
+
+
+def child(kind: str, inputs: Inputs, started: float, queue) -> None:
+    """One kind's measurement, in a process of its own; puts its result on `queue`."""
+    result = {"startup": time.time() - started}
+    limit = inputs.params["preflight"]["memory_mb"]
+    cap_memory(limit)
+    try:
+        result |= measure(kind, inputs) | {"fits": True, "error": ""}
+    except Exception as err:  # noqa: BLE001 - reported in the table, by kind
+        if not out_of_memory(err):
+            raise
+        result |= {"fits": False, "error": str(err).splitlines()[0][:200]}
+    result["peak_mb"] = peak_memory_mb()
+    if result["fits"] and limit is not None and result["peak_mb"] > limit:
+        result |= {"fits": False, "error": f"peak {result['peak_mb']:.0f} MB > preflight.memory_mb"}
+    queue.put(result)
+
+
+def run_kind(kind: str, inputs: Inputs) -> dict:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(kind, inputs, time.time(), queue))
+    proc.start()
+    proc.join()
+    if proc.exitcode != 0:
+        if proc.exitcode == -9:  # the kernel's out-of-memory killer
+            return {"fits": False, "error": "killed by the system (out of memory)", "startup": 0.0,
+                    "peak_mb": float("nan")}
+        raise RuntimeError(f"preflight: measuring {kind} failed (exit code {proc.exitcode});"
+                           " its traceback is above")
+    return queue.get()
+
+
+def cpu_stage_startup() -> float:
+    """A stage without torch: the start of a Python process that reads and writes tables."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import pandas, pyarrow.parquet"], check=True)
+    return time.perf_counter() - t0
+
+
+# --- the projection --------------------------------------------------------------------------
+
+CHANGE_SFT = "sft.micro_batch_size (accumulates up to sft.batch_size) or sft.gradient_checkpointing"
+# the stages without torch, in the order they run: their cost is a process's start
+CPU_RULES = ["data", "tokenizer", "prompts", "pairs", "table", "optimal", "comparison", "plots",
+             "side_by_side"]
+
+
+def batch_sizes(q: dict) -> dict:
+    c = q["counts"]
+    return {"sample": min(q["sample"]["batch_size"], c["samples"]),
+            "evaluate": min(q["evaluate"]["batch_size"], c["eval_samples"]),
+            "monitor": min(q["train"]["reward_prompts"], 256)}
+
+
+def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
+    """One row per rule: its jobs, each job's units and seconds, and the rule's total."""
+    c, bs = q["counts"], batch_sizes(q)
+    sampled, scored = measured["sample"], measured["score"]
+    rows = []
+
+    def add(rule, jobs, kind, units, unit, per_unit, change, extra=0.0, method=""):
+        m = measured[kind]
+        start = m["startup"] + m["load"]
+        per_job = start + units * per_unit + extra
+        rows.append({"rule": rule, "method": method, "jobs": jobs, "unit": unit,
+                     "units_per_job": units, "seconds_per_unit": per_unit, "seconds_start": start,
+                     "seconds_per_job": per_job, "seconds_total": jobs * per_job,
+                     "peak_memory_mb": m["peak_mb"], "fits": m["fits"],
+                     "change": "" if m["fits"] else change, "error": m["error"]})
+
+    s = q["sft"]
+    holdout = min(s["holdout"], c["sft_reviews"] // 10)
+    add("sft", 1, "sft", (c["sft_reviews"] - holdout) // s["batch_size"] * s["epochs"], "step",
+        measured["sft"]["step"], CHANGE_SFT, extra=2 * holdout * measured["sft"]["heldout_review"])
+    add("sample", 1, "sample", math.ceil(c["samples"] / bs["sample"]), "batch",
+        sampled["sample_batch"], "sample.batch_size")
+    add("score", 1, "score", c["samples"], "text", scored["text"], "reward.batch_size")
+    if any(m in NEEDS_REFERENCE for m in q["trainers"]):
+        add("reference", 1, "reference",
+            math.ceil(c["samples"] / min(q["reference"]["batch_size"], c["samples"])), "batch",
+            measured["reference"]["batch"], "reference.batch_size")
+    monitor = sampled["monitor_batch"] + bs["monitor"] * scored["text"]
+    for method, p in q["trainers"].items():
+        kind = f"train:{method}"
+        if method in PAIRWISE:
+            per_prompt = 1 if method in RANKED else math.comb(q["sample"]["n_per_prompt"], 2)
+            steps = max(1, c["train_prompts"] * per_prompt // p["batch_size"]) * p["epochs"]
+            every = q["train"]["reward_every"]
+            checks = (steps // every + 1 + (steps % every > 0)) if bs["monitor"] else 0
+            add("train_pairwise", c["jobs"][method], kind, steps, "step", measured[kind]["step"],
+                trainer_change(method), extra=checks * monitor, method=method)
+        else:
+            add("train_ppo", c["jobs"][method], kind, p["iterations"], "iteration",
+                measured[kind]["iteration"], trainer_change(method), method=method)
+    # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
+    batches = math.ceil(c["eval_samples"] / bs["evaluate"])
+    per_batch = sampled["eval_batch"] + 2 * measured["kl"]["batch"]
+    add("evaluate", c["policies"], "kl", batches, "batch",
+        per_batch + bs["evaluate"] * scored["text"], "evaluate.batch_size")
+    pool = c["eval_prompts"] * max(q["best_of_n"]["n"])
+    add("best_of_n", c["best_of_n_jobs"], "sample", math.ceil(pool / bs["evaluate"]), "batch",
+        sampled["eval_batch"], "evaluate.batch_size", extra=pool * scored["text"])
+    for rule in CPU_RULES:
+        jobs = c["cpu_jobs"][rule]
+        rows.append({"rule": rule, "method": "", "jobs": jobs, "unit": "job", "units_per_job": 1,
+                     "seconds_per_unit": 0.0, "seconds_start": cpu_start,
+                     "seconds_per_job": cpu_start, "seconds_total": jobs * cpu_start,
+                     "peak_memory_mb": float("nan"), "fits": True, "change": "", "error": ""})
+    return pd.DataFrame(rows)
+
+
+def kinds(q: dict) -> list[str]:
+    needs_reference = any(m in NEEDS_REFERENCE for m in q["trainers"])
+    return (["sft", "sample", "score"] + (["reference"] if needs_reference else [])
+            + [f"train:{m}" for m in q["trainers"]] + ["kl"])
+
+
+def summary(table: pd.DataFrame, where: str) -> str:
+    lines = [f"preflight on {where}: projected wall time per rule (jobs one after another)",
+             f"  {'rule':<22}{'jobs':>5}{'per job':>12}{'total':>12}{'peak MB':>10}  fits"]
+    for r in table.itertuples():
+        lines.append(f"  {(r.rule + ' ' + r.method).strip():<22}{r.jobs:>5}{duration(r.seconds_per_job):>12}"
+                     f"{duration(r.seconds_total):>12}{r.peak_memory_mb:>10.0f}  "
+                     f"{'yes' if r.fits else 'NO: change ' + r.change}")
+    lines.append(f"  {'the study':<22}{int(table['jobs'].sum()):>5}{'':>12}"
+                 f"{duration(table['seconds_total'].sum()):>12}")
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["sft", "tokenizer"], ["out"], argv)
+    q = args.params
+    q["counts"]["sft_reviews"] = len(io.read_parquet(args.sft, ["text"]))
+    inputs = Inputs(q, args.sft, args.tokenizer)
+    dev = device()
+    where = torch.cuda.get_device_name(0) if dev.type == "cuda" else \
+        f"the CPU, {torch.get_num_threads()} threads"
+    measured = {}
+    for kind in kinds(q):
+        log.info("measuring %s", kind)
+        measured[kind] = run_kind(kind, inputs)
+    table = projection(q, measured, cpu_stage_startup())
+    table.insert(0, "device", where)
+    io.write_csv(table, args.out)
+    print(summary(table, where), flush=True)
+    if not table["fits"].all():
+        log.warning("does not fit: %s", "; ".join(
+            f"{r.rule} ({r.error}): change {r.change}" for r in table[~table["fits"]].itertuples()))
+
+
+if __name__ == "__main__":
+    cli.run(main)
