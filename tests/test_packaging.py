@@ -2,6 +2,7 @@
 
 import tomllib
 
+import pytest
 import yaml
 
 from runner import REPO
@@ -14,9 +15,10 @@ def test_conda_env_matches_pyproject_dependencies():
     assert sorted(p for p in pip if not p.startswith("-e")) == sorted(project)
 
 
-def test_paper_preset_overrides_only_known_keys():
+@pytest.mark.parametrize("preset", ["paper", "smollm2"])
+def test_a_preset_overrides_only_known_keys(preset):
     schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    preset = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
+    preset = yaml.safe_load((REPO / f"workflow/presets/{preset}.yaml").read_text())
     for section, values in preset.items():
         assert section in schema["properties"], section
         assert set(values) <= set(schema["properties"][section]["properties"]), section
