@@ -25,9 +25,14 @@ def dry_run_error(tmp_path, config) -> str:
     ({"reward": {"backend": "hf"}}, "reward.model is required when reward.backend is 'hf'"),
     ({"data": {"source": "file"}}, "data.path is required when data.source is 'file'"),
     ({"side_by_side": {"prompts": 7}}, "side_by_side.prompts (7) exceeds evaluate.n_prompts (6)"),
+    ({"train": {"seeds": []}}, "config key train.seeds: [] should be non-empty"),
+    ({"train": {"seeds": [-1]}}, "config key train.seeds.0: -1 is less than the minimum of 0"),
+    ({"data": {"source": "file", "path": "/no/such.csv"}},
+     "config: data.path '/no/such.csv' (data.source file) does not exist"),
 ])
 def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
-    assert message in dry_run_error(tmp_path, config)
+    text = dry_run_error(tmp_path, config)
+    assert message in text and "Traceback" not in text
     assert not (tmp_path / "results").exists()
 
 

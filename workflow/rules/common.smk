@@ -63,6 +63,8 @@ def check_config(config):
         )
     if config["data"]["source"] != "embedded" and not config["data"]["path"]:
         raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
+    if config["data"]["source"] == "file" and not Path(config["data"]["path"]).expanduser().is_file():
+        raise WorkflowError(f"config: data.path '{config['data']['path']}' (data.source file) does not exist")
     full = set(config["train"]["methods"]) | set(config["train"]["full_methods"])
     for method in config["iterative"]["methods"]:
         if method not in full:
@@ -81,6 +83,15 @@ def _schema_error(config, schema_path):
         unknown = sorted(set(error.instance) - set(error.schema["properties"]))
         return f"config: unknown key(s) {unknown} under {key}; allowed: {sorted(error.schema['properties'])}"
     return f"config key {key}: {error.message}"
+
+
+# Validated before anything below reads it: every later line may trust the config's shape.
+try:
+    check_config(config)
+except FileNotFoundError as err:
+    raise WorkflowError(f"config: {err}")
+except ValueError as err:
+    raise WorkflowError(str(err))
 
 
 def all_cores():
@@ -357,13 +368,6 @@ def as_arg(section, keys=None):
     chosen = section if keys is None else {k: section[k] for k in keys}
     return shlex.quote(json.dumps(chosen, sort_keys=True))
 
-
-try:
-    check_config(config)
-except FileNotFoundError as err:
-    raise WorkflowError(f"config: {err}")
-except ValueError as err:
-    raise WorkflowError(str(err))
 
 # What each job asks a cluster for: `resources.gpu_rules` for the torch stages and
 # `resources.cpu_rules` for the others, so that a preset scales them together.
