@@ -10,6 +10,7 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
+include: "workflow/rules/config.smk"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/policy.smk"

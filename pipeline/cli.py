@@ -9,14 +9,20 @@ import gc
 import json
 import sys
 
+from pipeline.methods import load_extensions
+
 
 def parse(description: str, inputs: list[str], outputs: list[str], argv=None,
           optional: tuple[str, ...] = ()):
+    """The stage's arguments. A stage that reads method records gets `extensions` in its params
+    (train.extensions): their methods are registered here, before the stage looks one up."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=json.loads, default={}, help="config section as JSON")
     for name in inputs + outputs:
         parser.add_argument(f"--{name.replace('_', '-')}", required=name not in optional)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    load_extensions(args.params.get("extensions", []))
+    return args
 
 
 def run(main, argv=None) -> None:

@@ -2,8 +2,13 @@
 
 Notation: y_w the preferred (chosen) response, y_l the rejected one; log pi(y|x) is the sum of the
 response's token log-probs with prompt tokens masked (pipeline.logprobs). Per-example losses are
-returned unreduced; trainers take the mean.
+returned unreduced; trainers take the mean. The pairwise losses' argument names are what the
+pairwise trainer feeds them by (pipeline.preference.loss_step): policy_chosen, policy_rejected,
+ref_chosen, ref_rejected (summed log-probs), chosen_length, rejected_length (response tokens),
+chosen_token_logps, rejected_token_logps, rejected_mask (per token), and the method's settings.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -12,16 +17,9 @@ import torch.nn.functional as F
 # --- DPO (Rafailov et al. 2023, eq. 7) ---------------------------------------------------------
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float):
-    """L_DPO = -log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))]).
-
-    Returns (loss, implicit reward of y_w, implicit reward of y_l), the rewards being
-    beta * (log pi - log ref), detached, for logging accuracies and margins.
-    """
-    chosen_logratio = policy_chosen - ref_chosen
-    rejected_logratio = policy_rejected - ref_rejected
-    loss = -F.logsigmoid(beta * (chosen_logratio - rejected_logratio))
-    return loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach()
+             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_DPO = -log sigmoid(beta * [(log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l))])."""
+    return -F.logsigmoid(beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)))
 
 
 # --- Cringe (Adolphs et al. 2022) and Pairwise Cringe (Xu et al. 2023) --------------------------
@@ -157,42 +155,36 @@ class FixedKLController:
 # --- The DPO paper's other baselines, and variants robust to noisy labels ---------------------
 
 def ipo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, tau: float):
+             ref_rejected: torch.Tensor, tau: float) -> torch.Tensor:
     """L_IPO = (h - 1/(2 tau))^2, h = (log pi(y_w) - log ref(y_w)) - (log pi(y_l) - log ref(y_l)).
 
     IPO (Azar et al. 2023) regresses h onto a finite margin where DPO pushes it towards infinity, so
     a pair that is always won by the same side cannot drive the policy arbitrarily far from pi_ref.
     The log-probs are summed over the response, as in the paper's equation; TRL's loss_type="ipo"
-    averages them per token instead, which divides h by the length and changes what tau means.
-
-    Returns (loss, h), h detached, for logging.
+    averages them per token instead (ipo_mean_loss), which divides h by the length and changes
+    what tau means.
     """
     if tau <= 0:
         raise ValueError(f"ipo tau = {tau} must be > 0")
     h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    return (h - 1 / (2 * tau)) ** 2, h.detach()
+    return (h - 1 / (2 * tau)) ** 2
 
 
 def conservative_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
                           ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
-                          label_smoothing: float):
+                          label_smoothing: float) -> torch.Tensor:
     """L_cDPO = -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h), h as in L_DPO.
 
     Conservative DPO (Mitchell 2023, "A note on DPO with noisy preferences"): DPO with each label
     trusted with probability 1 - eps. Its minimum lies at beta h = log((1 - eps) / eps), so a
     flipped pair pulls only so far; eps = 0 is DPO. This is TRL's loss_type="sigmoid" with
-    label_smoothing, not TRL's "robust" loss (Chowdhury et al. 2024, which divides by 1 - 2 eps).
-
-    Returns what dpo_loss returns.
+    label_smoothing, not TRL's "robust" loss (robust_dpo_loss, which divides by 1 - 2 eps).
     """
     if not 0 <= label_smoothing < 0.5:
         raise ValueError(f"cDPO label_smoothing = {label_smoothing} must lie in [0, 0.5)")
-    chosen_logratio = policy_chosen - ref_chosen
-    rejected_logratio = policy_rejected - ref_rejected
-    logits = beta * (chosen_logratio - rejected_logratio)
+    logits = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
     # logsigmoid, not log(sigmoid): stays finite where sigmoid underflows to 0
-    loss = -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
-    return loss, beta * chosen_logratio.detach(), beta * rejected_logratio.detach()
+    return -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
 
 
 def unlikelihood_loss(chosen_token_logps: torch.Tensor, rejected_token_logps: torch.Tensor,
@@ -234,3 +226,241 @@ def plackett_luce_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor,
     tail = s.flip(-1).logcumsumexp(-1).flip(-1)  # tail[k] = log sum_{j>=k} exp(s_j), all k at once
     # the k = K term, s_K - log exp(s_K), is 0: the last pick has one candidate
     return -(s - tail)[..., :-1].sum(-1)
+
+
+def preferred_ft_loss(chosen_token_logps: torch.Tensor) -> torch.Tensor:
+    """L_SFT(y_w) = -log pi(y_w | x): Preferred-FT, supervised fine-tuning on the chosen responses
+    (the DPO paper's baseline; TRL's loss_type="sft" takes the mean over the batch's tokens
+    instead of the sum over each response)."""
+    return ce_loss(chosen_token_logps)
+
+
+# --- TRL's DPOTrainer loss family (TRL 1.16, `DPOConfig.loss_type`) ----------------------------
+# s_w = log pi(y_w) - log ref(y_w), s_l likewise, D = s_w - s_l: sums over the response tokens.
+
+def _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected):
+    return policy_chosen - ref_chosen, policy_rejected - ref_rejected
+
+
+def slic_hinge_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                    ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_SLiC = max(0, 1 - beta D): the hinge of SLiC-HF (Zhao et al. 2023), TRL's "hinge"; it
+    stops pushing a pair once its margin reaches 1 / beta."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return torch.relu(1 - beta * (s_w - s_l))
+
+
+def ipo_mean_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, chosen_length: torch.Tensor,
+                  rejected_length: torch.Tensor, tau: float) -> torch.Tensor:
+    """L = (s_w / |y_w| - s_l / |y_l| - 1/(2 tau))^2: IPO on per-token mean log-ratios, TRL's "ipo"
+    (the form the IPO authors confirmed to TRL; ipo_loss is the paper's summed form)."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    h = s_w / chosen_length.clamp(min=1) - s_l / rejected_length.clamp(min=1)
+    return (h - 1 / (2 * tau)) ** 2
+
+
+def exo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float, epsilon: float) -> torch.Tensor:
+    """L_EXO = q_w (log q_w - log(1 - eps)) + q_l (log q_l - log eps), q_w = sigmoid(beta D),
+    q_l = sigmoid(-beta D): KL(q || p_eps) between the policy's implied preference over the pair and
+    the label smoothed by eps (EXO, Ji et al. 2024, eq. 16; TRL's "exo_pair")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    z = beta * (s_w - s_l)
+    return (torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-epsilon))
+            + torch.sigmoid(-z) * (F.logsigmoid(-z) - math.log(epsilon)))
+
+
+def nca_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_NCA = -log sigmoid(beta s_w) - 1/2 log sigmoid(-beta s_w) - 1/2 log sigmoid(-beta s_l):
+    noise-contrastive alignment (Chen et al. 2024), which pulls y_w's own likelihood up rather
+    than only the margin (TRL's "nca_pair")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return (-F.logsigmoid(beta * s_w) - 0.5 * F.logsigmoid(-beta * s_w)
+            - 0.5 * F.logsigmoid(-beta * s_l))
+
+
+def robust_dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                    ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+                    epsilon: float) -> torch.Tensor:
+    """L_rDPO = [-(1 - eps) log sigmoid(beta D) + eps log sigmoid(-beta D)] / (1 - 2 eps): robust
+    DPO (Chowdhury et al. 2024), an unbiased loss under labels flipped with probability eps
+    (TRL's "robust")."""
+    if not 0 <= epsilon < 0.5:
+        raise ValueError(f"robust DPO epsilon = {epsilon} must lie in [0, 0.5)")
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    z = beta * (s_w - s_l)
+    return (-(1 - epsilon) * F.logsigmoid(z) + epsilon * F.logsigmoid(-z)) / (1 - 2 * epsilon)
+
+
+def bco_pair_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_BCO = -log sigmoid(beta s_w) - log sigmoid(-beta s_l): binary classifier optimisation
+    (Jung et al. 2024) on the pair, each response classified on its own; without the running
+    reward shift of TRL's BCO trainer, as TRL's "bco_pair" has none."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return -F.logsigmoid(beta * s_w) - F.logsigmoid(-beta * s_l)
+
+
+def sppo_hard_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                   ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_SPPO = (s_w - 1/(2 beta))^2 + (s_l + 1/(2 beta))^2: self-play preference optimisation
+    (Wu et al. 2024, eq. 4.7) with hard win probabilities 1 and 0 (TRL's "sppo_hard")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return (s_w - 0.5 / beta) ** 2 + (s_l + 0.5 / beta) ** 2
+
+
+def aot_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+             ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_AOT = -log sigmoid(beta (sort(log pi(y_w) - log pi(y_l)) - sort(log ref(y_w) - log ref(y_l)))):
+    alignment via optimal transport (Melnyk et al. 2024), the policy's and the reference's margins
+    each sorted across the batch, so the loss asks the policy's distribution of margins to dominate
+    the reference's (TRL's "aot"). It couples the rows of a batch."""
+    delta = (torch.sort(policy_chosen - policy_rejected, dim=0).values
+             - torch.sort(ref_chosen - ref_rejected, dim=0).values)
+    return -F.logsigmoid(beta * delta)
+
+
+def aot_unpaired_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                      ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L = -log sigmoid(beta (sort(s_w) - sort(s_l))): AOT with the chosen and the rejected
+    log-ratios each sorted across the batch, for data that is not truly paired (TRL's
+    "aot_unpaired")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return -F.logsigmoid(beta * (torch.sort(s_w, dim=0).values - torch.sort(s_l, dim=0).values))
+
+
+def apo_zero_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_APO-zero = 1 - sigmoid(beta s_w) + sigmoid(beta s_l): anchored preference optimisation
+    (D'Oosterlinck et al. 2024, eq. 7), for chosen responses better than the policy's own: y_w's
+    likelihood up, y_l's down (TRL's "apo_zero")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return 1 - torch.sigmoid(beta * s_w) + torch.sigmoid(beta * s_l)
+
+
+def apo_down_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """L_APO-down = sigmoid(beta s_w) + 1 - sigmoid(beta D) (eq. 8), for chosen responses worse
+    than the policy's own: both likelihoods down, y_l's more (TRL's "apo_down")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return torch.sigmoid(beta * s_w) + 1 - torch.sigmoid(beta * (s_w - s_l))
+
+
+def discopop_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+                  tau: float) -> torch.Tensor:
+    """L_DiscoPOP = (1 - w) (-log sigmoid(beta D)) + w exp(-beta D), w = sigmoid(beta D / tau):
+    the log-ratio modulated loss found by LLM-driven discovery (Chris Lu et al. 2024, eq. 5),
+    logistic for pairs the policy gets wrong, exponential for those it gets right (TRL's
+    "discopop", tau 0.05)."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    z = beta * (s_w - s_l)
+    w = torch.sigmoid(z / tau)
+    return -F.logsigmoid(z) * (1 - w) + torch.exp(-z) * w
+
+
+def dpo_norm_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, chosen_length: torch.Tensor,
+                  rejected_length: torch.Tensor, beta: float) -> torch.Tensor:
+    """L = -log sigmoid(beta (s_w / |y_w| - s_l / |y_l|)): DPO on per-token mean log-ratios, so a
+    long response does not win by its length (TRL's "sigmoid_norm")."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return -F.logsigmoid(beta * (s_w / chosen_length.clamp(min=1) - s_l / rejected_length.clamp(min=1)))
+
+
+# --- f-DPO (Wang et al. 2024): DPO under another f-divergence than the reverse KL --------------
+# With the regulariser D_f(pi || ref), the implicit reward is beta f'(pi / ref): DPO's
+# log-ratio s is replaced by f'(exp(s)) in -log sigmoid(beta (f'_w - f'_l)) (TRL's
+# `f_divergence_type`; reverse KL, f'(u) = log u + 1, is DPO).
+
+def f_dpo_forward_kl_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                          ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
+                          beta: float) -> torch.Tensor:
+    """Forward KL, f(u) = -log u: f'(u) = 1 - 1/u, so s -> 1 - exp(-s)."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return -F.logsigmoid(beta * ((1 - torch.exp(-s_w)) - (1 - torch.exp(-s_l))))
+
+
+def f_dpo_js_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                  ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+    """Jensen-Shannon: f'(u) = log(2u / (1 + u)), so s -> log 2 + log sigmoid(s)."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    return -F.logsigmoid(beta * ((math.log(2) + F.logsigmoid(s_w)) - (math.log(2) + F.logsigmoid(s_l))))
+
+
+def f_dpo_alpha_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+                     ref_chosen: torch.Tensor, ref_rejected: torch.Tensor, beta: float,
+                     alpha: float) -> torch.Tensor:
+    """alpha-divergence: f'(u) = (u^(alpha - 1) - 1) / (alpha - 1), so
+    s -> (exp((alpha - 1) s) - 1) / (alpha - 1); the exponent is capped at 80 as TRL caps it (fp32
+    stays finite). alpha -> 1 is the reverse KL, DPO."""
+    s_w, s_l = _logratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected)
+    if abs(alpha - 1) < 1e-6:
+        return -F.logsigmoid(beta * (s_w - s_l))
+
+    def f_prime(s):
+        return (torch.exp(((alpha - 1) * s).clamp(max=80.0)) - 1) / (alpha - 1)
+    return -F.logsigmoid(beta * (f_prime(s_w) - f_prime(s_l)))
+
+
+# --- Without a reference model: SimPO, CPO, ORPO ----------------------------------------------
+
+def simpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+               chosen_length: torch.Tensor, rejected_length: torch.Tensor, beta: float,
+               gamma: float) -> torch.Tensor:
+    """L_SimPO = -log sigmoid(beta (log pi(y_w) / |y_w| - log pi(y_l) / |y_l|) - gamma): the policy's
+    length-normalised likelihood as the implicit reward, no reference, a target margin gamma
+    (Meng et al. 2024, eq. 6; TRL's CPOTrainer with loss_type="simpo", cpo_alpha 0)."""
+    margin = policy_chosen / chosen_length.clamp(min=1) - policy_rejected / rejected_length.clamp(min=1)
+    return -F.logsigmoid(beta * margin - gamma)
+
+
+def cpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+             chosen_length: torch.Tensor, beta: float, alpha: float) -> torch.Tensor:
+    """L_CPO = -log sigmoid(beta (log pi(y_w) - log pi(y_l))) + alpha (-log pi(y_w) / |y_w|):
+    contrastive preference optimisation (Xu et al. 2024, eq. 3 plus its NLL term), DPO's loss with
+    the reference dropped and the chosen response's likelihood kept up (TRL's CPOTrainer,
+    loss_type="sigmoid", cpo_alpha; TRL averages the NLL over the batch's tokens, here over each
+    response's, then the batch)."""
+    return (-F.logsigmoid(beta * (policy_chosen - policy_rejected))
+            - alpha * policy_chosen / chosen_length.clamp(min=1))
+
+
+def orpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor,
+              chosen_length: torch.Tensor, rejected_length: torch.Tensor,
+              lam: float) -> torch.Tensor:
+    """L_ORPO = -log P(y_w) - lam log sigmoid(log odds(y_w) - log odds(y_l)), with P(y) the
+    length-normalised likelihood exp(log pi(y) / |y|) and odds(y) = P(y) / (1 - P(y)): the
+    odds-ratio preference term on top of SFT, no reference (Hong et al. 2024, eqs. 2-7; TRL's
+    ORPOTrainer with beta = lam, which averages the NLL over the batch's tokens)."""
+    mean_w = policy_chosen / chosen_length.clamp(min=1)
+    mean_l = policy_rejected / rejected_length.clamp(min=1)
+
+    def log1mexp(x):  # log(1 - exp(x)) for x < 0, stable at both ends
+        return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    log_odds = (mean_w - mean_l) - (log1mexp(mean_w) - log1mexp(mean_l))
+    return -mean_w - lam * F.logsigmoid(log_odds)
+
+
+# --- KTO (Ethayarajh et al. 2024): unpaired desirable and undesirable responses ----------------
+
+def kto_loss(policy_logps: torch.Tensor, ref_logps: torch.Tensor, desirable: torch.Tensor,
+             z0: torch.Tensor, beta: float, desirable_weight: float,
+             undesirable_weight: float) -> torch.Tensor:
+    """L_KTO(y) = lambda_D (1 - sigmoid(beta (s - z0))) for a desirable y,
+    lambda_U (1 - sigmoid(beta (z0 - s))) for an undesirable one, s = log pi(y) - log ref(y).
+
+    z0, the reference point, estimates KL(pi || ref) from the batch (kto_reference_point); it
+    carries no gradient. `desirable` is a bool per response; returns (B,).
+    """
+    s = policy_logps - ref_logps
+    return torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * (s - z0))),
+                       undesirable_weight * (1 - torch.sigmoid(beta * (z0 - s))))
+
+
+def kto_reference_point(policy_mismatched: torch.Tensor, ref_mismatched: torch.Tensor) -> torch.Tensor:
+    """z0 = max(0, mean over the batch of log pi(y'|x) - log ref(y'|x)), on mismatched pairs (each
+    prompt with another row's response): KTO's estimate of KL(pi || ref), without gradient."""
+    return (policy_mismatched - ref_mismatched).mean().detach().clamp(min=0)

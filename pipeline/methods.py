@@ -1,32 +1,163 @@
-"""The trained methods, the hyperparameter each one sweeps, and how a policy is named on disk.
+"""The methods of the study, one record each, and how a policy is named on disk.
 
-Kept free of heavy imports: the Snakefile uses it to lay out the DAG.
+A record is the one place that says what a method is: its name (its config section and the first
+part of its policy ids), label and plot colour, what it trains on, whether it needs pi_ref's
+log-probs, the key its sweep runs over, the section it takes its optimiser settings from, and the
+loss (or step) that trains it. The DAG, the schema's method lists, the trainers, the plots and the
+tests all read these records. A method of one's own is a loss function and a `register(Method(...))`
+in a module named in `train.extensions` (docs/adding-a-method.md).
+
+Kept free of heavy imports: the Snakefile uses it to lay out the DAG, so losses and steps are
+named as "module:function" strings (or given as functions by an extension) and resolved by the
+stage that runs them.
 """
 
+import importlib
+import importlib.util
 import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-SWEPT = {
-    "dpo": "beta", "cringe": "b", "ppo": "target_kl",                      # the slides' table
-    "ipo": "tau", "unlikelihood": "alpha", "preferred_ft": "epochs",      # the paper's baselines
-    "best_of_n": "n",
-    "dpo_noisy": "rate", "cdpo_noisy": "rate",                              # noisy labels
-    "ppo_rm": "target_kl",                                                  # the RLHF route
-    "plackett_luce": "beta", "dpo_ranked": "beta",                          # best-choice data
-}
-PAIRWISE = {"dpo", "cringe", "ipo", "unlikelihood", "preferred_ft", "dpo_noisy", "cdpo_noisy",
-            "plackett_luce", "dpo_ranked"}  # the trainers of pipeline/preference.py
-# trained on the rankings (each prompt's samples, best first) instead of the pairs
-RANKED = {"plackett_luce", "dpo_ranked"}
-NEEDS_REFERENCE = {"dpo", "ipo", "dpo_noisy", "cdpo_noisy", "plackett_luce", "dpo_ranked"}
-TRAINED = PAIRWISE | {"ppo", "ppo_rm"}  # best_of_n has no trained policy: it samples pi_ref
-# Methods that can be trained for several rounds, each on the pairs of the previous round's samples
-# (iterative DPO, the Cringe paper's iterative Pairwise Cringe): the offline pairwise trainers.
-ITERABLE = PAIRWISE
-# Methods whose other settings (optimiser, batch size, epochs, ...) are those of another method:
-# the baselines train like DPO, and PPO on the learned reward like PPO on the true one.
-SETTINGS_FROM = {"ipo": "dpo", "unlikelihood": "dpo", "preferred_ft": "dpo", "dpo_noisy": "dpo",
-                 "cdpo_noisy": "dpo", "plackett_luce": "dpo", "dpo_ranked": "dpo", "ppo_rm": "ppo"}
+# What a method trains on (`Method.data`).
+PAIRS = "pairs"                # the 6 preference pairs per prompt (results/pairs.parquet)
+RANKINGS = "rankings"          # each prompt's samples ranked best first, one row per prompt
+RANKED_PAIRS = "ranked_pairs"  # the C(K, 2) pairs of exactly those rankings
+ONLINE = "online"              # samples of its own, drawn while training, scored by the reward
+NOTHING = "nothing"            # no training: Best-of-N answers with pi_ref's samples
+DATA = (PAIRS, RANKINGS, RANKED_PAIRS, ONLINE, NOTHING)
+# The trainer module that runs a method's jobs, by what it trains on.
+TRAINERS = {PAIRS: "preference", RANKINGS: "preference", RANKED_PAIRS: "preference",
+            ONLINE: "ppo", NOTHING: None}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str                # config section, and the first part of its policy ids
+    label: str               # legend entry: the method and, in brackets, what its sweep varies
+    colour: str              # matplotlib colour
+    swept: str               # the key of its section swept, one policy per value
+    data: str                # one of DATA
+    family: str              # the panel of the full frontier figure it is drawn in
+    loss: str | Callable | None = None  # a pure loss, fed by name (pipeline.preference.loss_step)
+    step: str | Callable | None = None  # or a step of its own, when a loss needs more than log-probs
+    needs_reference: bool = False       # reads pi_ref's cached log-probs (rule `reference`)
+    settings_from: str | None = None    # the section of its optimiser settings, when not its own
+    chosen_only: bool = False           # learns from the chosen responses alone
+    noisy_labels: bool = False          # its pairs' labels flipped at `rate` (pipeline.noise)
+    learned_reward: bool = False        # online, against the learned reward model
+    section: dict | None = None         # JSON schema of its section's keys (extensions only)
+
+    @property
+    def trainer(self) -> str | None:
+        return TRAINERS[self.data]
+
+    @property
+    def iterable(self) -> bool:
+        """Trained for several rounds, each on the pairs of the previous round's samples
+        (iterative DPO, the Cringe paper's iterative Pairwise Cringe): the offline trainers."""
+        return self.trainer == "preference"
+
+    @property
+    def settings(self) -> str:
+        """The config section its optimiser settings (lr, batch size, epochs, ...) come from."""
+        return self.settings_from or self.name
+
+    @property
+    def reads(self) -> str | None:
+        """The preference file it learns from: pairs or rankings; None for the others."""
+        return {PAIRS: "pairs", RANKINGS: "rankings", RANKED_PAIRS: "rankings"}.get(self.data)
+
+
+METHODS: dict[str, Method] = {}
 REFERENCE = "sft"  # the policy id of pi_ref
+RESERVED = {REFERENCE, "pi_ref", "optimal", "pool"}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the study's catalogue: the public entry point for methods of one's own."""
+    if method.name in METHODS or method.name in RESERVED or not re.fullmatch(r"[a-z][a-z0-9_]*", method.name):
+        raise ValueError(f"method name '{method.name}' is taken or not of the form [a-z][a-z0-9_]*")
+    if method.data not in DATA:
+        raise ValueError(f"method {method.name}: data '{method.data}' is not one of {DATA}")
+    if method.trainer == "preference" and (method.loss is None) == (method.step is None):
+        raise ValueError(f"method {method.name}: give exactly one of loss and step")
+    METHODS[method.name] = method
+    return method
+
+
+def method(name: str) -> Method:
+    if name not in METHODS:
+        raise ValueError(f"unknown method '{name}'; known: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def trained(names=None) -> list[str]:
+    """The methods (of `names`, or all) that train a policy."""
+    return [m for m in (names if names is not None else METHODS) if method(m).trainer]
+
+
+def resolve(ref: str | Callable) -> Callable:
+    """A loss or step given as "module:function", imported; a function as it is."""
+    if callable(ref):
+        return ref
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def load_extensions(paths: list[str]) -> None:
+    """Import each module of `train.extensions` (a .py file or an importable module name), whose
+    `register` calls add its methods. A module already imported is not run twice."""
+    for entry in paths:
+        if entry.endswith(".py"):
+            path = Path(entry).expanduser().resolve()
+            if not path.is_file():
+                raise FileNotFoundError(f"train.extensions: '{entry}' does not exist")
+            name = f"extension_{path.stem}"
+            if name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(entry)
+
+
+L = "pipeline.losses:"
+P = "pipeline.preference:"
+# The slides' table
+register(Method("dpo", "DPO (beta)", "tab:blue", "beta", PAIRS, "DPO family", loss=L + "dpo_loss",
+                needs_reference=True))
+register(Method("cringe", "Pairwise Cringe (b)", "tab:green", "b", PAIRS, "reference-free",
+                step=P + "cringe_step"))
+register(Method("ppo", "PPO, true reward (target KL)", "tab:red", "target_kl", ONLINE, "online RL"))
+# The DPO paper's other baselines
+register(Method("ipo", "IPO (tau)", "tab:purple", "tau", PAIRS, "DPO family", loss=L + "ipo_loss",
+                needs_reference=True, settings_from="dpo"))
+register(Method("unlikelihood", "Unlikelihood (alpha)", "tab:brown", "alpha", PAIRS,
+                "reference-free", loss=L + "unlikelihood_loss", settings_from="dpo"))
+register(Method("preferred_ft", "Preferred-FT (epochs)", "tab:olive", "epochs", PAIRS,
+                "reference-free", loss=L + "preferred_ft_loss", settings_from="dpo",
+                chosen_only=True))
+register(Method("best_of_n", "Best-of-N (N; KL: the bound)", "tab:gray", "n", NOTHING, "sampling"))
+# Noisy labels
+register(Method("dpo_noisy", "DPO, noisy labels (rate)", "tab:cyan", "rate", PAIRS, "noisy labels",
+                loss=L + "dpo_loss", needs_reference=True, settings_from="dpo", noisy_labels=True))
+register(Method("cdpo_noisy", "conservative DPO, noisy labels (rate)", "tab:pink", "rate", PAIRS,
+                "noisy labels", loss=L + "conservative_dpo_loss", needs_reference=True,
+                settings_from="dpo", noisy_labels=True))
+# The RLHF route
+register(Method("ppo_rm", "PPO, learned reward (target KL)", "tab:orange", "target_kl", ONLINE,
+                "online RL", settings_from="ppo", learned_reward=True))
+# Best-choice data
+register(Method("plackett_luce", "Plackett-Luce on rankings (beta)", "gold", "beta", RANKINGS,
+                "rankings", step=P + "plackett_luce_step", needs_reference=True,
+                settings_from="dpo"))
+register(Method("dpo_ranked", "DPO on the rankings' pairs (beta)", "navy", "beta", RANKED_PAIRS,
+                "rankings", loss=L + "dpo_loss", needs_reference=True, settings_from="dpo"))
+
 LATER_ROUND = r"[2-9]|[1-9]\d+"  # rounds with a /round<r> suffix: round 1 is the ordinary run
 
 
@@ -37,17 +168,26 @@ def policy_id(method: str, value, seed: int, rnd: int = 1) -> str:
     return pid if rnd == 1 else f"{pid}/round{rnd}"
 
 
+def policy_id_pattern(methods) -> str:
+    """The regular expression of the policy ids of `methods` (pi_ref's, "sft", is not one)."""
+    return rf"({'|'.join(map(re.escape, methods))})/[^/]+/seed\d+(/round({LATER_ROUND}))?"
+
+
+def split_policy_id(pid: str) -> tuple[str, str, int, int]:
+    """(method, value as written, seed, round) of a trained or Best-of-N policy's id: the one
+    place that reads the format."""
+    if not re.fullmatch(policy_id_pattern(METHODS), pid):
+        raise ValueError(f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>"
+                         "[/round<r>] of a known method")
+    method_name, value, seed, *rnd = pid.split("/")
+    return method_name, value, int(seed.removeprefix("seed")), int(rnd[0][5:]) if rnd else 1
+
+
 def parse_policy_id(pid: str) -> dict:
     """{'method', 'param', 'value', 'seed', 'round'} of a policy id; pi_ref is method 'pi_ref'."""
     if pid == REFERENCE:
         return {"method": "pi_ref", "param": "", "value": float("nan"), "seed": float("nan"),
                 "round": float("nan")}
-    parts = pid.split("/")
-    # round 1's id has no suffix; a later round's ends in /round<r>, r >= 2
-    if not (len(parts) in (3, 4) and parts[0] in SWEPT and re.fullmatch(r"seed\d+", parts[2])
-            and (len(parts) == 3 or re.fullmatch(rf"round({LATER_ROUND})", parts[3]))):
-        raise ValueError(f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>"
-                         "[/round<r>]")
-    method, value, seed = parts[:3]
-    return {"method": method, "param": SWEPT[method], "value": float(value), "seed": int(seed[4:]),
-            "round": int(parts[3][5:]) if len(parts) == 4 else 1}
+    method_name, value, seed, rnd = split_policy_id(pid)
+    return {"method": method_name, "param": METHODS[method_name].swept, "value": float(value),
+            "seed": seed, "round": rnd}

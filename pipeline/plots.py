@@ -23,22 +23,19 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.methods import TRAINED, parse_policy_id
+from pipeline.methods import METHODS, parse_policy_id
 
 log = get_logger("plots")
 
-COLOURS = {"pi_ref": "black", "dpo": "tab:blue", "cringe": "tab:green", "ppo": "tab:red",
-           "ipo": "tab:purple", "unlikelihood": "tab:brown", "preferred_ft": "tab:olive",
-           "best_of_n": "tab:gray", "dpo_noisy": "tab:cyan", "cdpo_noisy": "tab:pink",
-           "ppo_rm": "tab:orange", "plackett_luce": "gold", "dpo_ranked": "navy"}
-LABELS = {"pi_ref": "pi_ref (SFT)", "dpo": "DPO (beta)", "cringe": "Pairwise Cringe (b)",
-          "ppo": "PPO, true reward (target KL)", "ipo": "IPO (tau)",
-          "unlikelihood": "Unlikelihood (alpha)", "preferred_ft": "Preferred-FT (epochs)",
-          "best_of_n": "Best-of-N (N; KL: the bound)", "dpo_noisy": "DPO, noisy labels (rate)",
-          "cdpo_noisy": "conservative DPO, noisy labels (rate)",
-          "ppo_rm": "PPO, learned reward (target KL)",
-          "plackett_luce": "Plackett-Luce on rankings (beta)",
-          "dpo_ranked": "DPO on the rankings' pairs (beta)"}
+REFERENCE_STYLE = {"colour": "black", "label": "pi_ref (SFT)"}
+
+
+def colour(method: str) -> str:
+    return REFERENCE_STYLE["colour"] if method == "pi_ref" else METHODS[method].colour
+
+
+def legend(method: str) -> str:
+    return REFERENCE_STYLE["label"] if method == "pi_ref" else METHODS[method].label
 
 
 MARKERS = "osD^v<>p"  # by round
@@ -80,27 +77,27 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
     ]:
         ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
         ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
-                label=f"{LABELS['pi_ref']}: {ref['sentiment']:.3f}")
+                label=f"{legend('pi_ref')}: {ref['sentiment']:.3f}")
         if kl == "kl":
             optimal_line(ax, optimal, kl, min_ess, right=1.05 * agg["kl_hi"].max())
         points = agg.dropna(subset=[kl])
         for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
             rows = rows.sort_values(kl)
             xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
-            name = LABELS[method] + (f", round {rnd:g}" if rnd > 1 else "")
+            name = legend(method) + (f", round {rnd:g}" if rnd > 1 else "")
             ax.errorbar(rows[kl], rows["sentiment"], xerr=xerr,
                         yerr=[rows["sentiment"] - rows["sentiment_lo"],
                               rows["sentiment_hi"] - rows["sentiment"]],
                         marker=MARKERS[(int(rnd) - 1) % len(MARKERS)], capsize=3,
-                        ls="-" if rnd == 1 else "--", color=COLOURS[method], label=name)
+                        ls="-" if rnd == 1 else "--", color=colour(method), label=name)
             for r in rows.itertuples():
                 ax.annotate(f"{r.value:g}", (getattr(r, kl), r.sentiment),
                             textcoords="offset points", xytext=(5, -12), fontsize=8,
-                            color=COLOURS[method])
+                            color=colour(method))
         for (method, _), chain in points.groupby(["method", "value"], sort=False):
             if len(chain) > 1:  # one policy's path through the rounds
                 chain = chain.sort_values("round")
-                ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=COLOURS[method])
+                ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=colour(method))
         if points[kl].max() > RUNAWAY_KL:  # keep the others readable: log scale beyond 10 nats
             ax.set_xscale("symlog", linthresh=10, linscale=2)
             ax.set_xticks([t for t in (0, 2, 4, 6, 8, 10, 20, 40, 80, 160, 320)
@@ -127,7 +124,7 @@ def sentiment(scores: dict[str, pd.Series], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4.5))
     parts = ax.violinplot([scores[n].to_numpy() for n in names], showmeans=True, widths=0.8)
     for body, name in zip(parts["bodies"], names):
-        body.set_facecolor(COLOURS[name.split()[0]])
+        body.set_facecolor(colour(name.split()[0]))
         body.set_alpha(0.5)
     for key in ("cmeans", "cmins", "cmaxes", "cbars"):
         parts[key].set_color("black")
@@ -148,7 +145,7 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
         method = name.split()[0]
         seen[method] = seen.get(method, -1) + 1
         # one colour per method, one line style per policy of that method
-        style = {"color": COLOURS[method], "label": name, "alpha": 0.85,
+        style = {"color": colour(method), "label": name, "alpha": 0.85,
                  "ls": ["-", "--", ":", "-."][seen[method] % 4]}
         if "iteration" in m:  # PPO
             axes[1, 0].plot(m["iteration"], m["reward"], **style)
@@ -186,7 +183,7 @@ def main(argv=None):
     for pid in policies:
         meta = parse_policy_id(pid)
         name = label(meta["method"], meta["value"], meta["round"])
-        if meta["method"] in TRAINED:
+        if METHODS[meta["method"]].trainer:
             name += f" s{meta['seed']}"
             curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
         scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])["score"]

@@ -12,6 +12,7 @@ Every `reward_every` steps and at the end, the policy samples one completion for
 training prompts and the ground-truth reward scores them (`sample_reward` in the metrics).
 """
 
+import inspect
 import time
 from itertools import combinations
 
@@ -25,10 +26,9 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.losses import (ce_loss, conservative_dpo_loss, cringe_gate, cringe_token_loss,
-                             dpo_loss, ipo_loss, pairwise_cringe_loss, plackett_luce_loss,
-                             unlikelihood_loss)
-from pipeline.methods import NEEDS_REFERENCE, RANKED
+from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, pairwise_cringe_loss,
+                             plackett_luce_loss)
+from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.safe_loading import load_tokenizer
 from pipeline.noise import apply_noise
@@ -62,18 +62,46 @@ def sequence_logps(model, batch, index):
     return token_logprobs(forward_logprobs(model, batch), batch).sum(-1)[index]
 
 
-def dpo_step(model, batch, index, ref, p, generator):
-    """DPO, and conservative DPO when `label_smoothing` is set (the noisy-label study)."""
-    chosen, rejected = sequence_logps(model, batch, index)
-    if "label_smoothing" in p:
-        loss, chosen_r, rejected_r = conservative_dpo_loss(chosen, rejected, ref[0], ref[1],
-                                                           p["beta"], p["label_smoothing"])
-    else:
-        loss, chosen_r, rejected_r = dpo_loss(chosen, rejected, ref[0], ref[1], p["beta"])
-    chosen_r, rejected_r = chosen_r.detach(), rejected_r.detach()
-    return loss, {"reward_chosen": chosen_r, "reward_rejected": rejected_r,
-                  "reward_accuracy": (chosen_r > rejected_r).float(),
-                  "reward_margin": chosen_r - rejected_r}
+# What a pairwise loss may ask for, by the name of its argument (pipeline.losses).
+PAIR_TENSORS = ("policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected", "chosen_length",
+                "rejected_length", "chosen_token_logps", "rejected_token_logps", "rejected_mask")
+
+
+def loss_step(loss):
+    """The step of a method given by a pure loss: the batch's log-probs, pi_ref's and the lengths
+    passed to it by its arguments' names, its settings from the method's section. Logged: the
+    implicit reward margin (log-ratio margin, times beta where the loss has one; without a
+    reference, the log-prob margin) and how often it is positive."""
+    wanted = list(inspect.signature(loss).parameters)
+
+    def step(model, batch, index, ref, p, generator):
+        token_logps = token_logprobs(forward_logprobs(model, batch), batch)
+        lengths = batch.response_mask.sum(-1).to(token_logps.dtype)
+        sides = ["chosen", "rejected"][:len(index)]
+        tensors = {}
+        for side, rows in zip(sides, index):
+            tensors |= {f"policy_{side}": token_logps.sum(-1)[rows], f"{side}_length": lengths[rows],
+                        f"{side}_token_logps": token_logps[rows],
+                        f"{side}_mask": batch.response_mask[rows]}
+        if ref is not None:
+            tensors |= dict(zip([f"ref_{side}" for side in sides], ref))
+        missing = [n for n in wanted if n not in tensors and n not in p]
+        if missing:
+            raise ValueError(f"{p['method']}: its loss {loss.__name__} asks for {missing}, which"
+                             f" neither the batch nor the method's section has")
+        out = loss(**{n: tensors[n] if n in tensors else p[n] for n in wanted})
+        if len(sides) == 1:
+            return out, {}
+        chosen, rejected = tensors["policy_chosen"].detach(), tensors["policy_rejected"].detach()
+        if ref is not None:  # the implicit rewards, beta (log pi - log ref)
+            scale = p["beta"] if "beta" in wanted else 1.0
+            chosen, rejected = scale * (chosen - ref[0]), scale * (rejected - ref[1])
+            stats = {"reward_chosen": chosen, "reward_rejected": rejected} if "beta" in wanted else {}
+        else:
+            stats = {}
+        margin = chosen - rejected
+        return out, stats | {"reward_accuracy": (margin > 0).float(), "reward_margin": margin}
+    return step
 
 
 def plackett_luce_step(model, batch, index, ref, p, generator):
@@ -83,12 +111,6 @@ def plackett_luce_step(model, batch, index, ref, p, generator):
     margin = (logps - ref.T)[:, :-1] - (logps - ref.T)[:, 1:]  # adjacent ranks' log-ratio margins
     return loss, {"reward_accuracy": (margin > 0).float().mean(-1).detach(),
                   "reward_margin": margin.mean(-1).detach()}
-
-
-def ipo_step(model, batch, index, ref, p, generator):
-    chosen, rejected = sequence_logps(model, batch, index)
-    loss, h = ipo_loss(chosen, rejected, ref[0], ref[1], p["tau"])
-    return loss, {"reward_accuracy": (h > 0).float(), "reward_margin": h}
 
 
 def cringe_step(model, batch, index, ref, p, generator):
@@ -107,27 +129,9 @@ def cringe_step(model, batch, index, ref, p, generator):
                   "reward_accuracy": (margin > 0).float(), "reward_margin": margin}
 
 
-def unlikelihood_step(model, batch, index, ref, p, generator):
-    chosen, rejected = index
-    token_logps = token_logprobs(forward_logprobs(model, batch), batch)
-    loss = unlikelihood_loss(token_logps[chosen], token_logps[rejected],
-                             batch.response_mask[rejected], p["alpha"])
-    margin = (token_logps[chosen].sum(-1) - token_logps[rejected].sum(-1)).detach()
-    return loss, {"reward_accuracy": (margin > 0).float(), "reward_margin": margin}
-
-
-def preferred_ft_step(model, batch, index, ref, p, generator):
-    """SFT on the chosen responses: the trainer batches only those (CHOSEN_ONLY)."""
-    [chosen] = index
-    ce = ce_loss(token_logprobs(forward_logprobs(model, batch), batch)[chosen])
-    return ce, {"ce": ce.detach()}
-
-
-# Preferred-FT learns from the chosen responses alone: the rejected ones are not even run.
-CHOSEN_ONLY = {"preferred_ft"}
-STEPS = {"dpo": dpo_step, "dpo_noisy": dpo_step, "cdpo_noisy": dpo_step, "ipo": ipo_step,
-         "cringe": cringe_step, "unlikelihood": unlikelihood_step, "preferred_ft": preferred_ft_step,
-         "plackett_luce": plackett_luce_step, "dpo_ranked": dpo_step}
+def step_function(record: Method):
+    """The step that trains a method: its own, or the one its pure loss is fed by."""
+    return resolve(record.step) if record.step else loss_step(resolve(record.loss))
 
 
 def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer,
@@ -145,7 +149,9 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
-    columns = response_columns(pairs)[:1] if p["method"] in CHOSEN_ONLY else response_columns(pairs)
+    record = method(p["method"])
+    step_fn = step_function(record)
+    columns = response_columns(pairs)[:1] if record.chosen_only else response_columns(pairs)
     if ref is not None:
         ref_logps = torch.tensor(ref[[reference_column(c) for c in columns]].to_numpy().T,
                                  dtype=torch.float32)
@@ -174,8 +180,7 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         batch, index = response_batch(pairs.iloc[rows.numpy()], columns, tok.pad_token_id)
         with autocast(dev):
             batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
-            loss, stats = STEPS[p["method"]](ddp, batch.to(dev), index.to(dev), batch_ref, p,
-                                             token_gen)
+            loss, stats = step_fn(ddp, batch.to(dev), index.to(dev), batch_ref, p, token_gen)
         stats = {k: v.sum() for k, v in stats.items()}
         # averaged per row like the statistics: 2 where a batch's pairs share no response
         stats["sequences_per_row"] = torch.tensor(float(len(batch.input_ids)), device=dev)
@@ -220,24 +225,25 @@ def main(argv=None):
     args = cli.parse(__doc__, ["pairs", "reference", "policy", "checkpoint"], ["model", "metrics"],
                      argv, optional=("reference", "checkpoint"))
     p = args.params
-    if p["method"] not in STEPS:
-        raise ValueError(f"unknown pairwise method '{p['method']}' ({sorted(STEPS)})")
+    record = method(p["method"])
+    if record.trainer != "preference":
+        raise ValueError(f"{record.name} does not train on preference data ({record.data})")
     torch.manual_seed(p["seed"])
-    ranked = p["method"] in RANKED  # these read the rankings, not the pairs
+    ranked = record.reads == "rankings"  # these read the rankings, not the pairs
     pairs = io.read_parquet(args.pairs, ["prompt_id", "prompt_ids"] + ([] if ranked else PAIR_COLUMNS))
     if pairs.empty:
-        raise ValueError(f"{args.pairs}: the file holds no {'rankings' if ranked else 'pairs'}")
-    if p["method"] in NEEDS_REFERENCE:
+        raise ValueError(f"{args.pairs}: the file holds no {record.reads}")
+    if record.needs_reference:
         if not args.reference:
-            raise ValueError(f"{p['method']} needs --reference (pi_ref's log-probs of the pairs)")
+            raise ValueError(f"{record.name} needs --reference (pi_ref's log-probs of the pairs)")
         ref = io.read_parquet(args.reference, [reference_column(c) for c in response_columns(pairs)])
         if len(ref) != len(pairs):
             raise ValueError(f"{args.reference} has {len(ref)} rows for {len(pairs)} pairs")
-    else:  # Cringe, Unlikelihood and Preferred-FT have no reference model
+    else:  # the reference-free methods: Cringe, Unlikelihood, Preferred-FT, SimPO, ...
         ref = None
-    if p["method"] == "dpo_ranked":
+    if record.data == RANKED_PAIRS:
         pairs, ref = ranking_pairs(pairs, ref)
-    if "rate" in p:  # the noisy-label study: flip labels, pi_ref's log-probs moving with them
+    if record.noisy_labels:  # flip labels, pi_ref's log-probs moving with them
         both = apply_noise(pd.concat([pairs, ref], axis=1), p["rate"], p["mode"], p["seed"])
         pairs, ref = both[pairs.columns], both[ref.columns]
         log.info("%s labels: %d of %d pairs flipped (rate %g)", p["mode"], both["flipped"].sum(),
@@ -245,7 +251,7 @@ def main(argv=None):
     world = setup()
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device())
-    if p["method"] == "cringe" and p["k"] > model.config.vocab_size - 1:
+    if record.name == "cringe" and p["k"] > model.config.vocab_size - 1:
         raise ValueError(f"cringe.k = {p['k']} exceeds the vocabulary size minus one"
                          f" ({model.config.vocab_size - 1})")
     # per-process generator states: a checkpoint of another number of processes is stale

@@ -35,7 +35,7 @@ from pipeline.batching import reference_column, response_columns
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
-from pipeline.methods import NEEDS_REFERENCE, PAIRWISE, RANKED, SETTINGS_FROM
+from pipeline.methods import METHODS, RANKINGS, load_extensions
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.sample import sample
@@ -182,12 +182,12 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
     p = q["trainers"][method] | {"epochs": 1, "reward_prompts": 0}
     tok, model, load = policy(inputs)
     gen = torch.Generator().manual_seed(0)
-    ranked = method in RANKED
+    ranked = METHODS[method].data == RANKINGS
     per_prompt = 1 if ranked else math.comb(q["sample"]["n_per_prompt"], 2)
     pairs = synthetic_pairs(tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q,
                             ranked, gen)
     ref = None
-    if method in NEEDS_REFERENCE:
+    if METHODS[method].needs_reference:
         ref = pd.DataFrame({reference_column(c): np.zeros(len(pairs))
                             for c in response_columns(pairs)})
     metrics = preference.train(model, tok, pairs, ref, p, scorer=None)
@@ -228,8 +228,8 @@ def measure_kl(inputs: Inputs) -> dict:
 
 def trainer_change(method: str) -> str:
     """The config keys that set a trainer's batch: what to change when it does not fit."""
-    if method in PAIRWISE:
-        section = SETTINGS_FROM.get(method, method)
+    if METHODS[method].trainer == "preference":
+        section = METHODS[method].settings
         return (f"{section}.micro_batch_size (accumulates up to {section}.batch_size) or "
                 f"{section}.gradient_checkpointing")
     return "ppo.minibatch_size (its updates) or sample.batch_size (its rollouts)"
@@ -238,7 +238,8 @@ def trainer_change(method: str) -> str:
 def measure(kind: str, inputs: Inputs) -> dict:
     if kind.startswith("train:"):
         method = kind.split(":")[1]
-        return (measure_pairwise if method in PAIRWISE else measure_ppo)(inputs, method)
+        trainer = METHODS[method].trainer
+        return (measure_pairwise if trainer == "preference" else measure_ppo)(inputs, method)
     return {"sft": measure_sft, "sample": measure_sample, "score": measure_score,
             "reference": measure_reference, "kl": measure_kl}[kind](inputs)
 
@@ -266,6 +267,7 @@ def peak_memory_mb() -> float:
 def child(kind: str, inputs: Inputs, started: float, queue) -> None:
     """One kind's measurement, in a process of its own; puts its result on `queue`."""
     result = {"startup": time.time() - started}
+    load_extensions(inputs.params["extensions"])  # a new process: only the built-ins so far
     limit = inputs.params["preflight"]["memory_mb"]
     cap_memory(limit)
     try:
@@ -340,15 +342,16 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
     add("sample", 1, "sample", math.ceil(c["samples"] / bs["sample"]), "batch",
         sampled["sample_batch"], "sample.batch_size")
     add("score", 1, "score", c["samples"], "text", scored["text"], "reward.batch_size")
-    if any(m in NEEDS_REFERENCE for m in q["trainers"]):
+    if any(METHODS[m].needs_reference for m in q["trainers"]):
         add("reference", 1, "reference",
             math.ceil(c["samples"] / min(q["reference"]["batch_size"], c["samples"])), "batch",
             measured["reference"]["batch"], "reference.batch_size")
     monitor = sampled["monitor_batch"] + bs["monitor"] * scored["text"]
     for method, p in q["trainers"].items():
         kind = f"train:{method}"
-        if method in PAIRWISE:
-            per_prompt = 1 if method in RANKED else math.comb(q["sample"]["n_per_prompt"], 2)
+        if METHODS[method].trainer == "preference":
+            per_prompt = 1 if METHODS[method].data == RANKINGS else math.comb(
+                q["sample"]["n_per_prompt"], 2)
             steps = max(1, c["train_prompts"] * per_prompt // p["batch_size"]) * p["epochs"]
             every = q["train"]["reward_every"]
             checks = (steps // every + 1 + (steps % every > 0)) if bs["monitor"] else 0
@@ -375,7 +378,7 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
 
 
 def kinds(q: dict) -> list[str]:
-    needs_reference = any(m in NEEDS_REFERENCE for m in q["trainers"])
+    needs_reference = any(METHODS[m].needs_reference for m in q["trainers"])
     return (["sft", "sample", "score"] + (["reference"] if needs_reference else [])
             + [f"train:{m}" for m in q["trainers"]] + ["kl"])
 

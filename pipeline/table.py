@@ -1,7 +1,7 @@
 """Stage `table`: results/table.csv, one row per policy and one per (method, value, round) over
 seeds.
 
-Columns: kind (policy | aggregate | optimal), method (pi_ref, a key of pipeline.methods.SWEPT, or
+Columns: kind (policy | aggregate | optimal), method (pi_ref, a method of pipeline.methods, or
 optimal), param and value (the swept hyperparameter; beta for optimal), seed (empty on aggregate
 rows), round (1, or the training round of an iterated method; empty for pi_ref), n (samples),
 n_seeds, sentiment and kl (means) each with the bounds of a 95% percentile bootstrap interval
@@ -21,7 +21,7 @@ import pandas as pd
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.logs import get_logger
-from pipeline.methods import SWEPT, parse_policy_id
+from pipeline.methods import METHODS, parse_policy_id
 
 log = get_logger("table")
 
@@ -64,7 +64,7 @@ def summarise(evals: list[tuple], n_boot: int, seed: int) -> dict:
 
 
 def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
-    order = {m: i for i, m in enumerate(["pi_ref", *SWEPT, "optimal"])}
+    order = {m: i for i, m in enumerate(["pi_ref", *METHODS, "optimal"])}
     kinds = {"policy": 0, "aggregate": 1, "optimal": 2}
     table = table.sort_values(["kind", "method", "value", "round", "seed"],
                               key=lambda c: c.map(order) if c.name == "method"

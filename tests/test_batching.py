@@ -14,7 +14,7 @@ from pipeline.logprobs import (forward_logits, left_pad, next_token_logprobs, re
 from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
                              pairwise_cringe_loss)
 from pipeline.batching import distinct_responses, epoch_order, pair_batch
-from pipeline.preference import cringe_step, dpo_step
+from pipeline.preference import cringe_step, loss_step
 from pipeline.reference import reference_logps
 
 
@@ -42,11 +42,11 @@ def test_a_dpo_step_on_distinct_responses_equals_two_sequences_per_pair(policy, 
     ref = torch.randn(2, len(pairs), dtype=torch.float64)
     shared, naive = copy.deepcopy(policy), copy.deepcopy(policy)
     batch, index = pair_batch(pairs, pad)
-    loss, _ = dpo_step(shared, batch, index, ref, {"beta": 0.5}, None)
+    loss, _ = loss_step(dpo_loss)(shared, batch, index, ref, {"beta": 0.5}, None)
     loss.sum().backward()
     logps = response_logprobs(naive, two_sequences_per_pair(pairs, pad))
     n = len(pairs)
-    naive_loss, _, _ = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], 0.5)
+    naive_loss = dpo_loss(logps[:n], logps[n:], ref[0], ref[1], 0.5)
     naive_loss.sum().backward()
     assert len(batch.input_ids) == 12 < 2 * n
     torch.testing.assert_close(loss, naive_loss)

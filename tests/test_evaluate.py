@@ -184,11 +184,12 @@ def test_a_malformed_policy_id_is_refused(pid):
         parse_policy_id(pid)
 
 
-def test_every_method_has_a_colour_and_a_legend_entry():
-    from pipeline.methods import SWEPT
-    from pipeline.plots import COLOURS, LABELS
+def test_every_method_has_its_own_colour_and_legend_entry():
+    from pipeline.methods import METHODS
+    from pipeline.plots import colour, legend
 
-    assert set(COLOURS) == set(LABELS) == set(SWEPT) | {"pi_ref"}
+    names = ["pi_ref", *METHODS]
+    assert len({colour(m) for m in names}) == len({legend(m) for m in names}) == len(names)
 
 
 def test_best_of_n_takes_the_best_of_each_prompts_first_n_samples_and_reports_the_kl_bound():

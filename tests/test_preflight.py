@@ -47,6 +47,7 @@ def score_inputs(tmp_path, tokenizer):
 
     def inputs(memory_mb):
         params = {"reward": {"backend": "vader", "batch_size": 4}, "prompts": {"max_tokens": 8},
+                  "extensions": [],
                   "sample": {"max_new_tokens": 8}, "preflight": {"steps": 1, "memory_mb": memory_mb}}
         return preflight.Inputs(params, str(tmp_path / "sft.parquet"), str(tmp_path / "tokenizer"))
     return inputs

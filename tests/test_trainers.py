@@ -43,8 +43,8 @@ def test_a_dpo_step_raises_the_chosen_minus_rejected_margin(policy, tokenizer):
     before, _ = logratio_margin(model, policy, PAIRS, tokenizer.pad_token_id)
     batch, (chosen, rejected) = pair_batch(PAIRS, tokenizer.pad_token_id)
     logps = response_logprobs(model, batch)
-    loss, _, _ = dpo_loss(logps[chosen], logps[rejected], torch.tensor(ref["ref_chosen"].values),
-                          torch.tensor(ref["ref_rejected"].values), beta=0.1)
+    loss = dpo_loss(logps[chosen], logps[rejected], torch.tensor(ref["ref_chosen"].values),
+                    torch.tensor(ref["ref_rejected"].values), beta=0.1)
     loss.mean().backward()
     with torch.no_grad():
         for w in model.parameters():
@@ -110,7 +110,7 @@ def test_preferred_ft_raises_the_chosen_responses_only_objective(policy, tokeniz
     batch, (chosen, _) = pair_batch(PAIRS, pad)
     with torch.no_grad():
         gain = response_logprobs(model, batch) - response_logprobs(policy, batch)
-    assert gain[chosen].mean() > 0 and metrics["ce"].dropna().iloc[-1] < metrics["ce"].dropna().iloc[0]
+    assert gain[chosen].mean() > 0 and metrics["loss"].dropna().iloc[-1] < metrics["loss"].dropna().iloc[0]
 
 
 class VowelScorer:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.methods import SWEPT
+from pipeline.methods import METHODS
 from runner import CORES, REPO, planned_jobs, snakemake, why_no_slurm
 
 
@@ -190,7 +190,7 @@ def test_the_full_table_adds_every_other_method(study):
               "results/comparison_full.csv")
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
-    assert set(policies["method"]) == {"pi_ref", *SWEPT} - {"plackett_luce", "dpo_ranked"}
+    assert set(policies["method"]) == {"pi_ref", *METHODS} - {"plackett_luce", "dpo_ranked"}
     assert (policies["kl"] >= 0).all()
     bon = policies[policies["method"] == "best_of_n"]
     assert np.allclose(bon["kl"], np.log(bon["value"]) - (bon["value"] - 1) / bon["value"])

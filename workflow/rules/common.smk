@@ -4,94 +4,11 @@ import os
 import shlex
 from pathlib import Path
 
-import jsonschema
-import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from pipeline.methods import (ITERABLE, LATER_ROUND, NEEDS_REFERENCE, PAIRWISE, RANKED,
-                              REFERENCE, SETTINGS_FROM, SWEPT, TRAINED, policy_id)
-from pipeline.sources import (check_context, context_length, gguf_path, is_gguf, model_config,
-                              model_source)
-
-
-def check_config(config):
-    """Schema first (types, unknown keys, ranges; fills defaults), then what a schema cannot say."""
-    schema_path = Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
-    try:
-        validate(config, str(schema_path))
-    except WorkflowError:
-        raise WorkflowError(_schema_error(config, schema_path)) from None
-    p, s, pol = config["prompts"], config["sample"], config["policy"]
-    if p["min_tokens"] > p["max_tokens"]:
-        raise WorkflowError(
-            f"config: prompts.min_tokens ({p['min_tokens']}) > prompts.max_tokens ({p['max_tokens']})"
-        )
-    lengths = [("sft.max_length", config["sft"]["max_length"]),
-               ("prompts.max_tokens + sample.max_new_tokens", p["max_tokens"] + s["max_new_tokens"])]
-    if pol["init"] == "scratch":
-        check_context(pol["n_positions"], "policy.n_positions", lengths)
-        if pol["n_embd"] % pol["n_head"]:
-            raise WorkflowError(
-                f"config: policy.n_embd ({pol['n_embd']}) is not a multiple of policy.n_head ({pol['n_head']})"
-            )
-    elif is_gguf(pol["init"]):
-        gguf_path(pol["init"], "policy.init")
-    else:
-        model_source(pol["init"], "policy.init")
-        # a hub id not yet downloaded is checked when the SFT stage reads its config
-        pretrained = model_config(pol["init"])
-        if pretrained is not None:
-            check_context(context_length(pretrained), f"the n_positions of policy.init '{pol['init']}'",
-                          lengths)
-    if config["ppo"]["minibatch_size"] > config["ppo"]["rollout_size"]:
-        raise WorkflowError(f"config: ppo.minibatch_size ({config['ppo']['minibatch_size']}) exceeds"
-                            f" ppo.rollout_size ({config['ppo']['rollout_size']})")
-    if config["reward"]["backend"] == "hf":
-        if not config["reward"]["model"]:
-            raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
-        model_source(config["reward"]["model"], "reward.model")
-    if config["evaluate"]["n_prompts"] > config["data"]["n_eval_prompts"]:
-        raise WorkflowError(
-            f"config: evaluate.n_prompts ({config['evaluate']['n_prompts']}) exceeds "
-            f"data.n_eval_prompts ({config['data']['n_eval_prompts']})"
-        )
-    if config["side_by_side"]["prompts"] > config["evaluate"]["n_prompts"]:
-        raise WorkflowError(
-            f"config: side_by_side.prompts ({config['side_by_side']['prompts']}) exceeds "
-            f"evaluate.n_prompts ({config['evaluate']['n_prompts']})"
-        )
-    if config["data"]["source"] != "embedded" and not config["data"]["path"]:
-        raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
-    if config["data"]["source"] == "file" and not Path(config["data"]["path"]).expanduser().is_file():
-        raise WorkflowError(f"config: data.path '{config['data']['path']}' (data.source file) does not exist")
-    full = set(config["train"]["methods"]) | set(config["train"]["full_methods"])
-    for method in config["iterative"]["methods"]:
-        if method not in full:
-            raise WorkflowError(f"config: iterative.methods has '{method}', which is in neither "
-                                "train.methods nor train.full_methods")
-
-
-def _schema_error(config, schema_path):
-    """One line naming the offending key; snakemake's own message buries it in a schema dump."""
-    schema = yaml.safe_load(schema_path.read_text())
-    error = jsonschema.exceptions.best_match(
-        jsonschema.validators.validator_for(schema)(schema).iter_errors(config)
-    )
-    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    if error.validator == "additionalProperties":
-        unknown = sorted(set(error.instance) - set(error.schema["properties"]))
-        return f"config: unknown key(s) {unknown} under {key}; allowed: {sorted(error.schema['properties'])}"
-    return f"config key {key}: {error.message}"
-
-
-# Validated before anything below reads it: every later line may trust the config's shape.
-try:
-    check_config(config)
-except FileNotFoundError as err:
-    raise WorkflowError(f"config: {err}")
-except ValueError as err:
-    raise WorkflowError(str(err))
+from pipeline.methods import (LATER_ROUND, METHODS, NOTHING, REFERENCE, policy_id,
+                              policy_id_pattern, split_policy_id)
+from pipeline.sources import is_gguf
 
 
 def all_cores():
@@ -102,6 +19,11 @@ def all_cores():
         return min(workflow.cores, os.cpu_count() or 1)
     except WorkflowError:
         return 1
+
+
+def methods_trained_by(trainer):
+    """The methods whose jobs a trainer module runs ("preference", "ppo"), as a wildcard pattern."""
+    return "|".join(sorted(m for m, r in METHODS.items() if r.trainer == trainer))
 
 
 wildcard_constraints:
@@ -130,7 +52,7 @@ def evaluated_policies(study):
     return [REFERENCE] + [
         policy_id(method, value, seed, rnd)
         for method in STUDIES[study]
-        for value in config[method][SWEPT[method]]
+        for value in config[method][METHODS[method].swept]
         for seed in config["train"]["seeds"]
         for rnd in range(1, (config["iterative"]["rounds"] if method in iterated else 1) + 1)
     ]
@@ -143,7 +65,8 @@ def evaluations(study):
 
 
 def trained_policies(study):
-    return [pid for pid in evaluated_policies(study) if pid.split("/")[0] in TRAINED]
+    return [pid for pid in evaluated_policies(study)
+            if pid != REFERENCE and METHODS[split_policy_id(pid)[0]].trainer]
 
 
 def policy_folder(wildcards):
@@ -202,26 +125,29 @@ def optimal_config():
 
 
 def trainer_config(method, value, seed):
-    """A trainer's config: its method section with the swept list replaced by this job's value."""
-    values = {str(v): v for v in config[method][SWEPT[method]]}
+    """A trainer's config: its method section with the swept list replaced by this job's value,
+    on top of the section it takes its optimiser settings from."""
+    record = METHODS[method]
+    values = {str(v): v for v in config[method][record.swept]}
     if value not in values:
-        raise WorkflowError(f"{method}: {value} is not in {method}.{SWEPT[method]}")
+        raise WorkflowError(f"{method}: {value} is not in {method}.{record.swept}")
     base = {}
-    if method in SETTINGS_FROM:
-        other = SETTINGS_FROM[method]
-        base = {k: v for k, v in config[other].items() if k != SWEPT[other]}
+    if record.settings_from:
+        other = config[record.settings_from]
+        base = {k: v for k, v in other.items() if k != METHODS[record.settings_from].swept}
     section = base | config[method] | {
-        SWEPT[method]: values[value],
+        record.swept: values[value],
         "method": method,
         "seed": int(seed),
         "reward": config["reward"],
         "max_new_tokens": config["sample"]["max_new_tokens"],
+        "extensions": config["train"]["extensions"],
     }
-    if method in PAIRWISE:  # PPO's rollouts are its reward monitor
+    if record.trainer == "preference":  # PPO's rollouts are its reward monitor
         section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
     else:  # PPO samples its rollouts as the sample stage does, that many sequences at a time
         section["sample_batch_size"] = config["sample"]["batch_size"]
-    if method == "ppo_rm":  # trained on the learned reward; evaluated, like all, on the true one
+    if record.learned_reward:  # trained on the learned reward; evaluated, like all, on the true one
         section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
                              "batch_size": config["reward"]["batch_size"],
                              "max_length": config["reward"]["max_length"]}
@@ -301,22 +227,17 @@ def recipe_reward_model():
     return recipe_scores() | {"reward_model": reward_model_config()}
 
 
-def split_policy_id(pid):
-    """method, value and seed as in the wildcards, and the round, of a policy id but pi_ref's."""
-    method, value, seed, *rnd = pid.split("/")
-    return method, value, seed.removeprefix("seed"), int(rnd[0].removeprefix("round")) if rnd else 1
-
-
 def recipe_policy(pid):
     """A pairwise policy's data recipe holds the policy it starts from (the one that sampled its
     data: pi_ref, or the previous round's), so it is not added again."""
     method, value, seed, rnd = split_policy_id(pid)
+    record = METHODS[method]
     by = REFERENCE if rnd == 1 else policy_id(method, value, seed, rnd - 1)
-    if method in PAIRWISE:
-        data = (recipe_reference if method in NEEDS_REFERENCE else recipe_scores)(by, rnd)
+    if record.trainer == "preference":
+        data = (recipe_reference if record.needs_reference else recipe_scores)(by, rnd)
     else:  # PPO samples its own rollouts
         data = recipe_sft() | recipe_prompts("train") | (
-            recipe_reward_model() if method == "ppo_rm" else {})
+            recipe_reward_model() if record.learned_reward else {})
     return data | {pid: trainer_config(method, value, seed)}
 
 
@@ -327,7 +248,7 @@ def recipe_best_of_n(seed):
 def recipe_eval(pid):
     if pid == REFERENCE:
         policy = recipe_sft()
-    elif pid.startswith("best_of_n/"):
+    elif METHODS[split_policy_id(pid)[0]].data == NOTHING:  # Best-of-N: pi_ref's samples
         return recipe_best_of_n(split_policy_id(pid)[2])
     else:
         policy = recipe_policy(pid) | recipe_eval(REFERENCE)
@@ -360,7 +281,7 @@ def digest(recipe):
 
 def preference_data(method):
     """What a preference trainer learns from: the pairs, or the rankings (best-choice data)."""
-    return "rankings" if method in RANKED else "pairs"
+    return METHODS[method].reads
 
 
 def as_arg(section, keys=None):

@@ -9,7 +9,7 @@ rule evaluate:
         reverse_kl="results/eval/{policy}/reverse_kl.parquet",
         summary="results/eval/{policy}/summary.json",
     wildcard_constraints:
-        policy=rf"sft|({'|'.join(sorted(TRAINED))})/[^/]+/seed\d+(/round({LATER_ROUND}))?",
+        policy=rf"sft|{policy_id_pattern(m for m, r in METHODS.items() if r.trainer)}",
     params:
         cfg=as_arg(evaluate_config()),
         recipe=lambda w: digest(recipe_eval(w.policy)),
@@ -77,7 +77,8 @@ rule table:
     wildcard_constraints:
         study="|".join(STUDIES),
     params:
-        cfg=lambda w: as_arg(config["table"] | {"policies": evaluated_policies(w.study)}),
+        cfg=lambda w: as_arg(config["table"] | {"policies": evaluated_policies(w.study),
+                                                "extensions": config["train"]["extensions"]}),
         recipe=lambda w: digest(recipe_table(w.study)),
         optimal=lambda w, input: f"--optimal {input.optimal}" if input.optimal else "",
     resources:
@@ -101,7 +102,8 @@ rule comparison:
         comparison="|".join(COMPARISONS),
     params:
         cfg=lambda w: as_arg(optimal_config()
-                             | {"policies": evaluated_policies(COMPARISONS[w.comparison])}),
+                             | {"policies": evaluated_policies(COMPARISONS[w.comparison]),
+                                "extensions": config["train"]["extensions"]}),
         recipe=lambda w: digest(recipe_table(COMPARISONS[w.comparison]) | recipe_optimal()),
     resources:
         **CPU,
@@ -131,7 +133,8 @@ rule plots:
         plots="|".join(PLOTS),
     params:
         cfg=lambda w: as_arg({"policies": evaluated_policies(PLOTS[w.plots]),
-                              "min_ess": config["optimal"]["min_ess"]}),
+                              "min_ess": config["optimal"]["min_ess"],
+                              "extensions": config["train"]["extensions"]}),
         recipe=lambda w: digest(recipe_table(PLOTS[w.plots]) | recipe_optimal()),
     resources:
         **CPU,

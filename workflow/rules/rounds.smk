@@ -50,13 +50,13 @@ use rule train_pairwise as train_round with:
     input:
         pairs=lambda w: f"{ROUND}/{preference_data(w.method)}.parquet".format(**w),
         reference=lambda w: (f"{ROUND}/reference/{preference_data(w.method)}.parquet".format(**w)
-                             if w.method in NEEDS_REFERENCE else []),
+                             if METHODS[w.method].needs_reference else []),
         policy=previous_round,
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/round{round}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/round{round}/metrics.csv",
     wildcard_constraints:
-        method="|".join(sorted(ITERABLE)),
+        method="|".join(sorted(m for m, r in METHODS.items() if r.iterable)),
     params:
         # not inside round 1's checkpoint folder, which round 1 replaces and removes whole
         checkpoint="results/checkpoints/round{round}/{method}/{value}/seed{seed}",

@@ -6,7 +6,8 @@ rule side_by_side:
         markdown="results/samples.md",
         html=report("results/samples.html", caption="../report/samples.rst", category="Results"),
     params:
-        cfg=as_arg(config["side_by_side"] | {"policies": evaluated_policies("table")}),
+        cfg=as_arg(config["side_by_side"] | {"policies": evaluated_policies("table"),
+                                             "extensions": config["train"]["extensions"]}),
         recipe=digest(recipe_side_by_side()),
     resources:
         **CPU,

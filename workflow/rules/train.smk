@@ -25,13 +25,13 @@ rule train_pairwise:
     input:
         pairs=lambda w: f"results/{preference_data(w.method)}.parquet",
         reference=lambda w: (f"results/reference/{preference_data(w.method)}.parquet"
-                             if w.method in NEEDS_REFERENCE else []),
+                             if METHODS[w.method].needs_reference else []),
         policy="results/sft/model",
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
     wildcard_constraints:
-        method="|".join(sorted(PAIRWISE)),
+        method=methods_trained_by("preference"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
@@ -78,12 +78,12 @@ rule train_ppo:
     input:
         prompts="results/prompts/train.parquet",
         policy="results/sft/model",
-        reward_model=lambda w: REWARD_MODEL if w.method == "ppo_rm" else [],
+        reward_model=lambda w: REWARD_MODEL if METHODS[w.method].learned_reward else [],
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
     wildcard_constraints:
-        method="ppo|ppo_rm",
+        method=methods_trained_by("ppo"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),

@@ -1,0 +1,144 @@
+# The config, validated before any other line reads it: the methods of `train.extensions` are
+# registered first, then the schema (its method lists and the extensions' sections filled from the
+# method records) checks types, ranges and unknown keys and fills defaults, then the checks a
+# schema cannot express. Every failure is one line naming the key.
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from pipeline.methods import METHODS, RANKED_PAIRS, RANKINGS, load_extensions
+from pipeline.sources import (check_context, context_length, gguf_path, is_gguf, model_config,
+                              model_source)
+
+SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+
+
+def config_schema() -> dict:
+    """The schema file with the method lists filled from the records, and a section for each
+    method an extension registered with one."""
+    schema = yaml.safe_load(SCHEMA.read_text())
+    sections = schema["properties"]
+    for key in ("methods", "full_methods"):
+        sections["train"]["properties"][key]["items"]["enum"] = list(METHODS)
+    sections["iterative"]["properties"]["methods"]["items"]["enum"] = [
+        m for m, r in METHODS.items() if r.iterable]
+    for record in METHODS.values():
+        if record.name in sections:
+            continue
+        if record.section is None:
+            raise WorkflowError(f"method {record.name}: registered without a `section` schema for"
+                                " its config keys")
+        sections[record.name] = {"type": "object", "additionalProperties": False, "default": {},
+                                 "properties": record.section}
+    return schema
+
+
+def filling_defaults(validator_class):
+    """A validator that also sets each missing key to its schema default, as Snakemake's does."""
+    properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def schema_error(config, schema) -> str | None:
+    """One line naming the offending key, or None when the config is valid."""
+    validator = jsonschema.validators.validator_for(schema)
+    error = jsonschema.exceptions.best_match(validator(schema).iter_errors(config))
+    if error is None:
+        return None
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    if error.validator == "additionalProperties":
+        unknown = sorted(set(error.instance) - set(error.schema["properties"]))
+        return f"config: unknown key(s) {unknown} under {key}; allowed: {sorted(error.schema['properties'])}"
+    path = list(error.absolute_path)
+    if error.validator == "enum" and path[:1] == ["train"] and path[1] in ("methods", "full_methods"):
+        return (f"config key {key}: unknown method {error.instance!r}; known: "
+                f"{', '.join(error.schema['enum'])}")
+    if error.validator == "enum" and path[:2] == ["iterative", "methods"]:
+        return (f"config key {key}: {error.instance!r} is not a method that trains on preference"
+                f" data, which rounds need; those are: {', '.join(error.schema['enum'])}")
+    return f"config key {key}: {error.message}"
+
+
+def check_config(config):
+    """Schema first (types, unknown keys, ranges; fills defaults), then what a schema cannot say."""
+    extensions = config.get("train", {}).get("extensions", [])
+    if not (isinstance(extensions, list) and all(isinstance(e, str) for e in extensions)):
+        raise WorkflowError("config key train.extensions: a list of Python files or modules")
+    load_extensions(extensions)
+    schema = config_schema()
+    message = schema_error(config, schema)
+    if message:
+        raise WorkflowError(message)
+    filling_defaults(jsonschema.validators.validator_for(schema))(schema).validate(config)
+    p, s, pol = config["prompts"], config["sample"], config["policy"]
+    if p["min_tokens"] > p["max_tokens"]:
+        raise WorkflowError(
+            f"config: prompts.min_tokens ({p['min_tokens']}) > prompts.max_tokens ({p['max_tokens']})"
+        )
+    lengths = [("sft.max_length", config["sft"]["max_length"]),
+               ("prompts.max_tokens + sample.max_new_tokens", p["max_tokens"] + s["max_new_tokens"])]
+    if pol["init"] == "scratch":
+        check_context(pol["n_positions"], "policy.n_positions", lengths)
+        if pol["n_embd"] % pol["n_head"]:
+            raise WorkflowError(
+                f"config: policy.n_embd ({pol['n_embd']}) is not a multiple of policy.n_head ({pol['n_head']})"
+            )
+    elif is_gguf(pol["init"]):
+        gguf_path(pol["init"], "policy.init")
+    else:
+        model_source(pol["init"], "policy.init")
+        # a hub id not yet downloaded is checked when the SFT stage reads its config
+        pretrained = model_config(pol["init"])
+        if pretrained is not None:
+            check_context(context_length(pretrained), f"the n_positions of policy.init '{pol['init']}'",
+                          lengths)
+    if config["ppo"]["minibatch_size"] > config["ppo"]["rollout_size"]:
+        raise WorkflowError(f"config: ppo.minibatch_size ({config['ppo']['minibatch_size']}) exceeds"
+                            f" ppo.rollout_size ({config['ppo']['rollout_size']})")
+    if config["reward"]["backend"] == "hf":
+        if not config["reward"]["model"]:
+            raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
+        model_source(config["reward"]["model"], "reward.model")
+    if config["evaluate"]["n_prompts"] > config["data"]["n_eval_prompts"]:
+        raise WorkflowError(
+            f"config: evaluate.n_prompts ({config['evaluate']['n_prompts']}) exceeds "
+            f"data.n_eval_prompts ({config['data']['n_eval_prompts']})"
+        )
+    if config["side_by_side"]["prompts"] > config["evaluate"]["n_prompts"]:
+        raise WorkflowError(
+            f"config: side_by_side.prompts ({config['side_by_side']['prompts']}) exceeds "
+            f"evaluate.n_prompts ({config['evaluate']['n_prompts']})"
+        )
+    if config["data"]["source"] != "embedded" and not config["data"]["path"]:
+        raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
+    if config["data"]["source"] == "file" and not Path(config["data"]["path"]).expanduser().is_file():
+        raise WorkflowError(f"config: data.path '{config['data']['path']}' (data.source file) does not exist")
+    full = list(dict.fromkeys(config["train"]["methods"] + config["train"]["full_methods"]))
+    for name in config["iterative"]["methods"]:
+        if name not in full:
+            raise WorkflowError(f"config: iterative.methods has '{name}', which is in neither "
+                                "train.methods nor train.full_methods")
+    for name in full:
+        if METHODS[name].data in (RANKINGS, RANKED_PAIRS) and s["n_per_prompt"] < 3:
+            raise WorkflowError(f"config: {name} trains on rankings of each prompt's samples, which"
+                                f" need sample.n_per_prompt >= 3 (it is {s['n_per_prompt']}); take"
+                                " it out of train.methods and train.full_methods, or raise it")
+
+
+try:
+    check_config(config)
+except FileNotFoundError as err:
+    raise WorkflowError(f"config: {err}")
+except ValueError as err:
+    raise WorkflowError(str(err))
