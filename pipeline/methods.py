@@ -71,6 +71,9 @@ class Method:
 
 
 METHODS: dict[str, Method] = {}
+# the panels of the full frontier figure, in this order (an extension's new family comes last)
+FAMILIES = ["DPO: margin losses", "DPO: per-response terms", "f-DPO", "reference-free", "unpaired",
+            "rankings", "noisy labels", "online RL", "sampling"]
 REFERENCE = "sft"  # the policy id of pi_ref
 RESERVED = {REFERENCE, "pi_ref", "optimal", "pool"}
 
@@ -128,13 +131,13 @@ def load_extensions(paths: list[str]) -> None:
 L = "pipeline.losses:"
 P = "pipeline.preference:"
 # The slides' table
-register(Method("dpo", "DPO (beta)", "tab:blue", "beta", PAIRS, "DPO family", loss=L + "dpo_loss",
+register(Method("dpo", "DPO (beta)", "tab:blue", "beta", PAIRS, "DPO: margin losses", loss=L + "dpo_loss",
                 needs_reference=True))
 register(Method("cringe", "Pairwise Cringe (b)", "tab:green", "b", PAIRS, "reference-free",
                 step=P + "cringe_step"))
 register(Method("ppo", "PPO, true reward (target KL)", "tab:red", "target_kl", ONLINE, "online RL"))
 # The DPO paper's other baselines
-register(Method("ipo", "IPO (tau)", "tab:purple", "tau", PAIRS, "DPO family", loss=L + "ipo_loss",
+register(Method("ipo", "IPO (tau)", "tab:purple", "tau", PAIRS, "DPO: margin losses", loss=L + "ipo_loss",
                 needs_reference=True, settings_from="dpo"))
 register(Method("unlikelihood", "Unlikelihood (alpha)", "tab:brown", "alpha", PAIRS,
                 "reference-free", loss=L + "unlikelihood_loss", settings_from="dpo"))
@@ -157,6 +160,68 @@ register(Method("plackett_luce", "Plackett-Luce on rankings (beta)", "gold", "be
                 settings_from="dpo"))
 register(Method("dpo_ranked", "DPO on the rankings' pairs (beta)", "navy", "beta", RANKED_PAIRS,
                 "rankings", loss=L + "dpo_loss", needs_reference=True, settings_from="dpo"))
+
+
+
+def swept(default: list, minimum: float = 0.0, exclusive: bool = True) -> dict:
+    """The JSON schema of a swept key: a list of distinct numbers above `minimum`."""
+    bound = "exclusiveMinimum" if exclusive else "minimum"
+    return {"description": "swept; one policy per value", "type": "array", "minItems": 1,
+            "uniqueItems": True, "items": {"type": "number", bound: minimum}, "default": default}
+
+
+def number(default: float, description: str, **bounds) -> dict:
+    return {"type": "number", "default": default, "description": description, **bounds}
+
+
+BETAS = [0.1, 1.0]
+
+
+def pairwise(name: str, label: str, colour: str, loss: str, family: str = "DPO: margin losses",
+             needs_reference: bool = True, swept_key: str = "beta", values=BETAS, **keys) -> Method:
+    """A method trained on the pairs by a pure loss, with DPO's optimiser settings; `keys` are the
+    JSON schemas of its other settings."""
+    return register(Method(name, label, colour, swept_key, PAIRS, family, loss=L + loss,
+                           needs_reference=needs_reference, settings_from="dpo",
+                           section={swept_key: swept(values), **keys}))
+
+
+# the losses that score each response of a pair on its own rather than only their margin
+PER_RESPONSE = "DPO: per-response terms"
+# TRL 1.16's DPOTrainer loss types (sigmoid and ipo above: dpo, ipo), f_divergence_type, and its
+# reference-free trainers (CPO/SimPO, ORPO)
+pairwise("slic", "SLiC hinge (beta)", "darkred", "slic_hinge_loss")
+pairwise("ipo_mean", "IPO, per-token mean log-ratios (tau)", "mediumpurple", "ipo_mean_loss",
+         swept_key="tau", values=[0.05, 0.5])
+pairwise("exo", "EXO (beta)", "teal", "exo_loss",
+         epsilon=number(1e-3, "EXO's label smoothing eps", exclusiveMinimum=0, exclusiveMaximum=1))
+pairwise("nca", "NCA (beta)", "darkgoldenrod", "nca_loss", family=PER_RESPONSE)
+pairwise("robust_dpo", "robust DPO (beta)", "indigo", "robust_dpo_loss",
+         epsilon=number(0.1, "the assumed rate of flipped labels", minimum=0, exclusiveMaximum=0.5))
+pairwise("bco_pair", "BCO, pairs (beta)", "sienna", "bco_pair_loss", family=PER_RESPONSE)
+pairwise("sppo_hard", "SPPO, hard labels (beta)", "crimson", "sppo_hard_loss", family=PER_RESPONSE)
+pairwise("aot", "AOT (beta)", "steelblue", "aot_loss")
+pairwise("aot_unpaired", "AOT, unpaired (beta)", "lightsteelblue", "aot_unpaired_loss")
+pairwise("apo_zero", "APO-zero (beta)", "forestgreen", "apo_zero_loss", family=PER_RESPONSE)
+pairwise("apo_down", "APO-down (beta)", "yellowgreen", "apo_down_loss", family=PER_RESPONSE)
+pairwise("discopop", "DiscoPOP (beta)", "magenta", "discopop_loss",
+         tau=number(0.05, "the temperature of the logistic/exponential mix", exclusiveMinimum=0))
+pairwise("dpo_norm", "DPO, per-token mean log-ratios (beta)", "royalblue", "dpo_norm_loss",
+         values=[1.0, 10.0])
+pairwise("fdpo_forward_kl", "f-DPO, forward KL (beta)", "darkcyan", "f_dpo_forward_kl_loss",
+         family="f-DPO")
+pairwise("fdpo_js", "f-DPO, Jensen-Shannon (beta)", "cadetblue", "f_dpo_js_loss", family="f-DPO")
+pairwise("fdpo_alpha", "f-DPO, alpha-divergence (beta)", "darkslateblue", "f_dpo_alpha_loss",
+         family="f-DPO", alpha=number(0.5, "alpha of the alpha-divergence (1: the reverse KL, DPO)",
+                                      exclusiveMinimum=0))
+pairwise("simpo", "SimPO (beta)", "orangered", "simpo_loss", family="reference-free",
+         needs_reference=False, values=[2.0, 10.0],
+         gamma=number(1.0, "the target margin of the length-normalised rewards", minimum=0))
+pairwise("cpo", "CPO (beta)", "chocolate", "cpo_loss", family="reference-free",
+         needs_reference=False,
+         alpha=number(1.0, "weight of the NLL term on the chosen response", minimum=0))
+pairwise("orpo", "ORPO (lambda)", "deeppink", "orpo_loss", family="reference-free",
+         needs_reference=False, swept_key="lam", values=[0.1, 1.0])
 
 LATER_ROUND = r"[2-9]|[1-9]\d+"  # rounds with a /round<r> suffix: round 1 is the ordinary run
 

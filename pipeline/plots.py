@@ -23,7 +23,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.methods import METHODS, parse_policy_id
+from pipeline.methods import FAMILIES, METHODS, parse_policy_id
 
 log = get_logger("plots")
 
@@ -39,6 +39,7 @@ def legend(method: str) -> str:
 
 
 MARKERS = "osD^v<>p"  # by round
+MANY = 12  # more methods (or policies) than this: small multiples by family, rows, no legend
 RUNAWAY_KL = 30.0  # nats: a policy this far out (a run-away later round) switches the x axis to symlog
 
 
@@ -65,6 +66,48 @@ def optimal_line(ax, optimal: pd.DataFrame, kl: str, min_ess: float, right: floa
                 label=f"the optimum beyond KL {end[kl]:.2f}: at least {end['sentiment']:.3f}")
 
 
+def reference_point(ax, ref) -> None:
+    ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
+    ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
+            label=f"{legend('pi_ref')}: {ref['sentiment']:.3f}")
+
+
+def series(ax, points: pd.DataFrame, kl: str, muted: bool = False) -> None:
+    """Each (method, round) of `points` as a line over its swept values, with 95% intervals;
+    `muted`: drawn thin and pale, as the yardsticks of a panel about other methods."""
+    for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
+        rows = rows.sort_values(kl)
+        xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
+        name = legend(method) + (f", round {rnd:g}" if rnd > 1 else "")
+        ax.errorbar(rows[kl], rows["sentiment"], xerr=xerr,
+                    yerr=[rows["sentiment"] - rows["sentiment_lo"],
+                          rows["sentiment_hi"] - rows["sentiment"]],
+                    marker=MARKERS[(int(rnd) - 1) % len(MARKERS)], capsize=0 if muted else 3,
+                    ls="-" if rnd == 1 else "--", color=colour(method), label=name,
+                    alpha=0.35 if muted else 1.0, lw=1 if muted else 1.5, ms=4 if muted else 6)
+        if not muted:
+            for r in rows.itertuples():
+                ax.annotate(f"{r.value:g}", (getattr(r, kl), r.sentiment),
+                            textcoords="offset points", xytext=(5, -12), fontsize=8,
+                            color=colour(method))
+    for (method, _), chain in points.groupby(["method", "value"], sort=False):
+        if len(chain) > 1 and not muted:  # one policy's path through the rounds
+            chain = chain.sort_values("round")
+            ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=colour(method))
+
+
+def kl_axis(ax, points: pd.DataFrame, kl: str, xlabel: str) -> None:
+    if points[kl].max() > RUNAWAY_KL:  # keep the others readable: log scale beyond 10 nats
+        ax.set_xscale("symlog", linthresh=10, linscale=2)
+        ax.set_xticks([t for t in (0, 2, 4, 6, 8, 10, 20, 40, 80, 160, 320)
+                       if t < 1.5 * points[kl].max()])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        xlabel += " (log scale above 10)"
+    ax.set_xlabel(xlabel)
+    ax.set_xlim(left=-0.5)
+    ax.grid(alpha=0.3)
+
+
 def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: Path) -> None:
     """Sentiment against the forward KL (with 95% intervals) and the optimal frontier pi*; beside
     it, the same policies against the reverse KL."""
@@ -75,38 +118,12 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
         (axes[0], "kl", "KL(pi || pi_ref) per response, nats (exact, on the policy's samples)"),
         (axes[1], "kl_reverse", "KL(pi_ref || pi) per response, nats (exact, on pi_ref's samples)"),
     ]:
-        ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
-        ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
-                label=f"{legend('pi_ref')}: {ref['sentiment']:.3f}")
+        reference_point(ax, ref)
         if kl == "kl":
             optimal_line(ax, optimal, kl, min_ess, right=1.05 * agg["kl_hi"].max())
         points = agg.dropna(subset=[kl])
-        for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
-            rows = rows.sort_values(kl)
-            xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
-            name = legend(method) + (f", round {rnd:g}" if rnd > 1 else "")
-            ax.errorbar(rows[kl], rows["sentiment"], xerr=xerr,
-                        yerr=[rows["sentiment"] - rows["sentiment_lo"],
-                              rows["sentiment_hi"] - rows["sentiment"]],
-                        marker=MARKERS[(int(rnd) - 1) % len(MARKERS)], capsize=3,
-                        ls="-" if rnd == 1 else "--", color=colour(method), label=name)
-            for r in rows.itertuples():
-                ax.annotate(f"{r.value:g}", (getattr(r, kl), r.sentiment),
-                            textcoords="offset points", xytext=(5, -12), fontsize=8,
-                            color=colour(method))
-        for (method, _), chain in points.groupby(["method", "value"], sort=False):
-            if len(chain) > 1:  # one policy's path through the rounds
-                chain = chain.sort_values("round")
-                ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=colour(method))
-        if points[kl].max() > RUNAWAY_KL:  # keep the others readable: log scale beyond 10 nats
-            ax.set_xscale("symlog", linthresh=10, linscale=2)
-            ax.set_xticks([t for t in (0, 2, 4, 6, 8, 10, 20, 40, 80, 160, 320)
-                           if t < 1.5 * points[kl].max()])
-            ax.xaxis.set_major_formatter(ScalarFormatter())
-            xlabel += " (log scale above 10)"
-        ax.set_xlabel(xlabel)
-        ax.set_xlim(left=-0.5)
-        ax.grid(alpha=0.3)
+        series(ax, points, kl)
+        kl_axis(ax, points, kl, xlabel)
     axes[0].set_ylabel("mean sentiment p(positive) on held-out prompts")
     over = " and ".join(sorted(set(agg["ci_over"].dropna())))
     axes[0].set_title(f"Reward vs KL(pi || pi_ref) frontier (95% intervals over {over})")
@@ -119,20 +136,73 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
     plt.close(fig)
 
 
+YARDSTICKS = ("dpo", "ppo")  # drawn, muted, in every panel of the by-family figure
+
+
+def frontier_by_family(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float,
+                       path: Path) -> None:
+    """The full table's frontier as small multiples: one panel per family of methods (the
+    records' `family`), each with pi_ref, pi* and, muted, DPO and PPO, on shared axes; the
+    forward KL only (the reverse KL is in the table)."""
+    ref = table[table["method"] == "pi_ref"].iloc[0]
+    agg = table[table["kind"] == "aggregate"].dropna(subset=["kl"])
+    present = {METHODS[m].family for m in agg["method"].unique()}
+    families = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
+    cols = min(3, len(families))
+    rows = -(-len(families) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), sharex=True,
+                             sharey=True, squeeze=False)
+    yardsticks = agg[agg["method"].isin(YARDSTICKS) & (agg["round"] == 1)]
+    common = {}  # pi_ref, pi* and the yardsticks: one legend for the figure
+    for ax, family in zip(axes.flat, families):
+        reference_point(ax, ref)
+        optimal_line(ax, optimal, "kl", min_ess, right=1.05 * agg["kl_hi"].max())
+        own = agg["method"].map(lambda m: METHODS[m].family == family)
+        series(ax, yardsticks[~yardsticks["method"].map(lambda m: METHODS[m].family == family)],
+               "kl", muted=True)
+        shared = dict(zip(*reversed(ax.get_legend_handles_labels())))
+        series(ax, agg[own], "kl")
+        kl_axis(ax, agg, "kl", "KL(pi || pi_ref), nats")
+        ax.set_title(family, fontsize=11)
+        handles, labels = ax.get_legend_handles_labels()
+        mine = [(h, lab) for h, lab in zip(handles, labels) if lab not in shared]
+        ax.legend(*zip(*mine), fontsize=7, loc="lower right")
+        common |= shared
+    for ax in axes.flat[len(families):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mean sentiment, held-out prompts")
+    fig.suptitle("Reward vs KL(pi || pi_ref) by family of methods (DPO and PPO drawn pale in the"
+                 " other panels)", fontsize=12)
+    fig.legend(list(common.values()), list(common), loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def sentiment(scores: dict[str, pd.Series], path: Path) -> None:
     names = list(scores)
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(names) + 2), 4.5))
-    parts = ax.violinplot([scores[n].to_numpy() for n in names], showmeans=True, widths=0.8)
+    wide = len(names) <= MANY  # side by side; beyond that, one row per policy
+    size = (max(6, 0.9 * len(names) + 2), 4.5) if wide else (8, 0.32 * len(names) + 1.5)
+    fig, ax = plt.subplots(figsize=size)
+    parts = ax.violinplot([scores[n].to_numpy() for n in names], showmeans=True, widths=0.8,
+                          vert=wide)
     for body, name in zip(parts["bodies"], names):
         body.set_facecolor(colour(name.split()[0]))
         body.set_alpha(0.5)
     for key in ("cmeans", "cmins", "cmaxes", "cbars"):
         parts[key].set_color("black")
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
-    ax.set_ylabel("sentiment p(positive) per sample")
-    ax.set_ylim(0, 1)
+    if wide:
+        ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right")
+        ax.set_ylabel("sentiment p(positive) per sample")
+        ax.set_ylim(0, 1)
+    else:
+        ax.set_yticks(range(1, len(names) + 1), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("sentiment p(positive) per sample")
+        ax.set_xlim(0, 1)
     ax.set_title("Distribution of the true reward on held-out prompts (bar: mean)")
-    ax.grid(axis="y", alpha=0.3)
+    ax.grid(axis="y" if wide else "x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -165,7 +235,7 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.grid(alpha=0.3)
-        if ax.has_data():
+        if ax.has_data() and len(curves) <= MANY:
             ax.legend(fontsize=8)
     axes[0, 1].set_yscale("symlog")
     fig.tight_layout()
@@ -183,12 +253,13 @@ def main(argv=None):
     for pid in policies:
         meta = parse_policy_id(pid)
         name = label(meta["method"], meta["value"], meta["round"])
-        if METHODS[meta["method"]].trainer:
+        if meta["method"] != "pi_ref" and METHODS[meta["method"]].trainer:
             name += f" s{meta['seed']}"
             curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
         scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])["score"]
+    draw_frontier = frontier if table["method"].nunique() <= MANY else frontier_by_family
     with io.atomic_output(args.frontier) as tmp:
-        frontier(table, optimal, args.params["min_ess"], tmp)
+        draw_frontier(table, optimal, args.params["min_ess"], tmp)
     for draw, data, out in [(sentiment, scores, args.sentiment), (training, curves, args.training)]:
         with io.atomic_output(out) as tmp:
             draw(data, tmp)
