@@ -24,12 +24,13 @@ from typing import Callable
 PAIRS = "pairs"                # the 6 preference pairs per prompt (results/pairs.parquet)
 RANKINGS = "rankings"          # each prompt's samples ranked best first, one row per prompt
 RANKED_PAIRS = "ranked_pairs"  # the C(K, 2) pairs of exactly those rankings
+UNPAIRED = "unpaired"          # each sample alone, desirable or not (results/unpaired.parquet)
 ONLINE = "online"              # samples of its own, drawn while training, scored by the reward
 NOTHING = "nothing"            # no training: Best-of-N answers with pi_ref's samples
-DATA = (PAIRS, RANKINGS, RANKED_PAIRS, ONLINE, NOTHING)
+DATA = (PAIRS, RANKINGS, RANKED_PAIRS, UNPAIRED, ONLINE, NOTHING)
 # The trainer module that runs a method's jobs, by what it trains on.
 TRAINERS = {PAIRS: "preference", RANKINGS: "preference", RANKED_PAIRS: "preference",
-            ONLINE: "ppo", NOTHING: None}
+            UNPAIRED: "preference", ONLINE: "ppo", NOTHING: None}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,8 @@ class Method:
     @property
     def reads(self) -> str | None:
         """The preference file it learns from: pairs or rankings; None for the others."""
-        return {PAIRS: "pairs", RANKINGS: "rankings", RANKED_PAIRS: "rankings"}.get(self.data)
+        return {PAIRS: "pairs", RANKINGS: "rankings", RANKED_PAIRS: "rankings",
+                UNPAIRED: "unpaired"}.get(self.data)
 
 
 METHODS: dict[str, Method] = {}
@@ -222,6 +224,13 @@ pairwise("cpo", "CPO (beta)", "chocolate", "cpo_loss", family="reference-free",
          alpha=number(1.0, "weight of the NLL term on the chosen response", minimum=0))
 pairwise("orpo", "ORPO (lambda)", "deeppink", "orpo_loss", family="reference-free",
          needs_reference=False, swept_key="lam", values=[0.1, 1.0])
+
+# KTO: unpaired desirable and undesirable samples (each prompt's above and below its median)
+register(Method("kto", "KTO (beta)", "darkorange", "beta", UNPAIRED, "unpaired", step=P + "kto_step",
+                needs_reference=True, settings_from="dpo", section={
+                    "beta": swept(BETAS),
+                    "desirable_weight": number(1.0, "lambda_D", exclusiveMinimum=0),
+                    "undesirable_weight": number(1.0, "lambda_U", exclusiveMinimum=0)}))
 
 LATER_ROUND = r"[2-9]|[1-9]\d+"  # rounds with a /round<r> suffix: round 1 is the ordinary run
 

@@ -26,8 +26,8 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, pairwise_cringe_loss,
-                             plackett_luce_loss)
+from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, kto_loss,
+                             kto_reference_point, pairwise_cringe_loss, plackett_luce_loss)
 from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.safe_loading import load_tokenizer
@@ -74,7 +74,7 @@ def loss_step(loss):
     reference, the log-prob margin) and how often it is positive."""
     wanted = list(inspect.signature(loss).parameters)
 
-    def step(model, batch, index, ref, p, generator):
+    def step(model, batch, index, ref, p, generator, chunk=None):
         token_logps = token_logprobs(forward_logprobs(model, batch), batch)
         lengths = batch.response_mask.sum(-1).to(token_logps.dtype)
         sides = ["chosen", "rejected"][:len(index)]
@@ -104,7 +104,7 @@ def loss_step(loss):
     return step
 
 
-def plackett_luce_step(model, batch, index, ref, p, generator):
+def plackett_luce_step(model, batch, index, ref, p, generator, chunk=None):
     """The listwise DPO loss on each prompt's K responses, ranked best first (ref: K x B)."""
     logps = sequence_logps(model, batch, index).T
     loss = plackett_luce_loss(logps, ref.T, p["beta"])
@@ -113,7 +113,7 @@ def plackett_luce_step(model, batch, index, ref, p, generator):
                   "reward_margin": margin.mean(-1).detach()}
 
 
-def cringe_step(model, batch, index, ref, p, generator):
+def cringe_step(model, batch, index, ref, p, generator, chunk=None):
     chosen, rejected = index
     logits = forward_logits(model, batch)
     token_logps = token_logprobs(next_token_logprobs(logits), batch)
@@ -127,6 +127,20 @@ def cringe_step(model, batch, index, ref, p, generator):
     margin = (logps[chosen] - logps[rejected]).detach()
     return loss, {"gate": gate.detach(), "ce": ce.detach(), "cringe": cr.detach(),
                   "reward_accuracy": (margin > 0).float(), "reward_margin": margin}
+
+
+def kto_step(model, batch, index, ref, p, generator, chunk):
+    """KTO on unpaired samples: each row's completion (index[0]), desirable or not
+    (`chunk.desirable`), and beside it another prompt's response (index[1]), whose log-ratio
+    estimates the reference point z0 over the (micro-)batch."""
+    logps = sequence_logps(model, batch, index)
+    desirable = torch.as_tensor(chunk["desirable"].to_numpy(), device=logps.device)
+    z0 = kto_reference_point(logps[1], ref[1])
+    loss = kto_loss(logps[0], ref[0], desirable, z0, p["beta"], p["desirable_weight"],
+                    p["undesirable_weight"])
+    reward = p["beta"] * (logps[0] - ref[0]).detach()
+    return loss, {"reward": reward, "kl_reference_point": z0.expand_as(reward),
+                  "desirable_share": desirable.float()}
 
 
 def step_function(record: Method):
@@ -177,10 +191,12 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     ddp = wrap(model, world, p["compile"])
 
     def pair_losses(rows):
-        batch, index = response_batch(pairs.iloc[rows.numpy()], columns, tok.pad_token_id)
+        chunk = pairs.iloc[rows.numpy()]
+        batch, index = response_batch(chunk, columns, tok.pad_token_id)
         with autocast(dev):
             batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
-            loss, stats = step_fn(ddp, batch.to(dev), index.to(dev), batch_ref, p, token_gen)
+            loss, stats = step_fn(ddp, batch.to(dev), index.to(dev), batch_ref, p, token_gen,
+                                  chunk)
         stats = {k: v.sum() for k, v in stats.items()}
         # averaged per row like the statistics: 2 where a batch's pairs share no response
         stats["sequences_per_row"] = torch.tensor(float(len(batch.input_ids)), device=dev)
@@ -229,8 +245,9 @@ def main(argv=None):
     if record.trainer != "preference":
         raise ValueError(f"{record.name} does not train on preference data ({record.data})")
     torch.manual_seed(p["seed"])
-    ranked = record.reads == "rankings"  # these read the rankings, not the pairs
-    pairs = io.read_parquet(args.pairs, ["prompt_id", "prompt_ids"] + ([] if ranked else PAIR_COLUMNS))
+    own_columns = {"pairs": PAIR_COLUMNS, "rankings": [],
+                   "unpaired": ["completion_ids", "desirable", "kl_completion_ids"]}[record.reads]
+    pairs = io.read_parquet(args.pairs, ["prompt_id", "prompt_ids"] + own_columns)
     if pairs.empty:
         raise ValueError(f"{args.pairs}: the file holds no {record.reads}")
     if record.needs_reference:

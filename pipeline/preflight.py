@@ -35,7 +35,7 @@ from pipeline.batching import reference_column, response_columns
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
-from pipeline.methods import METHODS, RANKINGS, load_extensions
+from pipeline.methods import METHODS, RANKINGS, UNPAIRED, load_extensions
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.sample import sample
@@ -161,16 +161,20 @@ def measure_reference(inputs: Inputs) -> dict:
     return {"batch": timed(forward, steps), "load": load}
 
 
-def synthetic_pairs(tok, n_prompts: int, p: dict, ranked: bool, gen) -> pd.DataFrame:
-    """Each prompt's n samples, as pairs (every C(n, 2) of them) or as one ranking."""
+def synthetic_pairs(tok, n_prompts: int, p: dict, data: str, gen) -> pd.DataFrame:
+    """Each prompt's n samples, as pairs (every C(n, 2) of them), as one ranking, or unpaired."""
     n, length = p["sample"]["n_per_prompt"], p["sample"]["max_new_tokens"]
     rows = []
     for i in range(n_prompts):
         prompt = bos_ids(tok) + random_ids(tok, 1, p["prompts"]["max_tokens"], gen)[0]
         responses = random_ids(tok, n, length, gen)
-        if ranked:
+        if data == RANKINGS:
             rows.append({"prompt_id": i, "prompt_ids": prompt,
                          **{f"rank{k}_ids": r for k, r in enumerate(responses)}})
+        elif data == UNPAIRED:
+            rows += [{"prompt_id": i, "prompt_ids": prompt, "completion_ids": r,
+                      "desirable": k % 2 == 0, "kl_completion_ids": responses[k - 1]}
+                     for k, r in enumerate(responses)]
         else:
             rows += [{"prompt_id": i, "prompt_ids": prompt, "chosen_ids": responses[a],
                       "rejected_ids": responses[b]} for a, b in combinations(range(n), 2)]
@@ -182,10 +186,10 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
     p = q["trainers"][method] | {"epochs": 1, "reward_prompts": 0}
     tok, model, load = policy(inputs)
     gen = torch.Generator().manual_seed(0)
-    ranked = METHODS[method].data == RANKINGS
-    per_prompt = 1 if ranked else math.comb(q["sample"]["n_per_prompt"], 2)
-    pairs = synthetic_pairs(tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q,
-                            ranked, gen)
+    data = METHODS[method].data
+    per_prompt = rows_per_prompt(data, q["sample"]["n_per_prompt"])
+    pairs = synthetic_pairs(tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q, data,
+                            gen)
     ref = None
     if METHODS[method].needs_reference:
         ref = pd.DataFrame({reference_column(c): np.zeros(len(pairs))
@@ -312,6 +316,12 @@ CPU_RULES = ["data", "tokenizer", "prompts", "pairs", "table", "optimal", "compa
              "side_by_side"]
 
 
+def rows_per_prompt(data: str, n: int) -> int:
+    """Training rows a prompt's n samples give: C(n, 2) pairs, one ranking, or n samples (at
+    most: the unpaired view drops a sample at its prompt's median, the pairs drop ties)."""
+    return {RANKINGS: 1, UNPAIRED: n}.get(data, math.comb(n, 2))
+
+
 def batch_sizes(q: dict) -> dict:
     c = q["counts"]
     return {"sample": min(q["sample"]["batch_size"], c["samples"]),
@@ -350,8 +360,7 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
     for method, p in q["trainers"].items():
         kind = f"train:{method}"
         if METHODS[method].trainer == "preference":
-            per_prompt = 1 if METHODS[method].data == RANKINGS else math.comb(
-                q["sample"]["n_per_prompt"], 2)
+            per_prompt = rows_per_prompt(METHODS[method].data, q["sample"]["n_per_prompt"])
             steps = max(1, c["train_prompts"] * per_prompt // p["batch_size"]) * p["epochs"]
             every = q["train"]["reward_every"]
             checks = (steps // every + 1 + (steps % every > 0)) if bs["monitor"] else 0

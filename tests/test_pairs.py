@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.pairs import make_pairs
+from pipeline.pairs import make_pairs, make_unpaired
 
 
 def scored(scores_per_prompt):
@@ -57,3 +57,13 @@ def test_a_rankings_pairs_are_its_six_ordered_pairs_with_pi_refs_log_probs():
         chosen, rejected = ranks[r.chosen_ids[0]], ranks[r.rejected_ids[0]]
         assert chosen < rejected
         assert (rr.ref_chosen, rr.ref_rejected) == (-chosen, -rejected)
+
+
+def test_kto_labels_each_sample_against_its_prompts_median():
+    # prompt 0: median 0.4 -> 0.9, 0.5 desirable, 0.1, 0.3 not; prompt 1: median 0.5 -> 0.5 left out
+    table = make_unpaired(scored([[0.1, 0.9, 0.5, 0.3], [0.2, 0.5, 0.8]]))
+    assert table["prompt_id"].tolist() == [0, 0, 0, 0, 1, 1]
+    assert table["desirable"].tolist() == [False, True, True, False, False, True]
+    assert [list(c) for c in table["completion_ids"]] == [[10], [11], [12], [13], [10], [12]]
+    # beside each, the same-numbered sample of the next prompt (cyclically): never its own prompt's
+    assert [list(c) for c in table["kl_completion_ids"]] == [[10], [11], [12], [10], [10], [12]]

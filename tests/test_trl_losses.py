@@ -193,3 +193,32 @@ def test_f_dpo_alpha_near_one_is_dpo():
 def test_robust_dpo_without_noise_is_dpo():
     torch.testing.assert_close(call(losses.robust_dpo_loss, PAIR, beta=0.3, epsilon=0.0),
                                call(losses.dpo_loss, PAIR, beta=0.3))
+
+
+@pytest.mark.parametrize("beta, weights", [(0.1, (1.0, 1.0)), (1.0, (1.0, 1.33))])
+def test_kto_equals_trls_kto_trainer(batch, beta, weights):
+    per_token, mask, _ = batch
+    gen = torch.Generator().manual_seed(2)
+    kl_per_token = torch.where(mask[:, 1:].bool(), -torch.rand(per_token.shape, generator=gen) * 3,
+                               torch.zeros_like(per_token))
+    desirable = torch.arange(2 * B) % 3 != 0
+    ref = per_token.sum(-1) + torch.randn(2 * B, generator=gen)
+    ref_kl = kl_per_token.sum(-1) - torch.rand(2 * B, generator=gen)  # z0 > 0: not clamped
+    theirs = trl_reference.kto_trainer_loss(per_token, kl_per_token, mask, desirable, ref, ref_kl,
+                                            beta, *weights)
+    z0 = losses.kto_reference_point(kl_per_token.sum(-1), ref_kl)
+    ours = losses.kto_loss(per_token.sum(-1), ref, desirable, z0, beta, *weights)
+    assert z0 > 0
+    torch.testing.assert_close(ours.mean(), theirs, atol=1e-6, rtol=1e-6)
+
+
+def test_kto_by_hand():
+    # s = 1 for both; z0 = 0.5: desirable 1 - sigmoid(0.5 beta), undesirable 1 - sigmoid(-0.5 beta)
+    out = losses.kto_loss(t([-1.0, -1.0]), t([-2.0, -2.0]), t([True, False]), t(0.5), beta=2.0,
+                          desirable_weight=1.0, undesirable_weight=3.0)
+    torch.testing.assert_close(out, t([1 - sigmoid(1.0), 3 * (1 - sigmoid(-1.0))]))
+    # the reference point: a mean log-ratio of mismatched pairs, never below 0, without gradient
+    policy = t([-1.0, -4.0], requires_grad=True)
+    assert losses.kto_reference_point(policy, t([-2.0, -2.0])).item() == 0.0   # mean -0.5 -> 0
+    z0 = losses.kto_reference_point(policy, t([-3.0, -4.0]))
+    assert z0.item() == 1.0 and not z0.requires_grad

@@ -63,3 +63,29 @@ def orpo_trainer_losses(mean_chosen, mean_rejected, beta: float) -> torch.Tensor
     from trl.experimental.orpo import ORPOTrainer
 
     return ORPOTrainer.odds_ratio_loss(trainer(beta=beta), mean_chosen, mean_rejected)[0]
+
+
+def kto_trainer_loss(per_token_logps: torch.Tensor, kl_per_token_logps: torch.Tensor,
+                     completion_mask: torch.Tensor, desirable: torch.Tensor, ref_logps: torch.Tensor,
+                     ref_kl_logps: torch.Tensor, beta: float, desirable_weight: float,
+                     undesirable_weight: float) -> torch.Tensor:
+    """`KTOTrainer._compute_loss` on a batch whose model returns `per_token_logps` for the
+    completions and `kl_per_token_logps` for the mismatched (KL) sequences, pi_ref's precomputed."""
+    from trl import KTOTrainer
+
+    kl_input_ids = torch.zeros_like(completion_mask)
+
+    def model(input_ids, **kwargs):
+        logps = kl_per_token_logps if input_ids is kl_input_ids else per_token_logps
+        return SimpleNamespace(log_probs=logps, entropy=torch.zeros_like(logps),
+                               mean_logits=torch.zeros_like(logps))
+
+    inputs = {"input_ids": torch.ones_like(completion_mask), "attention_mask": torch.ones_like(completion_mask),
+              "completion_mask": completion_mask, "KL_input_ids": kl_input_ids,
+              "KL_attention_mask": torch.ones_like(completion_mask),
+              "KL_completion_mask": completion_mask, "label": desirable, "ref_logps": ref_logps,
+              "ref_KL_logps": ref_kl_logps}
+    self = trainer(calculate_KL=True, precompute_ref_logps=True, loss_type="kto", beta=beta,
+                   desirable_weight=desirable_weight, undesirable_weight=undesirable_weight)
+    self._compute_kl_logps = lambda model_, batch: KTOTrainer._compute_kl_logps(self, model_, batch)
+    return KTOTrainer._compute_loss(self, model, inputs, return_outputs=False)

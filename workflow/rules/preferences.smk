@@ -66,6 +66,7 @@ rule pairs:
     output:
         pairs="results/pairs.parquet",
         rankings="results/rankings.parquet",
+        unpaired="results/unpaired.parquet",
     params:
         recipe=lambda w: digest(recipe_scores(*sampler(w))),  # pairs has no config of its own
     resources:
@@ -76,4 +77,4 @@ rule pairs:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.pairs --scores {input} --out {output.pairs}"
-        " --rankings {output.rankings} > {log} 2>&1"
+        " --rankings {output.rankings} --unpaired {output.unpaired} > {log} 2>&1"

@@ -32,6 +32,7 @@ use rule pairs as pairs_round with:
     output:
         pairs=f"{ROUND}/pairs.parquet",
         rankings=f"{ROUND}/rankings.parquet",
+        unpaired=f"{ROUND}/unpaired.parquet",
     log:
         "results/logs/round{round}/pairs_{method}_{value}_seed{seed}.log",
 

@@ -5,7 +5,7 @@ rule reference:
     output:
         "results/reference/{data}.parquet",
     wildcard_constraints:
-        data="pairs|rankings",
+        data="pairs|rankings|unpaired",
     params:
         cfg=as_arg(config["reference"]),
         recipe=lambda w: digest(recipe_reference(*sampler(w))),
