@@ -464,3 +464,55 @@ def kto_reference_point(policy_mismatched: torch.Tensor, ref_mismatched: torch.T
     """z0 = max(0, mean over the batch of log pi(y'|x) - log ref(y'|x)), on mismatched pairs (each
     prompt with another row's response): KTO's estimate of KL(pi || ref), without gradient."""
     return (policy_mismatched - ref_mismatched).mean().detach().clamp(min=0)
+
+
+# --- Online, on the policy's own groups of samples: GRPO and RLOO -------------------------------
+# A rollout holds G samples of each prompt, consecutive: rewards (B,) reshape to (B / G, G).
+
+def group_advantages(rewards: torch.Tensor, group_size: int, eps: float = 1e-4) -> torch.Tensor:
+    """A_i = (r_i - mean_G r) / (std_G r + eps): GRPO's group-normalised advantage (Shao et al.
+    2024, eq. 3; the unbiased std and eps as TRL's scale_rewards="group"), one per sample, given
+    to every token of it. A group whose rewards are all equal has A = 0: it teaches nothing."""
+    groups = rewards.view(-1, group_size)
+    mean, std = groups.mean(-1, keepdim=True), groups.std(-1, keepdim=True)
+    return ((groups - mean) / (std + eps)).view(-1)
+
+
+def leave_one_out_advantages(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """A_i = r_i - 1/(G - 1) sum_{j != i} r_j: RLOO's baseline, the mean reward of the prompt's
+    other samples (Ahmadian et al. 2024, eq. 5), unbiased since it does not use r_i."""
+    groups = rewards.view(-1, group_size)
+    baseline = (groups.sum(-1, keepdim=True) - groups) / (group_size - 1)
+    return (groups - baseline).view(-1)
+
+
+def grpo_loss(logps: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor,
+              advantages: torch.Tensor, mask: torch.Tensor, beta: float,
+              clip: float) -> torch.Tensor:
+    """L_GRPO = 1/|o| sum_t [-min(rho_t A, clip(rho_t, 1 - eps, 1 + eps) A) + beta D_t],
+    rho_t = pi / pi_old per token, D_t = pi_ref/pi - log(pi_ref/pi) - 1 (the k3 estimator of
+    KL(pi || pi_ref), >= 0): the KL is a loss term, not a reward (Shao et al. 2024, eq. 3; TRL's
+    GRPOTrainer, loss_type="grpo"). Token tensors (B, T) with mask (B, T); returns (B,)."""
+    ratio = torch.exp(logps - old_logps)
+    a = advantages.unsqueeze(-1)
+    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip, 1 + clip) * a)
+    kl = torch.exp(ref_logps - logps) - (ref_logps - logps) - 1
+    per_token = torch.where(mask, -surrogate + beta * kl, torch.zeros_like(kl))
+    return per_token.sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def kl_penalised_scores(scores: torch.Tensor, old_logps: torch.Tensor, ref_logps: torch.Tensor,
+                        beta: float) -> torch.Tensor:
+    """r = score - beta sum_t (log pi_old(y_t) - log ref(y_t)): RLOO's reward, the KL folded in per
+    sequence (k1, the sampling policy's log-ratio; TRL's RLOOTrainer). Token log-probs (B, T), 0
+    outside the response; returns (B,)."""
+    return scores - beta * (old_logps - ref_logps).sum(-1)
+
+
+def rloo_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor,
+              clip: float) -> torch.Tensor:
+    """L_RLOO = -min(rho A, clip(rho, 1 - eps, 1 + eps) A), rho = pi(y) / pi_old(y) per sequence
+    (REINFORCE with the leave-one-out baseline, clipped as TRL's RLOOTrainer does for several
+    updates per rollout). Sequence log-probs (B,); returns (B,)."""
+    ratio = torch.exp(logps - old_logps)
+    return -torch.minimum(ratio * advantages, ratio.clamp(1 - clip, 1 + clip) * advantages)

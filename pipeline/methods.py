@@ -48,11 +48,13 @@ class Method:
     chosen_only: bool = False           # learns from the chosen responses alone
     noisy_labels: bool = False          # its pairs' labels flipped at `rate` (pipeline.noise)
     learned_reward: bool = False        # online, against the learned reward model
-    section: dict | None = None         # JSON schema of its section's keys (extensions only)
+    module: str | None = None           # the trainer module, when not the one its data implies
+    group_size: int | None = None       # online groups: samples per prompt (None: sample.n_per_prompt)
+    section: dict | None = None         # JSON schema of its section's keys (new methods)
 
     @property
     def trainer(self) -> str | None:
-        return TRAINERS[self.data]
+        return self.module or TRAINERS[self.data]
 
     @property
     def iterable(self) -> bool:
@@ -224,6 +226,18 @@ pairwise("cpo", "CPO (beta)", "chocolate", "cpo_loss", family="reference-free",
          alpha=number(1.0, "weight of the NLL term on the chosen response", minimum=0))
 pairwise("orpo", "ORPO (lambda)", "deeppink", "orpo_loss", family="reference-free",
          needs_reference=False, swept_key="lam", values=[0.1, 1.0])
+
+# Online, without a value head, each on groups of its own samples per prompt (pipeline.online)
+O = "pipeline.online:"
+register(Method("grpo", "GRPO, true reward (beta)", "firebrick", "beta", ONLINE, "online RL",
+                step=O + "GRPO", settings_from="ppo", module="online",
+                section={"beta": swept([0.04, 0.2], exclusive=False)}))
+register(Method("rloo", "RLOO, true reward (beta)", "salmon", "beta", ONLINE, "online RL",
+                step=O + "RLOO", settings_from="ppo", module="online",
+                section={"beta": swept([0.05, 0.2], exclusive=False)}))
+register(Method("online_dpo", "online DPO, true reward (beta)", "mediumblue", "beta", ONLINE,
+                "online RL", step=O + "ONLINE_DPO", settings_from="ppo", module="online",
+                group_size=2, section={"beta": swept(BETAS)}))
 
 # KTO: unpaired desirable and undesirable samples (each prompt's above and below its median)
 register(Method("kto", "KTO (beta)", "darkorange", "beta", UNPAIRED, "unpaired", step=P + "kto_step",

@@ -12,7 +12,7 @@
   reliable reward. (pi*_beta is the optimum for the forward KL only, so the reverse panel has none.)
 - sentiment.png: the distribution of the true reward over evaluation samples, per policy.
 - training.png: the trainers' metrics: the pairwise trainers' sampled reward and loss by step,
-  PPO's reward and KL by iteration.
+  PPO's and the other online methods' reward and KL by iteration.
 """
 
 from pathlib import Path
@@ -217,7 +217,7 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
         # one colour per method, one line style per policy of that method
         style = {"color": colour(method), "label": name, "alpha": 0.85,
                  "ls": ["-", "--", ":", "-."][seen[method] % 4]}
-        if "iteration" in m:  # PPO
+        if "iteration" in m:  # PPO and the online methods
             axes[1, 0].plot(m["iteration"], m["reward"], **style)
             axes[1, 1].plot(m["iteration"], m["kl"], **style)
         else:
@@ -227,9 +227,9 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
             axes[0, 1].plot(loss["step"], loss["loss"].rolling(10, min_periods=1).mean(), **style)
     titles = [("pairwise: true reward of the policy's samples", "step", "sentiment"),
               ("pairwise: loss (rolling mean of 10 steps)", "step", "loss"),
-              ("PPO: rollout reward (ppo_rm: the learned reward, standardised)", "iteration",
+              ("online: rollout reward (ppo_rm: the learned reward, standardised)", "iteration",
                "reward"),
-              ("PPO: KL(pi || pi_ref) of the rollouts (k1)", "iteration", "nats")]
+              ("online: KL(pi || pi_ref) of the rollouts (k1)", "iteration", "nats")]
     for ax, (title, x, y) in zip(axes.flat, titles):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(x)

@@ -54,19 +54,28 @@ def entropy(logp: torch.Tensor) -> torch.Tensor:
     return -(logp.exp() * logp).sum(-1)
 
 
+def policy_forward(model, batch):
+    """(next-token log-probs, values) of a policy with a value head; (log-probs, None) of a plain
+    one (the online methods without a critic: GRPO, RLOO, online DPO)."""
+    if isinstance(model, PolicyWithValue):
+        return model(batch)
+    return forward_logprobs(model, batch), None
+
+
 @torch.no_grad()
-def score_rollout(model: PolicyWithValue, ref, batch, chunk: int):
-    """Token log-probs under the rollout policy and pi_ref, and values, `chunk` rows at a time
-    (a whole rollout's logits over a 50k vocabulary would not fit in memory at paper scale)."""
+def score_rollout(model, ref, batch, chunk: int):
+    """Token log-probs under the rollout policy and pi_ref, and values (None without a value
+    head), `chunk` rows at a time (a whole rollout's logits over a 50k vocabulary would not fit
+    in memory at paper scale)."""
     dev = batch.input_ids.device
     out = []
     for rows in torch.arange(len(batch.input_ids), device=dev).split(chunk):
         sub = batch.select(rows)
         with autocast(dev):
-            logprobs, values = model(sub)
+            logprobs, values = policy_forward(model, sub)
             ref_logprobs = forward_logprobs(ref, sub)
         out.append((token_logprobs(logprobs, sub), token_logprobs(ref_logprobs, sub), values))
-    return tuple(torch.cat(parts) for parts in zip(*out))
+    return tuple(None if parts[0] is None else torch.cat(parts) for parts in zip(*out))
 
 
 def kl_controller(p: dict):
@@ -75,21 +84,22 @@ def kl_controller(p: dict):
     return FixedKLController(p["init_kl_coef"])
 
 
-def collect(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,
+def collect(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
             generator: torch.Generator, world: World = SINGLE):
-    """One rollout: this process samples, scores and evaluates (log-probs, pi_ref's log-probs,
-    values) its share of `prompts`; every process returns the whole rollout, in prompt order:
+    """One rollout, for PPO and the online methods: this process samples, scores and evaluates
+    (log-probs, pi_ref's log-probs, values if the model has a value head) its share of
+    `prompts`; every process returns the whole rollout, in prompt order:
     (batch, scores, old_logps, ref_logps, values)."""
     dev = next(model.parameters()).device
     mine = prompts[world.rank::world.size]
-    completions, scores = rollout(model.policy, tok, mine, scorer, p["max_new_tokens"], generator,
-                                  p["sample_batch_size"])
+    completions, scores = rollout(getattr(model, "policy", model), tok, mine, scorer,
+                                  p["max_new_tokens"], generator, p["sample_batch_size"])
     completions = world.interleave(completions)
     scores = torch.tensor(world.interleave(scores.tolist()), dtype=torch.float64, device=dev)
     batch = left_pad(prompts, completions, tok.pad_token_id).to(dev)
     own = batch.select(torch.arange(world.rank, len(prompts), world.size, device=dev))
     parts = score_rollout(model, ref, own, p["minibatch_size"])
-    return (batch, scores, *(world.interleave_tensor(t) for t in parts))
+    return (batch, scores, *(None if t is None else world.interleave_tensor(t) for t in parts))
 
 
 def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,

@@ -3,7 +3,7 @@
 With the configured policy, reward and batch sizes, a few steps of each kind of torch job run
 through the stages' own code on synthetic token ids of the configured lengths: an SFT step, a
 batch of samples, the scoring of a batch of texts, a batch of pi_ref's log-probs, a step of each
-trainer in `train.methods` (PPO: an iteration), and an evaluation batch (samples and the exact
+trainer in `train.methods` (PPO and the online methods: an iteration), and an evaluation batch (samples and the exact
 KL both ways). Each kind runs in a process of its own, which gives its start-up and model-loading
 time and its peak memory: CUDA's peak allocation on a GPU, the process's peak RSS on the CPU.
 A batch that does not fit in memory is reported with the config key that sets it, not a
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import cli, io, ppo, preference, sft
+from pipeline import cli, io, online, ppo, preference, sft
 from pipeline.batching import reference_column, response_columns
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
@@ -198,8 +198,8 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
     return {"step": per_step(metrics["seconds"].iloc[1:]), "load": load}  # row 0: before training
 
 
-def measure_ppo(inputs: Inputs, method: str) -> dict:
-    """Two iterations: the second's time (the first warms up)."""
+def measure_online(inputs: Inputs, method: str) -> dict:
+    """Two iterations of PPO or an online method: the second's time (the first warms up)."""
     q = inputs.params
     p = q["trainers"][method] | {"iterations": 2, "reward": q["reward"]}
     tok, model, load = policy(inputs)
@@ -207,8 +207,11 @@ def measure_ppo(inputs: Inputs, method: str) -> dict:
     ref = load_policy(inputs, tok).to(device()).eval().requires_grad_(False)
     load += time.perf_counter() - t0
     prompts = prompts_of(inputs, tok, p["rollout_size"], torch.Generator().manual_seed(0))
-    metrics = ppo.train(ppo.PolicyWithValue(model).to(device()), ref, tok, prompts,
-                        make_scorer(q["reward"]), p)
+    if METHODS[method].trainer == "ppo":
+        metrics = ppo.train(ppo.PolicyWithValue(model).to(device()), ref, tok, prompts,
+                            make_scorer(q["reward"]), p)
+    else:
+        metrics = online.train(model, ref, tok, prompts, make_scorer(q["reward"]), p)
     return {"iteration": float(metrics["seconds"].diff().iloc[-1]), "load": load}
 
 
@@ -243,7 +246,7 @@ def measure(kind: str, inputs: Inputs) -> dict:
     if kind.startswith("train:"):
         method = kind.split(":")[1]
         trainer = METHODS[method].trainer
-        return (measure_pairwise if trainer == "preference" else measure_ppo)(inputs, method)
+        return (measure_pairwise if trainer == "preference" else measure_online)(inputs, method)
     return {"sft": measure_sft, "sample": measure_sample, "score": measure_score,
             "reference": measure_reference, "kl": measure_kl}[kind](inputs)
 
@@ -367,8 +370,8 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
             add("train_pairwise", c["jobs"][method], kind, steps, "step", measured[kind]["step"],
                 trainer_change(method), extra=checks * monitor, method=method)
         else:
-            add("train_ppo", c["jobs"][method], kind, p["iterations"], "iteration",
-                measured[kind]["iteration"], trainer_change(method), method=method)
+            add(f"train_{METHODS[method].trainer}", c["jobs"][method], kind, p["iterations"],
+                "iteration", measured[kind]["iteration"], trainer_change(method), method=method)
     # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
     batches = math.ceil(c["eval_samples"] / bs["evaluate"])
     per_batch = sampled["eval_batch"] + 2 * measured["kl"]["batch"]

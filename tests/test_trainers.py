@@ -136,6 +136,24 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
     assert metrics["kl_coef"].eq(0.01).all(), "a fixed KL coefficient stays fixed"
 
 
+@pytest.mark.parametrize("method, beta", [("grpo", 0.0), ("rloo", 0.01), ("online_dpo", 0.1)])
+def test_each_online_method_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer, method,
+                                                                         beta):
+    from pipeline.online import train as train_online
+
+    torch.manual_seed(0)
+    model = copy.deepcopy(policy)
+    ref = copy.deepcopy(policy).requires_grad_(False)
+    p = {"method": method, "beta": beta, "n_per_prompt": 4, "iterations": 12, "rollout_size": 64,
+         "minibatch_size": 16, "ppo_epochs": 2, "optimizer": "adamw", "lr": 1e-2,
+         "warmup_steps": 1, "cliprange": 0.2, "max_grad_norm": 1.0, "gradient_checkpointing": False,
+         "compile": False, "seed": 0, "max_new_tokens": 8, "sample_batch_size": 256}
+    metrics = train_online(model, ref, tokenizer, [[5, 6], [7, 8, 9], [10], [11, 12]],
+                           VowelScorer(), p)
+    assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
+    assert (metrics["kl"].iloc[0] == 0) and metrics["kl"].iloc[-1] != 0  # it moved from pi_ref
+
+
 def test_plackett_luce_and_dpo_on_the_same_rankings_train_through_the_stage_cli(tmp_path, policy,
                                                                                policy_dir):
     """rankings -> pi_ref's log-probs (the reference stage) -> the listwise and pairwise trainers."""

@@ -222,3 +222,44 @@ def test_kto_by_hand():
     assert losses.kto_reference_point(policy, t([-2.0, -2.0])).item() == 0.0   # mean -0.5 -> 0
     z0 = losses.kto_reference_point(policy, t([-3.0, -4.0]))
     assert z0.item() == 1.0 and not z0.requires_grad
+
+
+# --- online: GRPO, RLOO -------------------------------------------------------------------------
+
+def test_group_advantages_by_hand():
+    # group [1, 2, 3]: mean 2, unbiased std 1; group [5, 5, 5]: all equal, no signal
+    adv = losses.group_advantages(t([1.0, 2.0, 3.0, 5.0, 5.0, 5.0]), group_size=3)
+    torch.testing.assert_close(adv, t([-1 / 1.0001, 0.0, 1 / 1.0001, 0.0, 0.0, 0.0]))
+
+
+def test_leave_one_out_advantages_by_hand():
+    # r = [1, 2, 6]: baselines (2 + 6)/2 = 4, (1 + 6)/2 = 3.5, (1 + 2)/2 = 1.5
+    adv = losses.leave_one_out_advantages(t([1.0, 2.0, 6.0]), group_size=3)
+    torch.testing.assert_close(adv, t([-3.0, -1.5, 4.5]))
+
+
+def test_rloo_reward_folds_in_the_sequence_log_ratio():
+    old, ref = t([[-1.0, -2.0, 0.0]]), t([[-1.5, -1.0, 0.0]])  # log-ratio sum 0.5 - 1 = -0.5
+    assert losses.kl_penalised_scores(t([0.8]), old, ref, beta=0.2).item() == pytest.approx(0.9)
+
+
+def test_grpo_loss_by_hand():
+    # one sample of two tokens (a third masked), A = 1, ratio 1 at the first update:
+    # per token -1 + beta * k3, k3 = exp(d) - d - 1 with d = log ref - log pi
+    logps, ref = t([[-1.0, -2.0, -9.0]]), t([[-1.5, -1.0, 0.0]])
+    mask = t([[True, True, False]])
+    k3 = [math.exp(-0.5) + 0.5 - 1, math.exp(1.0) - 1.0 - 1]
+    out = losses.grpo_loss(logps, logps, ref, t([1.0]), mask, beta=0.1, clip=0.2)
+    assert out.item() == pytest.approx((-1 + 0.1 * k3[0] - 1 + 0.1 * k3[1]) / 2)
+    # a ratio past 1 + clip with a positive advantage is clipped: no gradient through it
+    new = logps.clone().requires_grad_(True)
+    losses.grpo_loss(new, logps - 1.0, logps, t([1.0]), mask, beta=0.0, clip=0.2).backward()
+    assert (new.grad == 0).all()
+
+
+def test_rloo_loss_clips_the_sequence_ratio():
+    # ratio e^0.5 = 1.65 > 1.2: with A = 2 the clipped term 1.2 * 2 is the smaller
+    assert losses.rloo_loss(t([-1.0]), t([-1.5]), t([2.0]), clip=0.2).item() == pytest.approx(-2.4)
+    # with A = -2 the unclipped -3.30 is the smaller of (-3.30, -2.4): loss 3.30
+    assert losses.rloo_loss(t([-1.0]), t([-1.5]), t([-2.0]), clip=0.2).item() == pytest.approx(
+        2 * math.exp(0.5))

@@ -147,6 +147,8 @@ def trainer_config(method, value, seed):
         section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
     else:  # PPO samples its rollouts as the sample stage does, that many sequences at a time
         section["sample_batch_size"] = config["sample"]["batch_size"]
+    if record.trainer == "online":  # groups of sample.n_per_prompt samples per prompt
+        section["n_per_prompt"] = config["sample"]["n_per_prompt"]
     if record.learned_reward:  # trained on the learned reward; evaluated, like all, on the true one
         section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
                              "batch_size": config["reward"]["batch_size"],

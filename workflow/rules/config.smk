@@ -130,7 +130,18 @@ def check_config(config):
             raise WorkflowError(f"config: iterative.methods has '{name}', which is in neither "
                                 "train.methods nor train.full_methods")
     for name in full:
-        if METHODS[name].data in (RANKINGS, RANKED_PAIRS) and s["n_per_prompt"] < 3:
+        record = METHODS[name]
+        if record.trainer == "online":
+            group, key = ((record.group_size, f"{name}'s group of {record.group_size}")
+                          if record.group_size else (s["n_per_prompt"], "sample.n_per_prompt"))
+            if group < 2 or config["ppo"]["rollout_size"] % group:
+                raise WorkflowError(f"config: {name} samples groups of {key} ({group}) per"
+                                    f" prompt: at least 2, dividing ppo.rollout_size"
+                                    f" ({config['ppo']['rollout_size']})")
+            if config["resources"]["data_parallel"] > 1:
+                raise WorkflowError(f"config: {name} trains in one process; set"
+                                    " resources.data_parallel to 1 or leave it out")
+        if record.data in (RANKINGS, RANKED_PAIRS) and s["n_per_prompt"] < 3:
             raise WorkflowError(f"config: {name} trains on rankings of each prompt's samples, which"
                                 f" need sample.n_per_prompt >= 3 (it is {s['n_per_prompt']}); take"
                                 " it out of train.methods and train.full_methods, or raise it")

@@ -100,3 +100,29 @@ rule train_ppo:
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
         " > {log} 2>&1"
+
+
+rule train_online:
+    input:
+        prompts="results/prompts/train.parquet",
+        policy="results/sft/model",
+    output:
+        model=directory("results/policies/{method}/{value}/seed{seed}/model"),
+        metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
+    wildcard_constraints:
+        method=methods_trained_by("online"),
+    params:
+        cfg=trainer_params,
+        recipe=lambda w: digest(recipe_policy(trained_policy(w))),
+    threads: 1
+    resources:
+        **GPU,
+    log:
+        "results/logs/train_{method}_{value}_seed{seed}.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.online --params {params.cfg} --prompts {input.prompts}"
+        " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
+        " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
+        " > {log} 2>&1"

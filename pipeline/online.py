@@ -1,0 +1,185 @@
+"""Stage `train_online`: GRPO, RLOO and online DPO on the true reward, from the policy's own samples.
+
+Each iteration draws `ppo.rollout_size / G` training prompts and samples G completions of each
+from the current policy with PPO's rollout (pipeline.ppo.collect: pure sampling, the true reward,
+the policy's and pi_ref's token log-probs), then makes `ppo.ppo_epochs` passes over it in
+minibatches of `ppo.minibatch_size` samples (whole groups). What is learned from a group is the
+method's (its record names the objective below):
+- GRPO: G = sample.n_per_prompt; group-normalised advantages on every token, the clipped
+  per-token ratio, and beta times the k3 estimate of KL(pi || pi_ref) as a loss term;
+- RLOO: G = sample.n_per_prompt; the reward minus beta times the sequence log-ratio (the KL folded
+  into the reward), leave-one-out advantages, the clipped sequence ratio;
+- online DPO: G = 2 (Guo et al. 2024), the higher-scoring sample chosen (a tie teaches nothing),
+  the DPO loss with pi_ref's log-probs, every iteration on fresh pairs.
+No value head. The optimiser, iterations and batch sizes are the ppo section's, so the online
+methods see as many samples per iteration as PPO. Dropout is off: the ratios compare one function.
+"""
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import torch
+
+from pipeline import cli, io
+from pipeline.checkpoint import Checkpoint, fingerprint
+from pipeline.distributed import SINGLE, setup, teardown, wrap
+from pipeline.logprobs import forward_logprobs, token_logprobs
+from pipeline.logs import get_logger, progress
+from pipeline.losses import (dpo_loss, group_advantages, grpo_loss, kl_penalised_scores,
+                             leave_one_out_advantages, rloo_loss)
+from pipeline.methods import method, resolve
+from pipeline.models import autocast, device, load_causal_lm, train_mode
+from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.ppo import collect
+from pipeline.safe_loading import load_tokenizer
+from pipeline.score import make_scorer
+
+log = get_logger("train_online")
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What an online method learns from a rollout of groups of G samples per prompt (G: the
+    record's group_size). `targets(rollout, p, G)` runs once per rollout (advantages, pairs);
+    `loss(logps, rollout, rows, p, G)` gives one loss per group of the minibatch `rows` (sequence
+    indices, whole groups) from the policy's token log-probs `logps` of those rows."""
+    targets: Callable
+    loss: Callable
+
+
+def grpo_targets(r, p, G):
+    return {"advantages": group_advantages(r["scores"].float(), G)}
+
+
+def grpo_group_loss(logps, r, rows, p, G):
+    per_sample = grpo_loss(logps, r["old"][rows], r["ref"][rows], r["advantages"][rows],
+                           r["mask"][rows], p["beta"], p["cliprange"])
+    return per_sample.view(-1, G).mean(-1)
+
+
+def rloo_targets(r, p, G):
+    rewards = kl_penalised_scores(r["scores"].float(), r["old"], r["ref"], p["beta"])
+    return {"advantages": leave_one_out_advantages(rewards, G)}
+
+
+def rloo_group_loss(logps, r, rows, p, G):
+    per_sample = rloo_loss(logps.sum(-1), r["old"][rows].sum(-1), r["advantages"][rows],
+                           p["cliprange"])
+    return per_sample.view(-1, G).mean(-1)
+
+
+def online_dpo_targets(r, p, G):
+    """Each pair's winner first: `order` indexes (winner, loser) within each group of 2."""
+    scores = r["scores"].view(-1, 2)
+    first_wins = scores[:, 0] >= scores[:, 1]
+    order = torch.stack([torch.where(first_wins, 0, 1), torch.where(first_wins, 1, 0)], -1)
+    # stored per sample as the other targets are: a group's two entries are (winner, loser)
+    return {"order": order.view(-1),
+            "decided": (scores[:, 0] != scores[:, 1]).repeat_interleave(2).float()}
+
+
+def online_dpo_group_loss(logps, r, rows, p, G):
+    """DPO on each group's (winner, loser); a tied pair's loss is multiplied by 0."""
+    seq = logps.sum(-1).view(-1, 2)
+    ref = r["ref"][rows].sum(-1).view(-1, 2)
+    order = r["order"][rows].view(-1, 2)
+    pick = seq.gather(-1, order), ref.gather(-1, order)
+    loss = dpo_loss(pick[0][:, 0], pick[0][:, 1], pick[1][:, 0], pick[1][:, 1], p["beta"])
+    return loss * r["decided"][rows].view(-1, 2)[:, 0]
+
+
+GRPO = Objective(grpo_targets, grpo_group_loss)
+RLOO = Objective(rloo_targets, rloo_group_loss)
+ONLINE_DPO = Objective(online_dpo_targets, online_dpo_group_loss)
+
+
+def train(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
+          ckpt: Checkpoint | None = None) -> pd.DataFrame:
+    """Train in place, one process; with `ckpt`, resume from its last checkpoint."""
+    record = method(p["method"])
+    objective, G = resolve(record.step), record.group_size or p["n_per_prompt"]
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(p["seed"])  # prompts and minibatches
+    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
+    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
+    train_mode(model, p["gradient_checkpointing"], dropout=False)
+    state = ckpt.restore(model, opt) if ckpt else None
+    if state is None:
+        metrics, start, step = [], 0, 0
+    else:
+        metrics, start, step = state["metrics"], state["iteration"], state["step"]
+        gen.set_state(state["gen"])
+        sample_gen.set_state(state["sample_gen"])
+        log.info("resuming from the checkpoint at iteration %d", start)
+    ddp = wrap(model, SINGLE, p["compile"])
+    groups, per_minibatch = p["rollout_size"] // G, max(1, p["minibatch_size"] // G)
+    t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
+    for it in progress(range(start, p["iterations"]), desc=p["method"], unit="iter",
+                       initial=start, total=p["iterations"]):
+        idx = torch.randint(len(prompts), (groups,), generator=gen)
+        batch, scores, old, ref_logps, _ = collect(
+            model, ref, tok, [prompts[i] for i in idx.tolist() for _ in range(G)], scorer, p,
+            sample_gen)
+        r = {"scores": scores, "old": old, "ref": ref_logps, "mask": batch.response_mask}
+        r |= objective.targets(r, p, G)
+        losses = []
+        for _ in range(p["ppo_epochs"]):
+            for mb in torch.randperm(groups, generator=gen).split(per_minibatch):
+                rows = (mb.to(dev)[:, None] * G + torch.arange(G, device=dev)).view(-1)
+                sub = batch.select(rows)
+                set_lr(opt, warmup_constant(step, p["warmup_steps"], p["lr"]))
+                with autocast(dev):
+                    logps = token_logprobs(forward_logprobs(ddp, sub), sub)
+                loss = objective.loss(logps, r, rows, p, G).mean()
+                check_finite(loss.detach(), p["method"], step,
+                             f"iteration {it}, groups {mb[:4].tolist()}...")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
+                opt.step()
+                step += 1
+                losses.append(loss.item())
+        metrics.append({"iteration": it, "reward": scores.mean().item(),
+                        "kl": (old - ref_logps).sum(-1).mean().item(),
+                        "loss": sum(losses) / len(losses),
+                        "response_length": batch.response_mask.sum(-1).float().mean().item(),
+                        "seconds": time.perf_counter() - t0})
+        if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
+            ckpt.save(model, opt, {"iteration": it + 1, "step": step, "metrics": metrics,
+                                   "gen": gen.get_state(), "sample_gen": sample_gen.get_state()})
+    return pd.DataFrame(metrics)
+
+
+def main(argv=None):
+    args = cli.parse(__doc__, ["prompts", "policy", "checkpoint"], ["model", "metrics"], argv,
+                     optional=("checkpoint",))
+    p = args.params
+    torch.manual_seed(p["seed"])
+    prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
+    if not prompts:
+        raise ValueError(f"{args.prompts}: no training prompts")
+    world = setup()
+    if world.size > 1:
+        raise ValueError(f"{p['method']} runs in one process: set resources.data_parallel to 1")
+    dev = device()
+    tok = load_tokenizer(args.policy, "policy")
+    model = load_causal_lm(args.policy, "policy").to(dev)
+    ref = load_causal_lm(args.policy, "policy").to(dev).eval().requires_grad_(False)
+    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
+                      fingerprint(p, args.prompts, args.policy))
+    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt)
+    teardown(world)
+    with io.atomic_output(args.model) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    io.write_csv(metrics, args.metrics)
+    ckpt.clear()
+    log.info("%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)", p["method"],
+             metrics["reward"].iloc[0], metrics["reward"].iloc[-1], metrics["kl"].iloc[-1],
+             len(metrics), metrics["seconds"].iloc[-1])
+
+
+if __name__ == "__main__":
+    cli.run(main)
