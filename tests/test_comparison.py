@@ -221,3 +221,35 @@ def test_comparison_on_hand_made_evaluations(tmp_path):
     beyond = gap.drop(("ppo", 2.0))
     assert (beyond["read_as"] == "lower bound").all() and (beyond["verdict"] == "worse").all()
     assert (beyond["against_kl_max"] < beyond["kl"]).all()
+
+
+def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_star(tmp_path):
+    from pipeline.leaderboard import build_leaderboard
+
+    fake_eval(tmp_path / "sft", 0.60, 0.0)
+    for method, value, sentiment, kl in [("dpo", "0.1", 0.85, 8.0), ("dpo", "1.0", 0.75, 4.0),
+                                         ("ppo", "2.0", 0.62, 1.0), ("ppo", "6.0", 0.72, 6.0),
+                                         ("cringe", "0.0", 0.70, 5.0)]:
+        fake_eval(tmp_path / f"{method}/{value}/seed0", sentiment, kl, seed=hash(value) % 100)
+    policies = ["sft", "dpo/0.1/seed0", "dpo/1.0/seed0", "cringe/0.0/seed0", "ppo/2.0/seed0",
+                "ppo/6.0/seed0"]
+    pool = pd.DataFrame({"prompt_id": np.repeat(np.arange(30), 64),
+                         "sample_id": np.tile(np.arange(64), 30),
+                         "score": np.random.default_rng(3).random(30 * 64)})
+    params = {"bootstrap": 300, "seed": 0, "beta_min": 0.01, "beta_max": 10.0, "n_beta": 20,
+              "min_ess": 8, "budgets": [2.0, 5.0, 10.0]}
+    board = build_leaderboard(tmp_path, policies, pool, params).set_index(["budget", "method"])
+    assert set(board.index.get_level_values("method")) == {"dpo", "ppo"}  # Cringe: one point
+    agg = build_table(tmp_path, policies, n_boot=300, seed=0)
+    agg = agg[agg["kind"] == "aggregate"].set_index(["method", "value"])
+    dpo = agg.loc["dpo"].sort_values("kl")
+    at5 = np.interp(5.0, dpo["kl"], dpo["sentiment"])
+    row = board.loc[(5.0, "dpo")]
+    assert row["sentiment"] == pytest.approx(at5) and row["read_as"] == "interpolated"
+    assert row["sentiment_lo"] < at5 < row["sentiment_hi"]
+    # pi* is reliable only up to ~1.75 nats here: at 5 nats its last point, a lower bound
+    assert row["optimal_read_as"] == "lower bound"
+    assert row["gap"] == pytest.approx(at5 - row["optimal"]) and row["gap_hi"] < 0
+    assert board.loc[(2.0, "ppo"), "rank"] == 1 and np.isnan(board.loc[(2.0, "dpo"), "sentiment"])
+    assert board.loc[(10.0, "dpo"), "read_as"] == "outside range"  # no extrapolation
+    assert board.loc[(5.0, "dpo"), "rank"] == 1 and board.loc[(5.0, "ppo"), "rank"] == 2

@@ -146,3 +146,25 @@ rule plots:
         "python -m pipeline.plots --params {params.cfg} --table {input.table} --optimal {input.optimal}"
         " --eval-dir results/eval --policies-dir results/policies --frontier {output.frontier}"
         " --sentiment {output.sentiment} --training {output.training} > {log} 2>&1"
+
+
+rule leaderboard:
+    input:
+        evals=evaluations("table_full"),
+        pool=OPTIMAL_POOL,
+    output:
+        report("results/leaderboard.csv", caption="../report/leaderboard.rst", category="Results"),
+    params:
+        cfg=as_arg(optimal_config() | config["leaderboard"]
+                   | {"policies": evaluated_policies("table_full"),
+                      "extensions": config["train"]["extensions"]}),
+        recipe=digest(recipe_table("table_full") | {"leaderboard": config["leaderboard"]}),
+    resources:
+        **CPU,
+    log:
+        "results/logs/leaderboard.log",
+    conda:
+        "../../envs/pipeline.yaml"
+    shell:
+        "python -m pipeline.leaderboard --params {params.cfg} --eval-dir results/eval"
+        " --pool {input.pool} --out {output} > {log} 2>&1"
