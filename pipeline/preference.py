@@ -62,11 +62,6 @@ def sequence_logps(model, batch, index):
     return token_logprobs(forward_logprobs(model, batch), batch).sum(-1)[index]
 
 
-# What a pairwise loss may ask for, by the name of its argument (pipeline.losses).
-PAIR_TENSORS = ("policy_chosen", "policy_rejected", "ref_chosen", "ref_rejected", "chosen_length",
-                "rejected_length", "chosen_token_logps", "rejected_token_logps", "rejected_mask")
-
-
 def loss_step(loss):
     """The step of a method given by a pure loss: the batch's log-probs, pi_ref's and the lengths
     passed to it by its arguments' names, its settings from the method's section. Logged: the

@@ -55,3 +55,11 @@ def test_relative_links_finds_links_and_images_but_not_urls_or_code(tmp_path):
 @pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
 def test_no_prose_names_an_issue_number(path):
     assert not re.search(r"\b[Ii]ssues? #?\d+", path.read_text())
+
+
+def test_every_method_record_has_a_row_in_the_methods_catalogue():
+    from pipeline.methods import METHODS
+
+    text = (REPO / "docs/methods.md").read_text()
+    rows = set(re.findall(r"^\| `([a-z0-9_]+)` \(`[a-z_]+`\) \|", text, re.M))
+    assert rows == set(METHODS)
