@@ -9,9 +9,9 @@ import os
 # How torch's OpenMP threads wait between parallel regions. Spinning without end (OMP_WAIT_POLICY=
 # active) holds a core that a descheduled partner or another job needs while Snakemake runs several
 # jobs on few cores; sleeping at once (passive) pays a wake-up at every one of a step's hundreds of
-# small ops. Spinning 1000 times (~10 us, GOMP_SPINCOUNT) first: 40 SFT steps on 2 threads alone
-# 4.27 s (passive 5.15, active 4.95), beside three busy processes 11.87 s (passive 11.42, active
-# 26.28); benchmarks/omp_wait.py. The results do not change. OpenMP reads this when torch is first
-# imported, hence here; either variable set in the environment wins.
+# small ops. A short spin (GOMP_SPINCOUNT) first is about as fast as spinning alone and as kind as
+# sleeping under contention (benchmarks/omp_wait.py; the figures: docs/performance.md). The results
+# do not change. OpenMP reads this when torch is first imported, hence here; either variable set in
+# the environment wins.
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "1000")

@@ -29,8 +29,8 @@ def run(main, argv=None) -> None:
     """Run a stage; an expected failure (bad input) ends with one clear line, not a traceback.
 
     The garbage collector leaves alone what exists before the stage starts and when it ends: at
-    exit the interpreter would otherwise walk every object torch and transformers loaded, about
-    1 s of every stage (0.2 s frozen), for memory the OS takes back anyway."""
+    exit the interpreter would otherwise walk every object torch and transformers loaded, for
+    memory the OS takes back anyway."""
     gc.freeze()
     try:
         main(argv)

@@ -32,8 +32,8 @@ from pipeline.sources import check_context, context_length
 log = get_logger("sft")
 
 
-# Characters of a review encoded per token kept: IMDb text runs at 4.5 characters per token of
-# GPT-2's tokenizer and 3.2 of the embedded default's (2,000 of its SFT reviews).
+# Characters of a review encoded per token kept: well above what IMDb text takes per token with
+# GPT-2's tokenizer or the embedded default's (docs/performance.md), so a start is rarely short.
 CHARS_PER_TOKEN = 8
 SPACE = re.compile(r"\s")
 

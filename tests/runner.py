@@ -13,8 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO = REPO / "tests" / "configs" / "micro.yaml"
 # Cores for the micro study's local runs, above this 2-core machine's count on purpose: its jobs
 # spend most of their time starting Python and importing torch, so more of them at once finish
-# sooner (micro study 71 -> 58 s, its full table 107 -> 79 s, the same bytes); the torch rules
-# still cap their threads at the machine's cores.
+# sooner, with the same bytes; the torch rules still cap their threads at the machine's cores.
 CORES = "4"
 
 
