@@ -42,11 +42,24 @@ def ours(policy, tok, pairs, args) -> tuple[float, float]:
     t0 = time.perf_counter()
     ref = reference_logps(policy.eval(), pairs, tok.pad_token_id, args.batch_size)
     t1 = time.perf_counter()
-    p = {"method": "dpo", "beta": 0.1, "optimizer": "adamw", "lr": args.lr,
-         "batch_size": args.batch_size, "epochs": 1, "warmup_steps": 10, "max_grad_norm": 10.0,
-         "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
-         "seed": 0, "reward_prompts": 0, "reward_every": 10**9, "max_new_tokens": 1,
-         "batch_order": "pair"}  # TRL shuffles pairs and runs each pair's two sequences
+    p = {
+        "method": "dpo",
+        "beta": 0.1,
+        "optimizer": "adamw",
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "epochs": 1,
+        "warmup_steps": 10,
+        "max_grad_norm": 10.0,
+        "micro_batch_size": None,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "seed": 0,
+        "reward_prompts": 0,
+        "reward_every": 10**9,
+        "max_new_tokens": 1,
+        "batch_order": "pair",
+    }  # TRL shuffles pairs and runs each pair's two sequences
     train_pairwise(model, tok, pairs, ref, p, NoReward())
     return t1 - t0, time.perf_counter() - t1
 
@@ -58,19 +71,42 @@ def trl(policy, tok, pairs, args, precompute: bool) -> float:
     def text(col):
         return tok.batch_decode([list(x) for x in pairs[col]])
 
-    data = Dataset.from_dict({"prompt": text("prompt_ids"), "chosen": text("chosen_ids"),
-                              "rejected": text("rejected_ids")})
-    config = DPOConfig(
-        output_dir="/tmp/trl_dpo_bench", per_device_train_batch_size=args.batch_size,
-        num_train_epochs=1, learning_rate=args.lr, beta=0.1, optim="adamw_torch",
-        warmup_steps=10, max_grad_norm=10.0, lr_scheduler_type="constant_with_warmup",
-        max_length=args.max_length, precompute_ref_log_probs=precompute,
-        precompute_ref_batch_size=args.batch_size, report_to=[], save_strategy="no",
-        logging_steps=10**9, use_cpu=not torch.cuda.is_available(), bf16=False,
-        dataloader_num_workers=0, disable_tqdm=True, seed=0,
+    data = Dataset.from_dict(
+        {
+            "prompt": text("prompt_ids"),
+            "chosen": text("chosen_ids"),
+            "rejected": text("rejected_ids"),
+        }
     )
-    trainer = DPOTrainer(model=copy.deepcopy(policy).train(), ref_model=copy.deepcopy(policy),
-                         args=config, train_dataset=data, processing_class=tok)
+    config = DPOConfig(
+        output_dir="/tmp/trl_dpo_bench",
+        per_device_train_batch_size=args.batch_size,
+        num_train_epochs=1,
+        learning_rate=args.lr,
+        beta=0.1,
+        optim="adamw_torch",
+        warmup_steps=10,
+        max_grad_norm=10.0,
+        lr_scheduler_type="constant_with_warmup",
+        max_length=args.max_length,
+        precompute_ref_log_probs=precompute,
+        precompute_ref_batch_size=args.batch_size,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**9,
+        use_cpu=not torch.cuda.is_available(),
+        bf16=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=0,
+    )
+    trainer = DPOTrainer(
+        model=copy.deepcopy(policy).train(),
+        ref_model=copy.deepcopy(policy),
+        args=config,
+        train_dataset=data,
+        processing_class=tok,
+    )
     t0 = time.perf_counter()
     trainer.train()
     return time.perf_counter() - t0
@@ -100,20 +136,29 @@ def main():
     tok = load_tokenizer(args.policy, "policy")
     policy = load_causal_lm(args.policy, "policy")
     pairs = pd.read_parquet(args.pairs).head(args.n_pairs).reset_index(drop=True)
-    print(f"{len(pairs)} pairs, batch {args.batch_size}, {torch.get_num_threads()} threads, "
-          f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f}M parameters, "
-          f"device {'cuda' if torch.cuda.is_available() else 'cpu'}")
+    print(
+        f"{len(pairs)} pairs, batch {args.batch_size}, {torch.get_num_threads()} threads, "
+        f"{sum(p.numel() for p in policy.parameters()) / 1e6:.2f}M parameters, "
+        f"device {'cuda' if torch.cuda.is_available() else 'cpu'}"
+    )
     ref_s, ours_s = ours(policy, tok, pairs, args)
-    print(f"ours: reference log-probs {ref_s:.1f} s + one epoch {ours_s:.1f} s = {ref_s + ours_s:.1f} s")
+    print(
+        f"ours: reference log-probs {ref_s:.1f} s + one epoch {ours_s:.1f} s"
+        f" = {ref_s + ours_s:.1f} s"
+    )
     trl_s = trl(policy, tok, pairs, args, precompute=False)
     print(f"TRL DPOTrainer, reference model every step: {trl_s:.1f} s")
     trl_pre = trl(policy, tok, pairs, args, precompute=True)
     print(f"TRL DPOTrainer, precompute_ref_log_probs: {trl_pre:.1f} s")
-    print(f"ratio ours / TRL: {(ref_s + ours_s) / trl_s:.2f} (ours incl. the reference pass vs TRL's"
-          f" default), {ours_s / trl_pre:.2f} (epochs alone, reference log-probs precomputed)")
+    print(
+        f"ratio ours / TRL: {(ref_s + ours_s) / trl_s:.2f} (ours incl. the reference pass vs TRL's"
+        f" default), {ours_s / trl_pre:.2f} (epochs alone, reference log-probs precomputed)"
+    )
     prompts = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]]
-    print(f"PPO: {ppo_samples_per_second(policy, tok, prompts):.1f} samples/s "
-          "(rollout of 64 x 48 tokens, scoring, 4 epochs of updates)")
+    print(
+        f"PPO: {ppo_samples_per_second(policy, tok, prompts):.1f} samples/s "
+        "(rollout of 64 x 48 tokens, scoring, 4 epochs of updates)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ runs alternating in fresh processes, under
   pipeline/__init__.py sets 1000 when neither variable is given;
 - `active`: OMP_WAIT_POLICY=active, threads spin without end.
 
-    python benchmarks/omp_wait.py --policy results/sft/model --prompts results/prompts/train.parquet \\
+    python benchmarks/omp_wait.py --policy results/sft/model \\
+        --prompts results/prompts/train.parquet \\
         --json benchmarks/results/omp-wait.json [--busy 0 3] [--spins 1000] [--repeats 3]
 
 `--busy N` runs N single-threaded busy loops for the duration of the runs, as the main job runs its
@@ -24,7 +25,7 @@ import sys
 
 import record
 
-CHILD = r'''
+CHILD = r"""
 import json, sys, time, copy
 import torch
 import pandas as pd
@@ -39,7 +40,8 @@ torch.set_num_threads(threads)
 tok, policy = load_tokenizer(policy_dir, "policy"), load_causal_lm(policy_dir, "policy")
 prompts = [list(x) for x in pd.read_parquet(prompts_file, columns=["prompt_ids"])["prompt_ids"]]
 # the SFT stage's step: batches of 32 reviews of 64 tokens
-reviews = torch.randint(len(tok), (40 * 32, 64), generator=torch.Generator().manual_seed(0)).tolist()
+reviews = torch.randint(len(tok), (40 * 32, 64), generator=torch.Generator().manual_seed(0))
+reviews = reviews.tolist()
 p = {"batch_size": 32, "epochs": 1, "lr": 3e-3, "weight_decay": 0.0, "warmup_steps": 30,
      "micro_batch_size": None, "gradient_checkpointing": False, "compile": False, "seed": 0}
 t0 = time.perf_counter()
@@ -48,7 +50,7 @@ t1 = time.perf_counter()
 sample(policy.eval(), prompts[:256], 48, tok.eos_token_id, tok.pad_token_id,
        torch.Generator().manual_seed(0))
 print(json.dumps({"sft_40_steps_s": t1 - t0, "sample_256x48_s": time.perf_counter() - t1}))
-'''
+"""
 
 BUSY = [sys.executable, "-c", "while True: pass"]
 
@@ -60,12 +62,20 @@ def measure(args, settings: dict, busy: int) -> dict:
     try:
         for _ in range(args.repeats):
             for name, wait in settings.items():
-                env = {k: v for k, v in os.environ.items()
-                       if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+                env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                }
                 env |= wait | {"PYTHONPATH": str(record.ROOT), "HF_HUB_OFFLINE": "1"}
-                out = subprocess.run([sys.executable, "-c", CHILD, args.policy, args.prompts,
-                                      str(args.threads)], env=env, cwd=record.ROOT,
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, args.policy, args.prompts, str(args.threads)],
+                    env=env,
+                    cwd=record.ROOT,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
                 print(f"busy {busy}", name, runs[name][-1], flush=True)
     finally:
@@ -92,11 +102,15 @@ def main():
     runs, medians = {}, {}
     for busy in args.busy:
         runs[busy] = measure(args, settings, busy)
-        medians[busy] = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-                         for name, rs in runs[busy].items()}
+        medians[busy] = {
+            name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+            for name, rs in runs[busy].items()
+        }
         for k in medians[busy]["passive"]:
-            print(f"busy {busy}, {k} (medians): " + ", ".join(
-                f"{name} {m[k]:.2f} s" for name, m in medians[busy].items()))
+            print(
+                f"busy {busy}, {k} (medians): "
+                + ", ".join(f"{name} {m[k]:.2f} s" for name, m in medians[busy].items())
+            )
     if args.json:
         record.write(info | {"args": vars(args), "runs": runs, "medians_s": medians}, args.json)
 

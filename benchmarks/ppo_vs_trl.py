@@ -55,16 +55,39 @@ from pipeline.classifiers import RewardModelScorer
 PHASES = ("generation", "reward", "evaluation", "update")
 
 
-def ppo_params(iterations: int, rollout_size: int = 64, minibatch_size: int = 16,
-               ppo_epochs: int = 4, max_new_tokens: int = 48, adaptive_kl: bool = True) -> dict:
+def ppo_params(
+    iterations: int,
+    rollout_size: int = 64,
+    minibatch_size: int = 16,
+    ppo_epochs: int = 4,
+    max_new_tokens: int = 48,
+    adaptive_kl: bool = True,
+) -> dict:
     """The embedded default's PPO section (config.yaml), as train_ppo receives it."""
-    return {"target_kl": 6.0, "adaptive_kl": adaptive_kl, "init_kl_coef": 0.05, "horizon": 256,
-            "iterations": iterations, "rollout_size": rollout_size,
-            "minibatch_size": minibatch_size, "ppo_epochs": ppo_epochs, "optimizer": "adamw",
-            "lr": 2e-4, "warmup_steps": 5, "cliprange": 0.2, "cliprange_value": 0.2,
-            "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-            "gradient_checkpointing": False, "compile": False, "seed": 0,
-            "max_new_tokens": max_new_tokens, "sample_batch_size": 256}
+    return {
+        "target_kl": 6.0,
+        "adaptive_kl": adaptive_kl,
+        "init_kl_coef": 0.05,
+        "horizon": 256,
+        "iterations": iterations,
+        "rollout_size": rollout_size,
+        "minibatch_size": minibatch_size,
+        "ppo_epochs": ppo_epochs,
+        "optimizer": "adamw",
+        "lr": 2e-4,
+        "warmup_steps": 5,
+        "cliprange": 0.2,
+        "cliprange_value": 0.2,
+        "vf_coef": 0.1,
+        "gamma": 1.0,
+        "lam": 0.95,
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "seed": 0,
+        "max_new_tokens": max_new_tokens,
+        "sample_batch_size": 256,
+    }
 
 
 @contextmanager
@@ -78,7 +101,9 @@ def timing(module, name: str, phases: dict, phase, when=lambda *a, **k: True):
             return original(*args, **kwargs)
         finally:
             if when(*args, **kwargs):
-                phases[phase(*args, **kwargs) if callable(phase) else phase] += time.perf_counter() - t0
+                phases[phase(*args, **kwargs) if callable(phase) else phase] += (
+                    time.perf_counter() - t0
+                )
 
     setattr(module, name, timed)
     try:
@@ -97,12 +122,15 @@ def split_phases(total: float, phases: dict) -> dict:
 def run_ours(policy, tok, prompts, reward_folder, p, args) -> tuple[float, dict]:
     model = ppo.PolicyWithValue(copy.deepcopy(policy))
     ref = copy.deepcopy(policy).eval().requires_grad_(False)
-    scorer = RewardModelScorer(reward_folder, batch_size=p["sample_batch_size"],
-                               max_length=args.max_length)
+    scorer = RewardModelScorer(
+        reward_folder, batch_size=p["sample_batch_size"], max_length=args.max_length
+    )
     phases = defaultdict(float)
-    with (timing(rollout, "sample", phases, "generation"),
-          timing(ppo, "rollout", phases, "reward"),
-          timing(ppo, "score_rollout", phases, "evaluation")):
+    with (
+        timing(rollout, "sample", phases, "generation"),
+        timing(ppo, "rollout", phases, "reward"),
+        timing(ppo, "score_rollout", phases, "evaluation"),
+    ):
         t0 = time.perf_counter()
         ppo.train(model, ref, tok, prompts, scorer, p)
         total = time.perf_counter() - t0
@@ -129,36 +157,62 @@ class TRLReward(torch.nn.Module):
 def run_trl(policy, tok, prompts, reward: RewardModel, p, args) -> tuple[float, dict]:
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, PrinterCallback
-    from trl.experimental.ppo import PPOConfig, PPOTrainer
-    from trl.experimental.ppo import ppo_trainer
+    from trl.experimental.ppo import PPOConfig, PPOTrainer, ppo_trainer
 
     config = PPOConfig(
-        output_dir="/tmp/trl_ppo_bench", total_episodes=p["iterations"] * p["rollout_size"],
-        per_device_train_batch_size=p["rollout_size"], gradient_accumulation_steps=1,
+        output_dir="/tmp/trl_ppo_bench",
+        total_episodes=p["iterations"] * p["rollout_size"],
+        per_device_train_batch_size=p["rollout_size"],
+        gradient_accumulation_steps=1,
         num_mini_batches=p["rollout_size"] // p["minibatch_size"],
-        num_ppo_epochs=p["ppo_epochs"], local_rollout_forward_batch_size=p["rollout_size"],
-        response_length=p["max_new_tokens"], stop_token="eos", temperature=1.0,
-        kl_coef=p["init_kl_coef"], cliprange=p["cliprange"],
-        cliprange_value=p["cliprange_value"], vf_coef=p["vf_coef"], gamma=p["gamma"],
-        lam=p["lam"], learning_rate=p["lr"], optim="adamw_torch", num_sample_generations=0,
-        report_to=[], save_strategy="no", logging_steps=10**9, use_cpu=True, bf16=False,
-        dataloader_num_workers=0, disable_tqdm=True, seed=p["seed"],
+        num_ppo_epochs=p["ppo_epochs"],
+        local_rollout_forward_batch_size=p["rollout_size"],
+        response_length=p["max_new_tokens"],
+        stop_token="eos",
+        temperature=1.0,
+        kl_coef=p["init_kl_coef"],
+        cliprange=p["cliprange"],
+        cliprange_value=p["cliprange_value"],
+        vf_coef=p["vf_coef"],
+        gamma=p["gamma"],
+        lam=p["lam"],
+        learning_rate=p["lr"],
+        optim="adamw_torch",
+        num_sample_generations=0,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10**9,
+        use_cpu=True,
+        bf16=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        seed=p["seed"],
     )
     value_model = AutoModelForSequenceClassification.from_pretrained(args.policy, num_labels=1)
     trainer = PPOTrainer(
-        args=config, processing_class=tok, model=copy.deepcopy(policy).train(),
-        ref_model=copy.deepcopy(policy).eval(), reward_model=TRLReward(copy.deepcopy(reward)),
-        value_model=value_model, train_dataset=Dataset.from_dict({"input_ids": prompts}),
-        eval_dataset=Dataset.from_dict({"input_ids": prompts[:p["rollout_size"]]}),
+        args=config,
+        processing_class=tok,
+        model=copy.deepcopy(policy).train(),
+        ref_model=copy.deepcopy(policy).eval(),
+        reward_model=TRLReward(copy.deepcopy(reward)),
+        value_model=value_model,
+        train_dataset=Dataset.from_dict({"input_ids": prompts}),
+        eval_dataset=Dataset.from_dict({"input_ids": prompts[: p["rollout_size"]]}),
     )
     trainer.remove_callback(PrinterCallback)  # a printed dict per iteration
     reward_model = trainer.reward_model
     phases = defaultdict(float)
     no_grad = lambda *a, **k: not torch.is_grad_enabled()  # noqa: E731 - the rollout's calls
-    with (timing(ppo_trainer, "batch_generation", phases, "generation"),
-          timing(ppo_trainer, "get_reward", phases,
-                 lambda m, *a, **k: "reward" if m is reward_model else "evaluation"),
-          timing(ppo_trainer, "forward", phases, "evaluation", when=no_grad)):
+    with (
+        timing(ppo_trainer, "batch_generation", phases, "generation"),
+        timing(
+            ppo_trainer,
+            "get_reward",
+            phases,
+            lambda m, *a, **k: "reward" if m is reward_model else "evaluation",
+        ),
+        timing(ppo_trainer, "forward", phases, "evaluation", when=no_grad),
+    ):
         t0 = time.perf_counter()
         trainer.train()
         total = time.perf_counter() - t0
@@ -166,9 +220,14 @@ def run_trl(policy, tok, prompts, reward: RewardModel, p, args) -> tuple[float, 
 
 
 def spread(xs: list[float]) -> dict:
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
-            "mean": statistics.fmean(xs), "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
-            "runs": xs}
+    return {
+        "median": statistics.median(xs),
+        "min": min(xs),
+        "max": max(xs),
+        "mean": statistics.fmean(xs),
+        "sd": statistics.stdev(xs) if len(xs) > 1 else 0.0,
+        "runs": xs,
+    }
 
 
 def main():
@@ -197,43 +256,65 @@ def main():
     policy = load_causal_lm(args.policy, "policy")
     prompts = [list(x) for x in pd.read_parquet(args.prompts, columns=["prompt_ids"])["prompt_ids"]]
     reward = RewardModel(copy.deepcopy(policy).base_model)
-    torch.nn.init.normal_(reward.head.weight, std=reward.trunk.config.hidden_size ** -0.5)
+    torch.nn.init.normal_(reward.head.weight, std=reward.trunk.config.hidden_size**-0.5)
     reward.eval().requires_grad_(False)
     reward_folder = "/tmp/ppo_vs_trl_reward"
     save_reward_model(reward, tok, reward_folder)
-    p = ppo_params(args.iterations, args.rollout_size, args.minibatch_size, args.ppo_epochs,
-                   args.max_new_tokens, adaptive_kl=False)
+    p = ppo_params(
+        args.iterations,
+        args.rollout_size,
+        args.minibatch_size,
+        args.ppo_epochs,
+        args.max_new_tokens,
+        adaptive_kl=False,
+    )
     rollouts = p["iterations"] * p["rollout_size"]
-    print(f"{len(prompts)} prompts; {args.iterations} iterations of {p['rollout_size']} rollouts x "
-          f"{p['max_new_tokens']} tokens, {p['ppo_epochs']} epochs of minibatches of "
-          f"{p['minibatch_size']}; {sum(x.numel() for x in policy.parameters()) / 1e6:.2f}M "
-          f"parameters, fp32, {torch.get_num_threads()} threads; TRL {trl.__version__}; "
-          f"{info['uptime_before']}")
+    print(
+        f"{len(prompts)} prompts; {args.iterations} iterations of {p['rollout_size']} rollouts x "
+        f"{p['max_new_tokens']} tokens, {p['ppo_epochs']} epochs of minibatches of "
+        f"{p['minibatch_size']}; {sum(x.numel() for x in policy.parameters()) / 1e6:.2f}M "
+        f"parameters, fp32, {torch.get_num_threads()} threads; TRL {trl.__version__}; "
+        f"{info['uptime_before']}"
+    )
     runs = {"ours": [], "trl": []}
     for i in range(args.pairs):
         for side, run in (("ours", run_ours), ("trl", run_trl)):
             torch.manual_seed(i)
             arg = reward_folder if side == "ours" else reward
             total, phases = run(policy, tok, prompts, arg, p, args)
-            runs[side].append({"seconds": total, "rollouts_per_s": rollouts / total,
-                               "phases_s": phases})
-            print(f"pair {i} {side:4s}: {rollouts / total:6.1f} rollouts/s ({total:.1f} s: "
-                  + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()) + ")")
+            runs[side].append(
+                {"seconds": total, "rollouts_per_s": rollouts / total, "phases_s": phases}
+            )
+            print(
+                f"pair {i} {side:4s}: {rollouts / total:6.1f} rollouts/s ({total:.1f} s: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+                + ")"
+            )
     ratios = [o["rollouts_per_s"] / t["rollouts_per_s"] for o, t in zip(runs["ours"], runs["trl"])]
-    result = info | {"args": vars(args), "trl": trl.__version__, "params": p, "runs": runs,
-                     "rollouts_per_s": {s: spread([r["rollouts_per_s"] for r in runs[s]])
-                                        for s in runs},
-                     "phases_s_median": {s: {k: statistics.median(r["phases_s"][k] for r in runs[s])
-                                             for k in PHASES} for s in runs},
-                     "ratio_ours_over_trl": spread(ratios)}
+    result = info | {
+        "args": vars(args),
+        "trl": trl.__version__,
+        "params": p,
+        "runs": runs,
+        "rollouts_per_s": {s: spread([r["rollouts_per_s"] for r in runs[s]]) for s in runs},
+        "phases_s_median": {
+            s: {k: statistics.median(r["phases_s"][k] for r in runs[s]) for k in PHASES}
+            for s in runs
+        },
+        "ratio_ours_over_trl": spread(ratios),
+    }
     r = result["ratio_ours_over_trl"]
-    print(f"ours {result['rollouts_per_s']['ours']['median']:.1f} rollouts/s, TRL "
-          f"{result['rollouts_per_s']['trl']['median']:.1f} (medians); ratio ours / TRL "
-          f"{r['median']:.2f} (pairs: {r['min']:.2f}-{r['max']:.2f}, mean {r['mean']:.2f} "
-          f"+- {r['sd']:.2f})")
+    print(
+        f"ours {result['rollouts_per_s']['ours']['median']:.1f} rollouts/s, TRL "
+        f"{result['rollouts_per_s']['trl']['median']:.1f} (medians); ratio ours / TRL "
+        f"{r['median']:.2f} (pairs: {r['min']:.2f}-{r['max']:.2f}, mean {r['mean']:.2f} "
+        f"+- {r['sd']:.2f})"
+    )
     for s in runs:
-        print(f"  {s:4s} median s per run: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in result["phases_s_median"][s].items()))
+        print(
+            f"  {s:4s} median s per run: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in result["phases_s_median"][s].items())
+        )
     if args.json:
         record.write(result, args.json)
 

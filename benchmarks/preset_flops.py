@@ -17,21 +17,31 @@ from itertools import combinations
 
 import pandas as pd
 import torch
+from throughput import SIZES, build, flops_per_token, ppo_flops, sample_flops
 
 from pipeline.batching import distinct_responses, epoch_order
-from throughput import SIZES, build, flops_per_token, ppo_flops, sample_flops
 
 
 def sequences_per_pair(n_prompts: int, batch_size: int, batch_order: str) -> float:
     """Distinct responses run per pair over one epoch, with 4 samples and 6 pairs per prompt."""
-    pairs = pd.DataFrame([{"prompt_id": i, "prompt_ids": [i], "chosen_ids": [a],
-                           "rejected_ids": [b]}
-                          for i in range(n_prompts) for a, b in combinations(range(4), 2)])
+    pairs = pd.DataFrame(
+        [
+            {"prompt_id": i, "prompt_ids": [i], "chosen_ids": [a], "rejected_ids": [b]}
+            for i in range(n_prompts)
+            for a, b in combinations(range(4), 2)
+        ]
+    )
     order = epoch_order(pairs["prompt_id"], batch_order, torch.Generator().manual_seed(0))
     steps = len(pairs) // batch_size
-    run = sum(len(distinct_responses(pairs.iloc[order[k * batch_size:(k + 1) * batch_size]
-                                                .numpy()], ["chosen_ids", "rejected_ids"])[0])
-              for k in range(steps))
+    run = sum(
+        len(
+            distinct_responses(
+                pairs.iloc[order[k * batch_size : (k + 1) * batch_size].numpy()],
+                ["chosen_ids", "rejected_ids"],
+            )[0]
+        )
+        for k in range(steps)
+    )
     return run / (steps * batch_size)
 
 
@@ -47,12 +57,18 @@ def main():
         model = build(args.size, torch.device("meta"))
     prompts, pairs, prompt, new, pair_len = 25_000, 150_000, 8, 48, 56
     spp = sequences_per_pair(prompts, 64, args.batch_order)
-    train, forward = (lambda T: flops_per_token(model, T, train=True),
-                      lambda T: flops_per_token(model, T, train=False))
+    train, forward = (
+        lambda T: flops_per_token(model, T, train=True),
+        lambda T: flops_per_token(model, T, train=False),
+    )
     stages = [  # (stage, runs, FLOPs of one run)
         ("sft: 50,000 reviews x 128 tokens", 1, 50_000 * 128 * train(128)),
         ("sample: 25,000 prompts x 4", 1, prompts * 4 * sample_flops(model, prompt, new)),
-        ("reference: pi_ref on the pairs' responses", 1, pairs * spp * pair_len * forward(pair_len)),
+        (
+            "reference: pi_ref on the pairs' responses",
+            1,
+            pairs * spp * pair_len * forward(pair_len),
+        ),
         ("dpo: one epoch of 150,000 pairs", 12, pairs * spp * pair_len * train(pair_len)),
         ("cringe: one epoch of 150,000 pairs", 6, pairs * spp * pair_len * train(pair_len)),
         ("ppo: 25 iterations x 1,024 rollouts", 12, 25 * 1024 * ppo_flops(model, prompt, new, 4)),
@@ -63,8 +79,10 @@ def main():
     for label, runs, flops in stages:
         total += runs * flops
         print(f"  {label:44s} {runs:2d} x {flops:.3e} FLOPs = {runs * flops / rate / 60:6.1f} min")
-    print(f"  the main table: {total:.3e} FLOPs = {total / rate / 60:.1f} min at {args.mfu:.0%} of "
-          f"{args.peak_tflops:g} TFLOP/s")
+    print(
+        f"  the main table: {total:.3e} FLOPs = {total / rate / 60:.1f} min at {args.mfu:.0%} of "
+        f"{args.peak_tflops:g} TFLOP/s"
+    )
 
 
 if __name__ == "__main__":

@@ -4,14 +4,14 @@ time, from a clean clone of this repository run in a scratch folder.
     python benchmarks/rule_times.py --json benchmarks/results/main-job.json [--cores 8]
 
 Runs `snakemake --cores N results/table.csv` on the embedded default in a fresh `git clone` of
-HEAD or `--commit` (so uncommitted edits are not measured), with a `sitecustomize` module put first on
-PYTHONPATH that every Python process the job starts imports: it records the process's start (from
-/proc, so interpreter start-up counts), the moment its stage first parses its arguments (every
-stage's main() begins with pipeline.cli.parse, after its module-level imports), its exit and its
-CPU time. No rule file is edited. Jobs are named by their stderr, which each rule sends to its
-log file, looked up in the job blocks of Snakemake's own log. Prints and writes per job and per rule: wall, start-up, work, CPU; the
-main job's wall time, Snakemake's own start before the first job, and how many of the machine's
-cores the jobs kept busy.
+HEAD or `--commit` (so uncommitted edits are not measured), with a `sitecustomize` module put first
+on PYTHONPATH that every Python process the job starts imports: it records the process's start
+(from /proc, so interpreter start-up counts), the moment its stage first parses its arguments
+(every stage's main() begins with pipeline.cli.parse, after its module-level imports), its exit
+and its CPU time. No rule file is edited. Jobs are named by their stderr, which each rule sends
+to its log file, looked up in the job blocks of Snakemake's own log. Prints and writes per job
+and per rule: wall, start-up, work, CPU; the main job's wall time, Snakemake's own start before
+the first job, and how many of the machine's cores the jobs kept busy.
 """
 
 import argparse
@@ -74,8 +74,12 @@ def job_logs(snakemake_log: Path) -> dict:
     for line in snakemake_log.read_text().splitlines() + [""]:
         if block is not None and not line.startswith(" "):  # a block's fields are indented
             if block["log"]:  # the target rule `all` runs nothing and has no log
-                jobs[block["log"]] = (block["rule"], block["jobid"], block["threads"],
-                                      block["outputs"][0])
+                jobs[block["log"]] = (
+                    block["rule"],
+                    block["jobid"],
+                    block["threads"],
+                    block["outputs"][0],
+                )
             block = None
         if m := re.match(r"(?:local)?rule (\w+):$", line):
             block = {"rule": m.group(1), "outputs": [], "threads": 1, "jobid": None, "log": None}
@@ -107,10 +111,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cores", type=int, default=8, help="snakemake --cores")
     ap.add_argument("--target", default="results/table.csv")
-    ap.add_argument("--configfile", default=None,
-                    help="instead of the embedded default (e.g. tests/configs/micro.yaml)")
-    ap.add_argument("--scratch", default=None,
-                    help="clone into this (new) folder and keep it; default: a temporary one")
+    ap.add_argument(
+        "--configfile",
+        default=None,
+        help="instead of the embedded default (e.g. tests/configs/micro.yaml)",
+    )
+    ap.add_argument(
+        "--scratch",
+        default=None,
+        help="clone into this (new) folder and keep it; default: a temporary one",
+    )
     ap.add_argument("--commit", default="HEAD", help="the commit to clone (default HEAD)")
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
@@ -122,8 +132,11 @@ def main():
     hook_dir = Path(tempfile.mkdtemp(prefix="rule_times_hook."))
     (hook_dir / "sitecustomize.py").write_text(HOOK)
     timings = hook_dir / "processes.jsonl"
-    env = ENVIRON | {"PYTHONPATH": f"{hook_dir}:{scratch}", "HF_HUB_OFFLINE": "1",
-                        "RULE_TIMES_LOG": str(timings)}
+    env = ENVIRON | {
+        "PYTHONPATH": f"{hook_dir}:{scratch}",
+        "HF_HUB_OFFLINE": "1",
+        "RULE_TIMES_LOG": str(timings),
+    }
     command = ["snakemake", "--cores", str(args.cores), args.target]
     if args.configfile:
         command += ["--configfile", args.configfile]
@@ -144,11 +157,22 @@ def main():
             continue
         rule, jobid, threads, output = logs[rec["log"]]
         ready = rec["ready"] or rec["end"]
-        jobs.append({"rule": rule, "jobid": jobid, "output": output, "module": rec["module"],
-                     "threads": threads, "start": rec["start"], "end": rec["end"],
-                     "offset_s": round(rec["start"] - t0, 2), "wall_s": round(rec["end"] - rec["start"], 2),
-                     "startup_s": round(ready - rec["start"], 2),
-                     "work_s": round(rec["end"] - ready, 2), "cpu_s": round(rec["cpu_s"], 2)})
+        jobs.append(
+            {
+                "rule": rule,
+                "jobid": jobid,
+                "output": output,
+                "module": rec["module"],
+                "threads": threads,
+                "start": rec["start"],
+                "end": rec["end"],
+                "offset_s": round(rec["start"] - t0, 2),
+                "wall_s": round(rec["end"] - rec["start"], 2),
+                "startup_s": round(ready - rec["start"], 2),
+                "work_s": round(rec["end"] - ready, 2),
+                "cpu_s": round(rec["cpu_s"], 2),
+            }
+        )
     jobs.sort(key=lambda j: j["start"])
     expected = len(logs)
     if len(jobs) != expected:
@@ -164,8 +188,11 @@ def main():
     cores = info["machine"]["cores"]
     cpu = sum(j["cpu_s"] for j in jobs)
     result = info | {
-        "commit": commit(scratch), "benchmark_commit": info["commit"],
-        "command": " ".join(command), "target": args.target, "cores_flag": args.cores,
+        "commit": commit(scratch),
+        "benchmark_commit": info["commit"],
+        "command": " ".join(command),
+        "target": args.target,
+        "cores_flag": args.cores,
         "wall_s": round(wall, 1),
         "snakemake_start_s": round(jobs[0]["start"] - t0, 2),
         "after_last_job_s": round(t1 - max(j["end"] for j in jobs), 2),
@@ -177,16 +204,23 @@ def main():
         "rules": dict(sorted(rules.items(), key=lambda kv: -kv[1]["wall_s"])),
         "jobs": [{k: v for k, v in j.items() if k not in ("start", "end")} for j in jobs],
     }
-    print(f"wall {wall:.1f} s; Snakemake's start {result['snakemake_start_s']:.1f} s; jobs: wall "
-          f"{result['jobs_wall_sum_s']:.1f} s summed, of it start-up {result['jobs_startup_sum_s']:.1f} s;"
-          f" CPU {cpu:.1f} s = {100 * result['core_utilisation']:.0f}% of {cores} cores")
+    print(
+        f"wall {wall:.1f} s; Snakemake's start {result['snakemake_start_s']:.1f} s; jobs: wall "
+        f"{result['jobs_wall_sum_s']:.1f} s summed, of it start-up"
+        f" {result['jobs_startup_sum_s']:.1f} s;"
+        f" CPU {cpu:.1f} s = {100 * result['core_utilisation']:.0f}% of {cores} cores"
+    )
     print(f"{'rule':16s} {'jobs':>4s} {'wall_s':>8s} {'startup_s':>9s} {'cpu_s':>8s}")
     for name, r in result["rules"].items():
-        print(f"{name:16s} {r['jobs']:4d} {r['wall_s']:8.1f} {r['startup_s']:9.1f} {r['cpu_s']:8.1f}")
+        print(
+            f"{name:16s} {r['jobs']:4d} {r['wall_s']:8.1f} {r['startup_s']:9.1f} {r['cpu_s']:8.1f}"
+        )
     print(f"{'offset_s':>8s} {'wall_s':>7s} {'startup':>7s} {'cpu_s':>7s}  job")
     for j in jobs:
-        print(f"{j['offset_s']:8.1f} {j['wall_s']:7.1f} {j['startup_s']:7.1f} {j['cpu_s']:7.1f}"
-              f"  {j['rule']} -> {j['output']}")
+        print(
+            f"{j['offset_s']:8.1f} {j['wall_s']:7.1f} {j['startup_s']:7.1f} {j['cpu_s']:7.1f}"
+            f"  {j['rule']} -> {j['output']}"
+        )
     write(result, args.json)
 
 

@@ -3,7 +3,8 @@ and machine: per method and swept value, the mean and range over seeds of the po
 sentiment and KL, the aggregate row with its interval (seeds, then prompts), and the study's
 matched-KL comparison and optimal frontier.
 
-    snakemake --cores 8 --configfile seeds.yaml results/table.csv results/comparison.csv  # train.seeds: [0, 1, 2]
+    # seeds.yaml: train.seeds: [0, 1, 2]
+    snakemake --cores 8 --configfile seeds.yaml results/table.csv results/comparison.csv
     python benchmarks/seed_spread.py --study . --commit <sha> --wall-s <seconds> \\
         --command "<the snakemake command>" --json benchmarks/results/<name>.json
 """
@@ -19,11 +20,21 @@ import pandas as pd
 
 
 def machine() -> dict:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-                 platform.processor())
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "system": platform.platform(), "load_average_1_5_15": os.getloadavg()}
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "load_average_1_5_15": os.getloadavg(),
+    }
 
 
 def spread(table: pd.DataFrame) -> list[dict]:
@@ -32,23 +43,36 @@ def spread(table: pd.DataFrame) -> list[dict]:
     rows = []
     for (method, value, rnd), runs in policies.groupby(["method", "value", "round"], sort=False):
         agg = aggregates.loc[(method, value, rnd)]
-        rows.append({
-            "method": method, "param": runs["param"].iloc[0], "value": value, "round": int(rnd),
-            "seeds": runs["seed"].astype(int).tolist(),
-            **{f"{col}_per_seed": runs[col].round(4).tolist() for col in ("sentiment", "kl")},
-            **{f"{col}_{stat}": round(float(getattr(runs[col], stat)()), 4)
-               for col in ("sentiment", "kl") for stat in ("mean", "min", "max")},
-            "aggregate": {k: round(float(agg[k]), 4) for k in
-                          ("sentiment", "sentiment_lo", "sentiment_hi", "kl", "kl_lo", "kl_hi")}
-            | {"ci_over": agg["ci_over"]},
-            "seed0_prompts_only_ci": [round(float(runs[c].iloc[0]), 4) for c in
-                                      ("sentiment_lo", "sentiment_hi")],
-        })
+        rows.append(
+            {
+                "method": method,
+                "param": runs["param"].iloc[0],
+                "value": value,
+                "round": int(rnd),
+                "seeds": runs["seed"].astype(int).tolist(),
+                **{f"{col}_per_seed": runs[col].round(4).tolist() for col in ("sentiment", "kl")},
+                **{
+                    f"{col}_{stat}": round(float(getattr(runs[col], stat)()), 4)
+                    for col in ("sentiment", "kl")
+                    for stat in ("mean", "min", "max")
+                },
+                "aggregate": {
+                    k: round(float(agg[k]), 4)
+                    for k in ("sentiment", "sentiment_lo", "sentiment_hi", "kl", "kl_lo", "kl_hi")
+                }
+                | {"ci_over": agg["ci_over"]},
+                "seed0_prompts_only_ci": [
+                    round(float(runs[c].iloc[0]), 4) for c in ("sentiment_lo", "sentiment_hi")
+                ],
+            }
+        )
     return rows
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--study", default=".", help="the folder holding results/")
     parser.add_argument("--commit", required=True)
     parser.add_argument("--command", required=True)
@@ -58,16 +82,36 @@ def main():
     results = Path(args.study) / "results"
     table = pd.read_csv(results / "table.csv")
     ref = table[(table["kind"] == "policy") & (table["method"] == "pi_ref")].iloc[0]
-    out = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "commit": args.commit, "machine": machine(), "command": args.command,
-           "wall_s": args.wall_s, "pi_ref": {"sentiment": round(float(ref["sentiment"]), 4)},
-           "spread": spread(table)}
+    out = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "commit": args.commit,
+        "machine": machine(),
+        "command": args.command,
+        "wall_s": args.wall_s,
+        "pi_ref": {"sentiment": round(float(ref["sentiment"]), 4)},
+        "spread": spread(table),
+    }
     if (results / "comparison.csv").exists():
-        out["comparison"] = json.loads(pd.read_csv(results / "comparison.csv").round(4).to_json(orient="records"))
+        out["comparison"] = json.loads(
+            pd.read_csv(results / "comparison.csv").round(4).to_json(orient="records")
+        )
     if (results / "optimal.csv").exists():
-        out["optimal"] = json.loads(pd.read_csv(results / "optimal.csv")[
-            ["value", "sentiment", "sentiment_lo", "sentiment_hi", "kl", "kl_reverse", "ess",
-             "pool_size"]].round(4).to_json(orient="records"))
+        out["optimal"] = json.loads(
+            pd.read_csv(results / "optimal.csv")[
+                [
+                    "value",
+                    "sentiment",
+                    "sentiment_lo",
+                    "sentiment_hi",
+                    "kl",
+                    "kl_reverse",
+                    "ess",
+                    "pool_size",
+                ]
+            ]
+            .round(4)
+            .to_json(orient="records")
+        )
     Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["spread"], indent=1))
 

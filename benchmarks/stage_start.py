@@ -20,16 +20,45 @@ import time
 
 import record
 
-STAGES = ["data", "tokenizer", "prompts", "sft", "sample", "score", "pairs", "reference",
-          "preference", "ppo", "evaluate", "table", "plots"]
-HEAVY = ["torch", "transformers", "pandas", "numpy", "matplotlib", "tokenizers", "datasets",
-         "vaderSentiment", "safetensors", "scipy"]
+STAGES = [
+    "data",
+    "tokenizer",
+    "prompts",
+    "sft",
+    "sample",
+    "score",
+    "pairs",
+    "reference",
+    "preference",
+    "ppo",
+    "evaluate",
+    "table",
+    "plots",
+]
+HEAVY = [
+    "torch",
+    "transformers",
+    "pandas",
+    "numpy",
+    "matplotlib",
+    "tokenizers",
+    "datasets",
+    "vaderSentiment",
+    "safetensors",
+    "scipy",
+]
 
 
 def start(stage: str, env: dict, *flags: str) -> subprocess.CompletedProcess:
     # in the checkout: `-m` puts the working directory first on sys.path, before PYTHONPATH
-    return subprocess.run([sys.executable, *flags, "-m", f"pipeline.{stage}", "--help"], env=env,
-                          cwd=env["PYTHONPATH"], capture_output=True, text=True, check=True)
+    return subprocess.run(
+        [sys.executable, *flags, "-m", f"pipeline.{stage}", "--help"],
+        env=env,
+        cwd=env["PYTHONPATH"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
 
 
 def heavy_imports(stage: str, env: dict) -> dict:
@@ -63,17 +92,24 @@ def main():
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpus[s].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     result = info | {"repeats": args.repeats, "stages": {}}
-    print(f"{'stage':11s} {'median_s':>8s} {'min_s':>6s} {'cpu_s':>6s}  heavy imports"
-          " (cumulative s, one -X importtime run)")
+    print(
+        f"{'stage':11s} {'median_s':>8s} {'min_s':>6s} {'cpu_s':>6s}  heavy imports"
+        " (cumulative s, one -X importtime run)"
+    )
     for s in stages:
         imports = heavy_imports(s, env)
-        result["stages"][s] = {"median_s": round(statistics.median(walls[s]), 3),
-                               "min_s": round(min(walls[s]), 3),
-                               "cpu_median_s": round(statistics.median(cpus[s]), 3),
-                               "runs_s": [round(w, 3) for w in walls[s]], "imports_s": imports}
-        print(f"{s:11s} {statistics.median(walls[s]):8.2f} {min(walls[s]):6.2f} "
-              f"{statistics.median(cpus[s]):6.2f}  "
-              + ", ".join(f"{k} {v:.2f}" for k, v in imports.items()))
+        result["stages"][s] = {
+            "median_s": round(statistics.median(walls[s]), 3),
+            "min_s": round(min(walls[s]), 3),
+            "cpu_median_s": round(statistics.median(cpus[s]), 3),
+            "runs_s": [round(w, 3) for w in walls[s]],
+            "imports_s": imports,
+        }
+        print(
+            f"{s:11s} {statistics.median(walls[s]):8.2f} {min(walls[s]):6.2f} "
+            f"{statistics.median(cpus[s]):6.2f}  "
+            + ", ".join(f"{k} {v:.2f}" for k, v in imports.items())
+        )
     total = sum(r["median_s"] for r in result["stages"].values())
     cpu = sum(r["cpu_median_s"] for r in result["stages"].values())
     result["sum_of_medians_s"], result["sum_of_cpu_medians_s"] = round(total, 2), round(cpu, 2)

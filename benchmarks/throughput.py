@@ -2,15 +2,16 @@
 Cringe steps, sampling loop and PPO iteration, for a GPT-2 of a given size with random weights
 (nothing is downloaded).
 
-    python benchmarks/throughput.py --size tiny                    # CPU: the embedded default's model
+    python benchmarks/throughput.py --size tiny  # CPU: the embedded default's model
     python benchmarks/throughput.py --size gpt2-large --batch-size 64 --dpo-batch-size 64
 
 Each phase calls the pipeline's code unchanged (sft.train, preference.train, sample.sample,
 ppo.train), on whatever device pipeline.models.device() picks, in bf16 autocast on CUDA. Model
 FLOPs per token follow PaLM (app. B): 6N + 12 L d T for a training token (forward and backward),
 2N + 4 L d T for a forward-only token, with N the parameters less the position embeddings (the
-tied input embedding counts once, as the output projection) and T the attention context. MFU divides the achieved
-FLOP/s by the device's dense bf16 peak (known for A100, H100 and H200; else --peak-tflops).
+tied input embedding counts once, as the output projection) and T the attention context. MFU
+divides the achieved FLOP/s by the device's dense bf16 peak (known for A100, H100 and H200; else
+--peak-tflops).
 Then projects one run of each stage at the paper preset's sizes from the measured throughput, and
 the hours of the preset's main table on the device.
 """
@@ -59,10 +60,20 @@ def build(size: str, dev, vocab_multiple: int = 1) -> GPT2LMHeadModel:
     data never uses them): how much GPT-2's odd 50,257 costs the LM head's GEMM."""
     n_layer, n_embd, n_head, vocab, positions = SIZES[size]
     padded = -(-vocab // vocab_multiple) * vocab_multiple
-    config = GPT2Config(vocab_size=padded, n_positions=positions, n_embd=n_embd, n_layer=n_layer,
-                        n_head=n_head, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                        activation_function=FAST_GELU,
-                        bos_token_id=vocab - 1, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    config = GPT2Config(
+        vocab_size=padded,
+        n_positions=positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function=FAST_GELU,
+        bos_token_id=vocab - 1,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+    )
     torch.manual_seed(0)
     return GPT2LMHeadModel(config).to(dev)
 
@@ -75,24 +86,31 @@ def vocab_of(model) -> int:
 def flops_per_token(model, context: float, train: bool) -> float:
     """The useful FLOPs: padding rows of the vocabulary (`--vocab-multiple`) are not counted."""
     padding = model.config.vocab_size - vocab_of(model)
-    n = (sum(p.numel() for p in model.parameters()) - model.transformer.wpe.weight.numel()
-         - padding * model.config.n_embd)
+    n = (
+        sum(p.numel() for p in model.parameters())
+        - model.transformer.wpe.weight.numel()
+        - padding * model.config.n_embd
+    )
     L, d = model.config.n_layer, model.config.n_embd
     return (6 * n + 12 * L * d * context) if train else (2 * n + 4 * L * d * context)
 
 
 def sample_flops(model, prompt: int, new: int) -> float:
     """One sequence: the prompt's forward pass, then `new` tokens decoded with a KV cache."""
-    return (prompt * flops_per_token(model, prompt / 2, train=False)
-            + new * flops_per_token(model, prompt + new / 2, train=False))
+    return prompt * flops_per_token(model, prompt / 2, train=False) + new * flops_per_token(
+        model, prompt + new / 2, train=False
+    )
 
 
 def ppo_flops(model, prompt: int, new: int, ppo_epochs: int) -> float:
     """One rollout sample: sampling it, the policy's and pi_ref's forward passes over it (log-probs
     and values), then `ppo_epochs` training passes."""
     T = prompt + new
-    return (sample_flops(model, prompt, new) + 2 * T * flops_per_token(model, T, train=False)
-            + ppo_epochs * T * flops_per_token(model, T, train=True))
+    return (
+        sample_flops(model, prompt, new)
+        + 2 * T * flops_per_token(model, T, train=False)
+        + ppo_epochs * T * flops_per_token(model, T, train=True)
+    )
 
 
 def sync(dev):
@@ -120,16 +138,27 @@ def bench_sft(model, args, rng, dev) -> dict:
     vocab, T = vocab_of(model), args.seq_len
     steps = args.warmup + args.steps
     ids = [rng.integers(0, vocab - 1, T).tolist() for _ in range(steps * args.batch_size)]
-    p = {"batch_size": args.batch_size, "micro_batch_size": args.micro_batch_size, "epochs": 1,
-         "lr": 1e-5, "weight_decay": 0.0, "warmup_steps": 1, "seed": 0,
-         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile}
+    p = {
+        "batch_size": args.batch_size,
+        "micro_batch_size": args.micro_batch_size,
+        "epochs": 1,
+        "lr": 1e-5,
+        "weight_decay": 0.0,
+        "warmup_steps": 1,
+        "seed": 0,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "compile": args.compile,
+    }
     reset_memory(dev)
     metrics = sft.train(model, ids, vocab - 1, p, dev)
     seconds, n = timed_steps(metrics, args.warmup)
     tokens = n * args.batch_size * T
-    return {"tokens_per_s": tokens / seconds,
-            "flops_per_s": tokens * flops_per_token(model, T, train=True) / seconds,
-            "step_s": seconds / n, "peak_memory_gib": memory_gib(dev)}
+    return {
+        "tokens_per_s": tokens / seconds,
+        "flops_per_s": tokens * flops_per_token(model, T, train=True) / seconds,
+        "step_s": seconds / n,
+        "peak_memory_gib": memory_gib(dev),
+    }
 
 
 class NoReward:
@@ -146,28 +175,55 @@ def bench_pairwise(model, args, rng, dev, method: str) -> dict:
     for prompt_id in range(-(-n // 6)):
         prompt_ids = rng.integers(0, vocab - 1, prompt).tolist()
         samples = [rng.integers(0, vocab - 1, response).tolist() for _ in range(4)]
-        rows += [{"prompt_id": prompt_id, "prompt_ids": prompt_ids, "chosen_ids": samples[a],
-                  "rejected_ids": samples[b]} for a, b in combinations(range(4), 2)]
+        rows += [
+            {
+                "prompt_id": prompt_id,
+                "prompt_ids": prompt_ids,
+                "chosen_ids": samples[a],
+                "rejected_ids": samples[b],
+            }
+            for a, b in combinations(range(4), 2)
+        ]
     pairs = pd.DataFrame(rows[:n])
     ref = pd.DataFrame({"ref_chosen": np.full(n, -100.0), "ref_rejected": np.full(n, -100.0)})
-    p = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 5, "gate_ce": True,
-         "optimizer": "rmsprop", "lr": 1e-6, "batch_size": args.dpo_batch_size,
-         "micro_batch_size": args.dpo_micro_batch_size, "epochs": 1, "warmup_steps": 1,
-         "max_grad_norm": 10.0, "seed": 0, "gradient_checkpointing": args.gradient_checkpointing,
-         "compile": args.compile, "reward_prompts": 0, "reward_every": 10**9,
-         "max_new_tokens": 1, "batch_order": args.batch_order}
+    p = {
+        "method": method,
+        "beta": 0.1,
+        "b": 0.0,
+        "tau": 1.0,
+        "k": 5,
+        "gate_ce": True,
+        "optimizer": "rmsprop",
+        "lr": 1e-6,
+        "batch_size": args.dpo_batch_size,
+        "micro_batch_size": args.dpo_micro_batch_size,
+        "epochs": 1,
+        "warmup_steps": 1,
+        "max_grad_norm": 10.0,
+        "seed": 0,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "compile": args.compile,
+        "reward_prompts": 0,
+        "reward_every": 10**9,
+        "max_new_tokens": 1,
+        "batch_order": args.batch_order,
+    }
     reset_memory(dev)
     tok = SimpleNamespace(pad_token_id=vocab - 1)  # the trainer reads only the pad id here
     metrics = preference.train(model, tok, pairs, ref, p, NoReward())
     seconds, steps = timed_steps(metrics.iloc[1:], args.warmup)  # row 0: the reward at step 0
-    timed = metrics.iloc[1 + args.warmup:]
+    timed = metrics.iloc[1 + args.warmup :]
     # the sequences the steps ran: fewer than 2 per pair where pairs share responses
     tokens = float((timed["sequences_per_row"] * args.dpo_batch_size).sum()) * args.dpo_len
     pairs_per_s = steps * args.dpo_batch_size / seconds
-    return {"tokens_per_s": tokens / seconds, "pairs_per_s": pairs_per_s,
-            "sequences_per_pair": float(timed["sequences_per_row"].mean()),
-            "flops_per_s": tokens * flops_per_token(model, args.dpo_len, train=True) / seconds,
-            "step_s": seconds / steps, "peak_memory_gib": memory_gib(dev)}
+    return {
+        "tokens_per_s": tokens / seconds,
+        "pairs_per_s": pairs_per_s,
+        "sequences_per_pair": float(timed["sequences_per_row"].mean()),
+        "flops_per_s": tokens * flops_per_token(model, args.dpo_len, train=True) / seconds,
+        "step_s": seconds / steps,
+        "peak_memory_gib": memory_gib(dev),
+    }
 
 
 def bench_ppo(model, args, rng, dev) -> dict:
@@ -178,23 +234,45 @@ def bench_ppo(model, args, rng, dev) -> dict:
     policy = PolicyWithValue(copy.deepcopy(model)).to(dev)
     ref = model.eval().requires_grad_(False)
     # eos -1 is never drawn: every completion has `new` tokens; the texts are never scored
-    tok = SimpleNamespace(pad_token_id=vocab - 1, eos_token_id=-1,
-                          batch_decode=lambda ids, **_: [""] * len(ids))
-    p = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.2, "horizon": 10000,
-         "iterations": 2, "rollout_size": args.ppo_rollout_size,
-         "minibatch_size": args.ppo_minibatch_size, "ppo_epochs": 4, "optimizer": "adamw",
-         "lr": 1.41e-5, "warmup_steps": 1, "cliprange": 0.2, "cliprange_value": 0.2,
-         "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": args.gradient_checkpointing, "compile": args.compile,
-         "seed": 0, "max_new_tokens": new, "sample_batch_size": args.sample_batch_size}
+    tok = SimpleNamespace(
+        pad_token_id=vocab - 1, eos_token_id=-1, batch_decode=lambda ids, **_: [""] * len(ids)
+    )
+    p = {
+        "target_kl": 6.0,
+        "adaptive_kl": True,
+        "init_kl_coef": 0.2,
+        "horizon": 10000,
+        "iterations": 2,
+        "rollout_size": args.ppo_rollout_size,
+        "minibatch_size": args.ppo_minibatch_size,
+        "ppo_epochs": 4,
+        "optimizer": "adamw",
+        "lr": 1.41e-5,
+        "warmup_steps": 1,
+        "cliprange": 0.2,
+        "cliprange_value": 0.2,
+        "vf_coef": 0.1,
+        "gamma": 1.0,
+        "lam": 0.95,
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "compile": args.compile,
+        "seed": 0,
+        "max_new_tokens": new,
+        "sample_batch_size": args.sample_batch_size,
+    }
     reset_memory(dev)
     metrics = ppo.train(policy, ref, tok, prompts, NoReward(), p)
     seconds = float(metrics["seconds"].iloc[1] - metrics["seconds"].iloc[0])
     ref.train().requires_grad_(True)
     n = args.ppo_rollout_size
     flops = n * ppo_flops(model, prompt, new, p["ppo_epochs"])
-    return {"tokens_per_s": n * new / seconds, "flops_per_s": flops / seconds,
-            "iteration_s": seconds, "peak_memory_gib": memory_gib(dev)}
+    return {
+        "tokens_per_s": n * new / seconds,
+        "flops_per_s": flops / seconds,
+        "iteration_s": seconds,
+        "peak_memory_gib": memory_gib(dev),
+    }
 
 
 @torch.no_grad()
@@ -212,11 +290,15 @@ def bench_sample(model, args, rng, dev) -> dict:
         sample(model, prompts, new, -1, vocab - 1, gen)
         sync(dev)
         times.append(time.perf_counter() - t0)
-    seconds = float(np.mean(times[args.warmup:]))
+    seconds = float(np.mean(times[args.warmup :]))
     generated = args.sample_batch_size * new
     flops = args.sample_batch_size * sample_flops(model, prompt, new)
-    return {"tokens_per_s": generated / seconds, "flops_per_s": flops / seconds,
-            "batch_s": seconds, "peak_memory_gib": memory_gib(dev)}
+    return {
+        "tokens_per_s": generated / seconds,
+        "flops_per_s": flops / seconds,
+        "batch_s": seconds,
+        "peak_memory_gib": memory_gib(dev),
+    }
 
 
 # The main table of the paper preset (workflow/presets/paper.yaml), stage by stage: the work of one
@@ -267,8 +349,12 @@ def main():
     ap.add_argument("--dpo-len", type=int, default=56, help="prompt (8) + response tokens")
     ap.add_argument("--dpo-batch-size", type=int, default=32, help="pairs per step (paper: 64)")
     ap.add_argument("--dpo-micro-batch-size", type=int, default=None)
-    ap.add_argument("--batch-order", choices=["prompt", "pair"], default="prompt",
-                    help="DPO batches: a prompt's pairs together (the pipeline's default) or shuffled")
+    ap.add_argument(
+        "--batch-order",
+        choices=["prompt", "pair"],
+        default="prompt",
+        help="DPO batches: a prompt's pairs together (the pipeline's default) or shuffled",
+    )
     ap.add_argument("--new-tokens", type=int, default=48)
     ap.add_argument("--sample-batch-size", type=int, default=256)
     ap.add_argument("--ppo-rollout-size", type=int, default=64, help="paper: 1024")
@@ -276,10 +362,17 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps per training phase")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--gradient-checkpointing", action="store_true")
-    ap.add_argument("--compile", action="store_true",
-                    help="torch.compile the trainers' forward pass (the stages' `compile: true`)")
-    ap.add_argument("--vocab-multiple", type=int, default=1,
-                    help="pad the vocabulary to a multiple of this (64: 50,304 for GPT-2)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the trainers' forward pass (the stages' `compile: true`)",
+    )
+    ap.add_argument(
+        "--vocab-multiple",
+        type=int,
+        default=1,
+        help="pad the vocabulary to a multiple of this (64: 50,304 for GPT-2)",
+    )
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak")
     ap.add_argument("--phases", default="sft,dpo,cringe,sample,ppo")
     ap.add_argument("--json", default=None, help="also write the results to this file")
@@ -292,15 +385,21 @@ def main():
     threads = f"CPU, {torch.get_num_threads()} threads"
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else threads
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"{args.size}: {n_params / 1e6:.1f}M parameters on {name}; "
-          f"{'bf16 autocast' if dev.type == 'cuda' else 'fp32'}"
-          f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
-          f"{', compiled' if args.compile else ''}"
-          f"{f', vocabulary padded to {model.config.vocab_size:,}' if args.vocab_multiple > 1 else ''}")
+    print(
+        f"{args.size}: {n_params / 1e6:.1f}M parameters on {name}; "
+        f"{'bf16 autocast' if dev.type == 'cuda' else 'fp32'}"
+        f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
+        f"{', compiled' if args.compile else ''}"
+        + (f", vocabulary padded to {model.config.vocab_size:,}" if args.vocab_multiple > 1 else "")
+    )
     rng = np.random.default_rng(0)
-    phases = {"sft": bench_sft, "dpo": partial(bench_pairwise, method="dpo"),
-              "cringe": partial(bench_pairwise, method="cringe"), "sample": bench_sample,
-              "ppo": bench_ppo}
+    phases = {
+        "sft": bench_sft,
+        "dpo": partial(bench_pairwise, method="dpo"),
+        "cringe": partial(bench_pairwise, method="cringe"),
+        "sample": bench_sample,
+        "ppo": bench_ppo,
+    }
     results = {"size": args.size, "parameters": n_params, "device": name, "args": vars(args)}
     for phase in args.phases.split(","):
         if args.profile:
@@ -314,11 +413,18 @@ def main():
         results[phase] = r
         mfu = f"{100 * r['mfu']:.1f}% MFU" if peak else "MFU n/a (no known peak; --peak-tflops)"
         mem = f", peak memory {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""
-        extra = (f", {r['pairs_per_s']:,.0f} pairs/s ({r['sequences_per_pair']:.2f} sequences"
-                 " run per pair)" if phase in ("dpo", "cringe") else
-                 f", {r['iteration_s']:.2f} s per iteration" if phase == "ppo" else "")
-        print(f"  {phase:7s} {r['tokens_per_s']:>12,.0f} tokens/s  "
-              f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}{extra}")
+        extra = (
+            f", {r['pairs_per_s']:,.0f} pairs/s ({r['sequences_per_pair']:.2f} sequences"
+            " run per pair)"
+            if phase in ("dpo", "cringe")
+            else f", {r['iteration_s']:.2f} s per iteration"
+            if phase == "ppo"
+            else ""
+        )
+        print(
+            f"  {phase:7s} {r['tokens_per_s']:>12,.0f} tokens/s  "
+            f"{r['flops_per_s'] / 1e12:8.2f} TFLOP/s  {mfu}{mem}{extra}"
+        )
         write_json(results, args.json)  # after every phase: a run cut short keeps what it measured
     project(results)
     write_json(results, args.json)

@@ -48,24 +48,36 @@ def main(argv=None):
     prompts = select_prompts(args.prompts, p["n_prompts"])
     tok = load_tokenizer(args.policy, "policy")
     policy = load_causal_lm(args.policy, "policy").to(device()).eval()
-    samples = draw(policy, tok, prompts, max(p["n"]), p["batch_size"], p["max_new_tokens"],
-                   p["seed"])
+    samples = draw(
+        policy, tok, prompts, max(p["n"]), p["batch_size"], p["max_new_tokens"], p["seed"]
+    )
     texts = samples["text"].tolist()
     samples["score"] = check_finite_scores(make_scorer(p["reward"])(texts), texts)
     io.write_parquet(samples[["prompt_id", "sample_id", "score", "length"]], args.pool)
     for n in p["n"]:
         best = best_of(samples, n)
         out = f"{args.out_dir}/{n}/seed{p['seed']}"
-        summary = {"n": len(best), "n_prompts": len(prompts), "sentiment": best["score"].mean(),
-                   "kl": kl_bound(n), "kl_source": "closed-form bound log N - (N-1)/N",
-                   "length": best["length"].mean(),
-                   "distinct_2": distinct_2(best["completion_ids"].tolist())}
+        summary = {
+            "n": len(best),
+            "n_prompts": len(prompts),
+            "sentiment": best["score"].mean(),
+            "kl": kl_bound(n),
+            "kl_source": "closed-form bound log N - (N-1)/N",
+            "length": best["length"].mean(),
+            "distinct_2": distinct_2(best["completion_ids"].tolist()),
+        }
         io.write_parquet(best, f"{out}/samples.parquet")
-        io.write_parquet(best[["prompt_id", "sample_id"]].assign(kl_reverse=np.nan),
-                         f"{out}/reverse_kl.parquet")
+        io.write_parquet(
+            best[["prompt_id", "sample_id"]].assign(kl_reverse=np.nan), f"{out}/reverse_kl.parquet"
+        )
         io.write_json(summary, f"{out}/summary.json")
-        log.info("best of %d: sentiment %.3f, KL bound %.2f, length %.1f", n,
-                 summary["sentiment"], summary["kl"], summary["length"])
+        log.info(
+            "best of %d: sentiment %.3f, KL bound %.2f, length %.1f",
+            n,
+            summary["sentiment"],
+            summary["kl"],
+            summary["length"],
+        )
 
 
 if __name__ == "__main__":

@@ -36,14 +36,18 @@ def draw(n_seeds: int, n_prompts: int, n_boot: int, seed: int) -> tuple[np.ndarr
     """Replicate indices: seeds (n_boot, S) and, within each drawn seed, prompts (n_boot, S, P).
     With one seed, the seed index is always 0 and only prompts are resampled."""
     rng = np.random.default_rng(seed)
-    seeds = (rng.integers(0, n_seeds, size=(n_boot, n_seeds)) if n_seeds > 1
-             else np.zeros((n_boot, 1), dtype=int))
+    seeds = (
+        rng.integers(0, n_seeds, size=(n_boot, n_seeds))
+        if n_seeds > 1
+        else np.zeros((n_boot, 1), dtype=int)
+    )
     prompts = rng.integers(0, n_prompts, size=(n_boot, n_seeds, n_prompts))
     return seeds, prompts
 
 
 def replicate_means(stats: np.ndarray, seeds: np.ndarray, prompts: np.ndarray) -> np.ndarray:
-    """(n_boot,) bootstrap means from per-seed prompt sums `stats` (S, P, 2) and `draw`'s indices."""
+    """(n_boot,) bootstrap means from per-seed prompt sums `stats` (S, P, 2) and the indices that
+    `draw` gives."""
     drawn = stats[seeds[:, :, None], prompts]  # (n_boot, S, P, 2)
     return drawn[..., 0].sum((1, 2)) / drawn[..., 1].sum((1, 2))
 

@@ -19,13 +19,13 @@ from safetensors.torch import load_model, save_model
 
 from pipeline import io
 
-
 log = logging.getLogger("checkpoint")
 
 
 def fingerprint(params: dict, *inputs) -> str:
     """What a checkpoint was made from: the stage's config and its input files (path, size,
     modification time). A checkpoint whose fingerprint differs is stale and is not restored."""
+
     def stat(path):
         files = sorted(Path(path).rglob("*")) if Path(path).is_dir() else [Path(path)]
         return [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()]
@@ -56,16 +56,18 @@ class Checkpoint:
             return None
         state = torch.load(self.folder / "state.pt", weights_only=True)
         if state.get("fingerprint") != self.fingerprint:
-            log.warning("ignoring the stale checkpoint in %s (config or inputs changed)", self.folder)
+            log.warning(
+                "ignoring the stale checkpoint in %s (config or inputs changed)", self.folder
+            )
             self.clear()
             return None
         device = next(module.parameters()).device
         load_model(module, str(self.folder / "model.safetensors"), device=str(device))
-        optimizer.load_state_dict(torch.load(self.folder / "optimizer.pt", weights_only=True,
-                                             map_location=device))
+        optimizer.load_state_dict(
+            torch.load(self.folder / "optimizer.pt", weights_only=True, map_location=device)
+        )
         return state
 
     def clear(self) -> None:
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
-

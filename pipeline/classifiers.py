@@ -29,7 +29,7 @@ class BatchedScorer:
         out = []
         for start in progress(range(0, len(texts), self.batch_size), desc="score", unit="batch"):
             with autocast(self.dev):
-                out.append(self.score_batch(texts[start:start + self.batch_size]).float().cpu())
+                out.append(self.score_batch(texts[start : start + self.batch_size]).float().cpu())
         return torch.cat(out).double().numpy()
 
 
@@ -41,21 +41,32 @@ class ClassifierScorer(BatchedScorer):
     def __init__(self, name: str, positive_label: str, batch_size: int, max_length: int):
         self.dev = device()
         self.tok = load_classifier_tokenizer(name, "reward.model")
-        self.model = from_pretrained_safe(AutoModelForSequenceClassification.from_pretrained, name,
-                                          "reward.model", use_safetensors=True).to(self.dev).eval()
+        self.model = (
+            from_pretrained_safe(
+                AutoModelForSequenceClassification.from_pretrained,
+                name,
+                "reward.model",
+                use_safetensors=True,
+            )
+            .to(self.dev)
+            .eval()
+        )
         if self.model.config.pad_token_id is None:  # GPT-2's head finds the last token by it
             self.model.config.pad_token_id = self.tok.pad_token_id
         labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
         if positive_label.lower() not in labels:
-            raise ValueError(f"reward.positive_label '{positive_label}' is not a label of"
-                             f" {name}; its labels are {sorted(self.model.config.id2label.values())}")
+            raise ValueError(
+                f"reward.positive_label '{positive_label}' is not a label of"
+                f" {name}; its labels are {sorted(self.model.config.id2label.values())}"
+            )
         self.positive = labels[positive_label.lower()]
         self.batch_size = batch_size
         self.max_length = min(max_length, self.tok.model_max_length)
 
     def score_batch(self, texts: list[str]) -> torch.Tensor:
-        enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_length,
-                       return_tensors="pt").to(self.dev)
+        enc = self.tok(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        ).to(self.dev)
         return self.model(**enc).logits.float().softmax(-1)[:, self.positive]
 
 
@@ -70,8 +81,9 @@ class RewardModelScorer(BatchedScorer):
         self.max_length = min(max_length, self.tok.model_max_length)
 
     def score_batch(self, texts: list[str]) -> torch.Tensor:
-        ids = self.tok(texts, add_special_tokens=False, truncation=True,
-                       max_length=self.max_length)["input_ids"]
+        ids = self.tok(
+            texts, add_special_tokens=False, truncation=True, max_length=self.max_length
+        )["input_ids"]
         # left padding with positions from the mask: the head reads each text's last token
         batch = left_pad([[]] * len(ids), ids, self.tok.pad_token_id).to(self.dev)
         return self.model.standardised(batch)

@@ -12,8 +12,13 @@ import sys
 from pipeline.methods import load_extensions
 
 
-def parse(description: str, inputs: list[str], outputs: list[str], argv=None,
-          optional: tuple[str, ...] = ()):
+def parse(
+    description: str,
+    inputs: list[str],
+    outputs: list[str],
+    argv=None,
+    optional: tuple[str, ...] = (),
+):
     """The stage's arguments. A stage that reads method records gets `extensions` in its params
     (train.extensions): their methods are registered here, before the stage looks one up."""
     parser = argparse.ArgumentParser(description=description)

@@ -36,16 +36,39 @@ from pipeline.table import group_policies, read_eval
 
 log = get_logger("comparison")
 
-COLUMNS = ["method", "param", "value", "round", "n_seeds", "sentiment", "kl", "against",
-           "against_round", "against_kl_min", "against_kl_max", "against_sentiment",
-           "against_sentiment_lo", "against_sentiment_hi", "difference", "difference_lo",
-           "difference_hi", "boot_defined", "ci_over", "read_as", "verdict"]
+COLUMNS = [
+    "method",
+    "param",
+    "value",
+    "round",
+    "n_seeds",
+    "sentiment",
+    "kl",
+    "against",
+    "against_round",
+    "against_kl_min",
+    "against_kl_max",
+    "against_sentiment",
+    "against_sentiment_lo",
+    "against_sentiment_hi",
+    "difference",
+    "difference_lo",
+    "difference_hi",
+    "boot_defined",
+    "ci_over",
+    "read_as",
+    "verdict",
+]
 
 
 def frontier_at(kl_points: np.ndarray, reward_points: np.ndarray, kl: np.ndarray) -> np.ndarray:
     """A frontier's reward at `kl`: linear interpolation between its (KL, reward) points sorted by
     KL, NaN outside [min KL, max KL] (no extrapolation). Points (..., K), kl (...,)."""
-    kl_points, reward_points, kl = np.atleast_2d(kl_points), np.atleast_2d(reward_points), np.atleast_1d(kl)
+    kl_points, reward_points, kl = (
+        np.atleast_2d(kl_points),
+        np.atleast_2d(reward_points),
+        np.atleast_1d(kl),
+    )
     out = np.full(len(kl), np.nan)
     for b, (xs, ys, x) in enumerate(zip(kl_points, reward_points, kl)):
         order = np.lexsort((ys, xs))
@@ -67,9 +90,13 @@ def compare(point: dict, series: dict) -> dict:
     """One row: a point (sentiment, kl, their replicates) against a series (its points' arrays
     (K,) and replicates (n_boot, K); `monotone`: a frontier that cannot fall as KL grows)."""
     lo_kl, hi_kl = series["kl"].min(), series["kl"].max()
-    row = {"against": series["name"], "against_round": series["round"], "against_kl_min": lo_kl,
-           "against_kl_max": hi_kl,
-           "ci_over": ci_over(max(point["n_seeds"], series["n_seeds"]))}
+    row = {
+        "against": series["name"],
+        "against_round": series["round"],
+        "against_kl_min": lo_kl,
+        "against_kl_max": hi_kl,
+        "ci_over": ci_over(max(point["n_seeds"], series["n_seeds"])),
+    }
     at = frontier_at(series["kl"], series["sentiment"], point["kl"])[0]
     if not np.isnan(at):
         read_as = "interpolated"
@@ -81,10 +108,17 @@ def compare(point: dict, series: dict) -> dict:
         return row | {"boot_defined": 0.0, "read_as": "", "verdict": "outside range"}
     f_lo, f_hi = interval(at_reps)
     d_lo, d_hi = interval(point["sentiment_reps"] - at_reps)
-    return row | {"against_sentiment": at, "against_sentiment_lo": f_lo, "against_sentiment_hi": f_hi,
-                  "difference": point["sentiment"] - at, "difference_lo": d_lo,
-                  "difference_hi": d_hi, "boot_defined": float(np.isfinite(at_reps).mean()),
-                  "read_as": read_as, "verdict": verdict(d_lo, d_hi, read_as == "lower bound")}
+    return row | {
+        "against_sentiment": at,
+        "against_sentiment_lo": f_lo,
+        "against_sentiment_hi": f_hi,
+        "difference": point["sentiment"] - at,
+        "difference_lo": d_lo,
+        "difference_hi": d_hi,
+        "boot_defined": float(np.isfinite(at_reps).mean()),
+        "read_as": read_as,
+        "verdict": verdict(d_lo, d_hi, read_as == "lower bound"),
+    }
 
 
 def evaluated_points(eval_dir: Path, policies: list[str], n_boot: int, seed: int) -> list[dict]:
@@ -96,11 +130,19 @@ def evaluated_points(eval_dir: Path, policies: list[str], n_boot: int, seed: int
     for (method, param, value, rnd), members in groups.items():
         per_seed = [evals[pid] for pid in members]
         samples = pd.concat(per_seed)
-        points.append({"method": method, "param": param, "value": value, "round": rnd,
-                       "n_seeds": len(members), "sentiment": samples["score"].mean(),
-                       "kl": samples["kl"].mean(),
-                       "sentiment_reps": replicates(per_seed, "score", n_boot, seed),
-                       "kl_reps": replicates(per_seed, "kl", n_boot, seed)})
+        points.append(
+            {
+                "method": method,
+                "param": param,
+                "value": value,
+                "round": rnd,
+                "n_seeds": len(members),
+                "sentiment": samples["score"].mean(),
+                "kl": samples["kl"].mean(),
+                "sentiment_reps": replicates(per_seed, "score", n_boot, seed),
+                "kl_reps": replicates(per_seed, "kl", n_boot, seed),
+            }
+        )
     return points
 
 
@@ -110,37 +152,57 @@ def method_series(points: list[dict]) -> list[dict]:
     for p in points:
         if p["method"] != "pi_ref":
             by_series.setdefault((p["method"], p["round"]), []).append(p)
-    return [{"name": method, "round": rnd, "n_seeds": max(p["n_seeds"] for p in members),
-             "kl": np.array([p["kl"] for p in members]),
-             "sentiment": np.array([p["sentiment"] for p in members]),
-             "kl_reps": np.stack([p["kl_reps"] for p in members], axis=1),
-             "sentiment_reps": np.stack([p["sentiment_reps"] for p in members], axis=1)}
-            for (method, rnd), members in by_series.items() if len(members) >= 2]
+    return [
+        {
+            "name": method,
+            "round": rnd,
+            "n_seeds": max(p["n_seeds"] for p in members),
+            "kl": np.array([p["kl"] for p in members]),
+            "sentiment": np.array([p["sentiment"] for p in members]),
+            "kl_reps": np.stack([p["kl_reps"] for p in members], axis=1),
+            "sentiment_reps": np.stack([p["sentiment_reps"] for p in members], axis=1),
+        }
+        for (method, rnd), members in by_series.items()
+        if len(members) >= 2
+    ]
 
 
 def optimal_series(pool: pd.DataFrame, p: dict) -> dict:
     """pi*'s frontier over the beta grid, on the points whose ESS is at least min_ess."""
     _, rewards = pool_matrix(pool)
-    est = frontier_replicates(rewards, beta_grid(p["beta_min"], p["beta_max"], p["n_beta"]),
-                              p["bootstrap"], p["seed"])
+    est = frontier_replicates(
+        rewards, beta_grid(p["beta_min"], p["beta_max"], p["n_beta"]), p["bootstrap"], p["seed"]
+    )
     keep = est["ess"] >= p["min_ess"]
-    return {"name": "optimal", "round": 1, "n_seeds": 1, "monotone": True, "kl": est["kl"][keep],
-            "sentiment": est["sentiment"][keep], "kl_reps": est["kl_reps"][:, keep],
-            "sentiment_reps": est["sentiment_reps"][:, keep]}
+    return {
+        "name": "optimal",
+        "round": 1,
+        "n_seeds": 1,
+        "monotone": True,
+        "kl": est["kl"][keep],
+        "sentiment": est["sentiment"][keep],
+        "kl_reps": est["kl_reps"][:, keep],
+        "sentiment_reps": est["sentiment_reps"][:, keep],
+    }
 
 
-def build_comparison(eval_dir: Path, policies: list[str], pool: pd.DataFrame, p: dict) -> pd.DataFrame:
+def build_comparison(
+    eval_dir: Path, policies: list[str], pool: pd.DataFrame, p: dict
+) -> pd.DataFrame:
     points = evaluated_points(eval_dir, policies, p["bootstrap"], p["seed"])
     series = method_series(points)
     best = optimal_series(pool, p)
     if len(best["kl"]) < 2:
-        log.warning("pi*: fewer than two grid points with ESS >= %g; no gap to the optimum",
-                    p["min_ess"])
+        log.warning(
+            "pi*: fewer than two grid points with ESS >= %g; no gap to the optimum", p["min_ess"]
+        )
     else:
         series.append(best)
     rows = []
     for point in points:
-        head = {k: point[k] for k in ("method", "param", "value", "round", "n_seeds", "sentiment", "kl")}
+        head = {
+            k: point[k] for k in ("method", "param", "value", "round", "n_seeds", "sentiment", "kl")
+        }
         for s in series:
             if (s["name"], s["round"]) != (point["method"], point["round"]):
                 rows.append(head | compare(point, s))
@@ -151,11 +213,20 @@ def describe(row) -> str:
     """A row in plain words."""
     name = row.method if row.method == "pi_ref" else f"{row.method} {row.param} {row.value:g}"
     if row.verdict == "outside range":
-        return (f"{name} (KL {row.kl:.2f}): outside {row.against}'s measured KL range "
-                f"[{row.against_kl_min:.2f}, {row.against_kl_max:.2f}]")
-    bound = ", at most: pi* at its last reliable KL is a lower bound" if row.read_as == "lower bound" else ""
-    return (f"{name} vs {row.against} at KL {row.kl:.2f}: {row.difference:+.3f} "
-            f"[{row.difference_lo:+.3f}, {row.difference_hi:+.3f}] ({row.verdict}; {row.ci_over}{bound})")
+        return (
+            f"{name} (KL {row.kl:.2f}): outside {row.against}'s measured KL range "
+            f"[{row.against_kl_min:.2f}, {row.against_kl_max:.2f}]"
+        )
+    bound = (
+        ", at most: pi* at its last reliable KL is a lower bound"
+        if row.read_as == "lower bound"
+        else ""
+    )
+    return (
+        f"{name} vs {row.against} at KL {row.kl:.2f}: {row.difference:+.3f} "
+        f"[{row.difference_lo:+.3f}, {row.difference_hi:+.3f}]"
+        f" ({row.verdict}; {row.ci_over}{bound})"
+    )
 
 
 def main(argv=None):

@@ -5,8 +5,9 @@ Sources (config `data.source`):
 - `hf`: a Hugging Face dataset id or a local dataset folder, loaded with `datasets`;
 - `file`: a local .parquet, .csv or .jsonl file with a `text` column (optional `label`).
 
-Outputs three Parquet tables with columns (review_id: row in the cleaned source, text, label): `sft` (text for the reference
-policy), `train` (reviews whose prefixes become training prompts) and `eval` (held-out prompts).
+Outputs three Parquet tables with columns (review_id: row in the cleaned source, text, label):
+`sft` (text for the reference policy), `train` (reviews whose prefixes become training prompts)
+and `eval` (held-out prompts).
 
 Labels are carried along for whoever analyses the prompts; no stage trains on them or reads them.
 0 is negative, 1 positive; -1 (as the hub's `unsupervised` IMDb split marks every row), null and
@@ -56,7 +57,9 @@ def read_file(path: str) -> pd.DataFrame:
     except FileNotFoundError:
         raise FileNotFoundError(f"data.path '{path}' does not exist") from None
     except UnicodeDecodeError as err:
-        raise ValueError(f"data file {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        raise ValueError(
+            f"data file {path} is not UTF-8 text ({err.reason} at byte {err.start})"
+        ) from None
     except (ValueError, OSError) as err:  # empty file, malformed CSV/JSON, broken Parquet
         raise ValueError(f"data file {path} cannot be read: {err}") from None
     return _check_columns(df, f"data file {path}")
@@ -94,8 +97,10 @@ def unlabeled_as_null(labels: pd.Series, where: str) -> pd.Series:
         row = int(np.flatnonzero(bad.to_numpy())[0])
         value = labels.iloc[row]
         shown = repr(value) if isinstance(value, str) else value
-        raise ValueError(f"{where}: label must be 0 (negative), 1 (positive) or -1, null or NaN"
-                         f" (unlabeled); row {row} has {shown}")
+        raise ValueError(
+            f"{where}: label must be 0 (negative), 1 (positive) or -1, null or NaN"
+            f" (unlabeled); row {row} has {shown}"
+        )
     return numeric.mask(labels.isna()).astype("Int8")
 
 
@@ -116,8 +121,13 @@ def clean(df: pd.DataFrame, where: str, max_chars: int = 20_000) -> pd.DataFrame
     out = out[~empty]
     dup = out["text"].duplicated()
     out = out[~dup].reset_index(drop=True).rename_axis("review_id").reset_index()
-    log.info("%s: %d reviews, %d empty after cleaning and %d duplicates dropped",
-             where, len(out), int(empty.sum()), int(dup.sum()))
+    log.info(
+        "%s: %d reviews, %d empty after cleaning and %d duplicates dropped",
+        where,
+        len(out),
+        int(empty.sum()),
+        int(dup.sum()),
+    )
     return out
 
 
@@ -132,7 +142,8 @@ def split_reviews(pool, n_train, n_eval, max_sft, seed, eval_pool=None):
         pool = pool[~pool["text"].isin(set(eval_pool["text"]))].reset_index(drop=True)
         if len(eval_pool) < n_eval:
             raise ValueError(
-                f"data.n_eval_prompts = {n_eval} but the evaluation split has only {len(eval_pool)} reviews"
+                f"data.n_eval_prompts = {n_eval} but the evaluation split has only"
+                f" {len(eval_pool)} reviews"
             )
         eval_set = eval_pool.iloc[rng.permutation(len(eval_pool))[:n_eval]]
         need = n_train
@@ -158,9 +169,12 @@ def main(argv=None):
     pool = clean(load_reviews(p["source"], p["path"], splits), "data")
     eval_pool = None
     if p["source"] == "hf" and p.get("eval_split"):
-        eval_pool = clean(read_hf(p["path"], [p["eval_split"]]), f"data.eval_split {p['eval_split']}")
-    sets = split_reviews(pool, p["n_train_prompts"], p["n_eval_prompts"], p["max_sft_reviews"],
-                         p["seed"], eval_pool)
+        eval_pool = clean(
+            read_hf(p["path"], [p["eval_split"]]), f"data.eval_split {p['eval_split']}"
+        )
+    sets = split_reviews(
+        pool, p["n_train_prompts"], p["n_eval_prompts"], p["max_sft_reviews"], p["seed"], eval_pool
+    )
     for name, df, path in zip(("sft", "train", "eval"), sets, (args.sft, args.train, args.eval)):
         io.write_parquet(df, path)
         log.info("%s: %d reviews -> %s", name, len(df), path)

@@ -74,10 +74,12 @@ def main(argv=None):
     if failed:
         offline = "HF_HUB_OFFLINE is set: unset it here. " if hub_offline() else ""
         raise FileNotFoundError(
-            f"could not download {len(failed)} of {len(named)} inputs:\n" + "\n".join(failed)
+            f"could not download {len(failed)} of {len(named)} inputs:\n"
+            + "\n".join(failed)
             + f"\n{offline}Run `snakemake --cores 1 download` with the same config on a machine"
             " with internet access (a cluster's login node), or fetch each elsewhere and set its"
-            " key to the local folder.")
+            " key to the local folder."
+        )
     log.info("%d inputs in the cache: the jobs can now run with HF_HUB_OFFLINE=1", len(named))
 
 

@@ -43,8 +43,9 @@ def kl_measures(policy, ref, prompts, completions, pad_id: int, batch_size: int)
     dev = next(policy.parameters()).device
     exact, k1 = [], []
     for start in range(0, len(prompts), batch_size):
-        batch = left_pad(prompts[start:start + batch_size], completions[start:start + batch_size],
-                         pad_id).to(dev)
+        batch = left_pad(
+            prompts[start : start + batch_size], completions[start : start + batch_size], pad_id
+        ).to(dev)
         with autocast(dev):
             lp = forward_logprobs(policy, batch)
             lq = lp if ref is policy else forward_logprobs(ref, batch)
@@ -54,15 +55,23 @@ def kl_measures(policy, ref, prompts, completions, pad_id: int, batch_size: int)
 
 
 def distinct_2(completions: list[list[int]]) -> float:
-    bigrams = [tuple(c[i:i + 2]) for c in completions for i in range(len(c) - 1)]
+    bigrams = [tuple(c[i : i + 2]) for c in completions for i in range(len(c) - 1)]
     return len(set(bigrams)) / max(1, len(bigrams))
 
 
-def draw(policy, tok, prompts: pd.DataFrame, n: int, batch_size: int, max_new_tokens: int,
-         seed: int) -> pd.DataFrame:
+def draw(
+    policy, tok, prompts: pd.DataFrame, n: int, batch_size: int, max_new_tokens: int, seed: int
+) -> pd.DataFrame:
     """`n` pure samples of each prompt from the evaluated policy, with their lengths."""
-    pure = {"n_per_prompt": n, "max_new_tokens": max_new_tokens, "temperature": 1.0, "top_k": 0,
-            "top_p": 1.0, "batch_size": batch_size, "seed": seed}
+    pure = {
+        "n_per_prompt": n,
+        "max_new_tokens": max_new_tokens,
+        "temperature": 1.0,
+        "top_k": 0,
+        "top_p": 1.0,
+        "batch_size": batch_size,
+        "seed": seed,
+    }
     samples = sample_table(policy, tok, prompts, pure)
     return samples.assign(length=samples["completion_ids"].map(len))
 
@@ -77,8 +86,13 @@ def select_prompts(path, n: int) -> pd.DataFrame:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "policy", "reference", "ref_samples"],
-                     ["samples", "reverse_kl", "summary"], argv, optional=("ref_samples",))
+    args = cli.parse(
+        __doc__,
+        ["prompts", "policy", "reference", "ref_samples"],
+        ["samples", "reverse_kl", "summary"],
+        argv,
+        optional=("ref_samples",),
+    )
     p = args.params
     dev = device()
     prompts = select_prompts(args.prompts, p["n_prompts"])
@@ -89,32 +103,52 @@ def main(argv=None):
     if ref is not policy and len(tok) != len(load_tokenizer(args.reference, "reference")):
         raise ValueError(f"{args.policy} and {args.reference} do not share a vocabulary")
 
-    samples = draw(policy, tok, prompts, p["samples_per_prompt"], p["batch_size"],
-                   p["max_new_tokens"], p["seed"])
+    samples = draw(
+        policy,
+        tok,
+        prompts,
+        p["samples_per_prompt"],
+        p["batch_size"],
+        p["max_new_tokens"],
+        p["seed"],
+    )
     samples["score"] = make_scorer(p["reward"])(samples["text"].tolist())
     prompt_ids, completion_ids = samples["prompt_ids"].tolist(), samples["completion_ids"].tolist()
-    for name, values in kl_measures(policy, ref, prompt_ids, completion_ids, tok.pad_token_id,
-                                    p["batch_size"]).items():
+    for name, values in kl_measures(
+        policy, ref, prompt_ids, completion_ids, tok.pad_token_id, p["batch_size"]
+    ).items():
         samples[name] = values
 
     # Reverse KL(pi_ref || pi) needs pi_ref's samples: pi_ref's own evaluation provides them.
     if args.ref_samples:
-        ref_samples = io.read_parquet(args.ref_samples, ["prompt_id", "sample_id", "prompt_ids",
-                                                         "completion_ids"])
+        ref_samples = io.read_parquet(
+            args.ref_samples, ["prompt_id", "sample_id", "prompt_ids", "completion_ids"]
+        )
     elif args.policy == args.reference:
         ref_samples = samples
     else:
-        raise ValueError("--ref-samples (pi_ref's evaluation samples) is required unless the"
-                         " evaluated policy is the reference")
-    reverse = kl_measures(ref, policy, [list(x) for x in ref_samples["prompt_ids"]],
-                          [list(x) for x in ref_samples["completion_ids"]], tok.pad_token_id,
-                          p["batch_size"])
+        raise ValueError(
+            "--ref-samples (pi_ref's evaluation samples) is required unless the"
+            " evaluated policy is the reference"
+        )
+    reverse = kl_measures(
+        ref,
+        policy,
+        [list(x) for x in ref_samples["prompt_ids"]],
+        [list(x) for x in ref_samples["completion_ids"]],
+        tok.pad_token_id,
+        p["batch_size"],
+    )
     reverse_kl = ref_samples[["prompt_id", "sample_id"]].assign(kl_reverse=reverse["kl"])
 
     summary = {
-        "n": len(samples), "n_prompts": len(prompts), "sentiment": samples["score"].mean(),
-        "kl": samples["kl"].mean(), "kl_k1": samples["kl_k1"].mean(),
-        "kl_reverse": reverse_kl["kl_reverse"].mean(), "length": samples["length"].mean(),
+        "n": len(samples),
+        "n_prompts": len(prompts),
+        "sentiment": samples["score"].mean(),
+        "kl": samples["kl"].mean(),
+        "kl_k1": samples["kl_k1"].mean(),
+        "kl_reverse": reverse_kl["kl_reverse"].mean(),
+        "length": samples["length"].mean(),
         "distinct_2": distinct_2(completion_ids),
     }
     if not np.isfinite(list(summary.values())).all():
@@ -122,9 +156,16 @@ def main(argv=None):
     io.write_parquet(samples, args.samples)
     io.write_parquet(reverse_kl, args.reverse_kl)
     io.write_json(summary, args.summary)
-    log.info("%s: sentiment %.3f, KL %.2f (k1 %.2f, reverse %.2f), length %.1f, distinct-2 %.3f",
-             args.policy, summary["sentiment"], summary["kl"], summary["kl_k1"],
-             summary["kl_reverse"], summary["length"], summary["distinct_2"])
+    log.info(
+        "%s: sentiment %.3f, KL %.2f (k1 %.2f, reverse %.2f), length %.1f, distinct-2 %.3f",
+        args.policy,
+        summary["sentiment"],
+        summary["kl"],
+        summary["kl_k1"],
+        summary["kl_reverse"],
+        summary["length"],
+        summary["distinct_2"],
+    )
 
 
 if __name__ == "__main__":

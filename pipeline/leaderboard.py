@@ -23,9 +23,27 @@ from pipeline.methods import METHODS
 
 log = get_logger("leaderboard")
 
-COLUMNS = ["budget", "rank", "method", "label", "n_points", "kl_min", "kl_max", "read_as",
-           "sentiment", "sentiment_lo", "sentiment_hi", "optimal", "optimal_lo", "optimal_hi",
-           "optimal_read_as", "gap", "gap_lo", "gap_hi", "ci_over"]
+COLUMNS = [
+    "budget",
+    "rank",
+    "method",
+    "label",
+    "n_points",
+    "kl_min",
+    "kl_max",
+    "read_as",
+    "sentiment",
+    "sentiment_lo",
+    "sentiment_hi",
+    "optimal",
+    "optimal_lo",
+    "optimal_hi",
+    "optimal_read_as",
+    "gap",
+    "gap_lo",
+    "gap_hi",
+    "ci_over",
+]
 
 
 def read_at(series: dict, kl: float, monotone: bool = False):
@@ -34,15 +52,20 @@ def read_at(series: dict, kl: float, monotone: bool = False):
     n_boot = series["kl_reps"].shape[0]
     at = frontier_at(series["kl"], series["sentiment"], kl)[0]
     if not np.isnan(at):
-        return at, frontier_at(series["kl_reps"], series["sentiment_reps"], np.full(n_boot, kl)), \
-            "interpolated"
+        return (
+            at,
+            frontier_at(series["kl_reps"], series["sentiment_reps"], np.full(n_boot, kl)),
+            "interpolated",
+        )
     if monotone and kl > series["kl"].max():
         end = int(np.argmax(series["kl"]))
         return series["sentiment"][end], series["sentiment_reps"][:, end], "lower bound"
     return None
 
 
-def build_leaderboard(eval_dir: Path, policies: list[str], pool: pd.DataFrame, p: dict) -> pd.DataFrame:
+def build_leaderboard(
+    eval_dir: Path, policies: list[str], pool: pd.DataFrame, p: dict
+) -> pd.DataFrame:
     points = evaluated_points(eval_dir, policies, p["bootstrap"], p["seed"])
     frontiers = [s for s in method_series(points) if s["round"] == 1]
     best = optimal_series(pool, p)
@@ -50,9 +73,15 @@ def build_leaderboard(eval_dir: Path, policies: list[str], pool: pd.DataFrame, p
     for budget in p["budgets"]:
         optimum = read_at(best, budget, monotone=True) if len(best["kl"]) >= 2 else None
         for s in frontiers:
-            row = {"budget": budget, "method": s["name"], "label": METHODS[s["name"]].label,
-                   "n_points": len(s["kl"]), "kl_min": s["kl"].min(), "kl_max": s["kl"].max(),
-                   "ci_over": ci_over(s["n_seeds"])}
+            row = {
+                "budget": budget,
+                "method": s["name"],
+                "label": METHODS[s["name"]].label,
+                "n_points": len(s["kl"]),
+                "kl_min": s["kl"].min(),
+                "kl_max": s["kl"].max(),
+                "ci_over": ci_over(s["n_seeds"]),
+            }
             own = read_at(s, budget)
             if own is None:
                 rows.append(row | {"read_as": "outside range"})
@@ -64,8 +93,15 @@ def build_leaderboard(eval_dir: Path, policies: list[str], pool: pd.DataFrame, p
                 opt, opt_reps, opt_read = optimum
                 o_lo, o_hi = interval(opt_reps)
                 g_lo, g_hi = interval(reps - opt_reps)
-                row |= {"optimal": opt, "optimal_lo": o_lo, "optimal_hi": o_hi,
-                        "optimal_read_as": opt_read, "gap": at - opt, "gap_lo": g_lo, "gap_hi": g_hi}
+                row |= {
+                    "optimal": opt,
+                    "optimal_lo": o_lo,
+                    "optimal_hi": o_hi,
+                    "optimal_read_as": opt_read,
+                    "gap": at - opt,
+                    "gap_lo": g_lo,
+                    "gap_hi": g_hi,
+                }
             rows.append(row)
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["rank"] = table.groupby("budget")["sentiment"].rank(ascending=False, method="min")
@@ -83,8 +119,14 @@ def main(argv=None):
         out.to_csv(tmp, index=False, float_format="%.6g")
     for budget, rows in table.groupby("budget"):
         ranked = rows.dropna(subset=["sentiment"])
-        log.info("KL %g nats: %s", budget, ", ".join(
-            f"{r.method} {r.sentiment:.3f} (gap {r.gap:+.3f})" for r in ranked.itertuples()) or "none")
+        log.info(
+            "KL %g nats: %s",
+            budget,
+            ", ".join(
+                f"{r.method} {r.sentiment:.3f} (gap {r.gap:+.3f})" for r in ranked.itertuples()
+            )
+            or "none",
+        )
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ import torch
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor       # (B, T), prompt + response, left padded
+    input_ids: torch.Tensor  # (B, T), prompt + response, left padded
     attention_mask: torch.Tensor  # (B, T), 1 on real tokens
-    position_ids: torch.Tensor    # (B, T), 0 at each sequence's first real token
-    response_mask: torch.Tensor   # (B, T - 1), 1 where target input_ids[:, t + 1] is a response token
+    position_ids: torch.Tensor  # (B, T), 0 at each sequence's first real token
+    response_mask: (
+        torch.Tensor
+    )  # (B, T - 1), 1 where target input_ids[:, t + 1] is a response token
 
     def to(self, device) -> "Batch":
         return Batch(*(t.to(device) for t in vars(self).values()))
@@ -39,14 +41,18 @@ def left_pad(prompts: list[list[int]], responses: list[list[int]], pad_id: int) 
         start = width - lengths[i]
         ids[i, start:] = torch.tensor(p + r, dtype=torch.long)
         mask[i, start:] = 1
-        resp[i, start + len(p):] = True
+        resp[i, start + len(p) :] = True
     return Batch(ids, mask, position_ids(mask), resp[:, 1:])
 
 
 def forward_logits(model, batch: Batch) -> torch.Tensor:
     """The model's fp32 logits at every position, (B, T, V): position t scores token t + 1."""
-    out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids, use_cache=False)
+    out = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+    )
     return out.logits.float()
 
 

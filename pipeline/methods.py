@@ -16,41 +16,49 @@ import importlib
 import importlib.util
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 # What a method trains on (`Method.data`).
-PAIRS = "pairs"                # the 6 preference pairs per prompt (results/pairs.parquet)
-RANKINGS = "rankings"          # each prompt's samples ranked best first, one row per prompt
+PAIRS = "pairs"  # the 6 preference pairs per prompt (results/pairs.parquet)
+RANKINGS = "rankings"  # each prompt's samples ranked best first, one row per prompt
 RANKED_PAIRS = "ranked_pairs"  # the C(K, 2) pairs of exactly those rankings
-UNPAIRED = "unpaired"          # each sample alone, desirable or not (results/unpaired.parquet)
-ONLINE = "online"              # samples of its own, drawn while training, scored by the reward
-NOTHING = "nothing"            # no training: Best-of-N answers with pi_ref's samples
+UNPAIRED = "unpaired"  # each sample alone, desirable or not (results/unpaired.parquet)
+ONLINE = "online"  # samples of its own, drawn while training, scored by the reward
+NOTHING = "nothing"  # no training: Best-of-N answers with pi_ref's samples
 DATA = (PAIRS, RANKINGS, RANKED_PAIRS, UNPAIRED, ONLINE, NOTHING)
 # The trainer module that runs a method's jobs, by what it trains on.
-TRAINERS = {PAIRS: "preference", RANKINGS: "preference", RANKED_PAIRS: "preference",
-            UNPAIRED: "preference", ONLINE: "ppo", NOTHING: None}
+TRAINERS = {
+    PAIRS: "preference",
+    RANKINGS: "preference",
+    RANKED_PAIRS: "preference",
+    UNPAIRED: "preference",
+    ONLINE: "ppo",
+    NOTHING: None,
+}
 
 
 @dataclass(frozen=True)
 class Method:
-    name: str                # config section, and the first part of its policy ids
-    label: str               # legend entry: the method and, in brackets, what its sweep varies
-    colour: str              # matplotlib colour
-    swept: str               # the key of its section swept, one policy per value
-    data: str                # one of DATA
-    family: str              # the panel of the full frontier figure it is drawn in
+    name: str  # config section, and the first part of its policy ids
+    label: str  # legend entry: the method and, in brackets, what its sweep varies
+    colour: str  # matplotlib colour
+    swept: str  # the key of its section swept, one policy per value
+    data: str  # one of DATA
+    family: str  # the panel of the full frontier figure it is drawn in
     loss: str | Callable | None = None  # a pure loss, fed by name (pipeline.preference.loss_step)
-    step: str | Callable | None = None  # or a step of its own, when a loss needs more than log-probs
-    needs_reference: bool = False       # reads pi_ref's cached log-probs (rule `reference`)
-    settings_from: str | None = None    # the section of its optimiser settings, when not its own
-    chosen_only: bool = False           # learns from the chosen responses alone
-    noisy_labels: bool = False          # its pairs' labels flipped at `rate` (pipeline.noise)
-    learned_reward: bool = False        # online, against the learned reward model
-    module: str | None = None           # the trainer module, when not the one its data implies
-    group_size: int | None = None       # online groups: samples per prompt (None: sample.n_per_prompt)
-    section: dict | None = None         # JSON schema of its section's keys (new methods)
+    step: str | Callable | None = (
+        None  # or a step of its own, when a loss needs more than log-probs
+    )
+    needs_reference: bool = False  # reads pi_ref's cached log-probs (rule `reference`)
+    settings_from: str | None = None  # the section of its optimiser settings, when not its own
+    chosen_only: bool = False  # learns from the chosen responses alone
+    noisy_labels: bool = False  # its pairs' labels flipped at `rate` (pipeline.noise)
+    learned_reward: bool = False  # online, against the learned reward model
+    module: str | None = None  # the trainer module, when not the one its data implies
+    group_size: int | None = None  # online groups: samples per prompt (None: sample.n_per_prompt)
+    section: dict | None = None  # JSON schema of its section's keys (new methods)
 
     @property
     def trainer(self) -> str | None:
@@ -70,21 +78,38 @@ class Method:
     @property
     def reads(self) -> str | None:
         """The preference file it learns from: pairs or rankings; None for the others."""
-        return {PAIRS: "pairs", RANKINGS: "rankings", RANKED_PAIRS: "rankings",
-                UNPAIRED: "unpaired"}.get(self.data)
+        return {
+            PAIRS: "pairs",
+            RANKINGS: "rankings",
+            RANKED_PAIRS: "rankings",
+            UNPAIRED: "unpaired",
+        }.get(self.data)
 
 
 METHODS: dict[str, Method] = {}
 # the panels of the full frontier figure, in this order (an extension's new family comes last)
-FAMILIES = ["DPO: margin losses", "DPO: per-response terms", "f-DPO", "reference-free", "unpaired",
-            "rankings", "noisy labels", "online RL", "sampling"]
+FAMILIES = [
+    "DPO: margin losses",
+    "DPO: per-response terms",
+    "f-DPO",
+    "reference-free",
+    "unpaired",
+    "rankings",
+    "noisy labels",
+    "online RL",
+    "sampling",
+]
 REFERENCE = "sft"  # the policy id of pi_ref
 RESERVED = {REFERENCE, "pi_ref", "optimal", "pool"}
 
 
 def register(method: Method) -> Method:
     """Add a method to the study's catalogue: the public entry point for methods of one's own."""
-    if method.name in METHODS or method.name in RESERVED or not re.fullmatch(r"[a-z][a-z0-9_]*", method.name):
+    if (
+        method.name in METHODS
+        or method.name in RESERVED
+        or not re.fullmatch(r"[a-z][a-z0-9_]*", method.name)
+    ):
         raise ValueError(f"method name '{method.name}' is taken or not of the form [a-z][a-z0-9_]*")
     if method.data not in DATA:
         raise ValueError(f"method {method.name}: data '{method.data}' is not one of {DATA}")
@@ -135,43 +160,152 @@ def load_extensions(paths: list[str]) -> None:
 L = "pipeline.losses:"
 P = "pipeline.preference:"
 # The slides' table
-register(Method("dpo", "DPO (beta)", "tab:blue", "beta", PAIRS, "DPO: margin losses", loss=L + "dpo_loss",
-                needs_reference=True))
-register(Method("cringe", "Pairwise Cringe (b)", "tab:green", "b", PAIRS, "reference-free",
-                step=P + "cringe_step"))
+register(
+    Method(
+        "dpo",
+        "DPO (beta)",
+        "tab:blue",
+        "beta",
+        PAIRS,
+        "DPO: margin losses",
+        loss=L + "dpo_loss",
+        needs_reference=True,
+    )
+)
+register(
+    Method(
+        "cringe",
+        "Pairwise Cringe (b)",
+        "tab:green",
+        "b",
+        PAIRS,
+        "reference-free",
+        step=P + "cringe_step",
+    )
+)
 register(Method("ppo", "PPO, true reward (target KL)", "tab:red", "target_kl", ONLINE, "online RL"))
 # The DPO paper's other baselines
-register(Method("ipo", "IPO (tau)", "tab:purple", "tau", PAIRS, "DPO: margin losses", loss=L + "ipo_loss",
-                needs_reference=True, settings_from="dpo"))
-register(Method("unlikelihood", "Unlikelihood (alpha)", "tab:brown", "alpha", PAIRS,
-                "reference-free", loss=L + "unlikelihood_loss", settings_from="dpo"))
-register(Method("preferred_ft", "Preferred-FT (epochs)", "tab:olive", "epochs", PAIRS,
-                "reference-free", loss=L + "preferred_ft_loss", settings_from="dpo",
-                chosen_only=True))
+register(
+    Method(
+        "ipo",
+        "IPO (tau)",
+        "tab:purple",
+        "tau",
+        PAIRS,
+        "DPO: margin losses",
+        loss=L + "ipo_loss",
+        needs_reference=True,
+        settings_from="dpo",
+    )
+)
+register(
+    Method(
+        "unlikelihood",
+        "Unlikelihood (alpha)",
+        "tab:brown",
+        "alpha",
+        PAIRS,
+        "reference-free",
+        loss=L + "unlikelihood_loss",
+        settings_from="dpo",
+    )
+)
+register(
+    Method(
+        "preferred_ft",
+        "Preferred-FT (epochs)",
+        "tab:olive",
+        "epochs",
+        PAIRS,
+        "reference-free",
+        loss=L + "preferred_ft_loss",
+        settings_from="dpo",
+        chosen_only=True,
+    )
+)
 register(Method("best_of_n", "Best-of-N (N; KL: the bound)", "tab:gray", "n", NOTHING, "sampling"))
 # Noisy labels
-register(Method("dpo_noisy", "DPO, noisy labels (rate)", "tab:cyan", "rate", PAIRS, "noisy labels",
-                loss=L + "dpo_loss", needs_reference=True, settings_from="dpo", noisy_labels=True))
-register(Method("cdpo_noisy", "conservative DPO, noisy labels (rate)", "tab:pink", "rate", PAIRS,
-                "noisy labels", loss=L + "conservative_dpo_loss", needs_reference=True,
-                settings_from="dpo", noisy_labels=True))
+register(
+    Method(
+        "dpo_noisy",
+        "DPO, noisy labels (rate)",
+        "tab:cyan",
+        "rate",
+        PAIRS,
+        "noisy labels",
+        loss=L + "dpo_loss",
+        needs_reference=True,
+        settings_from="dpo",
+        noisy_labels=True,
+    )
+)
+register(
+    Method(
+        "cdpo_noisy",
+        "conservative DPO, noisy labels (rate)",
+        "tab:pink",
+        "rate",
+        PAIRS,
+        "noisy labels",
+        loss=L + "conservative_dpo_loss",
+        needs_reference=True,
+        settings_from="dpo",
+        noisy_labels=True,
+    )
+)
 # The RLHF route
-register(Method("ppo_rm", "PPO, learned reward (target KL)", "tab:orange", "target_kl", ONLINE,
-                "online RL", settings_from="ppo", learned_reward=True))
+register(
+    Method(
+        "ppo_rm",
+        "PPO, learned reward (target KL)",
+        "tab:orange",
+        "target_kl",
+        ONLINE,
+        "online RL",
+        settings_from="ppo",
+        learned_reward=True,
+    )
+)
 # Best-choice data
-register(Method("plackett_luce", "Plackett-Luce on rankings (beta)", "gold", "beta", RANKINGS,
-                "rankings", step=P + "plackett_luce_step", needs_reference=True,
-                settings_from="dpo"))
-register(Method("dpo_ranked", "DPO on the rankings' pairs (beta)", "navy", "beta", RANKED_PAIRS,
-                "rankings", loss=L + "dpo_loss", needs_reference=True, settings_from="dpo"))
-
+register(
+    Method(
+        "plackett_luce",
+        "Plackett-Luce on rankings (beta)",
+        "gold",
+        "beta",
+        RANKINGS,
+        "rankings",
+        step=P + "plackett_luce_step",
+        needs_reference=True,
+        settings_from="dpo",
+    )
+)
+register(
+    Method(
+        "dpo_ranked",
+        "DPO on the rankings' pairs (beta)",
+        "navy",
+        "beta",
+        RANKED_PAIRS,
+        "rankings",
+        loss=L + "dpo_loss",
+        needs_reference=True,
+        settings_from="dpo",
+    )
+)
 
 
 def swept(default: list, minimum: float = 0.0, exclusive: bool = True) -> dict:
     """The JSON schema of a swept key: a list of distinct numbers above `minimum`."""
     bound = "exclusiveMinimum" if exclusive else "minimum"
-    return {"description": "swept; one policy per value", "type": "array", "minItems": 1,
-            "uniqueItems": True, "items": {"type": "number", bound: minimum}, "default": default}
+    return {
+        "description": "swept; one policy per value",
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": True,
+        "items": {"type": "number", bound: minimum},
+        "default": default,
+    }
 
 
 def number(default: float, description: str, **bounds) -> dict:
@@ -181,13 +315,33 @@ def number(default: float, description: str, **bounds) -> dict:
 BETAS = [0.1, 1.0]
 
 
-def pairwise(name: str, label: str, colour: str, loss: str, family: str = "DPO: margin losses",
-             needs_reference: bool = True, swept_key: str = "beta", values=BETAS, **keys) -> Method:
+def pairwise(
+    name: str,
+    label: str,
+    colour: str,
+    loss: str,
+    family: str = "DPO: margin losses",
+    needs_reference: bool = True,
+    swept_key: str = "beta",
+    values=BETAS,
+    **keys,
+) -> Method:
     """A method trained on the pairs by a pure loss, with DPO's optimiser settings; `keys` are the
     JSON schemas of its other settings."""
-    return register(Method(name, label, colour, swept_key, PAIRS, family, loss=L + loss,
-                           needs_reference=needs_reference, settings_from="dpo",
-                           section={swept_key: swept(values), **keys}))
+    return register(
+        Method(
+            name,
+            label,
+            colour,
+            swept_key,
+            PAIRS,
+            family,
+            loss=L + loss,
+            needs_reference=needs_reference,
+            settings_from="dpo",
+            section={swept_key: swept(values), **keys},
+        )
+    )
 
 
 # the losses that score each response of a pair on its own rather than only their margin
@@ -195,56 +349,160 @@ PER_RESPONSE = "DPO: per-response terms"
 # TRL 1.16's DPOTrainer loss types (sigmoid and ipo above: dpo, ipo), f_divergence_type, and its
 # reference-free trainers (CPO/SimPO, ORPO)
 pairwise("slic", "SLiC hinge (beta)", "darkred", "slic_hinge_loss")
-pairwise("ipo_mean", "IPO, per-token mean log-ratios (tau)", "mediumpurple", "ipo_mean_loss",
-         swept_key="tau", values=[0.05, 0.5])
-pairwise("exo", "EXO (beta)", "teal", "exo_loss",
-         epsilon=number(1e-3, "EXO's label smoothing eps", exclusiveMinimum=0, exclusiveMaximum=1))
+pairwise(
+    "ipo_mean",
+    "IPO, per-token mean log-ratios (tau)",
+    "mediumpurple",
+    "ipo_mean_loss",
+    swept_key="tau",
+    values=[0.05, 0.5],
+)
+pairwise(
+    "exo",
+    "EXO (beta)",
+    "teal",
+    "exo_loss",
+    epsilon=number(1e-3, "EXO's label smoothing eps", exclusiveMinimum=0, exclusiveMaximum=1),
+)
 pairwise("nca", "NCA (beta)", "darkgoldenrod", "nca_loss", family=PER_RESPONSE)
-pairwise("robust_dpo", "robust DPO (beta)", "indigo", "robust_dpo_loss",
-         epsilon=number(0.1, "the assumed rate of flipped labels", minimum=0, exclusiveMaximum=0.5))
+pairwise(
+    "robust_dpo",
+    "robust DPO (beta)",
+    "indigo",
+    "robust_dpo_loss",
+    epsilon=number(0.1, "the assumed rate of flipped labels", minimum=0, exclusiveMaximum=0.5),
+)
 pairwise("bco_pair", "BCO, pairs (beta)", "sienna", "bco_pair_loss", family=PER_RESPONSE)
 pairwise("sppo_hard", "SPPO, hard labels (beta)", "crimson", "sppo_hard_loss", family=PER_RESPONSE)
 pairwise("aot", "AOT (beta)", "steelblue", "aot_loss")
 pairwise("aot_unpaired", "AOT, unpaired (beta)", "lightsteelblue", "aot_unpaired_loss")
 pairwise("apo_zero", "APO-zero (beta)", "forestgreen", "apo_zero_loss", family=PER_RESPONSE)
 pairwise("apo_down", "APO-down (beta)", "yellowgreen", "apo_down_loss", family=PER_RESPONSE)
-pairwise("discopop", "DiscoPOP (beta)", "magenta", "discopop_loss",
-         tau=number(0.05, "the temperature of the logistic/exponential mix", exclusiveMinimum=0))
-pairwise("dpo_norm", "DPO, per-token mean log-ratios (beta)", "royalblue", "dpo_norm_loss",
-         values=[1.0, 10.0])
-pairwise("fdpo_forward_kl", "f-DPO, forward KL (beta)", "darkcyan", "f_dpo_forward_kl_loss",
-         family="f-DPO")
+pairwise(
+    "discopop",
+    "DiscoPOP (beta)",
+    "magenta",
+    "discopop_loss",
+    tau=number(0.05, "the temperature of the logistic/exponential mix", exclusiveMinimum=0),
+)
+pairwise(
+    "dpo_norm",
+    "DPO, per-token mean log-ratios (beta)",
+    "royalblue",
+    "dpo_norm_loss",
+    values=[1.0, 10.0],
+)
+pairwise(
+    "fdpo_forward_kl",
+    "f-DPO, forward KL (beta)",
+    "darkcyan",
+    "f_dpo_forward_kl_loss",
+    family="f-DPO",
+)
 pairwise("fdpo_js", "f-DPO, Jensen-Shannon (beta)", "cadetblue", "f_dpo_js_loss", family="f-DPO")
-pairwise("fdpo_alpha", "f-DPO, alpha-divergence (beta)", "darkslateblue", "f_dpo_alpha_loss",
-         family="f-DPO", alpha=number(0.5, "alpha of the alpha-divergence (1: the reverse KL, DPO)",
-                                      exclusiveMinimum=0))
-pairwise("simpo", "SimPO (beta)", "orangered", "simpo_loss", family="reference-free",
-         needs_reference=False, values=[2.0, 10.0],
-         gamma=number(1.0, "the target margin of the length-normalised rewards", minimum=0))
-pairwise("cpo", "CPO (beta)", "chocolate", "cpo_loss", family="reference-free",
-         needs_reference=False,
-         alpha=number(1.0, "weight of the NLL term on the chosen response", minimum=0))
-pairwise("orpo", "ORPO (lambda)", "deeppink", "orpo_loss", family="reference-free",
-         needs_reference=False, swept_key="lam", values=[0.1, 1.0])
+pairwise(
+    "fdpo_alpha",
+    "f-DPO, alpha-divergence (beta)",
+    "darkslateblue",
+    "f_dpo_alpha_loss",
+    family="f-DPO",
+    alpha=number(0.5, "alpha of the alpha-divergence (1: the reverse KL, DPO)", exclusiveMinimum=0),
+)
+pairwise(
+    "simpo",
+    "SimPO (beta)",
+    "orangered",
+    "simpo_loss",
+    family="reference-free",
+    needs_reference=False,
+    values=[2.0, 10.0],
+    gamma=number(1.0, "the target margin of the length-normalised rewards", minimum=0),
+)
+pairwise(
+    "cpo",
+    "CPO (beta)",
+    "chocolate",
+    "cpo_loss",
+    family="reference-free",
+    needs_reference=False,
+    alpha=number(1.0, "weight of the NLL term on the chosen response", minimum=0),
+)
+pairwise(
+    "orpo",
+    "ORPO (lambda)",
+    "deeppink",
+    "orpo_loss",
+    family="reference-free",
+    needs_reference=False,
+    swept_key="lam",
+    values=[0.1, 1.0],
+)
 
 # Online, without a value head, each on groups of its own samples per prompt (pipeline.online)
-O = "pipeline.online:"
-register(Method("grpo", "GRPO, true reward (beta)", "firebrick", "beta", ONLINE, "online RL",
-                step=O + "GRPO", settings_from="ppo", module="online",
-                section={"beta": swept([0.04, 0.2], exclusive=False)}))
-register(Method("rloo", "RLOO, true reward (beta)", "salmon", "beta", ONLINE, "online RL",
-                step=O + "RLOO", settings_from="ppo", module="online",
-                section={"beta": swept([0.05, 0.2], exclusive=False)}))
-register(Method("online_dpo", "online DPO, true reward (beta)", "mediumblue", "beta", ONLINE,
-                "online RL", step=O + "ONLINE_DPO", settings_from="ppo", module="online",
-                group_size=2, section={"beta": swept(BETAS)}))
+ONLINE_STEPS = "pipeline.online:"
+register(
+    Method(
+        "grpo",
+        "GRPO, true reward (beta)",
+        "firebrick",
+        "beta",
+        ONLINE,
+        "online RL",
+        step=ONLINE_STEPS + "GRPO",
+        settings_from="ppo",
+        module="online",
+        section={"beta": swept([0.04, 0.2], exclusive=False)},
+    )
+)
+register(
+    Method(
+        "rloo",
+        "RLOO, true reward (beta)",
+        "salmon",
+        "beta",
+        ONLINE,
+        "online RL",
+        step=ONLINE_STEPS + "RLOO",
+        settings_from="ppo",
+        module="online",
+        section={"beta": swept([0.05, 0.2], exclusive=False)},
+    )
+)
+register(
+    Method(
+        "online_dpo",
+        "online DPO, true reward (beta)",
+        "mediumblue",
+        "beta",
+        ONLINE,
+        "online RL",
+        step=ONLINE_STEPS + "ONLINE_DPO",
+        settings_from="ppo",
+        module="online",
+        group_size=2,
+        section={"beta": swept(BETAS)},
+    )
+)
 
 # KTO: unpaired desirable and undesirable samples (each prompt's above and below its median)
-register(Method("kto", "KTO (beta)", "darkorange", "beta", UNPAIRED, "unpaired", step=P + "kto_step",
-                needs_reference=True, settings_from="dpo", section={
-                    "beta": swept(BETAS),
-                    "desirable_weight": number(1.0, "lambda_D", exclusiveMinimum=0),
-                    "undesirable_weight": number(1.0, "lambda_U", exclusiveMinimum=0)}))
+register(
+    Method(
+        "kto",
+        "KTO (beta)",
+        "darkorange",
+        "beta",
+        UNPAIRED,
+        "unpaired",
+        step=P + "kto_step",
+        needs_reference=True,
+        settings_from="dpo",
+        section={
+            "beta": swept(BETAS),
+            "desirable_weight": number(1.0, "lambda_D", exclusiveMinimum=0),
+            "undesirable_weight": number(1.0, "lambda_U", exclusiveMinimum=0),
+        },
+    )
+)
 
 LATER_ROUND = r"[2-9]|[1-9]\d+"  # rounds with a /round<r> suffix: round 1 is the ordinary run
 
@@ -265,8 +523,10 @@ def split_policy_id(pid: str) -> tuple[str, str, int, int]:
     """(method, value as written, seed, round) of a trained or Best-of-N policy's id: the one
     place that reads the format."""
     if not re.fullmatch(policy_id_pattern(METHODS), pid):
-        raise ValueError(f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>"
-                         "[/round<r>] of a known method")
+        raise ValueError(
+            f"'{pid}' is not a policy id of the form <method>/<value>/seed<n>"
+            "[/round<r>] of a known method"
+        )
     method_name, value, seed, *rnd = pid.split("/")
     return method_name, value, int(seed.removeprefix("seed")), int(rnd[0][5:]) if rnd else 1
 
@@ -274,8 +534,18 @@ def split_policy_id(pid: str) -> tuple[str, str, int, int]:
 def parse_policy_id(pid: str) -> dict:
     """{'method', 'param', 'value', 'seed', 'round'} of a policy id; pi_ref is method 'pi_ref'."""
     if pid == REFERENCE:
-        return {"method": "pi_ref", "param": "", "value": float("nan"), "seed": float("nan"),
-                "round": float("nan")}
+        return {
+            "method": "pi_ref",
+            "param": "",
+            "value": float("nan"),
+            "seed": float("nan"),
+            "round": float("nan"),
+        }
     method_name, value, seed, rnd = split_policy_id(pid)
-    return {"method": method_name, "param": METHODS[method_name].swept, "value": float(value),
-            "seed": seed, "round": rnd}
+    return {
+        "method": method_name,
+        "param": METHODS[method_name].swept,
+        "value": float(value),
+        "seed": seed,
+        "round": rnd,
+    }

@@ -33,7 +33,9 @@ def autocast(dev: torch.device):
     return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
 
 
-def train_mode(model: torch.nn.Module, gradient_checkpointing: bool, dropout: bool) -> torch.nn.Module:
+def train_mode(
+    model: torch.nn.Module, gradient_checkpointing: bool, dropout: bool
+) -> torch.nn.Module:
     """Train mode, optionally with activation (gradient) checkpointing, which transformers applies
     only in train mode. `dropout=False` zeroes every dropout rate, for the trainers whose log-probs
     must be those of the policy itself (PPO's ratio, DPO's log-ratios)."""
@@ -55,10 +57,13 @@ def load_causal_lm(name: str, key: str) -> torch.nn.Module:
     if getattr(config, "activation_function", None) == "gelu_new":
         config.activation_function = FAST_GELU
     try:
-        return from_pretrained_safe(AutoModelForCausalLM.from_pretrained, name, key,
-                                    config=config, use_safetensors=True)
+        return from_pretrained_safe(
+            AutoModelForCausalLM.from_pretrained, name, key, config=config, use_safetensors=True
+        )
     except ValueError as err:
-        raise ValueError(f"{key} '{name}': not a causal LM with safetensors weights ({err})") from None
+        raise ValueError(
+            f"{key} '{name}': not a causal LM with safetensors weights ({err})"
+        ) from None
 
 
 def scalar_head(hidden_size: int) -> torch.nn.Linear:
@@ -70,15 +75,25 @@ def scalar_head(hidden_size: int) -> torch.nn.Linear:
     return head
 
 
-def build_gpt2(tok: PreTrainedTokenizerBase, n_layer: int, n_embd: int, n_head: int,
-               n_positions: int) -> GPT2LMHeadModel:
+def build_gpt2(
+    tok: PreTrainedTokenizerBase, n_layer: int, n_embd: int, n_head: int, n_positions: int
+) -> GPT2LMHeadModel:
     """A GPT-2 initialised from scratch, sized by the config (the embedded default's policy).
 
     No dropout: it trains for about one epoch, too short to overfit, and dropout slows it down.
     """
     config = GPT2Config(
-        vocab_size=len(tok), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer, n_head=n_head,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, activation_function=FAST_GELU,
-        bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        vocab_size=len(tok),
+        n_positions=n_positions,
+        n_embd=n_embd,
+        n_layer=n_layer,
+        n_head=n_head,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        activation_function=FAST_GELU,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
     )
     return GPT2LMHeadModel(config)

@@ -1,4 +1,5 @@
-"""Stage `train_online`: GRPO, RLOO and online DPO on the true reward, from the policy's own samples.
+"""Stage `train_online`: GRPO, RLOO and online DPO on the true reward, from the policy's own
+samples.
 
 Each iteration draws `ppo.rollout_size / G` training prompts and samples G completions of each
 from the current policy with PPO's rollout (pipeline.ppo.collect: pure sampling, the true reward,
@@ -16,8 +17,8 @@ methods see as many samples per iteration as PPO. Dropout is off: the ratios com
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -27,8 +28,14 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.losses import (dpo_loss, group_advantages, grpo_loss, kl_penalised_scores,
-                             leave_one_out_advantages, rloo_loss)
+from pipeline.losses import (
+    dpo_loss,
+    group_advantages,
+    grpo_loss,
+    kl_penalised_scores,
+    leave_one_out_advantages,
+    rloo_loss,
+)
 from pipeline.methods import method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
@@ -45,6 +52,7 @@ class Objective:
     record's group_size). `targets(rollout, p, G)` runs once per rollout (advantages, pairs);
     `loss(logps, rollout, rows, p, G)` gives one loss per group of the minibatch `rows` (sequence
     indices, whole groups) from the policy's token log-probs `logps` of those rows."""
+
     targets: Callable
     loss: Callable
 
@@ -54,8 +62,15 @@ def grpo_targets(r, p, G):
 
 
 def grpo_group_loss(logps, r, rows, p, G):
-    per_sample = grpo_loss(logps, r["old"][rows], r["ref"][rows], r["advantages"][rows],
-                           r["mask"][rows], p["beta"], p["cliprange"])
+    per_sample = grpo_loss(
+        logps,
+        r["old"][rows],
+        r["ref"][rows],
+        r["advantages"][rows],
+        r["mask"][rows],
+        p["beta"],
+        p["cliprange"],
+    )
     return per_sample.view(-1, G).mean(-1)
 
 
@@ -65,8 +80,9 @@ def rloo_targets(r, p, G):
 
 
 def rloo_group_loss(logps, r, rows, p, G):
-    per_sample = rloo_loss(logps.sum(-1), r["old"][rows].sum(-1), r["advantages"][rows],
-                           p["cliprange"])
+    per_sample = rloo_loss(
+        logps.sum(-1), r["old"][rows].sum(-1), r["advantages"][rows], p["cliprange"]
+    )
     return per_sample.view(-1, G).mean(-1)
 
 
@@ -76,8 +92,10 @@ def online_dpo_targets(r, p, G):
     first_wins = scores[:, 0] >= scores[:, 1]
     order = torch.stack([torch.where(first_wins, 0, 1), torch.where(first_wins, 1, 0)], -1)
     # stored per sample as the other targets are: a group's two entries are (winner, loser)
-    return {"order": order.view(-1),
-            "decided": (scores[:, 0] != scores[:, 1]).repeat_interleave(2).float()}
+    return {
+        "order": order.view(-1),
+        "decided": (scores[:, 0] != scores[:, 1]).repeat_interleave(2).float(),
+    }
 
 
 def online_dpo_group_loss(logps, r, rows, p, G):
@@ -95,8 +113,9 @@ RLOO = Objective(rloo_targets, rloo_group_loss)
 ONLINE_DPO = Objective(online_dpo_targets, online_dpo_group_loss)
 
 
-def train(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
-          ckpt: Checkpoint | None = None) -> pd.DataFrame:
+def train(
+    model, ref, tok, prompts: list[list[int]], scorer, p: dict, ckpt: Checkpoint | None = None
+) -> pd.DataFrame:
     """Train in place, one process; with `ckpt`, resume from its last checkpoint."""
     record = method(p["method"])
     objective, G = resolve(record.step), record.group_size or p["n_per_prompt"]
@@ -116,12 +135,23 @@ def train(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
     ddp = wrap(model, SINGLE, p["compile"])
     groups, per_minibatch = p["rollout_size"] // G, max(1, p["minibatch_size"] // G)
     t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
-    for it in progress(range(start, p["iterations"]), desc=p["method"], unit="iter",
-                       initial=start, total=p["iterations"]):
+    for it in progress(
+        range(start, p["iterations"]),
+        desc=p["method"],
+        unit="iter",
+        initial=start,
+        total=p["iterations"],
+    ):
         idx = torch.randint(len(prompts), (groups,), generator=gen)
         batch, scores, old, ref_logps, _ = collect(
-            model, ref, tok, [prompts[i] for i in idx.tolist() for _ in range(G)], scorer, p,
-            sample_gen)
+            model,
+            ref,
+            tok,
+            [prompts[i] for i in idx.tolist() for _ in range(G)],
+            scorer,
+            p,
+            sample_gen,
+        )
         r = {"scores": scores, "old": old, "ref": ref_logps, "mask": batch.response_mask}
         r |= objective.targets(r, p, G)
         losses = []
@@ -133,28 +163,48 @@ def train(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
                 with autocast(dev):
                     logps = token_logprobs(forward_logprobs(ddp, sub), sub)
                 loss = objective.loss(logps, r, rows, p, G).mean()
-                check_finite(loss.detach(), p["method"], step,
-                             f"iteration {it}, groups {mb[:4].tolist()}...")
+                check_finite(
+                    loss.detach(), p["method"], step, f"iteration {it}, groups {mb[:4].tolist()}..."
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
                 opt.step()
                 step += 1
                 losses.append(loss.item())
-        metrics.append({"iteration": it, "reward": scores.mean().item(),
-                        "kl": (old - ref_logps).sum(-1).mean().item(),
-                        "loss": sum(losses) / len(losses),
-                        "response_length": batch.response_mask.sum(-1).float().mean().item(),
-                        "seconds": time.perf_counter() - t0})
+        metrics.append(
+            {
+                "iteration": it,
+                "reward": scores.mean().item(),
+                "kl": (old - ref_logps).sum(-1).mean().item(),
+                "loss": sum(losses) / len(losses),
+                "response_length": batch.response_mask.sum(-1).float().mean().item(),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
-            ckpt.save(model, opt, {"iteration": it + 1, "step": step, "metrics": metrics,
-                                   "gen": gen.get_state(), "sample_gen": sample_gen.get_state()})
+            ckpt.save(
+                model,
+                opt,
+                {
+                    "iteration": it + 1,
+                    "step": step,
+                    "metrics": metrics,
+                    "gen": gen.get_state(),
+                    "sample_gen": sample_gen.get_state(),
+                },
+            )
     return pd.DataFrame(metrics)
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "policy", "checkpoint"], ["model", "metrics"], argv,
-                     optional=("checkpoint",))
+    args = cli.parse(
+        __doc__,
+        ["prompts", "policy", "checkpoint"],
+        ["model", "metrics"],
+        argv,
+        optional=("checkpoint",),
+    )
     p = args.params
     torch.manual_seed(p["seed"])
     prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
@@ -167,8 +217,9 @@ def main(argv=None):
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(dev)
     ref = load_causal_lm(args.policy, "policy").to(dev).eval().requires_grad_(False)
-    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p, args.prompts, args.policy))
+    ckpt = Checkpoint(
+        args.checkpoint, p["checkpoint_every"], fingerprint(p, args.prompts, args.policy)
+    )
     metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt)
     teardown(world)
     with io.atomic_output(args.model) as tmp:
@@ -176,9 +227,15 @@ def main(argv=None):
         tok.save_pretrained(tmp)
     io.write_csv(metrics, args.metrics)
     ckpt.clear()
-    log.info("%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)", p["method"],
-             metrics["reward"].iloc[0], metrics["reward"].iloc[-1], metrics["kl"].iloc[-1],
-             len(metrics), metrics["seconds"].iloc[-1])
+    log.info(
+        "%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)",
+        p["method"],
+        metrics["reward"].iloc[0],
+        metrics["reward"].iloc[-1],
+        metrics["kl"].iloc[-1],
+        len(metrics),
+        metrics["seconds"].iloc[-1],
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,14 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float = 0.0):
         # foreach form, which gives the per-tensor loop's numbers to the bit with less Python
         # per step (fused changes the last bits)
         cuda = params[0].is_cuda
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95),
-                                 fused=cuda, foreach=not cuda)
+        return torch.optim.AdamW(
+            params,
+            lr=lr,
+            weight_decay=weight_decay,
+            betas=(0.9, 0.95),
+            fused=cuda,
+            foreach=not cuda,
+        )
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer '{name}' (adamw or rmsprop)")

@@ -44,8 +44,10 @@ def pool_matrix(pool: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     pool = pool.sort_values(["prompt_id", "sample_id"])
     sizes = pool.groupby("prompt_id").size()
     if sizes.nunique() != 1:
-        raise ValueError(f"the pool has {sizes.min()} to {sizes.max()} samples per prompt;"
-                         " pi* needs the same N for every prompt")
+        raise ValueError(
+            f"the pool has {sizes.min()} to {sizes.max()} samples per prompt;"
+            " pi* needs the same N for every prompt"
+        )
     return sizes.index.to_numpy(), pool["score"].to_numpy(float).reshape(len(sizes), -1)
 
 
@@ -63,10 +65,12 @@ def optimal_per_prompt(rewards: np.ndarray, beta: float) -> dict[str, np.ndarray
     n = rewards.shape[-1]
     w = optimal_weights(rewards, beta)
     log_nw = np.log(n * np.where(w > 0, w, 1.0))
-    return {"sentiment": (w * rewards).sum(-1),
-            "kl": np.where(w > 0, w * log_nw, 0.0).sum(-1),
-            "kl_reverse": np.where((w > 0).all(-1), -log_nw.mean(-1), np.inf),
-            "ess": 1.0 / (w ** 2).sum(-1)}
+    return {
+        "sentiment": (w * rewards).sum(-1),
+        "kl": np.where(w > 0, w * log_nw, 0.0).sum(-1),
+        "kl_reverse": np.where((w > 0).all(-1), -log_nw.mean(-1), np.inf),
+        "ess": 1.0 / (w**2).sum(-1),
+    }
 
 
 def beta_grid(beta_min: float, beta_max: float, n_beta: int) -> np.ndarray:
@@ -74,8 +78,9 @@ def beta_grid(beta_min: float, beta_max: float, n_beta: int) -> np.ndarray:
     return np.append(np.geomspace(beta_min, beta_max, n_beta), np.inf)
 
 
-def frontier_replicates(rewards: np.ndarray, betas: np.ndarray, n_boot: int,
-                        seed: int) -> dict[str, np.ndarray]:
+def frontier_replicates(
+    rewards: np.ndarray, betas: np.ndarray, n_boot: int, seed: int
+) -> dict[str, np.ndarray]:
     """Point estimates (G,) and bootstrap replicates (n_boot, G) of pi*'s reward and KL over the
     beta grid, prompts resampled with pipeline.bootstrap's draws for one seed (paired with a
     one-seed policy's evaluation on the same prompts)."""
@@ -97,12 +102,27 @@ def optimal_frontier(pool: pd.DataFrame, betas: np.ndarray, n_boot: int, seed: i
     for g, beta in enumerate(betas):
         s_lo, s_hi = interval(est["sentiment_reps"][:, g])
         k_lo, k_hi = interval(est["kl_reps"][:, g])
-        rows.append({"kind": "optimal", "method": "optimal", "param": "beta", "value": beta,
-                     "round": 1, "n": rewards.size, "n_seeds": 1,
-                     "sentiment": est["sentiment"][g], "sentiment_lo": s_lo, "sentiment_hi": s_hi,
-                     "kl": est["kl"][g], "kl_lo": k_lo, "kl_hi": k_hi, "ci_over": ci_over(1),
-                     "kl_reverse": est["kl_reverse"][g], "ess": est["ess"][g],
-                     "pool_size": rewards.shape[1]})
+        rows.append(
+            {
+                "kind": "optimal",
+                "method": "optimal",
+                "param": "beta",
+                "value": beta,
+                "round": 1,
+                "n": rewards.size,
+                "n_seeds": 1,
+                "sentiment": est["sentiment"][g],
+                "sentiment_lo": s_lo,
+                "sentiment_hi": s_hi,
+                "kl": est["kl"][g],
+                "kl_lo": k_lo,
+                "kl_hi": k_hi,
+                "ci_over": ci_over(1),
+                "kl_reverse": est["kl_reverse"][g],
+                "ess": est["ess"][g],
+                "pool_size": rewards.shape[1],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -115,10 +135,17 @@ def main(argv=None):
     with io.atomic_output(args.out) as tmp:
         frontier.to_csv(tmp, index=False, float_format="%.6g")
     drawn = frontier[frontier["ess"] >= p["min_ess"]]
-    log.info("pi* from %d samples of pi_ref per prompt: reward %.3f to %.3f for KL %.2f to %.2f"
-             " nats where ESS >= %g\n%s", frontier["pool_size"].iloc[0], drawn["sentiment"].min(),
-             drawn["sentiment"].max(), drawn["kl"].min(), drawn["kl"].max(), p["min_ess"],
-             frontier[["value", "sentiment", "kl", "kl_reverse", "ess"]].to_string())
+    log.info(
+        "pi* from %d samples of pi_ref per prompt: reward %.3f to %.3f for KL %.2f to %.2f"
+        " nats where ESS >= %g\n%s",
+        frontier["pool_size"].iloc[0],
+        drawn["sentiment"].min(),
+        drawn["sentiment"].max(),
+        drawn["kl"].min(),
+        drawn["kl"].max(),
+        p["min_ess"],
+        frontier[["value", "sentiment", "kl", "kl_reverse", "ess"]].to_string(),
+    )
 
 
 if __name__ == "__main__":

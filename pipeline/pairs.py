@@ -32,19 +32,32 @@ def make_pairs(scored: pd.DataFrame) -> tuple[pd.DataFrame, int]:
             if a.score == b.score:
                 ties += 1
                 continue
-            w, l = (a, b) if a.score > b.score else (b, a)
-            rows.append({
-                "prompt_id": prompt_id,
-                "prompt_ids": list(w.prompt_ids),
-                "chosen_ids": list(w.completion_ids),
-                "rejected_ids": list(l.completion_ids),
-                "chosen_score": w.score,
-                "rejected_score": l.score,
-                "chosen": w.completion,
-                "rejected": l.completion,
-            })
-    return pd.DataFrame(rows, columns=["prompt_id", "prompt_ids", "chosen_ids", "rejected_ids",
-                                       "chosen_score", "rejected_score", "chosen", "rejected"]), ties
+            w, lose = (a, b) if a.score > b.score else (b, a)
+            rows.append(
+                {
+                    "prompt_id": prompt_id,
+                    "prompt_ids": list(w.prompt_ids),
+                    "chosen_ids": list(w.completion_ids),
+                    "rejected_ids": list(lose.completion_ids),
+                    "chosen_score": w.score,
+                    "rejected_score": lose.score,
+                    "chosen": w.completion,
+                    "rejected": lose.completion,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "prompt_id",
+            "prompt_ids",
+            "chosen_ids",
+            "rejected_ids",
+            "chosen_score",
+            "rejected_score",
+            "chosen",
+            "rejected",
+        ],
+    ), ties
 
 
 def make_rankings(scored: pd.DataFrame) -> pd.DataFrame:
@@ -60,7 +73,9 @@ def make_rankings(scored: pd.DataFrame) -> pd.DataFrame:
         for k, r in enumerate(ranked.itertuples(index=False)):
             row[f"rank{k}_ids"], row[f"rank{k}_score"] = list(r.completion_ids), r.score
         rows.append(row)
-    columns = ["prompt_id", "prompt_ids"] + [f"rank{k}_{c}" for k in range(n) for c in ("ids", "score")]
+    columns = ["prompt_id", "prompt_ids"] + [
+        f"rank{k}_{c}" for k in range(n) for c in ("ids", "score")
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -82,17 +97,35 @@ def make_unpaired(scored: pd.DataFrame) -> pd.DataFrame:
         for k, r in enumerate(group.itertuples(index=False)):
             if r.score == median:
                 continue
-            rows.append({"prompt_id": r.prompt_id, "prompt_ids": list(r.prompt_ids),
-                         "completion_ids": list(r.completion_ids), "desirable": r.score > median,
-                         "score": r.score, "kl_completion_ids": list(others[k % len(others)])})
-    return pd.DataFrame(rows, columns=["prompt_id", "prompt_ids", "completion_ids", "desirable",
-                                       "score", "kl_completion_ids"])
+            rows.append(
+                {
+                    "prompt_id": r.prompt_id,
+                    "prompt_ids": list(r.prompt_ids),
+                    "completion_ids": list(r.completion_ids),
+                    "desirable": r.score > median,
+                    "score": r.score,
+                    "kl_completion_ids": list(others[k % len(others)]),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "prompt_id",
+            "prompt_ids",
+            "completion_ids",
+            "desirable",
+            "score",
+            "kl_completion_ids",
+        ],
+    )
 
 
 def main(argv=None):
     args = cli.parse(__doc__, ["scores"], ["out", "rankings", "unpaired"], argv)
-    scored = io.read_parquet(args.scores, ["prompt_id", "sample_id", "prompt_ids",
-                                           "completion_ids", "completion", "score"])
+    scored = io.read_parquet(
+        args.scores,
+        ["prompt_id", "sample_id", "prompt_ids", "completion_ids", "completion", "score"],
+    )
     pairs, ties = make_pairs(scored)
     if pairs.empty:
         raise ValueError(f"{args.scores}: no preference pairs (every pair of samples is tied)")
@@ -101,13 +134,26 @@ def main(argv=None):
     io.write_parquet(pairs, args.out)
     io.write_parquet(rankings, args.rankings)
     io.write_parquet(unpaired, args.unpaired)
-    log.info("%d pairs from %d prompts, %d exact ties dropped, mean margin %.3f -> %s",
-             len(pairs), scored["prompt_id"].nunique(), ties,
-             (pairs["chosen_score"] - pairs["rejected_score"]).mean(), args.out)
-    log.info("%d of %d prompts strictly ranked (the others have a tie) -> %s", len(rankings),
-             scored["prompt_id"].nunique(), args.rankings)
-    log.info("%d samples labelled for KTO, %d desirable -> %s", len(unpaired),
-             unpaired["desirable"].sum(), args.unpaired)
+    log.info(
+        "%d pairs from %d prompts, %d exact ties dropped, mean margin %.3f -> %s",
+        len(pairs),
+        scored["prompt_id"].nunique(),
+        ties,
+        (pairs["chosen_score"] - pairs["rejected_score"]).mean(),
+        args.out,
+    )
+    log.info(
+        "%d of %d prompts strictly ranked (the others have a tie) -> %s",
+        len(rankings),
+        scored["prompt_id"].nunique(),
+        args.rankings,
+    )
+    log.info(
+        "%d samples labelled for KTO, %d desirable -> %s",
+        len(unpaired),
+        unpaired["desirable"].sum(),
+        args.unpaired,
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,8 @@
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import ScalarFormatter
 import pandas as pd
+from matplotlib.ticker import ScalarFormatter
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
@@ -40,7 +40,9 @@ def legend(method: str) -> str:
 
 MARKERS = "osD^v<>p"  # by round
 MANY = 12  # more methods (or policies) than this: small multiples by family, rows, no legend
-RUNAWAY_KL = 30.0  # nats: a policy this far out (a run-away later round) switches the x axis to symlog
+RUNAWAY_KL = (
+    30.0  # nats: a policy this far out (a run-away later round) switches the x axis to symlog
+)
 
 
 def label(method: str, value, rnd=1) -> str:
@@ -55,21 +57,38 @@ def optimal_line(ax, optimal: pd.DataFrame, kl: str, min_ess: float, right: floa
     drawn = optimal[optimal["ess"] >= min_ess].sort_values("kl")
     if drawn.empty:
         return
-    label = (f"pi* (estimated from {drawn['pool_size'].iloc[0]} samples of pi_ref;"
-             f" drawn where ESS >= {min_ess:g})")
+    label = (
+        f"pi* (estimated from {drawn['pool_size'].iloc[0]} samples of pi_ref;"
+        f" drawn where ESS >= {min_ess:g})"
+    )
     ax.plot(drawn[kl], drawn["sentiment"], color="black", lw=2, ls="--", label=label, zorder=3)
-    ax.fill_between(drawn[kl], drawn["sentiment_lo"], drawn["sentiment_hi"], color="black",
-                    alpha=0.12, lw=0)
+    ax.fill_between(
+        drawn[kl], drawn["sentiment_lo"], drawn["sentiment_hi"], color="black", alpha=0.12, lw=0
+    )
     end = drawn.iloc[-1]
     if right > end[kl]:
-        ax.plot([end[kl], right], [end["sentiment"]] * 2, color="black", lw=1, ls=":", zorder=1,
-                label=f"the optimum beyond KL {end[kl]:.2f}: at least {end['sentiment']:.3f}")
+        ax.plot(
+            [end[kl], right],
+            [end["sentiment"]] * 2,
+            color="black",
+            lw=1,
+            ls=":",
+            zorder=1,
+            label=f"the optimum beyond KL {end[kl]:.2f}: at least {end['sentiment']:.3f}",
+        )
 
 
 def reference_point(ax, ref) -> None:
     ax.axhline(ref["sentiment"], color="grey", lw=0.8, ls=":")
-    ax.plot([0], [ref["sentiment"]], marker="*", ms=16, color="black", ls="none",
-            label=f"{legend('pi_ref')}: {ref['sentiment']:.3f}")
+    ax.plot(
+        [0],
+        [ref["sentiment"]],
+        marker="*",
+        ms=16,
+        color="black",
+        ls="none",
+        label=f"{legend('pi_ref')}: {ref['sentiment']:.3f}",
+    )
 
 
 def series(ax, points: pd.DataFrame, kl: str, muted: bool = False) -> None:
@@ -79,17 +98,33 @@ def series(ax, points: pd.DataFrame, kl: str, muted: bool = False) -> None:
         rows = rows.sort_values(kl)
         xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
         name = legend(method) + (f", round {rnd:g}" if rnd > 1 else "")
-        ax.errorbar(rows[kl], rows["sentiment"], xerr=xerr,
-                    yerr=[rows["sentiment"] - rows["sentiment_lo"],
-                          rows["sentiment_hi"] - rows["sentiment"]],
-                    marker=MARKERS[(int(rnd) - 1) % len(MARKERS)], capsize=0 if muted else 3,
-                    ls="-" if rnd == 1 else "--", color=colour(method), label=name,
-                    alpha=0.35 if muted else 1.0, lw=1 if muted else 1.5, ms=4 if muted else 6)
+        ax.errorbar(
+            rows[kl],
+            rows["sentiment"],
+            xerr=xerr,
+            yerr=[
+                rows["sentiment"] - rows["sentiment_lo"],
+                rows["sentiment_hi"] - rows["sentiment"],
+            ],
+            marker=MARKERS[(int(rnd) - 1) % len(MARKERS)],
+            capsize=0 if muted else 3,
+            ls="-" if rnd == 1 else "--",
+            color=colour(method),
+            label=name,
+            alpha=0.35 if muted else 1.0,
+            lw=1 if muted else 1.5,
+            ms=4 if muted else 6,
+        )
         if not muted:
             for r in rows.itertuples():
-                ax.annotate(f"{r.value:g}", (getattr(r, kl), r.sentiment),
-                            textcoords="offset points", xytext=(5, -12), fontsize=8,
-                            color=colour(method))
+                ax.annotate(
+                    f"{r.value:g}",
+                    (getattr(r, kl), r.sentiment),
+                    textcoords="offset points",
+                    xytext=(5, -12),
+                    fontsize=8,
+                    color=colour(method),
+                )
     for (method, _), chain in points.groupby(["method", "value"], sort=False):
         if len(chain) > 1 and not muted:  # one policy's path through the rounds
             chain = chain.sort_values("round")
@@ -99,8 +134,9 @@ def series(ax, points: pd.DataFrame, kl: str, muted: bool = False) -> None:
 def kl_axis(ax, points: pd.DataFrame, kl: str, xlabel: str) -> None:
     if points[kl].max() > RUNAWAY_KL:  # keep the others readable: log scale beyond 10 nats
         ax.set_xscale("symlog", linthresh=10, linscale=2)
-        ax.set_xticks([t for t in (0, 2, 4, 6, 8, 10, 20, 40, 80, 160, 320)
-                       if t < 1.5 * points[kl].max()])
+        ax.set_xticks(
+            [t for t in (0, 2, 4, 6, 8, 10, 20, 40, 80, 160, 320) if t < 1.5 * points[kl].max()]
+        )
         ax.xaxis.set_major_formatter(ScalarFormatter())
         xlabel += " (log scale above 10)"
     ax.set_xlabel(xlabel)
@@ -139,8 +175,9 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
 YARDSTICKS = ("dpo", "ppo")  # drawn, muted, in every panel of the by-family figure
 
 
-def frontier_by_family(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float,
-                       path: Path) -> None:
+def frontier_by_family(
+    table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: Path
+) -> None:
     """The full table's frontier as small multiples: one panel per family of methods (the
     records' `family`), each with pi_ref, pi* and, muted, DPO and PPO, on shared axes; the
     forward KL only (the reverse KL is in the table)."""
@@ -150,16 +187,21 @@ def frontier_by_family(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: floa
     families = [f for f in FAMILIES if f in present] + sorted(present - set(FAMILIES))
     cols = min(3, len(families))
     rows = -(-len(families) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 4.6 * rows), sharex=True,
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(5.2 * cols, 4.6 * rows), sharex=True, sharey=True, squeeze=False
+    )
     yardsticks = agg[agg["method"].isin(YARDSTICKS) & (agg["round"] == 1)]
     common = {}  # pi_ref, pi* and the yardsticks: one legend for the figure
     for ax, family in zip(axes.flat, families):
         reference_point(ax, ref)
         optimal_line(ax, optimal, "kl", min_ess, right=1.05 * agg["kl_hi"].max())
         own = agg["method"].map(lambda m: METHODS[m].family == family)
-        series(ax, yardsticks[~yardsticks["method"].map(lambda m: METHODS[m].family == family)],
-               "kl", muted=True)
+        series(
+            ax,
+            yardsticks[~yardsticks["method"].map(lambda m: METHODS[m].family == family)],
+            "kl",
+            muted=True,
+        )
         shared = dict(zip(*reversed(ax.get_legend_handles_labels())))
         series(ax, agg[own], "kl")
         kl_axis(ax, agg, "kl", "KL(pi || pi_ref), nats")
@@ -168,12 +210,15 @@ def frontier_by_family(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: floa
         mine = [(h, lab) for h, lab in zip(handles, labels) if lab not in shared]
         ax.legend(*zip(*mine), fontsize=7, loc="lower right")
         common |= shared
-    for ax in axes.flat[len(families):]:
+    for ax in axes.flat[len(families) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("mean sentiment, held-out prompts")
-    fig.suptitle("Reward vs KL(pi || pi_ref) by family of methods (DPO and PPO drawn pale in the"
-                 " other panels)", fontsize=12)
+    fig.suptitle(
+        "Reward vs KL(pi || pi_ref) by family of methods (DPO and PPO drawn pale in the"
+        " other panels)",
+        fontsize=12,
+    )
     fig.legend(list(common.values()), list(common), loc="lower center", ncol=3, fontsize=8)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
@@ -185,8 +230,9 @@ def sentiment(scores: dict[str, pd.Series], path: Path) -> None:
     wide = len(names) <= MANY  # side by side; beyond that, one row per policy
     size = (max(6, 0.9 * len(names) + 2), 4.5) if wide else (8, 0.32 * len(names) + 1.5)
     fig, ax = plt.subplots(figsize=size)
-    parts = ax.violinplot([scores[n].to_numpy() for n in names], showmeans=True, widths=0.8,
-                          vert=wide)
+    parts = ax.violinplot(
+        [scores[n].to_numpy() for n in names], showmeans=True, widths=0.8, vert=wide
+    )
     for body, name in zip(parts["bodies"], names):
         body.set_facecolor(colour(name.split()[0]))
         body.set_alpha(0.5)
@@ -215,8 +261,12 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
         method = name.split()[0]
         seen[method] = seen.get(method, -1) + 1
         # one colour per method, one line style per policy of that method
-        style = {"color": colour(method), "label": name, "alpha": 0.85,
-                 "ls": ["-", "--", ":", "-."][seen[method] % 4]}
+        style = {
+            "color": colour(method),
+            "label": name,
+            "alpha": 0.85,
+            "ls": ["-", "--", ":", "-."][seen[method] % 4],
+        }
         if "iteration" in m:  # PPO and the online methods
             axes[1, 0].plot(m["iteration"], m["reward"], **style)
             axes[1, 1].plot(m["iteration"], m["kl"], **style)
@@ -225,11 +275,16 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
             axes[0, 0].plot(reward["step"], reward["sample_reward"], marker="o", ms=3, **style)
             loss = m.dropna(subset=["loss"])
             axes[0, 1].plot(loss["step"], loss["loss"].rolling(10, min_periods=1).mean(), **style)
-    titles = [("pairwise: true reward of the policy's samples", "step", "sentiment"),
-              ("pairwise: loss (rolling mean of 10 steps)", "step", "loss"),
-              ("online: rollout reward (ppo_rm: the learned reward, standardised)", "iteration",
-               "reward"),
-              ("online: KL(pi || pi_ref) of the rollouts (k1)", "iteration", "nats")]
+    titles = [
+        ("pairwise: true reward of the policy's samples", "step", "sentiment"),
+        ("pairwise: loss (rolling mean of 10 steps)", "step", "loss"),
+        (
+            "online: rollout reward (ppo_rm: the learned reward, standardised)",
+            "iteration",
+            "reward",
+        ),
+        ("online: KL(pi || pi_ref) of the rollouts (k1)", "iteration", "nats"),
+    ]
     for ax, (title, x, y) in zip(axes.flat, titles):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel(x)
@@ -244,8 +299,12 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["table", "optimal", "eval_dir", "policies_dir"],
-                     ["frontier", "sentiment", "training"], argv)
+    args = cli.parse(
+        __doc__,
+        ["table", "optimal", "eval_dir", "policies_dir"],
+        ["frontier", "sentiment", "training"],
+        argv,
+    )
     policies = args.params["policies"]
     table = pd.read_csv(args.table)
     optimal = pd.read_csv(args.optimal)
@@ -256,7 +315,9 @@ def main(argv=None):
         if meta["method"] != "pi_ref" and METHODS[meta["method"]].trainer:
             name += f" s{meta['seed']}"
             curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
-        scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])["score"]
+        scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])[
+            "score"
+        ]
     draw_frontier = frontier if table["method"].nunique() <= MANY else frontier_by_family
     with io.atomic_output(args.frontier) as tmp:
         draw_frontier(table, optimal, args.params["min_ess"], tmp)

@@ -22,12 +22,20 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.losses import (AdaptiveKLController, FixedKLController, gae, kl_penalised_rewards,
-                             masked_mean, ppo_policy_loss, ppo_value_loss, whiten)
+from pipeline.losses import (
+    AdaptiveKLController,
+    FixedKLController,
+    gae,
+    kl_penalised_rewards,
+    masked_mean,
+    ppo_policy_loss,
+    ppo_value_loss,
+    whiten,
+)
 from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
-from pipeline.safe_loading import load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
+from pipeline.safe_loading import load_tokenizer
 from pipeline.score import make_scorer
 
 log = get_logger("train_ppo")
@@ -43,8 +51,13 @@ class PolicyWithValue(torch.nn.Module):
         self.value_head = scalar_head(policy.config.hidden_size)
 
     def forward(self, batch):
-        out = self.policy(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                          position_ids=batch.position_ids, use_cache=False, output_hidden_states=True)
+        out = self.policy(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+            output_hidden_states=True,
+        )
         values = self.value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1)
         return next_token_logprobs(out.logits.float()), values
 
@@ -84,16 +97,31 @@ def kl_controller(p: dict):
     return FixedKLController(p["init_kl_coef"])
 
 
-def collect(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
-            generator: torch.Generator, world: World = SINGLE):
+def collect(
+    model,
+    ref,
+    tok,
+    prompts: list[list[int]],
+    scorer,
+    p: dict,
+    generator: torch.Generator,
+    world: World = SINGLE,
+):
     """One rollout, for PPO and the online methods: this process samples, scores and evaluates
     (log-probs, pi_ref's log-probs, values if the model has a value head) its share of
     `prompts`; every process returns the whole rollout, in prompt order:
     (batch, scores, old_logps, ref_logps, values)."""
     dev = next(model.parameters()).device
-    mine = prompts[world.rank::world.size]
-    completions, scores = rollout(getattr(model, "policy", model), tok, mine, scorer,
-                                  p["max_new_tokens"], generator, p["sample_batch_size"])
+    mine = prompts[world.rank :: world.size]
+    completions, scores = rollout(
+        getattr(model, "policy", model),
+        tok,
+        mine,
+        scorer,
+        p["max_new_tokens"],
+        generator,
+        p["sample_batch_size"],
+    )
     completions = world.interleave(completions)
     scores = torch.tensor(world.interleave(scores.tolist()), dtype=torch.float64, device=dev)
     batch = left_pad(prompts, completions, tok.pad_token_id).to(dev)
@@ -102,8 +130,16 @@ def collect(model, ref, tok, prompts: list[list[int]], scorer, p: dict,
     return (batch, scores, *(None if t is None else world.interleave_tensor(t) for t in parts))
 
 
-def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p: dict,
-          ckpt: Checkpoint | None = None, world: World = SINGLE) -> pd.DataFrame:
+def train(
+    model: PolicyWithValue,
+    ref,
+    tok,
+    prompts: list[list[int]],
+    scorer,
+    p: dict,
+    ckpt: Checkpoint | None = None,
+    world: World = SINGLE,
+) -> pd.DataFrame:
     """Train in place; with `ckpt`, resume from its last checkpoint and write one every
     `ckpt.every` iterations (the main process writes it)."""
     dev = next(model.parameters()).device
@@ -124,12 +160,19 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
         log.info("resuming from the checkpoint at iteration %d", start)
     ddp = wrap(model, world, p["compile"])
     t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
-    for it in progress(range(start, p["iterations"]), desc="ppo", unit="iter", initial=start,
-                       total=p["iterations"], disable=not world.main):
+    for it in progress(
+        range(start, p["iterations"]),
+        desc="ppo",
+        unit="iter",
+        initial=start,
+        total=p["iterations"],
+        disable=not world.main,
+    ):
         idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen)
         world.micro_batches(idx, None, "ppo.rollout_size")  # refuses a share that does not split
         batch, score, old_logps, ref_logps, values = collect(
-            model, ref, tok, [prompts[i] for i in idx.tolist()], scorer, p, sample_gen, world)
+            model, ref, tok, [prompts[i] for i in idx.tolist()], scorer, p, sample_gen, world
+        )
         mask = batch.response_mask
         rewards = kl_penalised_rewards(old_logps, ref_logps, mask, score.float(), kl_ctl.value)
         advantages, returns = gae(rewards, values, mask, p["gamma"], p["lam"])
@@ -145,20 +188,33 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
                     new_logprobs, new_values = ddp(sub)
                 logps = token_logprobs(new_logprobs, sub)
                 m = mask[share]
-                pg_loss, clipfrac = ppo_policy_loss(logps, old_logps[share], advantages[share], m,
-                                                    p["cliprange"])
-                vf_loss = ppo_value_loss(new_values, values[share], returns[share], m,
-                                         p["cliprange_value"])
+                pg_loss, clipfrac = ppo_policy_loss(
+                    logps, old_logps[share], advantages[share], m, p["cliprange"]
+                )
+                vf_loss = ppo_value_loss(
+                    new_values, values[share], returns[share], m, p["cliprange_value"]
+                )
                 loss = pg_loss + p["vf_coef"] * vf_loss
                 tokens = m.sum()
                 with torch.no_grad():  # token-weighted means over the whole minibatch
-                    row = torch.stack([loss, pg_loss, vf_loss, clipfrac,
-                                       masked_mean(entropy(new_logprobs), m)]).float() * tokens
+                    row = (
+                        torch.stack(
+                            [
+                                loss,
+                                pg_loss,
+                                vf_loss,
+                                clipfrac,
+                                masked_mean(entropy(new_logprobs), m),
+                            ]
+                        ).float()
+                        * tokens
+                    )
                     row = world.sum(torch.cat([row, tokens.float().view(1)]))
                     row = row[:-1] / row[-1]
                 # the minibatch's loss, the same in every process: all stop together
-                check_finite(row[0], "ppo", step,
-                             f"iteration {it}, rollout rows {mb[:4].tolist()}...")
+                check_finite(
+                    row[0], "ppo", step, f"iteration {it}, rollout rows {mb[:4].tolist()}..."
+                )
                 # this share's tokens over the minibatch's, times the processes DDP averages
                 # over: exactly 1 in one process
                 weight = tokens * world.size / mask[mb.to(dev)].sum()
@@ -171,22 +227,46 @@ def train(model: PolicyWithValue, ref, tok, prompts: list[list[int]], scorer, p:
         kl_coef = kl_ctl.value
         kl_ctl.update(kl, p["rollout_size"])
         pg, vf, cf, ent = torch.tensor(stats).mean(0).tolist()
-        metrics.append({"iteration": it, "reward": score.mean().item(), "kl": kl,
-                        "kl_coef": kl_coef, "entropy": ent, "clipfrac": cf, "value_loss": vf,
-                        "policy_loss": pg, "response_length": mask.sum(-1).float().mean().item(),
-                        "seconds": time.perf_counter() - t0})
+        metrics.append(
+            {
+                "iteration": it,
+                "reward": score.mean().item(),
+                "kl": kl,
+                "kl_coef": kl_coef,
+                "entropy": ent,
+                "clipfrac": cf,
+                "value_loss": vf,
+                "policy_loss": pg,
+                "response_length": mask.sum(-1).float().mean().item(),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
             sample_states = world.gather(sample_gen.get_state())  # each process draws its own
             if world.main:
-                ckpt.save(model, opt, {"iteration": it + 1, "step": step, "metrics": metrics,
-                                       "kl_coef": kl_ctl.value, "gen": gen.get_state(),
-                                       "sample_gen": sample_states})
+                ckpt.save(
+                    model,
+                    opt,
+                    {
+                        "iteration": it + 1,
+                        "step": step,
+                        "metrics": metrics,
+                        "kl_coef": kl_ctl.value,
+                        "gen": gen.get_state(),
+                        "sample_gen": sample_states,
+                    },
+                )
     return pd.DataFrame(metrics)
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "policy", "checkpoint"], ["model", "metrics"], argv,
-                     optional=("checkpoint",))
+    args = cli.parse(
+        __doc__,
+        ["prompts", "policy", "checkpoint"],
+        ["model", "metrics"],
+        argv,
+        optional=("checkpoint",),
+    )
     p = args.params
     torch.manual_seed(p["seed"])
     prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
@@ -200,8 +280,11 @@ def main(argv=None):
     model = PolicyWithValue(policy).to(dev)
     learned = p["reward"]["model"] if p["reward"]["backend"] == "reward_model" else None
     # per-process generator states: a checkpoint of another number of processes is stale
-    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p | {"processes": world.size}, args.prompts, args.policy, learned))
+    ckpt = Checkpoint(
+        args.checkpoint,
+        p["checkpoint_every"],
+        fingerprint(p | {"processes": world.size}, args.prompts, args.policy, learned),
+    )
     metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, world)
     teardown(world)
     if not world.main:
@@ -211,9 +294,15 @@ def main(argv=None):
         tok.save_pretrained(tmp)
     io.write_csv(metrics, args.metrics)
     ckpt.clear()
-    log.info("ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
-             metrics["reward"].iloc[0], metrics["reward"].iloc[-1], metrics["kl"].iloc[-1],
-             metrics["kl_coef"].iloc[-1], len(metrics), metrics["seconds"].iloc[-1])
+    log.info(
+        "ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
+        metrics["reward"].iloc[0],
+        metrics["reward"].iloc[-1],
+        metrics["kl"].iloc[-1],
+        metrics["kl_coef"].iloc[-1],
+        len(metrics),
+        metrics["seconds"].iloc[-1],
+    )
 
 
 if __name__ == "__main__":

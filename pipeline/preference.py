@@ -7,7 +7,8 @@ Best-choice data: Plackett-Luce listwise DPO on the rankings (each prompt's samp
 and, to compare at the same data, DPO on those rankings' pairs (`dpo_ranked`).
 Starts from pi_ref. Each step takes a batch of (prompt, chosen, rejected) token ids, or of
 (prompt, rank0, ..., rank3), and runs every response through the policy in one forward pass; the
-DPO family reads pi_ref's log-probs from the cached `reference` table. Dropout is off so that log-probs are those of the policy itself.
+DPO family reads pi_ref's log-probs from the cached `reference` table. Dropout is off so that
+log-probs are those of the policy itself.
 Every `reward_every` steps and at the end, the policy samples one completion for `reward_prompts`
 training prompts and the ground-truth reward scores them (`sample_reward` in the metrics).
 """
@@ -20,20 +21,32 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
-from pipeline.batching import (PAIR_COLUMNS, epoch_order, reference_column, response_batch,
-                               response_columns)
+from pipeline.batching import (
+    PAIR_COLUMNS,
+    epoch_order,
+    reference_column,
+    response_batch,
+    response_columns,
+)
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger, progress
-from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, kto_loss,
-                             kto_reference_point, pairwise_cringe_loss, plackett_luce_loss)
+from pipeline.losses import (
+    ce_loss,
+    cringe_gate,
+    cringe_token_loss,
+    kto_loss,
+    kto_reference_point,
+    pairwise_cringe_loss,
+    plackett_luce_loss,
+)
 from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
-from pipeline.safe_loading import load_tokenizer
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
+from pipeline.safe_loading import load_tokenizer
 from pipeline.score import make_scorer
 
 log = get_logger("train_pairwise")
@@ -45,12 +58,19 @@ def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFra
     k = len(response_columns(rankings))
     pairs, refs = [], []
     for i, j in combinations(range(k), 2):
-        pairs.append(pd.DataFrame({"prompt_id": rankings["prompt_id"],
-                                   "prompt_ids": rankings["prompt_ids"],
-                                   "chosen_ids": rankings[f"rank{i}_ids"],
-                                   "rejected_ids": rankings[f"rank{j}_ids"]}))
-        refs.append(pd.DataFrame({"ref_chosen": ref[f"ref_rank{i}"],
-                                  "ref_rejected": ref[f"ref_rank{j}"]}))
+        pairs.append(
+            pd.DataFrame(
+                {
+                    "prompt_id": rankings["prompt_id"],
+                    "prompt_ids": rankings["prompt_ids"],
+                    "chosen_ids": rankings[f"rank{i}_ids"],
+                    "rejected_ids": rankings[f"rank{j}_ids"],
+                }
+            )
+        )
+        refs.append(
+            pd.DataFrame({"ref_chosen": ref[f"ref_rank{i}"], "ref_rejected": ref[f"ref_rank{j}"]})
+        )
     return pd.concat(pairs, ignore_index=True), pd.concat(refs, ignore_index=True)
 
 
@@ -72,18 +92,23 @@ def loss_step(loss):
     def step(model, batch, index, ref, p, generator, chunk=None):
         token_logps = token_logprobs(forward_logprobs(model, batch), batch)
         lengths = batch.response_mask.sum(-1).to(token_logps.dtype)
-        sides = ["chosen", "rejected"][:len(index)]
+        sides = ["chosen", "rejected"][: len(index)]
         tensors = {}
         for side, rows in zip(sides, index):
-            tensors |= {f"policy_{side}": token_logps.sum(-1)[rows], f"{side}_length": lengths[rows],
-                        f"{side}_token_logps": token_logps[rows],
-                        f"{side}_mask": batch.response_mask[rows]}
+            tensors |= {
+                f"policy_{side}": token_logps.sum(-1)[rows],
+                f"{side}_length": lengths[rows],
+                f"{side}_token_logps": token_logps[rows],
+                f"{side}_mask": batch.response_mask[rows],
+            }
         if ref is not None:
             tensors |= dict(zip([f"ref_{side}" for side in sides], ref))
         missing = [n for n in wanted if n not in tensors and n not in p]
         if missing:
-            raise ValueError(f"{p['method']}: its loss {loss.__name__} asks for {missing}, which"
-                             f" neither the batch nor the method's section has")
+            raise ValueError(
+                f"{p['method']}: its loss {loss.__name__} asks for {missing}, which"
+                f" neither the batch nor the method's section has"
+            )
         out = loss(**{n: tensors[n] if n in tensors else p[n] for n in wanted})
         if len(sides) == 1:
             return out, {}
@@ -91,11 +116,14 @@ def loss_step(loss):
         if ref is not None:  # the implicit rewards, beta (log pi - log ref)
             scale = p["beta"] if "beta" in wanted else 1.0
             chosen, rejected = scale * (chosen - ref[0]), scale * (rejected - ref[1])
-            stats = {"reward_chosen": chosen, "reward_rejected": rejected} if "beta" in wanted else {}
+            stats = (
+                {"reward_chosen": chosen, "reward_rejected": rejected} if "beta" in wanted else {}
+            )
         else:
             stats = {}
         margin = chosen - rejected
         return out, stats | {"reward_accuracy": (margin > 0).float(), "reward_margin": margin}
+
     return step
 
 
@@ -104,8 +132,10 @@ def plackett_luce_step(model, batch, index, ref, p, generator, chunk=None):
     logps = sequence_logps(model, batch, index).T
     loss = plackett_luce_loss(logps, ref.T, p["beta"])
     margin = (logps - ref.T)[:, :-1] - (logps - ref.T)[:, 1:]  # adjacent ranks' log-ratio margins
-    return loss, {"reward_accuracy": (margin > 0).float().mean(-1).detach(),
-                  "reward_margin": margin.mean(-1).detach()}
+    return loss, {
+        "reward_accuracy": (margin > 0).float().mean(-1).detach(),
+        "reward_margin": margin.mean(-1).detach(),
+    }
 
 
 def cringe_step(model, batch, index, ref, p, generator, chunk=None):
@@ -116,12 +146,22 @@ def cringe_step(model, batch, index, ref, p, generator, chunk=None):
     gate = cringe_gate(logps[chosen], logps[rejected], p["b"], p["tau"])
     ce = ce_loss(token_logps[chosen])
     # each pair draws its own positive tokens, also where pairs share their rejected response
-    cr = cringe_token_loss(logits[rejected, :-1], batch.input_ids[rejected, 1:],
-                           batch.response_mask[rejected], p["k"], generator)
+    cr = cringe_token_loss(
+        logits[rejected, :-1],
+        batch.input_ids[rejected, 1:],
+        batch.response_mask[rejected],
+        p["k"],
+        generator,
+    )
     loss = pairwise_cringe_loss(gate, ce, cr, p["gate_ce"])
     margin = (logps[chosen] - logps[rejected]).detach()
-    return loss, {"gate": gate.detach(), "ce": ce.detach(), "cringe": cr.detach(),
-                  "reward_accuracy": (margin > 0).float(), "reward_margin": margin}
+    return loss, {
+        "gate": gate.detach(),
+        "ce": ce.detach(),
+        "cringe": cr.detach(),
+        "reward_accuracy": (margin > 0).float(),
+        "reward_margin": margin,
+    }
 
 
 def kto_step(model, batch, index, ref, p, generator, chunk):
@@ -131,11 +171,15 @@ def kto_step(model, batch, index, ref, p, generator, chunk):
     logps = sequence_logps(model, batch, index)
     desirable = torch.as_tensor(chunk["desirable"].to_numpy(), device=logps.device)
     z0 = kto_reference_point(logps[1], ref[1])
-    loss = kto_loss(logps[0], ref[0], desirable, z0, p["beta"], p["desirable_weight"],
-                    p["undesirable_weight"])
+    loss = kto_loss(
+        logps[0], ref[0], desirable, z0, p["beta"], p["desirable_weight"], p["undesirable_weight"]
+    )
     reward = p["beta"] * (logps[0] - ref[0]).detach()
-    return loss, {"reward": reward, "kl_reference_point": z0.expand_as(reward),
-                  "desirable_share": desirable.float()}
+    return loss, {
+        "reward": reward,
+        "kl_reference_point": z0.expand_as(reward),
+        "desirable_share": desirable.float(),
+    }
 
 
 def step_function(record: Method):
@@ -143,8 +187,16 @@ def step_function(record: Method):
     return resolve(record.step) if record.step else loss_step(resolve(record.loss))
 
 
-def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, scorer,
-          ckpt: Checkpoint | None = None, world: World = SINGLE) -> pd.DataFrame:
+def train(
+    model,
+    tok,
+    pairs: pd.DataFrame,
+    ref: pd.DataFrame | None,
+    p: dict,
+    scorer,
+    ckpt: Checkpoint | None = None,
+    world: World = SINGLE,
+) -> pd.DataFrame:
     """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none).
     With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps.
     Under torchrun, data-parallel; the main process alone monitors the reward and checkpoints."""
@@ -153,7 +205,9 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
     # Cringe's positive-token draws, on the logits' device; one stream per process
     token_gen = torch.Generator(device=dev).manual_seed(p["seed"] + 1 + world.rank)
-    monitor = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]][: p["reward_prompts"]]
+    monitor = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]][
+        : p["reward_prompts"]
+    ]
     bs = p["batch_size"]
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p["epochs"]
@@ -162,8 +216,9 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
     step_fn = step_function(record)
     columns = response_columns(pairs)[:1] if record.chosen_only else response_columns(pairs)
     if ref is not None:
-        ref_logps = torch.tensor(ref[[reference_column(c) for c in columns]].to_numpy().T,
-                                 dtype=torch.float32)
+        ref_logps = torch.tensor(
+            ref[[reference_column(c) for c in columns]].to_numpy().T, dtype=torch.float32
+        )
     train_mode(model, p["gradient_checkpointing"], dropout=False)
 
     def reward_now():
@@ -190,8 +245,7 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         batch, index = response_batch(chunk, columns, tok.pad_token_id)
         with autocast(dev):
             batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
-            loss, stats = step_fn(ddp, batch.to(dev), index.to(dev), batch_ref, p, token_gen,
-                                  chunk)
+            loss, stats = step_fn(ddp, batch.to(dev), index.to(dev), batch_ref, p, token_gen, chunk)
         stats = {k: v.sum() for k, v in stats.items()}
         # averaged per row like the statistics: 2 where a batch's pairs share no response
         stats["sequences_per_row"] = torch.tensor(float(len(batch.input_ids)), device=dev)
@@ -203,19 +257,30 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         epoch, pos = divmod(step, steps_per_epoch)
         if order_epoch != epoch:
             order, order_epoch = epoch_order(pairs["prompt_id"], p["batch_order"], gen), epoch
-        idx = order[pos * bs:(pos + 1) * bs]
+        idx = order[pos * bs : (pos + 1) * bs]
         lr = warmup_constant(step, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         parts = world.micro_batches(idx, p["micro_batch_size"], f"{p['method']}.batch_size")
-        row = {k: v / len(idx) for k, v in accumulate(ddp, parts, pair_losses, len(idx), world).items()}
-        check_finite(torch.tensor(row["loss"]), p["method"], step,
-                     f"pairs {idx[:4].tolist()}... of epoch {epoch}")
+        row = {
+            k: v / len(idx) for k, v in accumulate(ddp, parts, pair_losses, len(idx), world).items()
+        }
+        check_finite(
+            torch.tensor(row["loss"]),
+            p["method"],
+            step,
+            f"pairs {idx[:4].tolist()}... of epoch {epoch}",
+        )
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
         opt.step()
         step += 1
-        row.update(step=step, epoch=epoch, lr=lr, grad_norm=grad_norm.item(),
-                   seconds=time.perf_counter() - t0)
+        row.update(
+            step=step,
+            epoch=epoch,
+            lr=lr,
+            grad_norm=grad_norm.item(),
+            seconds=time.perf_counter() - t0,
+        )
         if step % p["reward_every"] == 0 or step == total:
             row["sample_reward"] = reward_now()
         metrics.append(row)
@@ -224,31 +289,50 @@ def train(model, tok, pairs: pd.DataFrame, ref: pd.DataFrame | None, p: dict, sc
         if ckpt is not None and ckpt.due(step) and step < total:
             token_states = world.gather(token_gen.get_state())  # each process draws its own
             if world.main:
-                ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
-                                       "order_epoch": order_epoch, "gen": gen.get_state(),
-                                       "sample_gen": sample_gen.get_state(),
-                                       "token_gen": token_states})
+                ckpt.save(
+                    model,
+                    opt,
+                    {
+                        "step": step,
+                        "metrics": metrics,
+                        "order": order,
+                        "order_epoch": order_epoch,
+                        "gen": gen.get_state(),
+                        "sample_gen": sample_gen.get_state(),
+                        "token_gen": token_states,
+                    },
+                )
     bar.close()
     return pd.DataFrame(metrics)
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["pairs", "reference", "policy", "checkpoint"], ["model", "metrics"],
-                     argv, optional=("reference", "checkpoint"))
+    args = cli.parse(
+        __doc__,
+        ["pairs", "reference", "policy", "checkpoint"],
+        ["model", "metrics"],
+        argv,
+        optional=("reference", "checkpoint"),
+    )
     p = args.params
     record = method(p["method"])
     if record.trainer != "preference":
         raise ValueError(f"{record.name} does not train on preference data ({record.data})")
     torch.manual_seed(p["seed"])
-    own_columns = {"pairs": PAIR_COLUMNS, "rankings": [],
-                   "unpaired": ["completion_ids", "desirable", "kl_completion_ids"]}[record.reads]
+    own_columns = {
+        "pairs": PAIR_COLUMNS,
+        "rankings": [],
+        "unpaired": ["completion_ids", "desirable", "kl_completion_ids"],
+    }[record.reads]
     pairs = io.read_parquet(args.pairs, ["prompt_id", "prompt_ids"] + own_columns)
     if pairs.empty:
         raise ValueError(f"{args.pairs}: the file holds no {record.reads}")
     if record.needs_reference:
         if not args.reference:
             raise ValueError(f"{record.name} needs --reference (pi_ref's log-probs of the pairs)")
-        ref = io.read_parquet(args.reference, [reference_column(c) for c in response_columns(pairs)])
+        ref = io.read_parquet(
+            args.reference, [reference_column(c) for c in response_columns(pairs)]
+        )
         if len(ref) != len(pairs):
             raise ValueError(f"{args.reference} has {len(ref)} rows for {len(pairs)} pairs")
     else:  # the reference-free methods: Cringe, Unlikelihood, Preferred-FT, SimPO, ...
@@ -258,18 +342,27 @@ def main(argv=None):
     if record.noisy_labels:  # flip labels, pi_ref's log-probs moving with them
         both = apply_noise(pd.concat([pairs, ref], axis=1), p["rate"], p["mode"], p["seed"])
         pairs, ref = both[pairs.columns], both[ref.columns]
-        log.info("%s labels: %d of %d pairs flipped (rate %g)", p["mode"], both["flipped"].sum(),
-                 len(both), p["rate"])
+        log.info(
+            "%s labels: %d of %d pairs flipped (rate %g)",
+            p["mode"],
+            both["flipped"].sum(),
+            len(both),
+            p["rate"],
+        )
     world = setup()
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device())
     if record.name == "cringe" and p["k"] > model.config.vocab_size - 1:
-        raise ValueError(f"cringe.k = {p['k']} exceeds the vocabulary size minus one"
-                         f" ({model.config.vocab_size - 1})")
+        raise ValueError(
+            f"cringe.k = {p['k']} exceeds the vocabulary size minus one"
+            f" ({model.config.vocab_size - 1})"
+        )
     # per-process generator states: a checkpoint of another number of processes is stale
-    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p | {"processes": world.size}, args.pairs, args.reference,
-                                  args.policy))
+    ckpt = Checkpoint(
+        args.checkpoint,
+        p["checkpoint_every"],
+        fingerprint(p | {"processes": world.size}, args.pairs, args.reference, args.policy),
+    )
     metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt, world)
     teardown(world)
     if not world.main:
@@ -280,8 +373,14 @@ def main(argv=None):
     io.write_csv(metrics, args.metrics)
     ckpt.clear()
     first, last = metrics["sample_reward"].dropna().iloc[[0, -1]]
-    log.info("%s: sample reward %.3f -> %.3f over %d steps in %.1f s", p["method"], first, last,
-             int(metrics["step"].max()), metrics["seconds"].iloc[-1])
+    log.info(
+        "%s: sample reward %.3f -> %.3f over %d steps in %.1f s",
+        p["method"],
+        first,
+        last,
+        int(metrics["step"].max()),
+        metrics["seconds"].iloc[-1],
+    )
 
 
 if __name__ == "__main__":

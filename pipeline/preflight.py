@@ -3,9 +3,10 @@
 With the configured policy, reward and batch sizes, a few steps of each kind of torch job run
 through the stages' own code on synthetic token ids of the configured lengths: an SFT step, a
 batch of samples, the scoring of a batch of texts, a batch of pi_ref's log-probs, a step of each
-trainer in `train.methods` (PPO and the online methods: an iteration), and an evaluation batch (samples and the exact
-KL both ways). Each kind runs in a process of its own, which gives its start-up and model-loading
-time and its peak memory: CUDA's peak allocation on a GPU, the process's peak RSS on the CPU.
+trainer in `train.methods` (PPO and the online methods: an iteration), and an evaluation batch
+(samples and the exact KL both ways). Each kind runs in a process of its own, which gives its
+start-up and model-loading time and its peak memory: CUDA's peak allocation on a GPU, the
+process's peak RSS on the CPU.
 A batch that does not fit in memory is reported with the config key that sets it, not a
 traceback (`preflight.memory_mb` asks whether a smaller GPU would do: on a GPU it caps CUDA's
 allocator, on the CPU it is compared with the peak RSS).
@@ -47,7 +48,7 @@ log = get_logger("preflight")
 @dataclass
 class Inputs:
     params: dict
-    sft: str        # the SFT reviews: their number, and real text to score
+    sft: str  # the SFT reviews: their number, and real text to score
     tokenizer: str
 
 
@@ -76,8 +77,10 @@ def random_ids(tok, n: int, length: int, generator: torch.Generator) -> list[lis
 
 def prompts_of(inputs: Inputs, tok, n: int, generator) -> list[list[int]]:
     """`n` prompts of the longest configured length, after the tokenizer's BOS."""
-    return [bos_ids(tok) + ids for ids in
-            random_ids(tok, n, inputs.params["prompts"]["max_tokens"], generator)]
+    return [
+        bos_ids(tok) + ids
+        for ids in random_ids(tok, n, inputs.params["prompts"]["max_tokens"], generator)
+    ]
 
 
 def timed(fn, repeats: int) -> float:
@@ -99,15 +102,17 @@ def per_step(seconds: pd.Series) -> float:
 
 # --- the kinds of job: each returns {unit: seconds per unit, "load": seconds} -----------------
 
+
 def measure_sft(inputs: Inputs) -> dict:
     p, steps = inputs.params["sft"], inputs.params["preflight"]["steps"]
     tok, model, load = policy(inputs)
     gen = torch.Generator().manual_seed(0)
     ids = random_ids(tok, (steps + 1) * p["batch_size"], p["max_length"], gen)
     metrics = sft.train(model, ids, tok.pad_token_id, p | {"epochs": 1, "seed": 0}, device())
-    heldout = ids[:min(p["batch_size"], len(ids))]
-    per_review = timed(lambda: sft.evaluate(model, heldout, tok.pad_token_id, p["batch_size"],
-                                            device()), 1) / len(heldout)
+    heldout = ids[: min(p["batch_size"], len(ids))]
+    per_review = timed(
+        lambda: sft.evaluate(model, heldout, tok.pad_token_id, p["batch_size"], device()), 1
+    ) / len(heldout)
     return {"step": per_step(metrics["seconds"]), "heldout_review": per_review, "load": load}
 
 
@@ -118,16 +123,22 @@ def measure_sample(inputs: Inputs) -> dict:
     model.eval()
     gen = torch.Generator(device=device()).manual_seed(0)
     out = {"load": load}
-    for name, bs in (("sample_batch", batch_sizes(q)["sample"]),
-                     ("eval_batch", batch_sizes(q)["evaluate"]),
-                     ("monitor_batch", batch_sizes(q)["monitor"])):
+    for name, bs in (
+        ("sample_batch", batch_sizes(q)["sample"]),
+        ("eval_batch", batch_sizes(q)["evaluate"]),
+        ("monitor_batch", batch_sizes(q)["monitor"]),
+    ):
         if bs == 0:
             out[name] = 0.0
             continue
         prompts = prompts_of(inputs, tok, bs, torch.Generator().manual_seed(0))
         # eos -1: every row runs to max_new_tokens, as in the longest batch
-        out[name] = timed(lambda: sample(model, prompts, q["sample"]["max_new_tokens"], -1,
-                                         tok.pad_token_id, gen), max(1, steps // 2))
+        out[name] = timed(
+            lambda: sample(
+                model, prompts, q["sample"]["max_new_tokens"], -1, tok.pad_token_id, gen
+            ),
+            max(1, steps // 2),
+        )
     return out
 
 
@@ -138,7 +149,9 @@ def measure_score(inputs: Inputs) -> dict:
     t0 = time.perf_counter()
     scorer = make_scorer(q["reward"])
     load = time.perf_counter() - t0
-    reviews = io.read_parquet(inputs.sft, ["text"])["text"].head(max(64, 2 * q["reward"]["batch_size"]))
+    reviews = io.read_parquet(inputs.sft, ["text"])["text"].head(
+        max(64, 2 * q["reward"]["batch_size"])
+    )
     length = q["prompts"]["max_tokens"] + q["sample"]["max_new_tokens"]
     ids = tok(reviews.tolist(), add_special_tokens=False, truncation=True, max_length=length)
     texts = tok.batch_decode(ids["input_ids"], skip_special_tokens=True)
@@ -151,13 +164,17 @@ def measure_reference(inputs: Inputs) -> dict:
     model.eval()
     gen = torch.Generator().manual_seed(0)
     bs = min(q["reference"]["batch_size"], q["counts"]["samples"])
-    batch = left_pad(prompts_of(inputs, tok, bs, gen),
-                     random_ids(tok, bs, q["sample"]["max_new_tokens"], gen), tok.pad_token_id)
+    batch = left_pad(
+        prompts_of(inputs, tok, bs, gen),
+        random_ids(tok, bs, q["sample"]["max_new_tokens"], gen),
+        tok.pad_token_id,
+    )
     batch = batch.to(device())
 
     def forward():
         with torch.no_grad(), autocast(device()):
             response_logprobs(model, batch)
+
     return {"batch": timed(forward, steps), "load": load}
 
 
@@ -169,15 +186,34 @@ def synthetic_pairs(tok, n_prompts: int, p: dict, data: str, gen) -> pd.DataFram
         prompt = bos_ids(tok) + random_ids(tok, 1, p["prompts"]["max_tokens"], gen)[0]
         responses = random_ids(tok, n, length, gen)
         if data == RANKINGS:
-            rows.append({"prompt_id": i, "prompt_ids": prompt,
-                         **{f"rank{k}_ids": r for k, r in enumerate(responses)}})
+            rows.append(
+                {
+                    "prompt_id": i,
+                    "prompt_ids": prompt,
+                    **{f"rank{k}_ids": r for k, r in enumerate(responses)},
+                }
+            )
         elif data == UNPAIRED:
-            rows += [{"prompt_id": i, "prompt_ids": prompt, "completion_ids": r,
-                      "desirable": k % 2 == 0, "kl_completion_ids": responses[k - 1]}
-                     for k, r in enumerate(responses)]
+            rows += [
+                {
+                    "prompt_id": i,
+                    "prompt_ids": prompt,
+                    "completion_ids": r,
+                    "desirable": k % 2 == 0,
+                    "kl_completion_ids": responses[k - 1],
+                }
+                for k, r in enumerate(responses)
+            ]
         else:
-            rows += [{"prompt_id": i, "prompt_ids": prompt, "chosen_ids": responses[a],
-                      "rejected_ids": responses[b]} for a, b in combinations(range(n), 2)]
+            rows += [
+                {
+                    "prompt_id": i,
+                    "prompt_ids": prompt,
+                    "chosen_ids": responses[a],
+                    "rejected_ids": responses[b],
+                }
+                for a, b in combinations(range(n), 2)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -188,12 +224,14 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
     gen = torch.Generator().manual_seed(0)
     data = METHODS[method].data
     per_prompt = rows_per_prompt(data, q["sample"]["n_per_prompt"])
-    pairs = synthetic_pairs(tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q, data,
-                            gen)
+    pairs = synthetic_pairs(
+        tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q, data, gen
+    )
     ref = None
     if METHODS[method].needs_reference:
-        ref = pd.DataFrame({reference_column(c): np.zeros(len(pairs))
-                            for c in response_columns(pairs)})
+        ref = pd.DataFrame(
+            {reference_column(c): np.zeros(len(pairs)) for c in response_columns(pairs)}
+        )
     metrics = preference.train(model, tok, pairs, ref, p, scorer=None)
     return {"step": per_step(metrics["seconds"].iloc[1:]), "load": load}  # row 0: before training
 
@@ -208,8 +246,9 @@ def measure_online(inputs: Inputs, method: str) -> dict:
     load += time.perf_counter() - t0
     prompts = prompts_of(inputs, tok, p["rollout_size"], torch.Generator().manual_seed(0))
     if METHODS[method].trainer == "ppo":
-        metrics = ppo.train(ppo.PolicyWithValue(model).to(device()), ref, tok, prompts,
-                            make_scorer(q["reward"]), p)
+        metrics = ppo.train(
+            ppo.PolicyWithValue(model).to(device()), ref, tok, prompts, make_scorer(q["reward"]), p
+        )
     else:
         metrics = online.train(model, ref, tok, prompts, make_scorer(q["reward"]), p)
     return {"iteration": float(metrics["seconds"].diff().iloc[-1]), "load": load}
@@ -227,18 +266,28 @@ def measure_kl(inputs: Inputs) -> dict:
     bs = batch_sizes(q)["evaluate"]
     prompts = prompts_of(inputs, tok, bs, gen)
     completions = random_ids(tok, bs, q["sample"]["max_new_tokens"], gen)
-    return {"batch": timed(lambda: kl_measures(model.eval(), ref.eval(), prompts, completions,
-                                               tok.pad_token_id, bs), steps), "load": load}
+    return {
+        "batch": timed(
+            lambda: kl_measures(
+                model.eval(), ref.eval(), prompts, completions, tok.pad_token_id, bs
+            ),
+            steps,
+        ),
+        "load": load,
+    }
 
 
 # --- one process per kind ------------------------------------------------------------------
+
 
 def trainer_change(method: str) -> str:
     """The config keys that set a trainer's batch: what to change when it does not fit."""
     if METHODS[method].trainer == "preference":
         section = METHODS[method].settings
-        return (f"{section}.micro_batch_size (accumulates up to {section}.batch_size) or "
-                f"{section}.gradient_checkpointing")
+        return (
+            f"{section}.micro_batch_size (accumulates up to {section}.batch_size) or "
+            f"{section}.gradient_checkpointing"
+        )
     return "ppo.minibatch_size (its updates) or sample.batch_size (its rollouts)"
 
 
@@ -247,8 +296,13 @@ def measure(kind: str, inputs: Inputs) -> dict:
         method = kind.split(":")[1]
         trainer = METHODS[method].trainer
         return (measure_pairwise if trainer == "preference" else measure_online)(inputs, method)
-    return {"sft": measure_sft, "sample": measure_sample, "score": measure_score,
-            "reference": measure_reference, "kl": measure_kl}[kind](inputs)
+    return {
+        "sft": measure_sft,
+        "sample": measure_sample,
+        "score": measure_score,
+        "reference": measure_reference,
+        "kl": measure_kl,
+    }[kind](inputs)
 
 
 def cap_memory(mb: int | None) -> None:
@@ -261,8 +315,9 @@ def cap_memory(mb: int | None) -> None:
 
 def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, (torch.OutOfMemoryError, MemoryError)) or (
-        isinstance(err, RuntimeError) and ("can't allocate memory" in str(err)
-                                           or "out of memory" in str(err)))
+        isinstance(err, RuntimeError)
+        and ("can't allocate memory" in str(err) or "out of memory" in str(err))
+    )
 
 
 def peak_memory_mb() -> float:
@@ -297,10 +352,16 @@ def run_kind(kind: str, inputs: Inputs) -> dict:
     proc.join()
     if proc.exitcode != 0:
         if proc.exitcode == -9:  # the kernel's out-of-memory killer
-            return {"fits": False, "error": "killed by the system (out of memory)", "startup": 0.0,
-                    "peak_mb": float("nan")}
-        raise RuntimeError(f"preflight: measuring {kind} failed (exit code {proc.exitcode});"
-                           " its traceback is above")
+            return {
+                "fits": False,
+                "error": "killed by the system (out of memory)",
+                "startup": 0.0,
+                "peak_mb": float("nan"),
+            }
+        raise RuntimeError(
+            f"preflight: measuring {kind} failed (exit code {proc.exitcode});"
+            " its traceback is above"
+        )
     return queue.get()
 
 
@@ -315,8 +376,17 @@ def cpu_stage_startup() -> float:
 
 CHANGE_SFT = "sft.micro_batch_size (accumulates up to sft.batch_size) or sft.gradient_checkpointing"
 # the stages without torch, in the order they run: their cost is a process's start
-CPU_RULES = ["data", "tokenizer", "prompts", "pairs", "table", "optimal", "comparison", "plots",
-             "side_by_side"]
+CPU_RULES = [
+    "data",
+    "tokenizer",
+    "prompts",
+    "pairs",
+    "table",
+    "optimal",
+    "comparison",
+    "plots",
+    "side_by_side",
+]
 
 
 def rows_per_prompt(data: str, n: int) -> int:
@@ -327,9 +397,11 @@ def rows_per_prompt(data: str, n: int) -> int:
 
 def batch_sizes(q: dict) -> dict:
     c = q["counts"]
-    return {"sample": min(q["sample"]["batch_size"], c["samples"]),
-            "evaluate": min(q["evaluate"]["batch_size"], c["eval_samples"]),
-            "monitor": min(q["train"]["reward_prompts"], 256)}
+    return {
+        "sample": min(q["sample"]["batch_size"], c["samples"]),
+        "evaluate": min(q["evaluate"]["batch_size"], c["eval_samples"]),
+        "monitor": min(q["train"]["reward_prompts"], 256),
+    }
 
 
 def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
@@ -342,23 +414,56 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
         m = measured[kind]
         start = m["startup"] + m["load"]
         per_job = start + units * per_unit + extra
-        rows.append({"rule": rule, "method": method, "jobs": jobs, "unit": unit,
-                     "units_per_job": units, "seconds_per_unit": per_unit, "seconds_start": start,
-                     "seconds_per_job": per_job, "seconds_total": jobs * per_job,
-                     "peak_memory_mb": m["peak_mb"], "fits": m["fits"],
-                     "change": "" if m["fits"] else change, "error": m["error"]})
+        rows.append(
+            {
+                "rule": rule,
+                "method": method,
+                "jobs": jobs,
+                "unit": unit,
+                "units_per_job": units,
+                "seconds_per_unit": per_unit,
+                "seconds_start": start,
+                "seconds_per_job": per_job,
+                "seconds_total": jobs * per_job,
+                "peak_memory_mb": m["peak_mb"],
+                "fits": m["fits"],
+                "change": "" if m["fits"] else change,
+                "error": m["error"],
+            }
+        )
 
     s = q["sft"]
     holdout = min(s["holdout"], c["sft_reviews"] // 10)
-    add("sft", 1, "sft", (c["sft_reviews"] - holdout) // s["batch_size"] * s["epochs"], "step",
-        measured["sft"]["step"], CHANGE_SFT, extra=2 * holdout * measured["sft"]["heldout_review"])
-    add("sample", 1, "sample", math.ceil(c["samples"] / bs["sample"]), "batch",
-        sampled["sample_batch"], "sample.batch_size")
+    add(
+        "sft",
+        1,
+        "sft",
+        (c["sft_reviews"] - holdout) // s["batch_size"] * s["epochs"],
+        "step",
+        measured["sft"]["step"],
+        CHANGE_SFT,
+        extra=2 * holdout * measured["sft"]["heldout_review"],
+    )
+    add(
+        "sample",
+        1,
+        "sample",
+        math.ceil(c["samples"] / bs["sample"]),
+        "batch",
+        sampled["sample_batch"],
+        "sample.batch_size",
+    )
     add("score", 1, "score", c["samples"], "text", scored["text"], "reward.batch_size")
     if any(METHODS[m].needs_reference for m in q["trainers"]):
-        add("reference", 1, "reference",
-            math.ceil(c["samples"] / min(q["reference"]["batch_size"], c["samples"])), "batch",
-            measured["reference"]["batch"], "reference.batch_size")
+        add(
+            "reference",
+            1,
+            "reference",
+            math.ceil(c["samples"] / min(q["reference"]["batch_size"], c["samples"])),
+            "batch",
+            measured["reference"]["batch"],
+            "reference.batch_size",
+        )
     monitor = sampled["monitor_batch"] + bs["monitor"] * scored["text"]
     for method, p in q["trainers"].items():
         kind = f"train:{method}"
@@ -367,43 +472,98 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
             steps = max(1, c["train_prompts"] * per_prompt // p["batch_size"]) * p["epochs"]
             every = q["train"]["reward_every"]
             checks = (steps // every + 1 + (steps % every > 0)) if bs["monitor"] else 0
-            add("train_pairwise", c["jobs"][method], kind, steps, "step", measured[kind]["step"],
-                trainer_change(method), extra=checks * monitor, method=method)
+            add(
+                "train_pairwise",
+                c["jobs"][method],
+                kind,
+                steps,
+                "step",
+                measured[kind]["step"],
+                trainer_change(method),
+                extra=checks * monitor,
+                method=method,
+            )
         else:
-            add(f"train_{METHODS[method].trainer}", c["jobs"][method], kind, p["iterations"],
-                "iteration", measured[kind]["iteration"], trainer_change(method), method=method)
+            add(
+                f"train_{METHODS[method].trainer}",
+                c["jobs"][method],
+                kind,
+                p["iterations"],
+                "iteration",
+                measured[kind]["iteration"],
+                trainer_change(method),
+                method=method,
+            )
     # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
     batches = math.ceil(c["eval_samples"] / bs["evaluate"])
     per_batch = sampled["eval_batch"] + 2 * measured["kl"]["batch"]
-    add("evaluate", c["policies"], "kl", batches, "batch",
-        per_batch + bs["evaluate"] * scored["text"], "evaluate.batch_size")
+    add(
+        "evaluate",
+        c["policies"],
+        "kl",
+        batches,
+        "batch",
+        per_batch + bs["evaluate"] * scored["text"],
+        "evaluate.batch_size",
+    )
     pool = c["eval_prompts"] * max(q["best_of_n"]["n"])
-    add("best_of_n", c["best_of_n_jobs"], "sample", math.ceil(pool / bs["evaluate"]), "batch",
-        sampled["eval_batch"], "evaluate.batch_size", extra=pool * scored["text"])
+    add(
+        "best_of_n",
+        c["best_of_n_jobs"],
+        "sample",
+        math.ceil(pool / bs["evaluate"]),
+        "batch",
+        sampled["eval_batch"],
+        "evaluate.batch_size",
+        extra=pool * scored["text"],
+    )
     for rule in CPU_RULES:
         jobs = c["cpu_jobs"][rule]
-        rows.append({"rule": rule, "method": "", "jobs": jobs, "unit": "job", "units_per_job": 1,
-                     "seconds_per_unit": 0.0, "seconds_start": cpu_start,
-                     "seconds_per_job": cpu_start, "seconds_total": jobs * cpu_start,
-                     "peak_memory_mb": float("nan"), "fits": True, "change": "", "error": ""})
+        rows.append(
+            {
+                "rule": rule,
+                "method": "",
+                "jobs": jobs,
+                "unit": "job",
+                "units_per_job": 1,
+                "seconds_per_unit": 0.0,
+                "seconds_start": cpu_start,
+                "seconds_per_job": cpu_start,
+                "seconds_total": jobs * cpu_start,
+                "peak_memory_mb": float("nan"),
+                "fits": True,
+                "change": "",
+                "error": "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def kinds(q: dict) -> list[str]:
     needs_reference = any(METHODS[m].needs_reference for m in q["trainers"])
-    return (["sft", "sample", "score"] + (["reference"] if needs_reference else [])
-            + [f"train:{m}" for m in q["trainers"]] + ["kl"])
+    return (
+        ["sft", "sample", "score"]
+        + (["reference"] if needs_reference else [])
+        + [f"train:{m}" for m in q["trainers"]]
+        + ["kl"]
+    )
 
 
 def summary(table: pd.DataFrame, where: str) -> str:
-    lines = [f"preflight on {where}: projected wall time per rule (jobs one after another)",
-             f"  {'rule':<22}{'jobs':>5}{'per job':>12}{'total':>12}{'peak MB':>10}  fits"]
+    lines = [
+        f"preflight on {where}: projected wall time per rule (jobs one after another)",
+        f"  {'rule':<22}{'jobs':>5}{'per job':>12}{'total':>12}{'peak MB':>10}  fits",
+    ]
     for r in table.itertuples():
-        lines.append(f"  {(r.rule + ' ' + r.method).strip():<22}{r.jobs:>5}{duration(r.seconds_per_job):>12}"
-                     f"{duration(r.seconds_total):>12}{r.peak_memory_mb:>10.0f}  "
-                     f"{'yes' if r.fits else 'NO: change ' + r.change}")
-    lines.append(f"  {'the study':<22}{int(table['jobs'].sum()):>5}{'':>12}"
-                 f"{duration(table['seconds_total'].sum()):>12}")
+        lines.append(
+            f"  {(r.rule + ' ' + r.method).strip():<22}{r.jobs:>5}{duration(r.seconds_per_job):>12}"
+            f"{duration(r.seconds_total):>12}{r.peak_memory_mb:>10.0f}  "
+            f"{'yes' if r.fits else 'NO: change ' + r.change}"
+        )
+    lines.append(
+        f"  {'the study':<22}{int(table['jobs'].sum()):>5}{'':>12}"
+        f"{duration(table['seconds_total'].sum()):>12}"
+    )
     return "\n".join(lines)
 
 
@@ -421,8 +581,11 @@ def main(argv=None):
     q["counts"]["sft_reviews"] = len(io.read_parquet(args.sft, ["text"]))
     inputs = Inputs(q, args.sft, args.tokenizer)
     dev = device()
-    where = torch.cuda.get_device_name(0) if dev.type == "cuda" else \
-        f"the CPU, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(0)
+        if dev.type == "cuda"
+        else f"the CPU, {torch.get_num_threads()} threads"
+    )
     measured = {}
     for kind in kinds(q):
         log.info("measuring %s", kind)
@@ -432,8 +595,13 @@ def main(argv=None):
     io.write_csv(table, args.out)
     print(summary(table, where), flush=True)
     if not table["fits"].all():
-        log.warning("does not fit: %s", "; ".join(
-            f"{r.rule} ({r.error}): change {r.change}" for r in table[~table["fits"]].itertuples()))
+        log.warning(
+            "does not fit: %s",
+            "; ".join(
+                f"{r.rule} ({r.error}): change {r.change}"
+                for r in table[~table["fits"]].itertuples()
+            ),
+        )
 
 
 if __name__ == "__main__":

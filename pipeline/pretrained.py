@@ -21,8 +21,10 @@ def load_gguf(path):
         import accelerate  # noqa: F401 - transformers' GGUF loader needs it; say so here
         import gguf  # noqa: F401
     except ImportError as err:
-        raise FileNotFoundError(f"policy.init is a GGUF file, which needs the `{err.name}` "
-                                "package: pip install -e '.[gguf]'") from None
+        raise FileNotFoundError(
+            f"policy.init is a GGUF file, which needs the `{err.name}` "
+            "package: pip install -e '.[gguf]'"
+        ) from None
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -41,8 +43,12 @@ def main(argv=None):
     # save_pretrained refuse, and every later load look for the file again
     model.hf_quantizer = None
     del model.config.quantization_config
-    log.info("%s, %.1fM parameters, vocabulary %d", type(model).__name__,
-             sum(t.numel() for t in model.parameters()) / 1e6, len(tok))
+    log.info(
+        "%s, %.1fM parameters, vocabulary %d",
+        type(model).__name__,
+        sum(t.numel() for t in model.parameters()) / 1e6,
+        len(tok),
+    )
     with io.atomic_output(args.out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)

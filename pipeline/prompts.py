@@ -13,8 +13,9 @@ from pipeline.safe_loading import bos_ids, load_tokenizer
 log = get_logger("prompts")
 
 
-def make_prompts(reviews: pd.DataFrame, tok, min_tokens: int, max_tokens: int,
-                 seed: int) -> pd.DataFrame:
+def make_prompts(
+    reviews: pd.DataFrame, tok, min_tokens: int, max_tokens: int, seed: int
+) -> pd.DataFrame:
     """One prompt per review: its first L tokens, L ~ Uniform{min_tokens..max_tokens}.
 
     A review shorter than its drawn L is skipped (counted in the log) rather than given a shorter
@@ -26,16 +27,19 @@ def make_prompts(reviews: pd.DataFrame, tok, min_tokens: int, max_tokens: int,
     ids = tok(reviews["text"].tolist(), add_special_tokens=False)["input_ids"]
     keep = [i for i, (t, n) in enumerate(zip(ids, lengths)) if len(t) >= n]
     if len(keep) < len(reviews):
-        log.info("%d reviews shorter than their drawn prompt length skipped",
-                 len(reviews) - len(keep))
+        log.info(
+            "%d reviews shorter than their drawn prompt length skipped", len(reviews) - len(keep)
+        )
     bos = bos_ids(tok)
     prompt_ids = [bos + ids[i][: lengths[i]] for i in keep]
-    return pd.DataFrame({
-        "prompt_id": np.arange(len(keep)),
-        "review_id": reviews["review_id"].to_numpy()[keep],
-        "prompt_ids": prompt_ids,
-        "prompt": tok.batch_decode(prompt_ids, skip_special_tokens=True),
-    })
+    return pd.DataFrame(
+        {
+            "prompt_id": np.arange(len(keep)),
+            "review_id": reviews["review_id"].to_numpy()[keep],
+            "prompt_ids": prompt_ids,
+            "prompt": tok.batch_decode(prompt_ids, skip_special_tokens=True),
+        }
+    )
 
 
 def main(argv=None):
@@ -47,8 +51,12 @@ def main(argv=None):
         raise ValueError(f"{args.reviews}: no reviews to make prompts from")
     table = make_prompts(reviews, tok, p["min_tokens"], p["max_tokens"], p["seed"])
     io.write_parquet(table, args.out)
-    log.info("%d prompts, mean %.2f tokens -> %s", len(table),
-             table["prompt_ids"].map(len).mean(), args.out)
+    log.info(
+        "%d prompts, mean %.2f tokens -> %s",
+        len(table),
+        table["prompt_ids"].map(len).mean(),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

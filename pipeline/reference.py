@@ -29,14 +29,16 @@ def reference_logps(model, pairs: pd.DataFrame, pad_id: int, batch_size: int) ->
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]) - len(responses[i]))
     logps = torch.empty(len(prompts), dtype=torch.float64)
     for start in progress(range(0, len(order), batch_size), desc="reference", unit="batch"):
-        rows = order[start:start + batch_size]
+        rows = order[start : start + batch_size]
         batch = left_pad([prompts[i] for i in rows], [responses[i] for i in rows], pad_id).to(dev)
         with autocast(dev):
             logps[rows] = response_logprobs(model, batch).double().cpu()
-    log.info("%d distinct sequences for %d rows x %d responses", len(prompts), len(pairs),
-             len(columns))
-    return pd.DataFrame({reference_column(c): logps[index[j]].numpy()
-                         for j, c in enumerate(columns)})
+    log.info(
+        "%d distinct sequences for %d rows x %d responses", len(prompts), len(pairs), len(columns)
+    )
+    return pd.DataFrame(
+        {reference_column(c): logps[index[j]].numpy() for j, c in enumerate(columns)}
+    )
 
 
 def main(argv=None):
@@ -45,13 +47,19 @@ def main(argv=None):
     if pairs.empty:
         raise ValueError(f"{args.pairs}: the file holds no pairs or rankings")
     if not response_columns(pairs):
-        raise ValueError(f"{args.pairs}: no response columns (chosen_ids, rejected_ids or rank<k>_ids)")
+        raise ValueError(
+            f"{args.pairs}: no response columns (chosen_ids, rejected_ids or rank<k>_ids)"
+        )
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device()).eval()
     table = reference_logps(model, pairs, tok.pad_token_id, args.params["batch_size"])
     io.write_parquet(table, args.out)
-    log.info("reference log-probs of %d rows, mean %s -> %s", len(table),
-             ", ".join(f"{c} {table[c].mean():.2f}" for c in table.columns), args.out)
+    log.info(
+        "reference log-probs of %d rows, mean %s -> %s",
+        len(table),
+        ", ".join(f"{c} {table[c].mean():.2f}" for c in table.columns),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,8 @@ from pipeline.logprobs import Batch
 from pipeline.logs import get_logger, progress
 from pipeline.losses import bradley_terry_loss
 from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
-from pipeline.safe_loading import from_pretrained_safe, load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.safe_loading import from_pretrained_safe, load_tokenizer
 
 log = get_logger("reward_model")
 
@@ -57,8 +57,12 @@ class RewardModel(torch.nn.Module):
         self.register_buffer("reward_std", torch.ones(()))
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                            position_ids=batch.position_ids, use_cache=False).last_hidden_state
+        hidden = self.trunk(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        ).last_hidden_state
         # the head in fp32 even under bf16 autocast: rewards are compared, standardised, fed to PPO
         with torch.autocast(hidden.device.type, enabled=False):
             return self.head(hidden[:, -1].float()).squeeze(-1)
@@ -75,23 +79,28 @@ def save_reward_model(model: RewardModel, tok, folder) -> None:
     """The trunk (safetensors) and tokenizer as a transformers folder, the head beside them."""
     model.trunk.save_pretrained(folder, safe_serialization=True)
     tok.save_pretrained(folder)
-    save_file({k: v.detach().cpu().contiguous() for k, v in head_state(model).items()},
-              str(Path(folder) / HEAD_FILE))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in head_state(model).items()},
+        str(Path(folder) / HEAD_FILE),
+    )
 
 
 def load_reward_model(folder: str, key: str) -> RewardModel:
     """A reward model saved by `save_reward_model`, in eval mode, from safetensors only."""
     head_path = Path(folder).expanduser() / HEAD_FILE
     if not head_path.is_file():
-        raise FileNotFoundError(f"{key} '{folder}': no {HEAD_FILE}; expected a folder written by"
-                                " the reward_model stage")
-    model = RewardModel(from_pretrained_safe(AutoModel.from_pretrained, str(folder), key,
-                                             use_safetensors=True))
+        raise FileNotFoundError(
+            f"{key} '{folder}': no {HEAD_FILE}; expected a folder written by the reward_model stage"
+        )
+    model = RewardModel(
+        from_pretrained_safe(AutoModel.from_pretrained, str(folder), key, use_safetensors=True)
+    )
     head = load_file(str(head_path))
     expected = set(head_state(model))
     if set(head) != expected:
-        raise ValueError(f"{key} '{folder}': {HEAD_FILE} holds {sorted(head)},"
-                         f" expected {sorted(expected)}")
+        raise ValueError(
+            f"{key} '{folder}': {HEAD_FILE} holds {sorted(head)}, expected {sorted(expected)}"
+        )
     try:
         model.load_state_dict(head, strict=False)  # the trunk is loaded already
     except RuntimeError as err:
@@ -104,9 +113,11 @@ def split_by_prompt(pairs: pd.DataFrame, fraction: float, seed: int):
     prompts = np.sort(pairs["prompt_id"].unique())
     n_val = round(fraction * len(prompts))
     if not 0 < n_val < len(prompts):
-        raise ValueError(f"reward_model.holdout_fraction = {fraction} holds out {n_val} of"
-                         f" {len(prompts)} prompts; it must leave at least one training and one"
-                         " validation prompt")
+        raise ValueError(
+            f"reward_model.holdout_fraction = {fraction} holds out {n_val} of"
+            f" {len(prompts)} prompts; it must leave at least one training and one"
+            " validation prompt"
+        )
     held = np.random.default_rng(seed).permutation(prompts)[:n_val]
     is_val = pairs["prompt_id"].isin(held)
     return pairs[~is_val].reset_index(drop=True), pairs[is_val].reset_index(drop=True)
@@ -118,7 +129,7 @@ def pair_rewards(model: RewardModel, pairs: pd.DataFrame, pad_id: int, batch_siz
     dev = next(model.parameters()).device
     chosen, rejected = [], []
     for start in range(0, len(pairs), batch_size):
-        chunk = pairs.iloc[start:start + batch_size]
+        chunk = pairs.iloc[start : start + batch_size]
         batch, index = pair_batch(chunk, pad_id)
         with autocast(dev):
             r = model(batch.to(dev)).cpu()[index]
@@ -128,8 +139,10 @@ def pair_rewards(model: RewardModel, pairs: pd.DataFrame, pad_id: int, batch_siz
 
 
 def pair_stats(chosen: torch.Tensor, rejected: torch.Tensor) -> dict:
-    return {"accuracy": (chosen > rejected).float().mean().item(),
-            "loss": bradley_terry_loss(chosen, rejected).mean().item()}
+    return {
+        "accuracy": (chosen > rejected).float().mean().item(),
+        "loss": bradley_terry_loss(chosen, rejected).mean().item(),
+    }
 
 
 def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.DataFrame:
@@ -148,7 +161,7 @@ def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.D
         epoch, pos = divmod(step, steps_per_epoch)
         if pos == 0:
             order = epoch_order(pairs["prompt_id"], p["batch_order"], gen)
-        idx = order[pos * bs:(pos + 1) * bs]
+        idx = order[pos * bs : (pos + 1) * bs]
         lr = warmup_constant(step, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
         batch, index = pair_batch(pairs.iloc[idx.numpy()], pad_id)
@@ -160,10 +173,15 @@ def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.D
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
         opt.step()
-        row = {"step": step + 1, "epoch": epoch, "loss": loss.item(),
-               "accuracy": (chosen > rejected).float().mean().item(),
-               "margin": (chosen - rejected).mean().item(), "lr": lr,
-               "seconds": time.perf_counter() - t0}
+        row = {
+            "step": step + 1,
+            "epoch": epoch,
+            "loss": loss.item(),
+            "accuracy": (chosen > rejected).float().mean().item(),
+            "margin": (chosen - rejected).mean().item(),
+            "lr": lr,
+            "seconds": time.perf_counter() - t0,
+        }
         metrics.append(row)
         bar.update()
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}", refresh=False)
@@ -181,8 +199,12 @@ def main(argv=None):
     torch.manual_seed(p["seed"])
     tok = load_tokenizer(args.policy, "policy")
     model = RewardModel(load_causal_lm(args.policy, "policy").base_model).to(device())
-    log.info("%d training pairs, %d validation pairs (%d held-out prompts)", len(train_pairs),
-             len(val_pairs), val_pairs["prompt_id"].nunique())
+    log.info(
+        "%d training pairs, %d validation pairs (%d held-out prompts)",
+        len(train_pairs),
+        len(val_pairs),
+        val_pairs["prompt_id"].nunique(),
+    )
 
     metrics = train(model, train_pairs, tok.pad_token_id, p)
     model.eval()
@@ -191,20 +213,35 @@ def main(argv=None):
     model.reward_mean.fill_(rewards.mean().item())
     model.reward_std.fill_(rewards.std().item())
     if not model.reward_std.item() > 0:
-        raise ValueError("reward_model: every training sequence gets the same reward (std 0),"
-                         " so rewards cannot be standardised; raise lr or epochs")
+        raise ValueError(
+            "reward_model: every training sequence gets the same reward (std 0),"
+            " so rewards cannot be standardised; raise lr or epochs"
+        )
     train_stats = pair_stats(chosen, rejected)
     val_stats = pair_stats(*pair_rewards(model, val_pairs, tok.pad_token_id, p["batch_size"]))
-    summary = {"train_pairs": len(train_pairs), "val_pairs": len(val_pairs),
-               "train_prompts": int(train_pairs["prompt_id"].nunique()),
-               "val_prompts": int(val_pairs["prompt_id"].nunique()),
-               "train_accuracy": train_stats["accuracy"], "train_loss": train_stats["loss"],
-               "val_accuracy": val_stats["accuracy"], "val_loss": val_stats["loss"],
-               "reward_mean": model.reward_mean.item(), "reward_std": model.reward_std.item(),
-               "steps": len(metrics), "seconds": metrics["seconds"].iloc[-1]}
-    log.info("reward model: validation accuracy %.3f (loss %.3f), training accuracy %.3f,"
-             " after %d steps in %.1f s", summary["val_accuracy"], summary["val_loss"],
-             summary["train_accuracy"], summary["steps"], summary["seconds"])
+    summary = {
+        "train_pairs": len(train_pairs),
+        "val_pairs": len(val_pairs),
+        "train_prompts": int(train_pairs["prompt_id"].nunique()),
+        "val_prompts": int(val_pairs["prompt_id"].nunique()),
+        "train_accuracy": train_stats["accuracy"],
+        "train_loss": train_stats["loss"],
+        "val_accuracy": val_stats["accuracy"],
+        "val_loss": val_stats["loss"],
+        "reward_mean": model.reward_mean.item(),
+        "reward_std": model.reward_std.item(),
+        "steps": len(metrics),
+        "seconds": metrics["seconds"].iloc[-1],
+    }
+    log.info(
+        "reward model: validation accuracy %.3f (loss %.3f), training accuracy %.3f,"
+        " after %d steps in %.1f s",
+        summary["val_accuracy"],
+        summary["val_loss"],
+        summary["train_accuracy"],
+        summary["steps"],
+        summary["seconds"],
+    )
     with io.atomic_output(args.model) as tmp:
         save_reward_model(model, tok, tmp)
     io.write_csv(metrics, args.metrics)

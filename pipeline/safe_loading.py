@@ -19,8 +19,9 @@ def from_pretrained_safe(loader, name: str, key: str, **kwargs):
     try:
         return loader(name, trust_remote_code=False, **kwargs)
     except OSError as err:
-        if source == "hub" and (hub_offline() or "connect" in str(err).lower()
-                                or "offline" in str(err).lower()):
+        if source == "hub" and (
+            hub_offline() or "connect" in str(err).lower() or "offline" in str(err).lower()
+        ):
             raise FileNotFoundError(f"{key} '{name}': " + HUB_UNREACHABLE.format(key=key)) from None
         raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
 
@@ -46,7 +47,9 @@ def tokenizer_loader(name: str):
     return AutoTokenizer.from_pretrained
 
 
-def load_tokenizer(name: str, key: str, model_max_length: int | None = None) -> PreTrainedTokenizerBase:
+def load_tokenizer(
+    name: str, key: str, model_max_length: int | None = None
+) -> PreTrainedTokenizerBase:
     """A causal LM's tokenizer: left padding (generation appends to the right end), and pad = EOS
     when it has no pad token, as GPT-2's has none. `model_max_length` replaces the folder's."""
     kwargs = {"padding_side": "left"}
@@ -83,7 +86,8 @@ def bos_ids(tok: PreTrainedTokenizerBase) -> list[int]:
     [plain] = tok(probe, add_special_tokens=False)["input_ids"]
     [special] = tok(probe, add_special_tokens=True)["input_ids"]
     for start in range(len(special) - len(plain) + 1):
-        if special[start:start + len(plain)] == plain:
+        if special[start : start + len(plain)] == plain:
             return special[:start]
-    raise ValueError(f"the tokenizer's special tokens change the text's own tokens: {special}"
-                     f" against {plain}")
+    raise ValueError(
+        f"the tokenizer's special tokens change the text's own tokens: {special} against {plain}"
+    )

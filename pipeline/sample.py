@@ -18,8 +18,9 @@ from pipeline.sources import check_context, context_length
 log = get_logger("sample")
 
 
-def warp_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
-                top_p: float = 1.0) -> torch.Tensor:
+def warp_logits(
+    logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
+) -> torch.Tensor:
     """The sampling distribution's logits: temperature, then top-k, then nucleus (top-p) filtering.
 
     Identity at the defaults. Anything that measures log-probs of samples drawn with other
@@ -40,8 +41,17 @@ def warp_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
 
 
 @torch.no_grad()
-def sample(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
-           generator: torch.Generator, temperature=1.0, top_k=0, top_p=1.0) -> list[list[int]]:
+def sample(
+    model,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    eos_id: int,
+    pad_id: int,
+    generator: torch.Generator,
+    temperature=1.0,
+    top_k=0,
+    top_p=1.0,
+) -> list[list[int]]:
     """One completion per prompt; each is cut after its first EOS (the EOS is kept)."""
     dev = next(model.parameters()).device
     start = left_pad(prompts, [[] for _ in prompts], pad_id).to(dev)
@@ -50,8 +60,13 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pa
     out, cache, step_ids = [], None, ids
     for _ in range(max_new_tokens):
         with autocast(dev):
-            res = model(input_ids=step_ids, attention_mask=mask, position_ids=pos,
-                        cache=cache, use_cache=True)
+            res = model(
+                input_ids=step_ids,
+                attention_mask=mask,
+                position_ids=pos,
+                cache=cache,
+                use_cache=True,
+            )
         cache = res.cache
         logits = warp_logits(res.logits[:, -1].float(), temperature, top_k, top_p)
         probs = logits.softmax(-1)
@@ -70,27 +85,42 @@ def sample(model, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pa
 
 def sample_table(model, tok, prompts: pd.DataFrame, p: dict) -> pd.DataFrame:
     """`n_per_prompt` samples of every prompt, batched; one row per sample."""
-    rows = [(r.prompt_id, k, list(r.prompt_ids))
-            for r in prompts.itertuples() for k in range(p["n_per_prompt"])]
+    rows = [
+        (r.prompt_id, k, list(r.prompt_ids))
+        for r in prompts.itertuples()
+        for k in range(p["n_per_prompt"])
+    ]
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(p["seed"])
     completions = []
     bs = p["batch_size"]
     for start in progress(range(0, len(rows), bs), desc="sample", unit="batch"):
-        chunk = [r[2] for r in rows[start:start + bs]]
-        completions += sample(model, chunk, p["max_new_tokens"], tok.eos_token_id,
-                              tok.pad_token_id, gen, p["temperature"], p["top_k"], p["top_p"])
+        chunk = [r[2] for r in rows[start : start + bs]]
+        completions += sample(
+            model,
+            chunk,
+            p["max_new_tokens"],
+            tok.eos_token_id,
+            tok.pad_token_id,
+            gen,
+            p["temperature"],
+            p["top_k"],
+            p["top_p"],
+        )
     eos = tok.eos_token_id
-    return pd.DataFrame({
-        "prompt_id": [r[0] for r in rows],
-        "sample_id": [r[1] for r in rows],
-        "prompt_ids": [r[2] for r in rows],
-        "completion_ids": completions,
-        "ended": [bool(c) and c[-1] == eos for c in completions],
-        "completion": tok.batch_decode(completions, skip_special_tokens=True),
-        # the scored text: prompt and completion decoded together, as the DPO paper scores it
-        "text": tok.batch_decode([r[2] + c for r, c in zip(rows, completions)],
-                                 skip_special_tokens=True),
-    })
+    return pd.DataFrame(
+        {
+            "prompt_id": [r[0] for r in rows],
+            "sample_id": [r[1] for r in rows],
+            "prompt_ids": [r[2] for r in rows],
+            "completion_ids": completions,
+            "ended": [bool(c) and c[-1] == eos for c in completions],
+            "completion": tok.batch_decode(completions, skip_special_tokens=True),
+            # the scored text: prompt and completion decoded together, as the DPO paper scores it
+            "text": tok.batch_decode(
+                [r[2] + c for r, c in zip(rows, completions)], skip_special_tokens=True
+            ),
+        }
+    )
 
 
 def main(argv=None):
@@ -101,13 +131,21 @@ def main(argv=None):
     model = load_causal_lm(args.policy, "policy").to(dev).eval()
     prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt_ids"])
     longest = int(prompts["prompt_ids"].map(len).max()) + p["max_new_tokens"]
-    check_context(context_length(model.config.to_dict()), "the policy's positions",
-                  [("the longest prompt + sample.max_new_tokens", longest)])
+    check_context(
+        context_length(model.config.to_dict()),
+        "the policy's positions",
+        [("the longest prompt + sample.max_new_tokens", longest)],
+    )
     table = sample_table(model, tok, prompts, p)
     io.write_parquet(table, args.out)
-    log.info("%d samples of %d prompts, %.1f%% ended with EOS, mean length %.1f tokens -> %s",
-             len(table), len(prompts), 100 * table["ended"].mean(),
-             table["completion_ids"].map(len).mean(), args.out)
+    log.info(
+        "%d samples of %d prompts, %.1f%% ended with EOS, mean length %.1f tokens -> %s",
+        len(table),
+        len(prompts),
+        100 * table["ended"].mean(),
+        table["completion_ids"].map(len).mean(),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -64,8 +64,13 @@ def main(argv=None):
     table = io.read_parquet(args.samples, ["text"])
     table["score"] = scorer(table["text"].tolist())
     io.write_parquet(table, args.out)
-    log.info("%d samples scored, mean %.3f (sd %.3f) -> %s", len(table), table["score"].mean(),
-             table["score"].std(), args.out)
+    log.info(
+        "%d samples scored, mean %.3f (sd %.3f) -> %s",
+        len(table),
+        table["score"].mean(),
+        table["score"].std(),
+        args.out,
+    )
 
 
 if __name__ == "__main__":

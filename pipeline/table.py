@@ -25,15 +25,35 @@ from pipeline.methods import METHODS, parse_policy_id
 
 log = get_logger("table")
 
-COLUMNS = ["kind", "method", "param", "value", "seed", "round", "n", "n_seeds", "sentiment",
-           "sentiment_lo", "sentiment_hi", "kl", "kl_lo", "kl_hi", "ci_over", "kl_k1", "kl_reverse",
-           "length", "distinct_2", "ess"]
+COLUMNS = [
+    "kind",
+    "method",
+    "param",
+    "value",
+    "seed",
+    "round",
+    "n",
+    "n_seeds",
+    "sentiment",
+    "sentiment_lo",
+    "sentiment_hi",
+    "kl",
+    "kl_lo",
+    "kl_hi",
+    "ci_over",
+    "kl_k1",
+    "kl_reverse",
+    "length",
+    "distinct_2",
+    "ess",
+]
 
 
 def read_eval(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """One policy's evaluation: its samples, pi_ref's samples' reverse KL, its distinct-2."""
-    samples = io.read_parquet(folder / "samples.parquet", ["prompt_id", "score", "kl", "kl_k1",
-                                                            "length"])
+    samples = io.read_parquet(
+        folder / "samples.parquet", ["prompt_id", "score", "kl", "kl_k1", "length"]
+    )
     reverse = io.read_parquet(folder / "reverse_kl.parquet", ["kl_reverse"])
     return samples, reverse, json.loads((folder / "summary.json").read_text())["distinct_2"]
 
@@ -55,32 +75,56 @@ def summarise(evals: list[tuple], n_boot: int, seed: int) -> dict:
     per_seed = [e[0] for e in evals]
     s_lo, s_hi = interval(replicates(per_seed, "score", n_boot, seed))
     k_lo, k_hi = interval(replicates(per_seed, "kl", n_boot, seed))
-    return {"n": len(samples), "n_seeds": len(evals), "sentiment": samples["score"].mean(),
-            "sentiment_lo": s_lo, "sentiment_hi": s_hi, "kl": samples["kl"].mean(), "kl_lo": k_lo,
-            "kl_hi": k_hi, "ci_over": ci_over(len(evals)), "kl_k1": samples["kl_k1"].mean(),
-            "kl_reverse": pd.concat([e[1] for e in evals])["kl_reverse"].mean(),
-            "length": samples["length"].mean(),
-            "distinct_2": float(np.mean([e[2] for e in evals]))}
+    return {
+        "n": len(samples),
+        "n_seeds": len(evals),
+        "sentiment": samples["score"].mean(),
+        "sentiment_lo": s_lo,
+        "sentiment_hi": s_hi,
+        "kl": samples["kl"].mean(),
+        "kl_lo": k_lo,
+        "kl_hi": k_hi,
+        "ci_over": ci_over(len(evals)),
+        "kl_k1": samples["kl_k1"].mean(),
+        "kl_reverse": pd.concat([e[1] for e in evals])["kl_reverse"].mean(),
+        "length": samples["length"].mean(),
+        "distinct_2": float(np.mean([e[2] for e in evals])),
+    }
 
 
 def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(["pi_ref", *METHODS, "optimal"])}
     kinds = {"policy": 0, "aggregate": 1, "optimal": 2}
-    table = table.sort_values(["kind", "method", "value", "round", "seed"],
-                              key=lambda c: c.map(order) if c.name == "method"
-                              else c.map(kinds) if c.name == "kind" else c, kind="stable")
+    table = table.sort_values(
+        ["kind", "method", "value", "round", "seed"],
+        key=lambda c: (
+            c.map(order) if c.name == "method" else c.map(kinds) if c.name == "kind" else c
+        ),
+        kind="stable",
+    )
     return table.reset_index(drop=True)
 
 
-def build_table(eval_dir: Path, policies: list[str], n_boot: int, seed: int,
-                optimal: pd.DataFrame | None = None) -> pd.DataFrame:
+def build_table(
+    eval_dir: Path, policies: list[str], n_boot: int, seed: int, optimal: pd.DataFrame | None = None
+) -> pd.DataFrame:
     evals = {pid: read_eval(eval_dir / pid) for pid in policies}
-    rows = [{"kind": "policy", **parse_policy_id(pid), **summarise([evals[pid]], n_boot, seed)}
-            for pid in policies]
+    rows = [
+        {"kind": "policy", **parse_policy_id(pid), **summarise([evals[pid]], n_boot, seed)}
+        for pid in policies
+    ]
     for (method, param, value, rnd), members in group_policies(policies).items():
-        rows.append({"kind": "aggregate", "method": method, "param": param, "value": value,
-                     "seed": float("nan"), "round": rnd,
-                     **summarise([evals[pid] for pid in members], n_boot, seed)})
+        rows.append(
+            {
+                "kind": "aggregate",
+                "method": method,
+                "param": param,
+                "value": value,
+                "seed": float("nan"),
+                "round": rnd,
+                **summarise([evals[pid] for pid in members], n_boot, seed),
+            }
+        )
     table = pd.DataFrame(rows, columns=COLUMNS)
     if optimal is not None:
         table = pd.concat([table, optimal.reindex(columns=COLUMNS)], ignore_index=True)
@@ -100,8 +144,12 @@ def main(argv=None):
     optimal = pd.read_csv(args.optimal) if args.optimal else None
     table = build_table(Path(args.eval_dir), p["policies"], p["bootstrap"], p["seed"], optimal)
     write_table(table, args.out)
-    log.info("\n%s", table[["kind", "method", "value", "seed", "round", "sentiment", "kl",
-                            "ci_over"]].to_string())
+    log.info(
+        "\n%s",
+        table[
+            ["kind", "method", "value", "seed", "round", "sentiment", "kl", "ci_over"]
+        ].to_string(),
+    )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,13 @@ def train_bpe(texts, vocab_size: int, model_max_length: int) -> PreTrainedTokeni
     bpe.train_from_iterator(texts, trainer=trainer, length=len(texts))
     # GPT-2's convention: one special token serves as BOS, EOS and padding.
     return PreTrainedTokenizerFast(
-        tokenizer_object=bpe, bos_token=EOS, eos_token=EOS, unk_token=EOS, pad_token=EOS,
-        padding_side="left", model_max_length=model_max_length,
+        tokenizer_object=bpe,
+        bos_token=EOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
+        padding_side="left",
+        model_max_length=model_max_length,
     )
 
 

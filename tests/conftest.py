@@ -22,20 +22,56 @@ REVIEWS = [
 ] * 4
 
 
-VADER = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 64,
-          "max_length": 64}
+VADER = {
+    "backend": "vader",
+    "model": None,
+    "positive_label": "POSITIVE",
+    "batch_size": 64,
+    "max_length": 64,
+}
 # the SFT stage's config for a tiny scratch policy; tests add epochs, batch_size, checkpoint_every
-SFT_PARAMS = {"init": "scratch", "n_layer": 1, "n_embd": 32, "n_head": 2, "n_positions": 32,
-              "max_length": 24, "lr": 3e-3, "weight_decay": 0.0, "warmup_steps": 3, "holdout": 8,
-              "seed": 0, "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
-              "allow_worse": False}
+SFT_PARAMS = {
+    "init": "scratch",
+    "n_layer": 1,
+    "n_embd": 32,
+    "n_head": 2,
+    "n_positions": 32,
+    "max_length": 24,
+    "lr": 3e-3,
+    "weight_decay": 0.0,
+    "warmup_steps": 3,
+    "holdout": 8,
+    "seed": 0,
+    "micro_batch_size": None,
+    "gradient_checkpointing": False,
+    "compile": False,
+    "allow_worse": False,
+}
 # the PPO stage's config; tests add iterations and checkpoint_every
-PPO_PARAMS = {"target_kl": 6.0, "adaptive_kl": True, "init_kl_coef": 0.05, "horizon": 64,
-              "rollout_size": 8, "minibatch_size": 4, "ppo_epochs": 2, "optimizer": "adamw",
-              "lr": 1e-3, "warmup_steps": 2, "cliprange": 0.2, "cliprange_value": 0.2,
-              "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-              "gradient_checkpointing": False, "compile": False, "seed": 0, "max_new_tokens": 4,
-              "sample_batch_size": 256, "reward": VADER}
+PPO_PARAMS = {
+    "target_kl": 6.0,
+    "adaptive_kl": True,
+    "init_kl_coef": 0.05,
+    "horizon": 64,
+    "rollout_size": 8,
+    "minibatch_size": 4,
+    "ppo_epochs": 2,
+    "optimizer": "adamw",
+    "lr": 1e-3,
+    "warmup_steps": 2,
+    "cliprange": 0.2,
+    "cliprange_value": 0.2,
+    "vf_coef": 0.1,
+    "gamma": 1.0,
+    "lam": 0.95,
+    "max_grad_norm": 1.0,
+    "gradient_checkpointing": False,
+    "compile": False,
+    "seed": 0,
+    "max_new_tokens": 4,
+    "sample_batch_size": 256,
+    "reward": VADER,
+}
 
 
 def pytest_collection_modifyitems(items):
@@ -82,11 +118,19 @@ def classifier_dir(tmp_path_factory, tokenizer):
     from transformers import GPT2Config, GPT2ForSequenceClassification
 
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=64, n_embd=32, n_layer=1, n_head=2,
-                        num_labels=2, id2label={0: "NEGATIVE", 1: "POSITIVE"},
-                        label2id={"NEGATIVE": 0, "POSITIVE": 1},
-                        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                        bos_token_id=tokenizer.eos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_positions=64,
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
     model = GPT2ForSequenceClassification(config)
     path = tmp_path_factory.mktemp("classifier")
     model.save_pretrained(path)
@@ -103,10 +147,15 @@ def hub_inputs(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("hub")
     policies = {name: write(root / name) for name, write in hub_formats.POLICIES.items()}
-    return {"imdb": hub_formats.write_imdb(root / "imdb"), "gpt2": policies["gpt2"],
-            "policies": policies,
-            "classifiers": {name: (hub_formats.write_classifier(root / name, family, labels), positive)
-                            for name, (family, labels, positive) in hub_formats.CLASSIFIERS.items()}}
+    return {
+        "imdb": hub_formats.write_imdb(root / "imdb"),
+        "gpt2": policies["gpt2"],
+        "policies": policies,
+        "classifiers": {
+            name: (hub_formats.write_classifier(root / name, family, labels), positive)
+            for name, (family, labels, positive) in hub_formats.CLASSIFIERS.items()
+        },
+    }
 
 
 def fake_evaluation(folder, sentiment, kl, seed=0, n_prompts=10):
@@ -118,22 +167,40 @@ def fake_evaluation(folder, sentiment, kl, seed=0, n_prompts=10):
     prompt = np.repeat(np.arange(n_prompts), 2)
     effect = np.random.default_rng(99).normal(0, 0.1, n_prompts)[prompt]
     n = len(prompt)
-    pd.DataFrame({"prompt_id": prompt, "sample_id": np.tile([0, 1], n_prompts),
-                  "score": sentiment + effect + rng.normal(0, 0.02, n),
-                  "kl": np.abs(rng.normal(kl, 0.2, n)) * (kl > 0), "kl_k1": rng.normal(kl, 1, n),
-                  "length": np.full(n, 8)}).to_parquet(folder / "samples.parquet")
+    pd.DataFrame(
+        {
+            "prompt_id": prompt,
+            "sample_id": np.tile([0, 1], n_prompts),
+            "score": sentiment + effect + rng.normal(0, 0.02, n),
+            "kl": np.abs(rng.normal(kl, 0.2, n)) * (kl > 0),
+            "kl_k1": rng.normal(kl, 1, n),
+            "length": np.full(n, 8),
+        }
+    ).to_parquet(folder / "samples.parquet")
     pd.DataFrame({"kl_reverse": np.abs(rng.normal(kl, 0.1, n)) * (kl > 0)}).to_parquet(
-        folder / "reverse_kl.parquet")
+        folder / "reverse_kl.parquet"
+    )
     (folder / "summary.json").write_text(json.dumps({"distinct_2": 0.8}))
 
 
 def shared_pairs(n_prompts: int) -> pd.DataFrame:
     """Each prompt's 4 samples in 4 pairs (the pairs stage makes 6), so pairs share responses."""
+
     def sample(i, j):
-        return [20 + (i + j) % 5, 21 + j, 22][:2 + j % 2]
-    return pd.DataFrame([{"prompt_id": i, "prompt_ids": [5 + i % 7, 6 + i % 2],
-                          "chosen_ids": sample(i, a), "rejected_ids": sample(i, b)}
-                         for i in range(n_prompts) for a, b in [(0, 1), (0, 2), (3, 1), (2, 3)]])
+        return [20 + (i + j) % 5, 21 + j, 22][: 2 + j % 2]
+
+    return pd.DataFrame(
+        [
+            {
+                "prompt_id": i,
+                "prompt_ids": [5 + i % 7, 6 + i % 2],
+                "chosen_ids": sample(i, a),
+                "rejected_ids": sample(i, b),
+            }
+            for i in range(n_prompts)
+            for a, b in [(0, 1), (0, 2), (3, 1), (2, 3)]
+        ]
+    )
 
 
 @pytest.fixture
@@ -144,11 +211,15 @@ def pair_files(tmp_path, policy):
     df = shared_pairs(16)
     df.to_parquet(tmp_path / "pairs.parquet")
     with torch.no_grad():
-        ref = {side: response_logprobs(policy, left_pad(df["prompt_ids"].tolist(),
-                                                        df[f"{side}_ids"].tolist(), 0)).numpy()
-               for side in ("chosen", "rejected")}
+        ref = {
+            side: response_logprobs(
+                policy, left_pad(df["prompt_ids"].tolist(), df[f"{side}_ids"].tolist(), 0)
+            ).numpy()
+            for side in ("chosen", "rejected")
+        }
     pd.DataFrame({"ref_chosen": ref["chosen"], "ref_rejected": ref["rejected"]}).to_parquet(
-        tmp_path / "ref.parquet")
+        tmp_path / "ref.parquet"
+    )
     return tmp_path
 
 
@@ -159,9 +230,21 @@ def sft_args(tmp_path, tokenizer):
     pd.DataFrame({"text": REVIEWS * 4}).to_parquet(tmp_path / "sft.parquet")
 
     def args(params, out):
-        return ["--params", json.dumps(params), "--sft", str(tmp_path / "sft.parquet"),
-                "--tokenizer", str(tmp_path / "tokenizer"), "--model", str(out / "model"),
-                "--metrics", str(out / "metrics.csv"), "--eval", str(out / "heldout.json")]
+        return [
+            "--params",
+            json.dumps(params),
+            "--sft",
+            str(tmp_path / "sft.parquet"),
+            "--tokenizer",
+            str(tmp_path / "tokenizer"),
+            "--model",
+            str(out / "model"),
+            "--metrics",
+            str(out / "metrics.csv"),
+            "--eval",
+            str(out / "heldout.json"),
+        ]
+
     return args
 
 

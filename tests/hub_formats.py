@@ -1,7 +1,8 @@
 """Stand-ins for the paper preset's hub inputs, in the formats the hub serves them (facts:
 shared/reference/HUB_FORMATS.md): the `stanfordnlp/imdb` dataset folder, policy folders of the
 GPT-2, Llama (SmolLM2) and Qwen2 families and sentiment classifiers as `save_pretrained` of
-gpt2, SmolLM2, Qwen2.5, siebert, distilbert-imdb and their kin leave them. Tiny dimensions, random weights: they test formats, not sentiment."""
+gpt2, SmolLM2, Qwen2.5, siebert, distilbert-imdb and their kin leave them. Tiny dimensions,
+random weights: they test formats, not sentiment."""
 
 import json
 from pathlib import Path
@@ -9,12 +10,33 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import torch
-from tokenizers import (BertWordPieceTokenizer, ByteLevelBPETokenizer, Tokenizer, decoders, models,
-                        pre_tokenizers, processors, trainers)
-from transformers import (AutoConfig, AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification,
-                          DistilBertTokenizerFast, GPT2Config, GPT2LMHeadModel, LlamaConfig,
-                          LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM,
-                          RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast)
+from tokenizers import (
+    BertWordPieceTokenizer,
+    ByteLevelBPETokenizer,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    DistilBertConfig,
+    DistilBertForSequenceClassification,
+    DistilBertTokenizerFast,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    RobertaConfig,
+    RobertaForSequenceClassification,
+    RobertaTokenizerFast,
+)
 
 from pipeline.sources import embedded_reviews_csv
 
@@ -57,11 +79,12 @@ def write_imdb(folder: Path) -> Path:
     plain_text, declared in the card; `label` a ClassLabel neg/pos, -1 on every `unsupervised`
     row; duplicate texts within `train` and between `train` and `test`, as the real one has."""
     reviews = imdb_reviews().sample(frac=1.0, random_state=0).reset_index(drop=True)
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+    )
     start, parts = 0, {}
     for split, n in SPLITS.items():
-        part = reviews.iloc[start:start + n].copy()
+        part = reviews.iloc[start : start + n].copy()
         start += n
         if split == "unsupervised":
             part["label"] = -1
@@ -73,14 +96,17 @@ def write_imdb(folder: Path) -> Path:
     for split, part in parts.items():
         path = folder / "plain_text" / f"{split}-00000-of-00001.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        ds = datasets.Dataset.from_dict({"text": part["text"].tolist(),
-                                         "label": part["label"].tolist()}, features=features)
+        ds = datasets.Dataset.from_dict(
+            {"text": part["text"].tolist(), "label": part["label"].tolist()}, features=features
+        )
         ds.to_parquet(str(path))
-        splits.append(f"  - name: {split}\n    num_bytes: {ds.data.nbytes}\n"
-                      f"    num_examples: {len(part)}")
+        splits.append(
+            f"  - name: {split}\n    num_bytes: {ds.data.nbytes}\n    num_examples: {len(part)}"
+        )
         files.append(f"  - split: {split}\n    path: plain_text/{split}-*")
-    (folder / "README.md").write_text(IMDB_CARD.format(splits="\n".join(splits),
-                                                       files="\n".join(files)))
+    (folder / "README.md").write_text(
+        IMDB_CARD.format(splits="\n".join(splits), files="\n".join(files))
+    )
     return folder
 
 
@@ -88,12 +114,22 @@ def write_gpt2(folder: Path) -> Path:
     """A policy folder as the hub's `gpt2` is: GPT2LMHeadModel, gelu_new, dropout 0.1, 1024
     positions, GPT-2's own tokenizer (bos = eos = <|endoftext|>, no pad token), 2 layers of 32."""
     torch.manual_seed(0)
-    config = GPT2Config(vocab_size=50257, n_positions=1024, n_embd=32, n_layer=2, n_head=2,
-                        activation_function="gelu_new", resid_pdrop=0.1, embd_pdrop=0.1,
-                        attn_pdrop=0.1, layer_norm_epsilon=1e-5, bos_token_id=50256,
-                        eos_token_id=50256, architectures=["GPT2LMHeadModel"],
-                        task_specific_params={"text-generation": {"do_sample": True,
-                                                                  "max_length": 50}})
+    config = GPT2Config(
+        vocab_size=50257,
+        n_positions=1024,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        activation_function="gelu_new",
+        resid_pdrop=0.1,
+        embd_pdrop=0.1,
+        attn_pdrop=0.1,
+        layer_norm_epsilon=1e-5,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        architectures=["GPT2LMHeadModel"],
+        task_specific_params={"text-generation": {"do_sample": True, "max_length": 50}},
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     AutoTokenizer.from_pretrained(GPT2_TOKENIZER, model_max_length=1024).save_pretrained(folder)
     return folder
@@ -111,15 +147,23 @@ def _chat_bpe(specials_first: bool, adds_bos: bool) -> Tokenizer:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(_texts(), trainers.BpeTrainer(
-        vocab_size=600, special_tokens=specials if specials_first else [],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    bpe.train_from_iterator(
+        _texts(),
+        trainers.BpeTrainer(
+            vocab_size=600,
+            special_tokens=specials if specials_first else [],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     if not specials_first:
         bpe.add_special_tokens(specials)
     if adds_bos:
         bpe.post_processor = processors.TemplateProcessing(
-            single=f"{IM_START} $A", pair=f"{IM_START} $A {IM_START} $B",
-            special_tokens=[(IM_START, bpe.token_to_id(IM_START))])
+            single=f"{IM_START} $A",
+            pair=f"{IM_START} $A {IM_START} $B",
+            special_tokens=[(IM_START, bpe.token_to_id(IM_START))],
+        )
     return bpe
 
 
@@ -129,14 +173,31 @@ def write_llama(folder: Path, adds_bos: bool = False) -> Path:
     eos <|im_end|> = 2, pad = eos, unk <|endoftext|> = 0, 8192 positions. `adds_bos`: a tokenizer
     that adds its BOS when encoding, as the Llama 3 family's does."""
     torch.manual_seed(0)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_chat_bpe(True, adds_bos), bos_token=IM_START,
-                                  eos_token=IM_END, pad_token=IM_END, unk_token=ENDOFTEXT,
-                                  model_max_length=8192)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         head_dim=8, max_position_embeddings=8192, rope_theta=100000.0,
-                         tie_word_embeddings=True, attention_bias=False, bos_token_id=1,
-                         eos_token_id=2, pad_token_id=2, architectures=["LlamaForCausalLM"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_chat_bpe(True, adds_bos),
+        bos_token=IM_START,
+        eos_token=IM_END,
+        pad_token=IM_END,
+        unk_token=ENDOFTEXT,
+        model_max_length=8192,
+    )
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=8192,
+        rope_theta=100000.0,
+        tie_word_embeddings=True,
+        attention_bias=False,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=2,
+        architectures=["LlamaForCausalLM"],
+    )
     LlamaForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -148,13 +209,26 @@ def write_qwen2(folder: Path) -> Path:
     no BOS token, eos <|im_end|>, its own pad token <|endoftext|>, the specials after the
     learned vocabulary."""
     torch.manual_seed(0)
-    tok = PreTrainedTokenizerFast(tokenizer_object=_chat_bpe(False, False), eos_token=IM_END,
-                                  pad_token=ENDOFTEXT, model_max_length=32768)
-    config = Qwen2Config(vocab_size=len(tok) + 13, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=32768, tie_word_embeddings=True,
-                         bos_token_id=None, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, architectures=["Qwen2ForCausalLM"])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=_chat_bpe(False, False),
+        eos_token=IM_END,
+        pad_token=ENDOFTEXT,
+        model_max_length=32768,
+    )
+    config = Qwen2Config(
+        vocab_size=len(tok) + 13,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=32768,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        architectures=["Qwen2ForCausalLM"],
+    )
     Qwen2ForCausalLM(config).save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
@@ -162,8 +236,11 @@ def write_qwen2(folder: Path) -> Path:
 
 def _permute(weight: torch.Tensor, n_head: int) -> torch.Tensor:
     """llama.cpp's order of a q or k projection's rows (its convert script's `permute`)."""
-    return (weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
-            .transpose(1, 2).reshape(weight.shape))
+    return (
+        weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+        .transpose(1, 2)
+        .reshape(weight.shape)
+    )
 
 
 def write_gguf(path: Path) -> tuple[Path, Path]:
@@ -199,10 +276,17 @@ def write_gguf(path: Path) -> tuple[Path, Path]:
     writer.add_eos_token_id(tok.eos_token_id)
     writer.add_unk_token_id(tok.unk_token_id)
     writer.add_pad_token_id(tok.pad_token_id)
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
-             "post_attention_layernorm": "ffn_norm"}
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
     writer.add_tensor("token_embd.weight", model.model.embed_tokens.weight.detach().numpy())
     for i, layer in enumerate(model.model.layers):
         for name, weight in layer.state_dict().items():
@@ -221,8 +305,12 @@ def write_gguf(path: Path) -> tuple[Path, Path]:
 
 
 # policy.init stand-ins of each family: name -> writer
-POLICIES = {"gpt2": write_gpt2, "smollm2": write_llama,
-            "llama_bos": lambda folder: write_llama(folder, adds_bos=True), "qwen2": write_qwen2}
+POLICIES = {
+    "gpt2": write_gpt2,
+    "smollm2": write_llama,
+    "llama_bos": lambda folder: write_llama(folder, adds_bos=True),
+    "qwen2": write_qwen2,
+}
 
 
 def _texts() -> list[str]:
@@ -239,8 +327,9 @@ def _check_words(tok):
 def _roberta_tokenizer(folder: Path) -> RobertaTokenizerFast:
     """RoBERTa's byte-level BPE with its specials at RoBERTa's ids: <s> 0, <pad> 1, </s> 2."""
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_texts(), vocab_size=600,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        _texts(), vocab_size=600, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = bpe.save_model(str(folder))
     return _check_words(RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=512))
@@ -249,12 +338,14 @@ def _roberta_tokenizer(folder: Path) -> RobertaTokenizerFast:
 def _bert_tokenizer(folder: Path) -> DistilBertTokenizerFast:
     """An uncased WordPiece tokenizer with [CLS], [SEP], [PAD], [UNK], [MASK] and no EOS."""
     wordpiece = BertWordPieceTokenizer(lowercase=True)
-    wordpiece.train_from_iterator(_texts(), vocab_size=600,
-                                  special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
+    wordpiece.train_from_iterator(
+        _texts(), vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    )
     folder.mkdir(parents=True, exist_ok=True)
     [vocab] = wordpiece.save_model(str(folder))
-    return _check_words(DistilBertTokenizerFast(vocab=vocab, do_lower_case=True,
-                                                model_max_length=512))
+    return _check_words(
+        DistilBertTokenizerFast(vocab=vocab, do_lower_case=True, model_max_length=512)
+    )
 
 
 def _labels(names: list[str] | None) -> dict:
@@ -269,19 +360,34 @@ def write_classifier(folder: Path, family: str, labels: list[str] | None) -> Pat
     torch.manual_seed(0)
     if family == "roberta":
         tok = _roberta_tokenizer(folder)
-        config = RobertaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
-                               num_attention_heads=2, intermediate_size=64,
-                               max_position_embeddings=514, type_vocab_size=1, pad_token_id=1,
-                               bos_token_id=0, eos_token_id=2,
-                               architectures=["RobertaForSequenceClassification"],
-                               **_labels(labels))
+        config = RobertaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            architectures=["RobertaForSequenceClassification"],
+            **_labels(labels),
+        )
         model = RobertaForSequenceClassification(config)
     else:
         tok = _bert_tokenizer(folder)
-        config = DistilBertConfig(vocab_size=len(tok), dim=32, n_layers=1, n_heads=2,
-                                  hidden_dim=64, max_position_embeddings=512, pad_token_id=0,
-                                  architectures=["DistilBertForSequenceClassification"],
-                                  **_labels(labels))
+        config = DistilBertConfig(
+            vocab_size=len(tok),
+            dim=32,
+            n_layers=1,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=512,
+            pad_token_id=0,
+            architectures=["DistilBertForSequenceClassification"],
+            **_labels(labels),
+        )
         model = DistilBertForSequenceClassification(config)
     for f in folder.iterdir():  # the tokenizer's training files; save_pretrained writes its own
         f.unlink()

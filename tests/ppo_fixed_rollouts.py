@@ -13,9 +13,13 @@ from pipeline import cli
 def fixed_rollout(model, tok, prompts, scorer, max_new_tokens, generator, batch_size):
     """A completion and its reward that are functions of the prompt alone; lengths vary."""
     vocab = len(tok)
-    completions = [[(sum(p) * 31 + 17 * k) % (vocab - 1) for k in range(1 + sum(p) % max_new_tokens)]
-                   for p in prompts]
-    texts = tok.batch_decode([p + c for p, c in zip(prompts, completions)], skip_special_tokens=True)
+    completions = [
+        [(sum(p) * 31 + 17 * k) % (vocab - 1) for k in range(1 + sum(p) % max_new_tokens)]
+        for p in prompts
+    ]
+    texts = tok.batch_decode(
+        [p + c for p, c in zip(prompts, completions)], skip_special_tokens=True
+    )
     return completions, np.asarray(scorer(texts), dtype=np.float64)
 
 

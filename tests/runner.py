@@ -20,14 +20,27 @@ CORES = "4"
 def snakemake(workdir, *args, config=None, check=True, configfile=MICRO, env=None):
     """Run snakemake on the repository's Snakefile inside `workdir`, with config.yaml extended
     by `configfile` (the micro study) and then by `config`; offline unless `env` says otherwise."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(configfile)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+    ]
     if config is not None:
         extra = Path(workdir) / "override.yaml"
         extra.write_text(yaml.safe_dump(config))
         cmd += [str(extra)]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+    proc = subprocess.run(
+        cmd + list(args),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -44,7 +57,12 @@ def planned_jobs(workdir, config=None, targets=()) -> dict[str, int]:
 
 
 def why_no_slurm() -> str | None:
-    """Why tests/test_slurm.py cannot boot SLURM here, or None when it can."""
+    """Why tests/test_slurm.py does not boot SLURM here, or None when it does."""
+    if os.environ.get("PIPELINE_TEST_SLURM") != "1":
+        return (
+            "opt in with PIPELINE_TEST_SLURM=1: it installs SLURM and munge from Debian (as"
+            " root), and removes them after"
+        )
     if os.geteuid() != 0:
         return "starting the SLURM daemons needs root"
     if not shutil.which("slurmctld") and not shutil.which("apt-get"):

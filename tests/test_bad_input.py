@@ -2,7 +2,6 @@
 
 import pandas as pd
 import pytest
-
 from runner import planned_jobs, snakemake
 
 
@@ -12,24 +11,44 @@ def dry_run_error(tmp_path, config) -> str:
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"sft": {"lrr": 0.1}}, "unknown key(s) ['lrr'] under sft"),
-    ({"bogus": 1}, "unknown key(s) ['bogus'] under (top level)"),
-    ({"sft": {"lr": "fast"}}, "config key sft.lr: 'fast' is not of type 'number'"),
-    ({"sample": {"top_p": 1.5}}, "config key sample.top_p: 1.5 is greater than the maximum of 1"),
-    ({"prompts": {"min_tokens": 9}}, "prompts.min_tokens (9) > prompts.max_tokens (8)"),
-    ({"sample": {"max_new_tokens": 30}}, "exceeds policy.n_positions (32)"),
-    ({"sft": {"max_length": 100}}, "config: sft.max_length = 100 exceeds policy.n_positions (32)"),
-    ({"ppo": {"minibatch_size": 16}}, "config: ppo.minibatch_size (16) exceeds ppo.rollout_size (8)"),
-    ({"policy": {"init": "./models/nowhere"}}, "policy.init: model path './models/nowhere' does not exist"),
-    ({"reward": {"backend": "hf"}}, "reward.model is required when reward.backend is 'hf'"),
-    ({"data": {"source": "file"}}, "data.path is required when data.source is 'file'"),
-    ({"side_by_side": {"prompts": 7}}, "side_by_side.prompts (7) exceeds evaluate.n_prompts (6)"),
-    ({"train": {"seeds": []}}, "config key train.seeds: [] should be non-empty"),
-    ({"train": {"seeds": [-1]}}, "config key train.seeds.0: -1 is less than the minimum of 0"),
-    ({"data": {"source": "file", "path": "/no/such.csv"}},
-     "config: data.path '/no/such.csv' (data.source file) does not exist"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"sft": {"lrr": 0.1}}, "unknown key(s) ['lrr'] under sft"),
+        ({"bogus": 1}, "unknown key(s) ['bogus'] under (top level)"),
+        ({"sft": {"lr": "fast"}}, "config key sft.lr: 'fast' is not of type 'number'"),
+        (
+            {"sample": {"top_p": 1.5}},
+            "config key sample.top_p: 1.5 is greater than the maximum of 1",
+        ),
+        ({"prompts": {"min_tokens": 9}}, "prompts.min_tokens (9) > prompts.max_tokens (8)"),
+        ({"sample": {"max_new_tokens": 30}}, "exceeds policy.n_positions (32)"),
+        (
+            {"sft": {"max_length": 100}},
+            "config: sft.max_length = 100 exceeds policy.n_positions (32)",
+        ),
+        (
+            {"ppo": {"minibatch_size": 16}},
+            "config: ppo.minibatch_size (16) exceeds ppo.rollout_size (8)",
+        ),
+        (
+            {"policy": {"init": "./models/nowhere"}},
+            "policy.init: model path './models/nowhere' does not exist",
+        ),
+        ({"reward": {"backend": "hf"}}, "reward.model is required when reward.backend is 'hf'"),
+        ({"data": {"source": "file"}}, "data.path is required when data.source is 'file'"),
+        (
+            {"side_by_side": {"prompts": 7}},
+            "side_by_side.prompts (7) exceeds evaluate.n_prompts (6)",
+        ),
+        ({"train": {"seeds": []}}, "config key train.seeds: [] should be non-empty"),
+        ({"train": {"seeds": [-1]}}, "config key train.seeds.0: -1 is less than the minimum of 0"),
+        (
+            {"data": {"source": "file", "path": "/no/such.csv"}},
+            "config: data.path '/no/such.csv' (data.source file) does not exist",
+        ),
+    ],
+)
 def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
     text = dry_run_error(tmp_path, config)
     assert message in text and "Traceback" not in text
@@ -39,7 +58,10 @@ def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, messag
 def test_a_pretrained_policy_is_checked_against_its_own_positions(tmp_path, hub_inputs):
     gpt2 = hub_inputs["gpt2"]
     text = dry_run_error(tmp_path, {"policy": {"init": str(gpt2)}, "sft": {"max_length": 2000}})
-    assert f"config: sft.max_length = 2000 exceeds the n_positions of policy.init '{gpt2}' (1024)" in text
+    assert (
+        f"config: sft.max_length = 2000 exceeds the n_positions of policy.init '{gpt2}' (1024)"
+        in text
+    )
     assert "Traceback" not in text and not (tmp_path / "results").exists()
 
 
@@ -53,31 +75,54 @@ def test_a_downloaded_hub_policy_is_checked_from_the_hub_cache(tmp_path, hub_inp
     (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
     work = tmp_path / "work"
     work.mkdir()
-    proc = snakemake(work, "-n", config={"policy": {"init": "gpt2-large"}, "sft": {"max_length": 2000}},
-                     env={"HF_HOME": str(tmp_path / "hf")}, check=False)
+    proc = snakemake(
+        work,
+        "-n",
+        config={"policy": {"init": "gpt2-large"}, "sft": {"max_length": 2000}},
+        env={"HF_HOME": str(tmp_path / "hf")},
+        check=False,
+    )
     assert proc.returncode != 0
-    assert ("config: sft.max_length = 2000 exceeds the n_positions of policy.init 'gpt2-large'"
-            " (1024)") in proc.stdout + proc.stderr
+    assert (
+        "config: sft.max_length = 2000 exceeds the n_positions of policy.init 'gpt2-large' (1024)"
+    ) in proc.stdout + proc.stderr
 
 
-def test_a_hub_policy_not_yet_downloaded_is_checked_when_sft_reads_its_config(tmp_path, hub_inputs,
-                                                                              sft_args):
+def test_a_hub_policy_not_yet_downloaded_is_checked_when_sft_reads_its_config(
+    tmp_path, hub_inputs, sft_args
+):
     """The same check in the SFT stage, for a policy whose config was not on disk at the start."""
     from conftest import SFT_PARAMS
+
     from pipeline import sft
 
-    params = SFT_PARAMS | {"init": str(hub_inputs["gpt2"]), "max_length": 2000, "epochs": 1,
-                           "batch_size": 4, "checkpoint_every": 10}
+    params = SFT_PARAMS | {
+        "init": str(hub_inputs["gpt2"]),
+        "max_length": 2000,
+        "epochs": 1,
+        "batch_size": 4,
+        "checkpoint_every": 10,
+    }
     with pytest.raises(ValueError, match="sft.max_length = 2000 exceeds the n_positions"):
         sft.main(sft_args(params, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
 
 
 def run_failing_data_stage(tmp_path, data_config):
-    proc = snakemake(tmp_path, "--cores", "1", "results/data/sft.parquet", config={"data": data_config},
-                     check=False)
+    proc = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "results/data/sft.parquet",
+        config={"data": data_config},
+        check=False,
+    )
     assert proc.returncode != 0
-    assert not list((tmp_path / "results" / "data").glob("*")) if (tmp_path / "results" / "data").exists() else True
+    assert (
+        not list((tmp_path / "results" / "data").glob("*"))
+        if (tmp_path / "results" / "data").exists()
+        else True
+    )
     return (tmp_path / "results/logs/data.log").read_text()
 
 
@@ -85,25 +130,38 @@ def test_local_file_without_a_text_column(tmp_path):
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"review": ["good film"] * 50}).to_csv(path, index=False)
     log = run_failing_data_stage(tmp_path, {"source": "file", "path": str(path)})
-    assert log.strip().splitlines()[-1] == f"error: data file {path}: no `text` column (columns: ['review'])"
+    assert (
+        log.strip().splitlines()[-1]
+        == f"error: data file {path}: no `text` column (columns: ['review'])"
+    )
 
 
 def test_fewer_reviews_than_requested_prompts(tmp_path):
     path = tmp_path / "reviews.parquet"
     pd.DataFrame({"text": [f"review {i}" for i in range(10)]}).to_parquet(path)
     log = run_failing_data_stage(tmp_path, {"source": "file", "path": str(path)})
-    assert "the data has 10 usable reviews, fewer than the 18 prompts requested" in log.splitlines()[-1]
+    assert (
+        "the data has 10 usable reviews, fewer than the 18 prompts requested"
+        in log.splitlines()[-1]
+    )
 
 
 def test_hub_id_while_offline_fails_in_the_first_stage_that_loads_it(tmp_path):
     path = tmp_path / "reviews.parquet"
     pd.DataFrame({"text": [f"review number {i} of many" for i in range(40)]}).to_parquet(path)
-    proc = snakemake(tmp_path, "--cores", "1", "results/tokenizer",
-                     config={"data": {"source": "file", "path": str(path)},
-                             "policy": {"init": "gpt2-large"}}, check=False)
+    proc = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "results/tokenizer",
+        config={"data": {"source": "file", "path": str(path)}, "policy": {"init": "gpt2-large"}},
+        check=False,
+    )
     assert proc.returncode != 0
     last = (tmp_path / "results/logs/tokenizer.log").read_text().strip().splitlines()[-1]
     assert "policy.init 'gpt2-large': the Hugging Face hub is unreachable (offline)" in last
     assert not (tmp_path / "results/tokenizer").exists()
-    assert planned_jobs(tmp_path, config={"data": {"source": "file", "path": str(path)},
-                                          "policy": {"init": "gpt2-large"}})
+    assert planned_jobs(
+        tmp_path,
+        config={"data": {"source": "file", "path": str(path)}, "policy": {"init": "gpt2-large"}},
+    )

@@ -7,13 +7,17 @@ import copy
 import pandas as pd
 import pytest
 import torch
-
 from conftest import shared_pairs
-from pipeline.logprobs import (forward_logits, left_pad, next_token_logprobs, response_logprobs,
-                              token_logprobs)
-from pipeline.losses import (ce_loss, cringe_gate, cringe_token_loss, dpo_loss,
-                             pairwise_cringe_loss)
+
 from pipeline.batching import distinct_responses, epoch_order, pair_batch
+from pipeline.logprobs import (
+    forward_logits,
+    left_pad,
+    next_token_logprobs,
+    response_logprobs,
+    token_logprobs,
+)
+from pipeline.losses import ce_loss, cringe_gate, cringe_token_loss, dpo_loss, pairwise_cringe_loss
 from pipeline.preference import cringe_step, loss_step
 from pipeline.reference import reference_logps
 
@@ -30,7 +34,10 @@ def test_distinct_responses_index_every_row_and_column():
     assert len(prompts) == 12 and index.shape == (2, 12)  # 3 prompts x 4 samples, 12 pairs
     for j, column in enumerate(["chosen_ids", "rejected_ids"]):
         for i, row in pairs.iterrows():
-            assert (prompts[index[j, i]], responses[index[j, i]]) == (row["prompt_ids"], row[column])
+            assert (prompts[index[j, i]], responses[index[j, i]]) == (
+                row["prompt_ids"],
+                row[column],
+            )
     # the same response after another prompt is another sequence
     other = pd.DataFrame({"prompt_ids": [[5], [6]], "chosen_ids": [[20], [20]]})
     assert distinct_responses(other, ["chosen_ids"])[2].tolist() == [[0, 1]]
@@ -65,8 +72,13 @@ def test_a_cringe_step_draws_per_pair_as_with_two_sequences_per_pair(policy, tok
     token_logps = token_logprobs(next_token_logprobs(logits), naive)
     n = len(pairs)
     gate = cringe_gate(token_logps[:n].sum(-1), token_logps[n:].sum(-1), 0.0, 1.0)
-    cr = cringe_token_loss(logits[n:, :-1], naive.input_ids[n:, 1:], naive.response_mask[n:], 3,
-                           torch.Generator().manual_seed(0))
+    cr = cringe_token_loss(
+        logits[n:, :-1],
+        naive.input_ids[n:, 1:],
+        naive.response_mask[n:],
+        3,
+        torch.Generator().manual_seed(0),
+    )
     torch.testing.assert_close(stats["cringe"], cr.detach())
     torch.testing.assert_close(loss, pairwise_cringe_loss(gate, ce_loss(token_logps[:n]), cr))
 
@@ -77,10 +89,15 @@ def test_reference_logps_of_distinct_responses_equal_each_row_alone(policy, toke
     table = reference_logps(policy, pairs, pad, batch_size=5)
     with torch.no_grad():
         for side in ("chosen", "rejected"):
-            alone = torch.stack([response_logprobs(policy, left_pad([p], [r], pad))[0]
-                                 for p, r in zip(pairs["prompt_ids"], pairs[f"{side}_ids"])])
-            torch.testing.assert_close(torch.tensor(table[f"ref_{side}"].to_numpy()),
-                                       alone.double(), rtol=1e-5, atol=1e-5)
+            alone = torch.stack(
+                [
+                    response_logprobs(policy, left_pad([p], [r], pad))[0]
+                    for p, r in zip(pairs["prompt_ids"], pairs[f"{side}_ids"])
+                ]
+            )
+            torch.testing.assert_close(
+                torch.tensor(table[f"ref_{side}"].to_numpy()), alone.double(), rtol=1e-5, atol=1e-5
+            )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -96,8 +113,10 @@ def test_prompt_order_keeps_each_prompts_rows_together(seed):
 
 def test_the_prompt_order_is_random_and_pair_order_shuffles_rows():
     prompt_ids = pd.Series(range(40)).floordiv(4)
-    orders = {tuple(epoch_order(prompt_ids, "prompt", torch.Generator().manual_seed(s)).tolist())
-              for s in range(5)}
+    orders = {
+        tuple(epoch_order(prompt_ids, "prompt", torch.Generator().manual_seed(s)).tolist())
+        for s in range(5)
+    }
     assert len(orders) == 5
     pair = epoch_order(prompt_ids, "pair", torch.Generator().manual_seed(0))
     visited = prompt_ids[pair.numpy()].tolist()

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import fake_evaluation
+
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.compare import COLUMNS, build_comparison, compare, frontier_at
 from pipeline.optimal import beta_grid, optimal_frontier, optimal_per_prompt, optimal_weights
@@ -21,8 +21,11 @@ def closed_form(p, r, beta):
     """pi* = p exp(r / beta) / Z over a finite response set, and its reward and both KLs."""
     star = p * np.exp(r / beta)
     star /= star.sum()
-    return {"sentiment": (star * r).sum(), "kl": (star * np.log(star / p)).sum(),
-            "kl_reverse": (p * np.log(p / star)).sum()}
+    return {
+        "sentiment": (star * r).sum(),
+        "kl": (star * np.log(star / p)).sum(),
+        "kl_reverse": (p * np.log(p / star)).sum(),
+    }
 
 
 @pytest.mark.parametrize("beta", [0.05, 0.3, 2.0])
@@ -71,19 +74,26 @@ def test_effective_sample_size_is_one_over_the_sum_of_squared_weights():
     rewards = np.array([[1.0, 1.0, 0.0, 0.0]])
     assert optimal_per_prompt(rewards, 1e-6)["ess"][0] == pytest.approx(2.0)  # two tied best
     w = optimal_weights(rewards, 0.5)[0]
-    assert w == pytest.approx(np.array([math.e, math.e, 1, 1]) ** 2 / (2 * math.e ** 2 + 2))
-    assert optimal_per_prompt(rewards, 0.5)["ess"][0] == pytest.approx(1 / (w ** 2).sum())
+    assert w == pytest.approx(np.array([math.e, math.e, 1, 1]) ** 2 / (2 * math.e**2 + 2))
+    assert optimal_per_prompt(rewards, 0.5)["ess"][0] == pytest.approx(1 / (w**2).sum())
 
 
 def test_the_frontier_table_carries_the_ess_and_pool_size():
     rng = np.random.default_rng(2)
-    pool = pd.DataFrame({"prompt_id": np.repeat(np.arange(20), 8), "sample_id": np.tile(np.arange(8), 20),
-                         "score": rng.random(160)})
+    pool = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(np.arange(20), 8),
+            "sample_id": np.tile(np.arange(8), 20),
+            "score": rng.random(160),
+        }
+    )
     rows = optimal_frontier(pool, beta_grid(0.01, 10, 5), n_boot=200, seed=0)
     assert rows["kind"].eq("optimal").all() and rows["pool_size"].eq(8).all()
     assert rows["ess"].between(1, 8).all() and rows["ess"].iloc[-1] == 8
     assert rows["kl"].is_monotonic_decreasing and rows["sentiment"].is_monotonic_decreasing
-    assert (rows["sentiment_lo"] <= rows["sentiment"]).all() and (rows["sentiment"] <= rows["sentiment_hi"]).all()
+    assert (rows["sentiment_lo"] <= rows["sentiment"]).all() and (
+        rows["sentiment"] <= rows["sentiment_hi"]
+    ).all()
     with pytest.raises(ValueError, match="samples per prompt"):
         optimal_frontier(pool.iloc[1:], beta_grid(0.01, 10, 5), n_boot=200, seed=0)
 
@@ -98,21 +108,34 @@ def test_interpolation_between_points_sorted_by_kl_and_no_extrapolation():
     assert np.isnan(frontier_at(kl, reward, np.array([0.99]))[0])
     assert np.isnan(frontier_at(kl, reward, np.array([3.01]))[0])
     # replicates: one frontier per row, each read at its own KL
-    reps = frontier_at(np.array([[1.0, 3.0], [2.0, 4.0]]), np.array([[0.0, 1.0], [0.0, 1.0]]),
-                       np.array([2.0, 1.0]))
+    reps = frontier_at(
+        np.array([[1.0, 3.0], [2.0, 4.0]]), np.array([[0.0, 1.0], [0.0, 1.0]]), np.array([2.0, 1.0])
+    )
     assert reps[0] == pytest.approx(0.5) and np.isnan(reps[1])
 
 
 def series(kl, sentiment, name="ppo"):
     kl, sentiment = np.array(kl), np.array(sentiment)
-    return {"name": name, "round": 1, "n_seeds": 1, "kl": kl, "sentiment": sentiment,
-            "kl_reps": np.tile(kl, (50, 1)), "sentiment_reps": np.tile(sentiment, (50, 1))}
+    return {
+        "name": name,
+        "round": 1,
+        "n_seeds": 1,
+        "kl": kl,
+        "sentiment": sentiment,
+        "kl_reps": np.tile(kl, (50, 1)),
+        "sentiment_reps": np.tile(sentiment, (50, 1)),
+    }
 
 
 def point(kl, sentiment, spread=0.0):
     reps = np.linspace(-spread, spread, 50)
-    return {"n_seeds": 1, "kl": kl, "sentiment": sentiment, "kl_reps": np.full(50, kl),
-            "sentiment_reps": sentiment + reps}
+    return {
+        "n_seeds": 1,
+        "kl": kl,
+        "sentiment": sentiment,
+        "kl_reps": np.full(50, kl),
+        "sentiment_reps": sentiment + reps,
+    }
 
 
 def test_a_point_inside_the_range_gets_the_difference_and_outside_it_says_so():
@@ -120,7 +143,9 @@ def test_a_point_inside_the_range_gets_the_difference_and_outside_it_says_so():
     inside = compare(point(5.0, 0.9, spread=0.01), s)
     assert inside["against_sentiment"] == pytest.approx(0.75)
     assert inside["difference"] == pytest.approx(0.15)
-    assert inside["difference_lo"] < 0.15 < inside["difference_hi"] and inside["verdict"] == "better"
+    assert (
+        inside["difference_lo"] < 0.15 < inside["difference_hi"] and inside["verdict"] == "better"
+    )
     assert inside["boot_defined"] == 1.0 and inside["ci_over"] == "prompts"
     tied = compare(point(4.0, 0.7, spread=0.05), s)
     assert tied["verdict"] == "no clear difference"
@@ -140,7 +165,9 @@ def test_beyond_the_optimum_s_reliable_range_its_last_point_is_a_lower_bound():
     above = compare(point(5.0, 0.95, spread=0.01), optimum)
     assert above["verdict"] == "no clear difference"  # above a lower bound proves nothing
     inside = compare(point(1.5, 0.8, spread=0.01), optimum)
-    assert inside["read_as"] == "interpolated" and inside["against_sentiment"] == pytest.approx(0.875)
+    assert inside["read_as"] == "interpolated" and inside["against_sentiment"] == pytest.approx(
+        0.875
+    )
     assert compare(point(5.0, 0.75), series([0.0, 2.0], [0.6, 0.9]))["verdict"] == "outside range"
 
 
@@ -174,33 +201,68 @@ def test_the_one_seed_table_says_its_intervals_cover_prompts_only(tmp_path):
 
 def test_comparison_on_hand_made_evaluations(tmp_path):
     fake_eval(tmp_path / "sft", 0.60, 0.0)
-    for method, value, sentiment, kl in [("dpo", "0.1", 0.85, 8.0), ("dpo", "1.0", 0.75, 4.0),
-                                         ("ppo", "2.0", 0.62, 1.0), ("ppo", "6.0", 0.72, 6.0),
-                                         ("cringe", "0.0", 0.70, 5.0)]:
+    for method, value, sentiment, kl in [
+        ("dpo", "0.1", 0.85, 8.0),
+        ("dpo", "1.0", 0.75, 4.0),
+        ("ppo", "2.0", 0.62, 1.0),
+        ("ppo", "6.0", 0.72, 6.0),
+        ("cringe", "0.0", 0.70, 5.0),
+    ]:
         fake_eval(tmp_path / f"{method}/{value}/seed0", sentiment, kl, seed=hash(value) % 100)
-    policies = ["sft", "dpo/0.1/seed0", "dpo/1.0/seed0", "cringe/0.0/seed0", "ppo/2.0/seed0",
-                "ppo/6.0/seed0"]
+    policies = [
+        "sft",
+        "dpo/0.1/seed0",
+        "dpo/1.0/seed0",
+        "cringe/0.0/seed0",
+        "ppo/2.0/seed0",
+        "ppo/6.0/seed0",
+    ]
     rng = np.random.default_rng(3)
-    pool = pd.DataFrame({"prompt_id": np.repeat(np.arange(30), 64),
-                         "sample_id": np.tile(np.arange(64), 30), "score": rng.random(30 * 64)})
-    params = {"bootstrap": 300, "seed": 0, "beta_min": 0.01, "beta_max": 10.0, "n_beta": 20,
-              "min_ess": 8}
+    pool = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(np.arange(30), 64),
+            "sample_id": np.tile(np.arange(64), 30),
+            "score": rng.random(30 * 64),
+        }
+    )
+    params = {
+        "bootstrap": 300,
+        "seed": 0,
+        "beta_min": 0.01,
+        "beta_max": 10.0,
+        "n_beta": 20,
+        "min_ess": 8,
+    }
     comp = build_comparison(tmp_path, policies, pool, params)
     assert list(comp.columns) == COLUMNS
     table = build_table(tmp_path, policies, n_boot=300, seed=0)
     agg = table[table["kind"] == "aggregate"].set_index(["method", "value"])
     # cringe at its KL, read on DPO's and PPO's frontiers by hand
     cringe = comp[comp["method"] == "cringe"].set_index("against")
-    assert set(cringe.index) == {"dpo", "ppo", "optimal"}  # Cringe has one point: no frontier of its own
+    assert set(cringe.index) == {
+        "dpo",
+        "ppo",
+        "optimal",
+    }  # Cringe has one point: no frontier of its own
     for other, lo, hi in [("dpo", 1.0, 0.1), ("ppo", 2.0, 6.0)]:
-        xs, ys = agg.loc[(other, lo), ["kl", "sentiment"]], agg.loc[(other, hi), ["kl", "sentiment"]]
+        xs, ys = (
+            agg.loc[(other, lo), ["kl", "sentiment"]],
+            agg.loc[(other, hi), ["kl", "sentiment"]],
+        )
         kl = agg.loc[("cringe", 0.0), "kl"]
-        expected = np.interp(kl, sorted([xs["kl"], ys["kl"]]),
-                             [r["sentiment"] for r in sorted([xs, ys], key=lambda r: r["kl"])])
+        expected = np.interp(
+            kl,
+            sorted([xs["kl"], ys["kl"]]),
+            [r["sentiment"] for r in sorted([xs, ys], key=lambda r: r["kl"])],
+        )
         assert cringe.loc[other, "against_sentiment"] == pytest.approx(expected)
-        assert cringe.loc[other, "difference"] == pytest.approx(agg.loc[("cringe", 0.0), "sentiment"] - expected)
+        assert cringe.loc[other, "difference"] == pytest.approx(
+            agg.loc[("cringe", 0.0), "sentiment"] - expected
+        )
     # DPO 0.1 at KL ~8 is beyond PPO's range [~1, ~6]: no number, the row says so
-    far = comp[(comp["method"] == "dpo") & (comp["value"] == 0.1) & (comp["against"] == "ppo")].iloc[0]
+    far = comp[
+        (comp["method"] == "dpo") & (comp["value"] == 0.1) & (comp["against"] == "ppo")
+    ].iloc[0]
     assert far["verdict"] == "outside range" and np.isnan(far["difference"])
     # the same prompts' difficulty cancels in the paired difference: a narrower interval than
     # either point's own
@@ -215,8 +277,12 @@ def test_comparison_on_hand_made_evaluations(tmp_path):
     # pi* (reliable up to ~1.75 nats here, ESS >= 8) lies far above PPO 2's point at KL ~1: a
     # gap to the optimum; the points beyond pi*'s range are read against its last point, a
     # lower bound, and are below even that
-    gap = comp[(comp["against"] == "optimal") & (comp["method"] != "pi_ref")].set_index(["method", "value"])
-    assert gap.loc[("ppo", 2.0), "verdict"] == "worse" and gap.loc[("ppo", 2.0), "difference"] < -0.1
+    gap = comp[(comp["against"] == "optimal") & (comp["method"] != "pi_ref")].set_index(
+        ["method", "value"]
+    )
+    assert (
+        gap.loc[("ppo", 2.0), "verdict"] == "worse" and gap.loc[("ppo", 2.0), "difference"] < -0.1
+    )
     assert gap.loc[("ppo", 2.0), "read_as"] == "interpolated"
     beyond = gap.drop(("ppo", 2.0))
     assert (beyond["read_as"] == "lower bound").all() and (beyond["verdict"] == "worse").all()
@@ -227,17 +293,38 @@ def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_st
     from pipeline.leaderboard import build_leaderboard
 
     fake_eval(tmp_path / "sft", 0.60, 0.0)
-    for method, value, sentiment, kl in [("dpo", "0.1", 0.85, 8.0), ("dpo", "1.0", 0.75, 4.0),
-                                         ("ppo", "2.0", 0.62, 1.0), ("ppo", "6.0", 0.72, 6.0),
-                                         ("cringe", "0.0", 0.70, 5.0)]:
+    for method, value, sentiment, kl in [
+        ("dpo", "0.1", 0.85, 8.0),
+        ("dpo", "1.0", 0.75, 4.0),
+        ("ppo", "2.0", 0.62, 1.0),
+        ("ppo", "6.0", 0.72, 6.0),
+        ("cringe", "0.0", 0.70, 5.0),
+    ]:
         fake_eval(tmp_path / f"{method}/{value}/seed0", sentiment, kl, seed=hash(value) % 100)
-    policies = ["sft", "dpo/0.1/seed0", "dpo/1.0/seed0", "cringe/0.0/seed0", "ppo/2.0/seed0",
-                "ppo/6.0/seed0"]
-    pool = pd.DataFrame({"prompt_id": np.repeat(np.arange(30), 64),
-                         "sample_id": np.tile(np.arange(64), 30),
-                         "score": np.random.default_rng(3).random(30 * 64)})
-    params = {"bootstrap": 300, "seed": 0, "beta_min": 0.01, "beta_max": 10.0, "n_beta": 20,
-              "min_ess": 8, "budgets": [2.0, 5.0, 10.0]}
+    policies = [
+        "sft",
+        "dpo/0.1/seed0",
+        "dpo/1.0/seed0",
+        "cringe/0.0/seed0",
+        "ppo/2.0/seed0",
+        "ppo/6.0/seed0",
+    ]
+    pool = pd.DataFrame(
+        {
+            "prompt_id": np.repeat(np.arange(30), 64),
+            "sample_id": np.tile(np.arange(64), 30),
+            "score": np.random.default_rng(3).random(30 * 64),
+        }
+    )
+    params = {
+        "bootstrap": 300,
+        "seed": 0,
+        "beta_min": 0.01,
+        "beta_max": 10.0,
+        "n_beta": 20,
+        "min_ess": 8,
+        "budgets": [2.0, 5.0, 10.0],
+    }
     board = build_leaderboard(tmp_path, policies, pool, params).set_index(["budget", "method"])
     assert set(board.index.get_level_values("method")) == {"dpo", "ppo"}  # Cringe: one point
     agg = build_table(tmp_path, policies, n_boot=300, seed=0)

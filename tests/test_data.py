@@ -11,9 +11,11 @@ def test_clean_text_strips_html_and_whitespace():
 @pytest.mark.parametrize("suffix", ["parquet", "csv", "jsonl"])
 def test_local_file_sources(tmp_path, reviews, suffix):
     path = tmp_path / f"reviews.{suffix}"
-    {"parquet": lambda: reviews.to_parquet(path),
-     "csv": lambda: reviews.to_csv(path, index=False),
-     "jsonl": lambda: reviews.to_json(path, orient="records", lines=True)}[suffix]()
+    {
+        "parquet": lambda: reviews.to_parquet(path),
+        "csv": lambda: reviews.to_csv(path, index=False),
+        "jsonl": lambda: reviews.to_json(path, orient="records", lines=True),
+    }[suffix]()
     df = data.load_reviews("file", str(path), ["train"])
     assert len(df) == len(reviews) and list(df.columns) == ["text", "label"]
 
@@ -39,8 +41,9 @@ def test_clean_drops_empty_and_duplicate_reviews():
 
 
 def test_split_is_disjoint_and_deterministic(reviews):
-    pool = data.clean(pd.DataFrame({"text": [f"review number {i}" for i in range(50)],
-                                    "label": pd.NA}), "test")
+    pool = data.clean(
+        pd.DataFrame({"text": [f"review number {i}" for i in range(50)], "label": pd.NA}), "test"
+    )
     a = data.split_reviews(pool, n_train=10, n_eval=5, max_sft=None, seed=1)
     b = data.split_reviews(pool, n_train=10, n_eval=5, max_sft=None, seed=1)
     for x, y in zip(a, b):

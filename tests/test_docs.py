@@ -10,8 +10,12 @@ REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 DOCS = sorted((REPO / "docs").glob("*.md"))
 # what the study is (the title and its lines), then these, in this order
-SECTIONS = ["Two commands", "What the main job produces", "The paper preset and a cluster",
-            "Map of the code"]
+SECTIONS = [
+    "Two commands",
+    "What the main job produces",
+    "The paper preset and a cluster",
+    "Map of the code",
+]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -47,8 +51,9 @@ def test_every_relative_link_resolves(path):
 
 def test_relative_links_finds_links_and_images_but_not_urls_or_code(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("[a](docs/a.md) ![b](b.png) [c](https://x.org) [d](#top)\n"
-                    "```\n[e](e.md)\n```\n")
+    page.write_text(
+        "[a](docs/a.md) ![b](b.png) [c](https://x.org) [d](#top)\n```\n[e](e.md)\n```\n"
+    )
     assert relative_links(page) == ["docs/a.md", "b.png"]
 
 

@@ -5,20 +5,24 @@ nothing."""
 from runner import REPO, snakemake
 
 PRESET = REPO / "workflow" / "presets" / "paper.yaml"
-HUB_IDS = {"data.path": "stanfordnlp/imdb", "policy.init": "gpt2-large",
-           "reward.model": "siebert/sentiment-roberta-large-english"}
+HUB_IDS = {
+    "data.path": "stanfordnlp/imdb",
+    "policy.init": "gpt2-large",
+    "reward.model": "siebert/sentiment-roberta-large-english",
+}
 
 
 def download(workdir, config=None, env=None):
-    proc = snakemake(workdir, "--cores", "1", "download", config=config, configfile=PRESET,
-                     env=env, check=False)
+    proc = snakemake(
+        workdir, "--cores", "1", "download", config=config, configfile=PRESET, env=env, check=False
+    )
     return proc.returncode, (workdir / "results/logs/download.log").read_text()
 
 
 def test_offline_it_names_each_hub_id_and_says_what_to_do(tmp_path):
     rc, log = download(tmp_path)
     assert rc != 0
-    error = log[log.index("error: "):]
+    error = log[log.index("error: ") :]
     assert error.startswith("error: could not download 3 of 3 inputs:")
     for key, name in HUB_IDS.items():
         assert f"  {key} '{name}': " in error
@@ -28,10 +32,13 @@ def test_offline_it_names_each_hub_id_and_says_what_to_do(tmp_path):
 
 
 def test_with_the_hub_unreachable_each_model_id_is_named(tmp_path, hub_inputs):
-    rc, log = download(tmp_path, config={"data": {"path": str(hub_inputs["imdb"])}},
-                       env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"})
+    rc, log = download(
+        tmp_path,
+        config={"data": {"path": str(hub_inputs["imdb"])}},
+        env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"},
+    )
     assert rc != 0
-    error = log[log.index("error: "):]
+    error = log[log.index("error: ") :]
     assert error.startswith("error: could not download 2 of 2 inputs:")
     assert "policy.init 'gpt2-large': " in error and "Connection refused" in error
     assert "reward.model 'siebert/sentiment-roberta-large-english': " in error
@@ -40,15 +47,25 @@ def test_with_the_hub_unreachable_each_model_id_is_named(tmp_path, hub_inputs):
 
 def test_with_local_folders_it_does_nothing(tmp_path, hub_inputs):
     classifier, positive = hub_inputs["classifiers"]["siebert"]
-    rc, log = download(tmp_path, config={"data": {"path": str(hub_inputs["imdb"])},
-                                         "policy": {"init": str(hub_inputs["gpt2"])},
-                                         "reward": {"model": str(classifier)}})
+    rc, log = download(
+        tmp_path,
+        config={
+            "data": {"path": str(hub_inputs["imdb"])},
+            "policy": {"init": str(hub_inputs["gpt2"])},
+            "reward": {"model": str(classifier)},
+        },
+    )
     assert rc == 0 and "nothing to download: every input is local or built here" in log
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["logs"]
 
 
 def test_the_embedded_default_has_nothing_to_download(tmp_path):
-    rc, log = download(tmp_path, config={"data": {"source": "embedded", "path": None},
-                                         "policy": {"init": "scratch"},
-                                         "reward": {"backend": "vader", "model": None}})
+    rc, log = download(
+        tmp_path,
+        config={
+            "data": {"source": "embedded", "path": None},
+            "policy": {"init": "scratch"},
+            "reward": {"backend": "vader", "model": None},
+        },
+    )
     assert rc == 0 and "nothing to download" in log

@@ -8,13 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from conftest import fake_evaluation
+
 from pipeline import evaluate
+from pipeline.bootstrap import interval, replicates
 from pipeline.evaluate import distinct_2, draw, kl_measures, select_prompts, token_kl
 from pipeline.logprobs import forward_logprobs, left_pad
 from pipeline.models import build_gpt2
-from pipeline.bootstrap import interval, replicates
 from pipeline.table import COLUMNS, build_table
 
 
@@ -43,7 +43,9 @@ def test_exact_kl_is_non_negative_for_random_models(tokenizer):
     q = build_gpt2(tokenizer, 1, 16, 2, 32).eval()
     batch = left_pad([[1, 2], [3]], [[4, 5, 6], [7, 8]], pad_id=0)
     with torch.no_grad():
-        per_token = token_kl(forward_logprobs(p, batch), forward_logprobs(q, batch), batch.response_mask)
+        per_token = token_kl(
+            forward_logprobs(p, batch), forward_logprobs(q, batch), batch.response_mask
+        )
     assert (per_token >= 0).all() and (per_token[batch.response_mask] > 0).all()
     assert (per_token[~batch.response_mask] == 0).all()
 
@@ -52,8 +54,14 @@ def test_exact_kl_agrees_with_the_monte_carlo_log_ratio(policy, tokenizer):
     q = perturbed(policy, 0.05, seed=0)
     prompts = pd.DataFrame({"prompt_id": range(8), "prompt_ids": [[5 + i, 6] for i in range(8)]})
     samples = draw(policy, tokenizer, prompts, n=100, batch_size=400, max_new_tokens=6, seed=0)
-    out = kl_measures(policy, q, samples["prompt_ids"].tolist(), samples["completion_ids"].tolist(),
-                      tokenizer.pad_token_id, batch_size=400)
+    out = kl_measures(
+        policy,
+        q,
+        samples["prompt_ids"].tolist(),
+        samples["completion_ids"].tolist(),
+        tokenizer.pad_token_id,
+        batch_size=400,
+    )
     diff = out["kl_k1"] - out["kl"]
     se = diff.std(ddof=1) / math.sqrt(len(diff))
     assert out["kl"].mean() > 0.05
@@ -75,18 +83,45 @@ def test_evaluation_samples_come_from_the_evaluated_policy(policy_dir, tmp_path,
     tokenizer.save_pretrained(folder)
     prompts = pd.DataFrame({"prompt_id": [0, 1], "prompt_ids": [[5, 6], [7, 8]]})
     prompts.to_parquet(tmp_path / "prompts.parquet")
-    params = {"n_prompts": 2, "samples_per_prompt": 3, "batch_size": 8, "seed": 0,
-              "max_new_tokens": 5, "reward": {"backend": "vader", "model": None,
-                                              "positive_label": "POSITIVE", "batch_size": 8,
-                                              "max_length": 64}}
+    params = {
+        "n_prompts": 2,
+        "samples_per_prompt": 3,
+        "batch_size": 8,
+        "seed": 0,
+        "max_new_tokens": 5,
+        "reward": {
+            "backend": "vader",
+            "model": None,
+            "positive_label": "POSITIVE",
+            "batch_size": 8,
+            "max_length": 64,
+        },
+    }
     ref_samples = tmp_path / "ref_samples.parquet"
-    pd.DataFrame({"prompt_id": [0], "sample_id": [0], "prompt_ids": [[5, 6]],
-                  "completion_ids": [[9, 10]]}).to_parquet(ref_samples)
+    pd.DataFrame(
+        {"prompt_id": [0], "sample_id": [0], "prompt_ids": [[5, 6]], "completion_ids": [[9, 10]]}
+    ).to_parquet(ref_samples)
     out = {k: tmp_path / f"{k}.out" for k in ("samples", "reverse_kl", "summary")}
-    evaluate.main(["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),
-                   "--policy", str(folder), "--reference", str(policy_dir),
-                   "--ref-samples", str(ref_samples), "--samples", str(out["samples"]),
-                   "--reverse-kl", str(out["reverse_kl"]), "--summary", str(out["summary"])])
+    evaluate.main(
+        [
+            "--params",
+            json.dumps(params),
+            "--prompts",
+            str(tmp_path / "prompts.parquet"),
+            "--policy",
+            str(folder),
+            "--reference",
+            str(policy_dir),
+            "--ref-samples",
+            str(ref_samples),
+            "--samples",
+            str(out["samples"]),
+            "--reverse-kl",
+            str(out["reverse_kl"]),
+            "--summary",
+            str(out["summary"]),
+        ]
+    )
     samples = pd.read_parquet(out["samples"])
     tokens = np.concatenate(samples["completion_ids"].to_numpy())
     assert (tokens == 42).mean() > 0.99
@@ -100,8 +135,9 @@ def test_sampling_and_logprobs_use_the_same_distribution(policy):
     gen = torch.Generator().manual_seed(0)
     from pipeline.sample import sample
 
-    tokens = torch.tensor([c[0] for c in sample(policy, [[5, 6]] * n, 1, eos_id=-1, pad_id=0,
-                                                generator=gen)])
+    tokens = torch.tensor(
+        [c[0] for c in sample(policy, [[5, 6]] * n, 1, eos_id=-1, pad_id=0, generator=gen)]
+    )
     with torch.no_grad():
         probs = policy(torch.tensor([[5, 6]])).logits[0, -1].softmax(-1)
     top = probs.argsort(descending=True)
@@ -151,19 +187,25 @@ def test_table_schema_and_rows(tmp_path):
     agg = dpo.iloc[0]
     assert agg["n"] == 40 and agg["n_seeds"] == 2 and agg["param"] == "beta" and agg["value"] == 0.1
     assert dpo.iloc[1]["n_seeds"] == 1 and dpo.iloc[1]["kl"] > agg["kl"]
-    assert ((table["sentiment_lo"] <= table["sentiment"]) & (table["sentiment"] <= table["sentiment_hi"])).all()
+    assert (
+        (table["sentiment_lo"] <= table["sentiment"])
+        & (table["sentiment"] <= table["sentiment_hi"])
+    ).all()
     assert (table["kl"] >= 0).all()
     # the one-seed rows say their interval covers the prompts only; two seeds: seeds too
     assert set(table[table["n_seeds"] == 1]["ci_over"]) == {"prompts"}
     assert agg["ci_over"] == "seeds+prompts"
 
 
-@pytest.mark.parametrize("pid, meta", [
-    ("sft", None),
-    ("dpo/0.1/seed0", ("dpo", 0.1, 0, 1)),
-    ("cringe/0.0/seed3/round2", ("cringe", 0.0, 3, 2)),
-    ("ipo/0.5/seed0/round12", ("ipo", 0.5, 0, 12)),
-])
+@pytest.mark.parametrize(
+    "pid, meta",
+    [
+        ("sft", None),
+        ("dpo/0.1/seed0", ("dpo", 0.1, 0, 1)),
+        ("cringe/0.0/seed3/round2", ("cringe", 0.0, 3, 2)),
+        ("ipo/0.5/seed0/round12", ("ipo", 0.5, 0, 12)),
+    ],
+)
 def test_policy_ids_round_trip(pid, meta):
     from pipeline.methods import parse_policy_id, policy_id
 
@@ -175,8 +217,18 @@ def test_policy_ids_round_trip(pid, meta):
     assert policy_id(meta[0], pid.split("/")[1], meta[2], meta[3]) == pid
 
 
-@pytest.mark.parametrize("pid", ["dpo/0.1", "kto/0.1/seed0", "dpo/0.1/s0", "dpo/0.1/seed0/round1",
-                                 "dpo/0.1/seed0/round0", "dpo/0.1/seed0/r2", "dpo/0.1/seed0/round2/x"])
+@pytest.mark.parametrize(
+    "pid",
+    [
+        "dpo/0.1",
+        "kto/0.1/seed0",
+        "dpo/0.1/s0",
+        "dpo/0.1/seed0/round1",
+        "dpo/0.1/seed0/round0",
+        "dpo/0.1/seed0/r2",
+        "dpo/0.1/seed0/round2/x",
+    ],
+)
 def test_a_malformed_policy_id_is_refused(pid):
     from pipeline.methods import parse_policy_id
 
@@ -195,8 +247,14 @@ def test_every_method_has_its_own_colour_and_legend_entry():
 def test_best_of_n_takes_the_best_of_each_prompts_first_n_samples_and_reports_the_kl_bound():
     from pipeline.best_of_n import best_of, kl_bound
 
-    samples = pd.DataFrame({"prompt_id": [0] * 4 + [1] * 4, "sample_id": [0, 1, 2, 3] * 2,
-                            "score": [0.1, 0.7, 0.9, 0.2, 0.5, 0.4, 0.3, 0.95], "length": 3})
+    samples = pd.DataFrame(
+        {
+            "prompt_id": [0] * 4 + [1] * 4,
+            "sample_id": [0, 1, 2, 3] * 2,
+            "score": [0.1, 0.7, 0.9, 0.2, 0.5, 0.4, 0.3, 0.95],
+            "length": 3,
+        }
+    )
     best2, best4 = best_of(samples, 2), best_of(samples, 4)
     assert best2["score"].tolist() == [0.7, 0.5] and best4["score"].tolist() == [0.9, 0.95]
     assert kl_bound(1) == 0.0 and best4["kl"].iloc[0] == pytest.approx(math.log(4) - 3 / 4)

@@ -8,7 +8,6 @@ import sys
 import pandas as pd
 import pytest
 import torch
-
 from runner import CORES, snakemake
 
 EXTENSION = '''
@@ -45,13 +44,18 @@ def test_the_extensions_loss_by_hand_and_its_record(tmp_path, monkeypatch):
     assert record.trainer == "preference" and record.reads == "pairs" and record.loss is loss
 
 
-def test_a_method_registered_outside_the_project_runs_through_the_dag(tmp_path_factory, micro_study):
+def test_a_method_registered_outside_the_project_runs_through_the_dag(
+    tmp_path_factory, micro_study
+):
     workdir = tmp_path_factory.mktemp("extension")
     shutil.copytree(micro_study / "results", workdir / "results")  # pi_ref, pairs, the main study
     module = workdir / "margin_hinge.py"
     module.write_text(EXTENSION)
-    config = {"train": {"extensions": [str(module)], "full_methods": ["margin_hinge"]},
-              "iterative": {"methods": []}, "margin_hinge": {"margin": 3.0}}
+    config = {
+        "train": {"extensions": [str(module)], "full_methods": ["margin_hinge"]},
+        "iterative": {"methods": []},
+        "margin_hinge": {"margin": 3.0},
+    }
     snakemake(workdir, "--cores", CORES, "results/table_full.csv", config=config)
     table = pd.read_csv(workdir / "results/table_full.csv")
     row = table[(table["kind"] == "policy") & (table["method"] == "margin_hinge")]
@@ -61,17 +65,28 @@ def test_a_method_registered_outside_the_project_runs_through_the_dag(tmp_path_f
     assert "margin_hinge: sample reward" in log
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"train": {"full_methods": ["plackett_luce"]}, "sample": {"n_per_prompt": 2}},
-     "plackett_luce trains on rankings of each prompt's samples, which need sample.n_per_prompt >= 3"),
-    ({"train": {"full_methods": ["grpo"]}, "sample": {"n_per_prompt": 3}},
-     "grpo samples groups of sample.n_per_prompt (3) per prompt: at least 2, dividing"
-     " ppo.rollout_size (8)"),
-    ({"train": {"extensions": ["no/such/module.py"]}},
-     "train.extensions: 'no/such/module.py' does not exist"),
-])
-def test_a_method_whose_data_the_config_cannot_give_is_refused_before_any_job(tmp_path, config,
-                                                                               message):
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"train": {"full_methods": ["plackett_luce"]}, "sample": {"n_per_prompt": 2}},
+            "plackett_luce trains on rankings of each prompt's samples, which need"
+            " sample.n_per_prompt >= 3",
+        ),
+        (
+            {"train": {"full_methods": ["grpo"]}, "sample": {"n_per_prompt": 3}},
+            "grpo samples groups of sample.n_per_prompt (3) per prompt: at least 2, dividing"
+            " ppo.rollout_size (8)",
+        ),
+        (
+            {"train": {"extensions": ["no/such/module.py"]}},
+            "train.extensions: 'no/such/module.py' does not exist",
+        ),
+    ],
+)
+def test_a_method_whose_data_the_config_cannot_give_is_refused_before_any_job(
+    tmp_path, config, message
+):
     proc = snakemake(tmp_path, "-n", config=config, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and message in out and "Traceback" not in out

@@ -4,11 +4,11 @@ BOS (as Llama 3's does) and Qwen2 (no BOS, its own pad token, attention biases, 
 rows than tokens). Prompts and SFT reviews start with a BOS exactly where the tokenizer adds one;
 a response's log-probs hold its own tokens and its EOS, never a BOS, a padding or a prompt token."""
 
+import hub_formats
 import pandas as pd
 import pytest
 import torch
 
-import hub_formats
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.models import load_causal_lm
@@ -38,8 +38,8 @@ def test_prompts_hold_the_drawn_number_of_text_tokens_after_the_bos(family):
     prompts = make_prompts(reviews, tok, 2, 8, seed=0)
     bos = bos_ids(tok)
     for ids, text in zip(prompts["prompt_ids"], prompts["prompt"]):
-        assert ids[:len(bos)] == bos and 2 <= len(ids) - len(bos) <= 8
-        assert not set(ids[len(bos):]) & set(tok.all_special_ids)
+        assert ids[: len(bos)] == bos and 2 <= len(ids) - len(bos) <= 8
+        assert not set(ids[len(bos) :]) & set(tok.all_special_ids)
         assert "<|" not in text  # the readable prompt shows no special token
 
 
@@ -48,8 +48,8 @@ def test_sft_reviews_start_with_the_bos_and_end_with_eos_not_padding(family):
     texts = ["A short review.", "word " * 200]
     short, long = encode(tok, texts, 24)
     bos = bos_ids(tok)
-    assert short[:len(bos)] == bos and short[-1] == tok.eos_token_id
-    assert len(long) == 24 and long[:len(bos)] == bos and tok.eos_token_id not in long
+    assert short[: len(bos)] == bos and short[-1] == tok.eos_token_id
+    assert len(long) == 24 and long[: len(bos)] == bos and tok.eos_token_id not in long
     if name == "qwen2":
         assert tok.pad_token_id != tok.eos_token_id  # Qwen2's own pad token, not its EOS
 
@@ -63,8 +63,11 @@ def test_response_logprobs_alone_equal_inside_a_left_padded_batch(family):
     others = [(bos + [43], [60, eos]), (bos + list(range(70, 80)), list(range(80, 92)))]
     with torch.no_grad():
         alone = response_logprobs(model, left_pad([target[0]], [target[1]], tok.pad_token_id))
-        batch = left_pad([target[0]] + [p for p, _ in others], [target[1]] + [r for _, r in others],
-                         tok.pad_token_id)
+        batch = left_pad(
+            [target[0]] + [p for p, _ in others],
+            [target[1]] + [r for _, r in others],
+            tok.pad_token_id,
+        )
         assert batch.attention_mask[0, 0] == 0 and batch.response_mask[0].sum() == len(target[1])
         padded = response_logprobs(model, batch)
         ids = torch.tensor([target[0] + target[1]])
@@ -88,9 +91,20 @@ def test_samples_end_at_eos_and_their_text_shows_no_special_token(family):
     name, tok, model = family
     bos = bos_ids(tok)
     prompts = pd.DataFrame({"prompt_id": [0, 1], "prompt_ids": [bos + [40, 41], bos + [42]]})
-    table = sample_table(model, tok, prompts, {"n_per_prompt": 16, "max_new_tokens": 12,
-                                               "temperature": 1.0, "top_k": 0, "top_p": 1.0,
-                                               "batch_size": 32, "seed": 0})
+    table = sample_table(
+        model,
+        tok,
+        prompts,
+        {
+            "n_per_prompt": 16,
+            "max_new_tokens": 12,
+            "temperature": 1.0,
+            "top_k": 0,
+            "top_p": 1.0,
+            "batch_size": 32,
+            "seed": 0,
+        },
+    )
     for ids, ended in zip(table["completion_ids"], table["ended"]):
         assert tok.eos_token_id not in ids[:-1] and ended == (ids[-1] == tok.eos_token_id)
     assert not table["text"].str.contains("<|im_", regex=False).any()
@@ -100,8 +114,9 @@ def test_exact_kl_is_zero_against_itself_and_positive_against_another_policy(fam
     name, tok, model = family
     bos = bos_ids(tok)
     prompts = [bos + [40, 41], bos + [42, 43, 44]]
-    completions = sample(model, prompts, 8, tok.eos_token_id, tok.pad_token_id,
-                         torch.Generator().manual_seed(0))
+    completions = sample(
+        model, prompts, 8, tok.eos_token_id, tok.pad_token_id, torch.Generator().manual_seed(0)
+    )
     twin = load_causal_lm(model.name_or_path, "policy").eval()
     same = kl_measures(twin, model, prompts, completions, tok.pad_token_id, 2)
     assert (same["kl"] == 0).all() and (same["kl_k1"] == 0).all()

@@ -37,7 +37,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(u)
         for v in sorted(graph.get(u, ())):
             if state.get(v) == "open":
-                return path[path.index(v):] + [v]
+                return path[path.index(v) :] + [v]
             if v not in state and (cycle := visit(v)):
                 return cycle
         state[u] = "done"
@@ -64,8 +64,13 @@ def test_the_pipeline_modules_import_one_another_without_a_cycle():
 
 
 # (module, the pipeline module it may import inside a function, why)
-LAZY = {("score", "classifiers",
-         "the VADER default's score stage would load torch and transformers for nothing")}
+LAZY = {
+    (
+        "score",
+        "classifiers",
+        "the VADER default's score stage would load torch and transformers for nothing",
+    )
+}
 
 
 def test_every_pipeline_import_is_at_the_top_of_its_file():
@@ -76,9 +81,13 @@ def test_every_pipeline_import_is_at_the_top_of_its_file():
     for path in sorted(PIPELINE.glob("*.py")):
         tree = ast.parse(path.read_text())
         top = set(map(id, tree.body))
-        late += [f"{path.name}:{node.lineno}" for node in ast.walk(tree)
-                 if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top
-                 and {(path.stem, dep) for dep in imported_modules(node, modules)} - allowed]
+        late += [
+            f"{path.name}:{node.lineno}"
+            for node in ast.walk(tree)
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            and id(node) not in top
+            and {(path.stem, dep) for dep in imported_modules(node, modules)} - allowed
+        ]
     assert not late, f"imports of pipeline modules inside functions or classes: {late}"
 
 

@@ -1,8 +1,14 @@
 import torch
 import torch.nn.functional as F
 
-from pipeline.logprobs import (forward_logits, forward_logprobs, left_pad, next_token_logprobs,
-                              response_logprobs, token_logprobs)
+from pipeline.logprobs import (
+    forward_logits,
+    forward_logprobs,
+    left_pad,
+    next_token_logprobs,
+    response_logprobs,
+    token_logprobs,
+)
 
 
 def test_response_logprobs_alone_equal_inside_left_padded_batch(policy):
@@ -10,7 +16,9 @@ def test_response_logprobs_alone_equal_inside_left_padded_batch(policy):
     others = [([3], [4, 6]), ([20, 21, 22, 23, 24, 25, 26, 27], [30, 31, 32, 33, 34, 35, 36])]
     with torch.no_grad():
         alone = response_logprobs(policy, left_pad([target[0]], [target[1]], pad_id=0))
-        batch = left_pad([target[0]] + [p for p, _ in others], [target[1]] + [r for _, r in others], 0)
+        batch = left_pad(
+            [target[0]] + [p for p, _ in others], [target[1]] + [r for _, r in others], 0
+        )
         assert batch.attention_mask[0, 0] == 0, "the target row must actually be padded"
         padded = response_logprobs(policy, batch)
     torch.testing.assert_close(padded[0], alone[0], atol=1e-5, rtol=0)

@@ -5,11 +5,25 @@ import math
 import pytest
 import torch
 
-from pipeline.losses import (AdaptiveKLController, FixedKLController, bradley_terry_loss, ce_loss,
-                             conservative_dpo_loss, cringe_gate, cringe_token_loss, dpo_loss, gae,
-                             ipo_loss, kl_penalised_rewards, pairwise_cringe_loss,
-                             plackett_luce_loss, ppo_policy_loss, ppo_value_loss,
-                             unlikelihood_loss, whiten)
+from pipeline.losses import (
+    AdaptiveKLController,
+    FixedKLController,
+    bradley_terry_loss,
+    ce_loss,
+    conservative_dpo_loss,
+    cringe_gate,
+    cringe_token_loss,
+    dpo_loss,
+    gae,
+    ipo_loss,
+    kl_penalised_rewards,
+    pairwise_cringe_loss,
+    plackett_luce_loss,
+    ppo_policy_loss,
+    ppo_value_loss,
+    unlikelihood_loss,
+    whiten,
+)
 
 t = torch.tensor
 
@@ -45,11 +59,13 @@ def test_cringe_samples_the_positive_from_the_top_k_softmax():
     gen = torch.Generator().manual_seed(0)
     per_row = cringe_token_loss(logits, negatives, mask, k=2, generator=gen)
     took_best = torch.isclose(per_row, t(math.log(1 + math.e)))
-    took_second = torch.isclose(per_row, t(math.log(1 + math.e ** 2)))
+    took_second = torch.isclose(per_row, t(math.log(1 + math.e**2)))
     assert (took_best | took_second).all()
     p, se = took_best.float().mean().item(), math.sqrt(0.7311 * 0.2689 / n)
     assert abs(p - 0.7311) < 4 * se
-    again = cringe_token_loss(logits, negatives, mask, k=2, generator=torch.Generator().manual_seed(0))
+    again = cringe_token_loss(
+        logits, negatives, mask, k=2, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(per_row, again), "a fixed generator fixes the sampled positives"
 
 
@@ -70,7 +86,9 @@ def test_gate_limits_and_stop_gradient():
     g = cringe_gate(w, torch.zeros(3), b=0.0, tau=1.0)
     assert g[0].item() == 0.5 and g[1].item() < 1e-6 and g[2].item() > 1 - 1e-6
     assert not g.requires_grad
-    assert cringe_gate(t([3.0]), t([1.0]), b=4.0, tau=2.0).item() == pytest.approx(1 / (1 + math.exp(-1)))
+    assert cringe_gate(t([3.0]), t([1.0]), b=4.0, tau=2.0).item() == pytest.approx(
+        1 / (1 + math.exp(-1))
+    )
 
 
 def test_pairwise_cringe_gates_as_configured():
@@ -80,8 +98,13 @@ def test_pairwise_cringe_gates_as_configured():
 
 
 def test_kl_penalised_rewards_by_hand():
-    rewards = kl_penalised_rewards(t([[0.0, -1.0, -2.0]]), t([[0.0, -1.5, -1.0]]),
-                                   t([[False, True, True]]), t([0.7]), kl_coef=0.1)
+    rewards = kl_penalised_rewards(
+        t([[0.0, -1.0, -2.0]]),
+        t([[0.0, -1.5, -1.0]]),
+        t([[False, True, True]]),
+        t([0.7]),
+        kl_coef=0.1,
+    )
     torch.testing.assert_close(rewards, t([[0.0, -0.05, 0.8]]))
 
 
@@ -115,7 +138,7 @@ def test_ppo_value_loss_takes_the_larger_of_clipped_and_unclipped():
     loss = ppo_value_loss(t([[2.0]]), t([[1.0]]), t([[0.0]]), t([[True]]), clip=0.5)
     assert loss.item() == pytest.approx(0.5 * 4.0)
     loss = ppo_value_loss(t([[0.2]]), t([[1.0]]), t([[1.5]]), t([[True]]), clip=0.5)
-    assert loss.item() == pytest.approx(0.5 * max(1.3 ** 2, 1.0 ** 2))
+    assert loss.item() == pytest.approx(0.5 * max(1.3**2, 1.0**2))
 
 
 def test_adaptive_kl_controller_update_rule():
@@ -123,7 +146,7 @@ def test_adaptive_kl_controller_update_rule():
     ctl.update(kl=12.0, n_samples=100)  # error clipped to +0.2
     assert ctl.value == pytest.approx(0.2 * (1 + 0.2 * 100 / 10_000))
     ctl = AdaptiveKLController(0.2, target=6.0, horizon=10_000)
-    ctl.update(kl=6.6, n_samples=100)   # error 0.1
+    ctl.update(kl=6.6, n_samples=100)  # error 0.1
     assert ctl.value == pytest.approx(0.2 * (1 + 0.1 * 0.01))
     ctl.update(kl=0.0, n_samples=5_000)  # error clipped to -0.2
     assert ctl.value == pytest.approx(0.2 * 1.001 * 0.9)
@@ -135,20 +158,20 @@ def test_adaptive_kl_controller_update_rule():
 def test_ipo_loss_by_hand():
     # log-ratios: chosen -1 - (-2) = 1, rejected -3 - (-2) = -1, so h = 2
     args = t([-1.0]), t([-3.0]), t([-2.0]), t([-2.0])
-    assert ipo_loss(*args, tau=0.5).item() == 1.0   # target 1/(2 * 0.5) = 1: (2 - 1)^2
+    assert ipo_loss(*args, tau=0.5).item() == 1.0  # target 1/(2 * 0.5) = 1: (2 - 1)^2
     assert ipo_loss(*args, tau=1.0).item() == 2.25  # target 0.5: 1.5^2
     assert ipo_loss(*args, tau=0.25).item() == 0.0  # target 2: h is on it
     at_ref = ipo_loss(t([-4.0]), t([-7.0]), t([-4.0]), t([-7.0]), tau=0.1)
-    assert at_ref.item() == pytest.approx(25.0)          # h = 0: (1/(2 * 0.1))^2
+    assert at_ref.item() == pytest.approx(25.0)  # h = 0: (1/(2 * 0.1))^2
 
 
 def test_ipo_gradient_pulls_h_towards_the_target_from_both_sides():
-    w, l = t([-1.0], requires_grad=True), t([-3.0], requires_grad=True)
-    ipo_loss(w, l, t([-2.0]), t([-2.0]), tau=0.5).backward()
-    assert (w.grad.item(), l.grad.item()) == (2.0, -2.0)  # dL/dh = 2 (h - 1) = 2
-    w, l = t([-1.0], requires_grad=True), t([-3.0], requires_grad=True)
-    ipo_loss(w, l, t([-2.0]), t([-2.0]), tau=1 / 6).backward()  # target 3 > h = 2
-    assert w.grad.item() == pytest.approx(-2.0) and l.grad.item() == pytest.approx(2.0)
+    w, lose = t([-1.0], requires_grad=True), t([-3.0], requires_grad=True)
+    ipo_loss(w, lose, t([-2.0]), t([-2.0]), tau=0.5).backward()
+    assert (w.grad.item(), lose.grad.item()) == (2.0, -2.0)  # dL/dh = 2 (h - 1) = 2
+    w, lose = t([-1.0], requires_grad=True), t([-3.0], requires_grad=True)
+    ipo_loss(w, lose, t([-2.0]), t([-2.0]), tau=1 / 6).backward()  # target 3 > h = 2
+    assert w.grad.item() == pytest.approx(-2.0) and lose.grad.item() == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize("tau", [0.0, -0.1])
@@ -159,8 +182,9 @@ def test_ipo_tau_must_be_positive(tau):
 
 def test_conservative_dpo_loss_by_hand():
     # beta * h = 0.5 * (1 - (-1)) = 1, as in test_dpo_loss_by_hand
-    loss = conservative_dpo_loss(t([-1.0]), t([-3.0]), t([-2.0]), t([-2.0]), beta=0.5,
-                                 label_smoothing=0.1)
+    loss = conservative_dpo_loss(
+        t([-1.0]), t([-3.0]), t([-2.0]), t([-2.0]), beta=0.5, label_smoothing=0.1
+    )
     expected = 0.9 * math.log(1 + math.exp(-1)) + 0.1 * math.log(1 + math.e)
     assert loss.item() == pytest.approx(expected)
 
@@ -169,8 +193,9 @@ def test_conservative_dpo_with_no_smoothing_is_dpo_exactly():
     gen = torch.Generator().manual_seed(0)
     args = [torch.randn(64, generator=gen) * 20 for _ in range(4)]  # wide: saturated sigmoids too
     for beta in (0.05, 0.1, 1.0, 5.0):
-        assert torch.equal(conservative_dpo_loss(*args, beta=beta, label_smoothing=0.0),
-                           dpo_loss(*args, beta=beta))
+        assert torch.equal(
+            conservative_dpo_loss(*args, beta=beta, label_smoothing=0.0), dpo_loss(*args, beta=beta)
+        )
 
 
 def test_conservative_dpo_stops_pushing_at_a_finite_margin():
@@ -229,7 +254,7 @@ def test_plackett_luce_loss_by_hand_for_three_responses():
     policy = t([[-1.0, -2.0, -3.0], [-5.0, -6.0, -7.0]])
     ref = t([[-3.0, -3.0, -3.0], [-5.0, -6.0, -7.0]])
     loss = plackett_luce_loss(policy, ref, beta=1.0)
-    row0 = math.log(e ** 2 + e + 1) - 2 + math.log(e + 1) - 1
+    row0 = math.log(e**2 + e + 1) - 2 + math.log(e + 1) - 1
     torch.testing.assert_close(loss, t([row0, math.log(6)]))
 
 
@@ -245,8 +270,9 @@ def test_plackett_luce_ignores_a_constant_added_to_a_prompts_log_ratios():
     gen = torch.Generator().manual_seed(1)
     policy, ref = torch.randn(8, 4, generator=gen), torch.randn(8, 4, generator=gen)
     shift = torch.randn(8, 1, generator=gen) * 10  # one constant per prompt
-    torch.testing.assert_close(plackett_luce_loss(policy + shift, ref, beta=0.5),
-                               plackett_luce_loss(policy, ref, beta=0.5))
+    torch.testing.assert_close(
+        plackett_luce_loss(policy + shift, ref, beta=0.5), plackett_luce_loss(policy, ref, beta=0.5)
+    )
 
 
 def test_plackett_luce_needs_a_ranking_of_at_least_two():

@@ -14,13 +14,17 @@ def test_pretrained_policy_loads_from_a_local_folder(policy_dir):
 
 
 def test_missing_model_path_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="policy.init: model path '.*nowhere' does not exist"):
+    with pytest.raises(
+        FileNotFoundError, match="policy.init: model path '.*nowhere' does not exist"
+    ):
         load_causal_lm(str(tmp_path / "nowhere"), "policy.init")
 
 
 def test_hub_id_while_offline_says_how_to_use_a_local_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(FileNotFoundError, match="hub is unreachable.*set policy.init to the local folder"):
+    with pytest.raises(
+        FileNotFoundError, match="hub is unreachable.*set policy.init to the local folder"
+    ):
         load_causal_lm("gpt2-large", "policy.init")
 
 
@@ -43,7 +47,10 @@ def test_tokenizer_without_eos_is_refused(tokenizer, tmp_path):
 
 
 def test_a_classifier_folder_is_not_a_causal_lm(classifier_dir):
-    with pytest.raises(ValueError, match=r"is not a causal LM \(architectures: \['GPT2ForSequenceClassification'\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"is not a causal LM \(architectures: \['GPT2ForSequenceClassification'\]\)",
+    ):
         load_causal_lm(str(classifier_dir), "policy")
 
 
@@ -61,20 +68,32 @@ def test_a_tokenizer_folder_loads_as_auto_tokenizer_loads_it(tokenizer, tmp_path
     from pipeline.safe_loading import tokenizer_loader
 
     tokenizer.save_pretrained(tmp_path)
-    assert tokenizer_loader(str(tmp_path)).__self__.__name__ in ("TokenizersBackend",
-                                                                "PreTrainedTokenizerFast")
+    assert tokenizer_loader(str(tmp_path)).__self__.__name__ in (
+        "TokenizersBackend",
+        "PreTrainedTokenizerFast",
+    )
     ours = load_tokenizer(str(tmp_path), "tokenizer")
     auto = AutoTokenizer.from_pretrained(str(tmp_path), padding_side="left")
     assert type(ours) is type(auto)
     assert (ours.padding_side, ours.model_max_length, ours.all_special_ids, len(ours)) == (
-        auto.padding_side, auto.model_max_length, auto.all_special_ids, len(auto))
-    texts = ["A film that, frankly, nobody should miss!", "Worst. Movie. Ever... 0/10 <|endoftext|>"]
-    assert ours(texts, add_special_tokens=False)["input_ids"] == auto(
-        texts, add_special_tokens=False)["input_ids"]
+        auto.padding_side,
+        auto.model_max_length,
+        auto.all_special_ids,
+        len(auto),
+    )
+    texts = [
+        "A film that, frankly, nobody should miss!",
+        "Worst. Movie. Ever... 0/10 <|endoftext|>",
+    ]
+    assert (
+        ours(texts, add_special_tokens=False)["input_ids"]
+        == auto(texts, add_special_tokens=False)["input_ids"]
+    )
     ids = auto(texts)["input_ids"]
     assert ours.batch_decode(ids) == auto.batch_decode(ids)
     assert ours.batch_decode(ids, skip_special_tokens=True) == auto.batch_decode(
-        ids, skip_special_tokens=True)
+        ids, skip_special_tokens=True
+    )
 
 
 def test_a_model_folder_still_goes_through_auto_tokenizer(policy_dir):
@@ -87,9 +106,11 @@ def test_the_tokenizer_prompts_and_vader_score_stages_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, pipeline.tokenizer, pipeline.prompts, pipeline.score;"
-            " pipeline.score.make_scorer({'backend': 'vader'})(['a fine film']);"
-            " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))")
+    code = (
+        "import sys, pipeline.tokenizer, pipeline.prompts, pipeline.score;"
+        " pipeline.score.make_scorer({'backend': 'vader'})(['a fine film']);"
+        " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -100,12 +121,16 @@ def test_stages_let_torch_threads_spin_briefly_unless_told_otherwise():
     import sys
 
     def wait(**env):
-        code = ("import pipeline, torch, os;"
-                " print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))")
-        environ = {k: v for k, v in os.environ.items()
-                   if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | env
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=True, env=environ).stdout.split()
+        code = (
+            "import pipeline, torch, os;"
+            " print(os.environ.get('GOMP_SPINCOUNT'), os.environ.get('OMP_WAIT_POLICY'))"
+        )
+        environ = {
+            k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+        } | env
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environ
+        ).stdout.split()
 
     assert wait() == ["1000", "None"]
     assert wait(OMP_WAIT_POLICY="passive") == ["None", "passive"]

@@ -50,18 +50,20 @@ def test_unknown_mode_is_refused():
 
 def pair_table(n: int) -> pd.DataFrame:
     """The columns of pipeline.pairs plus the cached reference log-probs; chosen always wins."""
-    return pd.DataFrame({
-        "prompt_id": range(n),
-        "prompt_ids": [[1, i] for i in range(n)],
-        "chosen_ids": [[100 + i, 7] for i in range(n)],
-        "rejected_ids": [[200 + i] for i in range(n)],
-        "chosen_score": [0.9] * n,
-        "rejected_score": [0.1] * n,
-        "chosen": [f"good {i}" for i in range(n)],
-        "rejected": [f"bad {i}" for i in range(n)],
-        "ref_chosen": [-1.0 - i for i in range(n)],
-        "ref_rejected": [-2.0 - i for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "prompt_id": range(n),
+            "prompt_ids": [[1, i] for i in range(n)],
+            "chosen_ids": [[100 + i, 7] for i in range(n)],
+            "rejected_ids": [[200 + i] for i in range(n)],
+            "chosen_score": [0.9] * n,
+            "rejected_score": [0.1] * n,
+            "chosen": [f"good {i}" for i in range(n)],
+            "rejected": [f"bad {i}" for i in range(n)],
+            "ref_chosen": [-1.0 - i for i in range(n)],
+            "ref_rejected": [-2.0 - i for i in range(n)],
+        }
+    )
 
 
 def test_apply_noise_swaps_exactly_the_flipped_rows():
@@ -72,8 +74,12 @@ def test_apply_noise_swaps_exactly_the_flipped_rows():
     assert np.array_equal(flipped, noisy_labels(200, 0.3, "flip", 3)) and 0 < flipped.sum() < 200
     pd.testing.assert_frame_equal(pairs, original)  # the input is left alone
     pd.testing.assert_frame_equal(out.loc[~flipped, pairs.columns], pairs.loc[~flipped])
-    for chosen, rejected in [("chosen_ids", "rejected_ids"), ("chosen_score", "rejected_score"),
-                             ("chosen", "rejected"), ("ref_chosen", "ref_rejected")]:
+    for chosen, rejected in [
+        ("chosen_ids", "rejected_ids"),
+        ("chosen_score", "rejected_score"),
+        ("chosen", "rejected"),
+        ("ref_chosen", "ref_rejected"),
+    ]:
         assert out.loc[flipped, chosen].tolist() == pairs.loc[flipped, rejected].tolist()
         assert out.loc[flipped, rejected].tolist() == pairs.loc[flipped, chosen].tolist()
     for same in ("prompt_id", "prompt_ids"):

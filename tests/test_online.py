@@ -14,8 +14,12 @@ t = torch.tensor
 def rollout(scores):
     n = len(scores)
     logps = -torch.arange(1, 2 * n + 1, dtype=torch.float32).view(n, 2) / 4  # two tokens each
-    return {"scores": t(scores, dtype=torch.float64), "old": logps, "ref": logps - 0.1,
-            "mask": torch.ones(n, 2, dtype=torch.bool)}, logps
+    return {
+        "scores": t(scores, dtype=torch.float64),
+        "old": logps,
+        "ref": logps - 0.1,
+        "mask": torch.ones(n, 2, dtype=torch.bool),
+    }, logps
 
 
 def test_online_dpo_takes_each_pairs_winner_and_learns_nothing_from_a_tie():

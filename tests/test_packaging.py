@@ -1,10 +1,8 @@
 """The conda environment for `--sdm conda` lists the same packages as pyproject.toml."""
 
-import tomllib
-
 import pytest
+import tomllib
 import yaml
-
 from runner import REPO
 
 

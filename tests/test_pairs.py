@@ -9,8 +9,16 @@ def scored(scores_per_prompt):
     rows = []
     for pid, scores in enumerate(scores_per_prompt):
         for sid, s in enumerate(scores):
-            rows.append({"prompt_id": pid, "sample_id": sid, "prompt_ids": [1, pid],
-                         "completion_ids": [10 + sid], "completion": f"c{sid}", "score": s})
+            rows.append(
+                {
+                    "prompt_id": pid,
+                    "sample_id": sid,
+                    "prompt_ids": [1, pid],
+                    "completion_ids": [10 + sid],
+                    "completion": f"c{sid}",
+                    "score": s,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -6,20 +6,28 @@ import re
 
 import pytest
 import yaml
-
 from runner import CORES, REPO, snakemake
 
 PRESET = REPO / "workflow" / "presets" / "paper.yaml"
 PAPER_MICRO = REPO / "tests" / "configs" / "paper_micro.yaml"
-GPU_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo", "evaluate",
-             "best_of_n"}
+GPU_RULES = {
+    "sft",
+    "sample",
+    "score",
+    "reference",
+    "train_pairwise",
+    "train_ppo",
+    "evaluate",
+    "best_of_n",
+}
 SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
 
 
 def plan(workdir, *targets, config=None) -> list[dict]:
     """Each planned job of a dry run: its rule, wildcards, resources and shell command."""
-    out = snakemake(workdir, "-n", "--printshellcmds", *targets, config=config,
-                    configfile=PRESET).stdout
+    out = snakemake(
+        workdir, "-n", "--printshellcmds", *targets, config=config, configfile=PRESET
+    ).stdout
     jobs = []
     for block in re.split(r"\n(?=\[.*\]\n(?:local)?rule )", out)[1:]:
         job = {"rule": re.search(r"rule (\w+):", block)[1]}
@@ -39,19 +47,42 @@ def paper(tmp_path_factory):
 def test_every_stage_sweep_value_and_seed_is_planned(paper):
     preset, jobs = paper
     rules = {j["rule"] for j in jobs}
-    assert rules == {"data", "tokenizer", "prompts", "sft", "sample", "score", "pairs", "reference",
-                     "train_pairwise", "train_ppo", "evaluate", "table", "plots", "side_by_side",
-                     "all", "best_of_n", "optimal", "comparison"}  # pi*'s pool and the comparison
+    assert rules == {
+        "data",
+        "tokenizer",
+        "prompts",
+        "sft",
+        "sample",
+        "score",
+        "pairs",
+        "reference",
+        "train_pairwise",
+        "train_ppo",
+        "evaluate",
+        "table",
+        "plots",
+        "side_by_side",
+        "all",
+        "best_of_n",
+        "optimal",
+        "comparison",
+    }  # pi*'s pool and the comparison
     seeds = preset["train"]["seeds"]
-    expected = {(m, float(v), s) for m in SWEPT for v, s in
-                itertools.product(preset[m][SWEPT[m]], seeds)}
-    trained = [(j["wildcards"]["method"], float(j["wildcards"]["value"]), int(j["wildcards"]["seed"]))
-               for j in jobs if j["rule"].startswith("train_")]
+    expected = {
+        (m, float(v), s) for m in SWEPT for v, s in itertools.product(preset[m][SWEPT[m]], seeds)
+    }
+    trained = [
+        (j["wildcards"]["method"], float(j["wildcards"]["value"]), int(j["wildcards"]["seed"]))
+        for j in jobs
+        if j["rule"].startswith("train_")
+    ]
     assert sorted(trained) == sorted(expected) and len(expected) == 4 * 3 + 2 * 3 + 4 * 3
     evaluated = [j["wildcards"]["policy"] for j in jobs if j["rule"] == "evaluate"]
     assert len(evaluated) == len(set(evaluated)) == len(expected) + 1  # and pi_ref
     # the DPO paper's batch order, in which a prompt's pairs share their responses
-    assert all('"batch_order": "prompt"' in j["shell"] for j in jobs if j["rule"] == "train_pairwise")
+    assert all(
+        '"batch_order": "prompt"' in j["shell"] for j in jobs if j["rule"] == "train_pairwise"
+    )
 
 
 def test_torch_jobs_ask_for_a_gpu_and_the_preset_memory(paper):
@@ -62,7 +93,9 @@ def test_torch_jobs_ask_for_a_gpu_and_the_preset_memory(paper):
             continue
         res = job["resources"]
         wanted = gpu if job["rule"] in GPU_RULES else cpu
-        assert res.get("gpu") == (str(gpu["gpu"]) if job["rule"] in GPU_RULES else None), job["rule"]
+        assert res.get("gpu") == (str(gpu["gpu"]) if job["rule"] in GPU_RULES else None), job[
+            "rule"
+        ]
         assert (int(res["mem_mb"]), int(res["runtime"])) == (wanted["mem_mb"], wanted["runtime"])
 
 
@@ -74,7 +107,9 @@ def test_data_parallel_trainers_ask_for_their_gpus_and_run_under_torchrun(tmp_pa
         parallel = job["rule"] in ("sft", "train_pairwise", "train_ppo", "train_round")
         if job["rule"] in GPU_RULES | rounds:
             assert job["resources"]["gpu"] == ("4" if parallel else "1"), job["rule"]
-            assert ("torchrun --standalone --nproc_per_node 4 -m pipeline." in job["shell"]) == parallel
+            assert (
+                "torchrun --standalone --nproc_per_node 4 -m pipeline." in job["shell"]
+            ) == parallel
 
 
 @pytest.mark.parametrize("family", ["gpt2", "smollm2", "llama_bos", "qwen2"])
@@ -94,9 +129,17 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_
     config["reward"] |= {"model": str(classifier), "positive_label": positive}
     snakemake(tmp_path, "--cores", CORES, "results/table.csv", config=config, configfile=PRESET)
     preset = yaml.safe_load(PRESET.read_text())
-    assert preset["data"]["split"] == ["train", "unsupervised"] and preset["data"]["eval_split"] == "test"
+    assert (
+        preset["data"]["split"] == ["train", "unsupervised"]
+        and preset["data"]["eval_split"] == "test"
+    )
     table = pd.read_csv(tmp_path / "results/table.csv")
-    assert sorted(table.loc[table["kind"] == "policy", "method"]) == ["cringe", "dpo", "pi_ref", "ppo"]
+    assert sorted(table.loc[table["kind"] == "policy", "method"]) == [
+        "cringe",
+        "dpo",
+        "pi_ref",
+        "ppo",
+    ]
     assert (table["kl"] >= 0).all() and table["sentiment"].between(0, 1).all()
     assert table.loc[table["method"] == "pi_ref", "kl"].item() == 0
     sft = pd.read_parquet(tmp_path / "results/data/sft.parquet")

@@ -6,12 +6,20 @@ import time
 import pandas as pd
 import pytest
 import torch
-
-from pipeline import preflight
 from runner import CORES, planned_jobs, snakemake
 
-TORCH_RULES = {"sft", "sample", "score", "reference", "train_pairwise", "train_ppo", "evaluate",
-               "best_of_n"}
+from pipeline import preflight
+
+TORCH_RULES = {
+    "sft",
+    "sample",
+    "score",
+    "reference",
+    "train_pairwise",
+    "train_ppo",
+    "evaluate",
+    "best_of_n",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +54,15 @@ def score_inputs(tmp_path, tokenizer):
     pd.DataFrame({"text": ["A fine film, I loved it."] * 8}).to_parquet(tmp_path / "sft.parquet")
 
     def inputs(memory_mb):
-        params = {"reward": {"backend": "vader", "batch_size": 4}, "prompts": {"max_tokens": 8},
-                  "extensions": [],
-                  "sample": {"max_new_tokens": 8}, "preflight": {"steps": 1, "memory_mb": memory_mb}}
+        params = {
+            "reward": {"backend": "vader", "batch_size": 4},
+            "prompts": {"max_tokens": 8},
+            "extensions": [],
+            "sample": {"max_new_tokens": 8},
+            "preflight": {"steps": 1, "memory_mb": memory_mb},
+        }
         return preflight.Inputs(params, str(tmp_path / "sft.parquet"), str(tmp_path / "tokenizer"))
+
     return inputs
 
 
@@ -82,26 +95,41 @@ def test_an_out_of_memory_error_is_reported_and_any_other_error_raised(score_inp
 
 def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
     ok = {"startup": 1.0, "load": 1.0, "peak_mb": 10.0, "fits": True, "error": ""}
-    measured = {"sft": ok | {"step": 0.1, "heldout_review": 0.01},
-                "sample": ok | {"sample_batch": 1.0, "eval_batch": 1.0, "monitor_batch": 1.0},
-                "score": ok | {"text": 0.001}, "reference": ok | {"batch": 0.5},
-                "train:ipo": ok | {"step": 0.2, "fits": False, "error": "out of memory"},
-                "train:ppo": ok | {"iteration": 3.0, "fits": False, "error": "out of memory"},
-                "kl": ok | {"batch": 0.5, "fits": False, "error": "out of memory"}}
-    q = {"sft": {"holdout": 10, "batch_size": 8, "epochs": 1},
-         "sample": {"batch_size": 64, "n_per_prompt": 4}, "reference": {"batch_size": 64},
-         "evaluate": {"batch_size": 32}, "best_of_n": {"n": [4, 16]},
-         "train": {"reward_prompts": 16, "reward_every": 5},
-         "trainers": {"ipo": {"batch_size": 8, "epochs": 1}, "ppo": {"iterations": 10}},
-         "counts": {"sft_reviews": 200, "samples": 400, "train_prompts": 100, "eval_prompts": 20,
-                    "eval_samples": 40, "jobs": {"ipo": 2, "ppo": 1}, "policies": 4,
-                    "best_of_n_jobs": 1, "cpu_jobs": dict.fromkeys(preflight.CPU_RULES, 1)}}
+    measured = {
+        "sft": ok | {"step": 0.1, "heldout_review": 0.01},
+        "sample": ok | {"sample_batch": 1.0, "eval_batch": 1.0, "monitor_batch": 1.0},
+        "score": ok | {"text": 0.001},
+        "reference": ok | {"batch": 0.5},
+        "train:ipo": ok | {"step": 0.2, "fits": False, "error": "out of memory"},
+        "train:ppo": ok | {"iteration": 3.0, "fits": False, "error": "out of memory"},
+        "kl": ok | {"batch": 0.5, "fits": False, "error": "out of memory"},
+    }
+    q = {
+        "sft": {"holdout": 10, "batch_size": 8, "epochs": 1},
+        "sample": {"batch_size": 64, "n_per_prompt": 4},
+        "reference": {"batch_size": 64},
+        "evaluate": {"batch_size": 32},
+        "best_of_n": {"n": [4, 16]},
+        "train": {"reward_prompts": 16, "reward_every": 5},
+        "trainers": {"ipo": {"batch_size": 8, "epochs": 1}, "ppo": {"iterations": 10}},
+        "counts": {
+            "sft_reviews": 200,
+            "samples": 400,
+            "train_prompts": 100,
+            "eval_prompts": 20,
+            "eval_samples": 40,
+            "jobs": {"ipo": 2, "ppo": 1},
+            "policies": 4,
+            "best_of_n_jobs": 1,
+            "cpu_jobs": dict.fromkeys(preflight.CPU_RULES, 1),
+        },
+    }
     table = preflight.projection(q, measured, 0.5).set_index(["rule", "method"])
     assert table.loc[("train_pairwise", "ipo"), "change"].startswith("dpo.micro_batch_size")
     assert table.loc[("train_ppo", "ppo"), "change"].startswith("ppo.minibatch_size")
     assert table.loc[("evaluate", ""), "change"] == "evaluate.batch_size"
     assert table.loc[("sft", ""), "change"] == ""
-    # 600 pairs of 100 prompts in batches of 8: 75 steps, the reward checked at 0, every 5, and the end
+    # 600 pairs of 100 prompts in batches of 8: 75 steps; the reward checked at 0, every 5, the end
     ipo = table.loc[("train_pairwise", "ipo")]
     assert ipo["units_per_job"] == 75
     assert ipo["seconds_per_job"] == pytest.approx(2.0 + 75 * 0.2 + 16 * (1.0 + 16 * 0.001))

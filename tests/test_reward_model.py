@@ -14,12 +14,27 @@ import torch
 
 from pipeline.logprobs import left_pad
 from pipeline.models import load_causal_lm
-from pipeline.reward_model import (HEAD_FILE, RewardModel, load_reward_model, main,
-                                   save_reward_model, split_by_prompt)
+from pipeline.reward_model import (
+    HEAD_FILE,
+    RewardModel,
+    load_reward_model,
+    main,
+    save_reward_model,
+    split_by_prompt,
+)
 from pipeline.score import make_scorer
 
-PARAMS = {"lr": 3e-3, "batch_size": 16, "epochs": 5, "warmup_steps": 2, "max_grad_norm": 1.0,
-          "optimizer": "adamw", "holdout_fraction": 0.25, "seed": 0, "batch_order": "pair"}
+PARAMS = {
+    "lr": 3e-3,
+    "batch_size": 16,
+    "epochs": 5,
+    "warmup_steps": 2,
+    "max_grad_norm": 1.0,
+    "optimizer": "adamw",
+    "holdout_fraction": 0.25,
+    "seed": 0,
+    "batch_order": "pair",
+}
 N_PROMPTS, PAIRS_PER_PROMPT = 40, 3
 
 
@@ -33,23 +48,51 @@ def synthetic_texts(seed: int = 0) -> pd.DataFrame:
         chars.insert(rng.randrange(4), marker)
         return "".join(chars)
 
-    return pd.DataFrame([{"prompt_id": i, "prompt": "".join(rng.choices("0123456789", k=2)),
-                          "chosen": response("#"), "rejected": response("@")}
-                         for i in range(N_PROMPTS) for _ in range(PAIRS_PER_PROMPT)])
+    return pd.DataFrame(
+        [
+            {
+                "prompt_id": i,
+                "prompt": "".join(rng.choices("0123456789", k=2)),
+                "chosen": response("#"),
+                "rejected": response("@"),
+            }
+            for i in range(N_PROMPTS)
+            for _ in range(PAIRS_PER_PROMPT)
+        ]
+    )
 
 
 def to_pairs(texts: pd.DataFrame, tok) -> pd.DataFrame:
     def enc(column):
         return [tok.encode(t, add_special_tokens=False) for t in texts[column]]
 
-    return pd.DataFrame({"prompt_id": texts["prompt_id"], "prompt_ids": enc("prompt"),
-                         "chosen_ids": enc("chosen"), "rejected_ids": enc("rejected")})
+    return pd.DataFrame(
+        {
+            "prompt_id": texts["prompt_id"],
+            "prompt_ids": enc("prompt"),
+            "chosen_ids": enc("chosen"),
+            "rejected_ids": enc("rejected"),
+        }
+    )
 
 
 def run_main(tmp, policy_dir, pairs_path, params=PARAMS):
-    main(["--params", json.dumps(params), "--pairs", str(pairs_path), "--policy", str(policy_dir),
-          "--model", str(tmp / "model"), "--metrics", str(tmp / "metrics.csv"),
-          "--summary", str(tmp / "summary.json")])
+    main(
+        [
+            "--params",
+            json.dumps(params),
+            "--pairs",
+            str(pairs_path),
+            "--policy",
+            str(policy_dir),
+            "--model",
+            str(tmp / "model"),
+            "--metrics",
+            str(tmp / "metrics.csv"),
+            "--summary",
+            str(tmp / "summary.json"),
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +102,10 @@ def trained(tmp_path_factory, policy_dir, tokenizer):
     texts = synthetic_texts()
     pairs = to_pairs(texts, tokenizer)
     # the scorer re-tokenises decoded text: that must give back the training ids
-    assert (tokenizer.encode(texts["prompt"][0] + texts["chosen"][0], add_special_tokens=False)
-            == pairs["prompt_ids"][0] + pairs["chosen_ids"][0])
+    assert (
+        tokenizer.encode(texts["prompt"][0] + texts["chosen"][0], add_special_tokens=False)
+        == pairs["prompt_ids"][0] + pairs["chosen_ids"][0]
+    )
     pairs.to_parquet(tmp / "pairs.parquet")
     run_main(tmp, policy_dir, tmp / "pairs.parquet")
     return tmp, texts
@@ -77,8 +122,12 @@ def test_training_learns_the_preference_on_held_out_prompts(trained):
     assert metrics["loss"].tail(5).mean() < 0.5 * metrics["loss"].head(5).mean()
     assert set(metrics.columns) >= {"step", "loss", "accuracy", "lr", "seconds"}
     assert summary["reward_std"] > 0
-    assert {p.name for p in (tmp / "model").iterdir()} >= {HEAD_FILE, "model.safetensors",
-                                                            "config.json", "tokenizer.json"}
+    assert {p.name for p in (tmp / "model").iterdir()} >= {
+        HEAD_FILE,
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+    }
 
 
 def test_reward_does_not_depend_on_left_padding(trained):
@@ -102,8 +151,9 @@ def test_save_then_load_gives_identical_rewards(policy_dir, tokenizer, tmp_path)
     loaded = load_reward_model(str(tmp_path), "reward.model")
     batch = left_pad([[1, 2], [3]], [[4, 5, 6], [7, 8, 9, 10, 11]], 0)
     with torch.no_grad():
-        torch.testing.assert_close(loaded.standardised(batch), model.standardised(batch),
-                                   rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            loaded.standardised(batch), model.standardised(batch), rtol=0, atol=1e-6
+        )
     assert loaded.reward_mean.item() == pytest.approx(0.3)
     with pytest.raises(FileNotFoundError, match=f"{policy_dir}.*{HEAD_FILE}"):
         load_reward_model(str(policy_dir), "reward.model")
@@ -111,12 +161,15 @@ def test_save_then_load_gives_identical_rewards(policy_dir, tokenizer, tmp_path)
 
 def test_scorer_returns_standardised_rewards_that_rank_chosen_first(trained):
     tmp, texts = trained
-    scorer = make_scorer({"backend": "reward_model", "model": str(tmp / "model"),
-                          "batch_size": 16, "max_length": 32})
+    scorer = make_scorer(
+        {"backend": "reward_model", "model": str(tmp / "model"), "batch_size": 16, "max_length": 32}
+    )
     train, val = split_by_prompt(texts, PARAMS["holdout_fraction"], PARAMS["seed"])
     # standardised with the training sequences' own mean and std
-    r = scorer((train["prompt"] + train["chosen"]).tolist()
-               + (train["prompt"] + train["rejected"]).tolist())
+    r = scorer(
+        (train["prompt"] + train["chosen"]).tolist()
+        + (train["prompt"] + train["rejected"]).tolist()
+    )
     assert r.dtype == np.float64 and r.shape == (2 * len(train),)
     assert abs(r.mean()) < 1e-4 and r.std(ddof=1) == pytest.approx(1.0, abs=1e-4)
     chosen = scorer((val["prompt"] + val["chosen"]).tolist())
@@ -134,22 +187,43 @@ def test_validation_prompts_are_disjoint_from_training_prompts():
 
 
 @pytest.mark.parametrize("fraction, held", [(0.0, 0), (1.0, N_PROMPTS)])
-def test_a_holdout_that_leaves_a_side_empty_is_refused(fraction, held, tmp_path, policy_dir,
-                                                       tokenizer):
+def test_a_holdout_that_leaves_a_side_empty_is_refused(
+    fraction, held, tmp_path, policy_dir, tokenizer
+):
     to_pairs(synthetic_texts(), tokenizer).to_parquet(tmp_path / "pairs.parquet")
     with pytest.raises(ValueError, match=f"= {fraction} holds out {held} of {N_PROMPTS} prompts"):
-        run_main(tmp_path, policy_dir, tmp_path / "pairs.parquet",
-                 {**PARAMS, "holdout_fraction": fraction})
+        run_main(
+            tmp_path,
+            policy_dir,
+            tmp_path / "pairs.parquet",
+            {**PARAMS, "holdout_fraction": fraction},
+        )
 
 
 def test_an_empty_pairs_file_stops_the_stage_with_one_line(tmp_path, policy_dir, tokenizer):
     to_pairs(synthetic_texts(), tokenizer).iloc[:0].to_parquet(tmp_path / "pairs.parquet")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.reward_model", "--params", json.dumps(PARAMS),
-         "--pairs", str(tmp_path / "pairs.parquet"), "--policy", str(policy_dir),
-         "--model", str(tmp_path / "model"), "--metrics", str(tmp_path / "metrics.csv"),
-         "--summary", str(tmp_path / "summary.json")],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "pipeline.reward_model",
+            "--params",
+            json.dumps(PARAMS),
+            "--pairs",
+            str(tmp_path / "pairs.parquet"),
+            "--policy",
+            str(policy_dir),
+            "--model",
+            str(tmp_path / "model"),
+            "--metrics",
+            str(tmp_path / "metrics.csv"),
+            "--summary",
+            str(tmp_path / "summary.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].endswith("the pairs file holds no pairs")
     assert not (tmp_path / "model").exists()

@@ -2,17 +2,21 @@
 them, though only its start is encoded."""
 
 import pytest
-
 from conftest import REVIEWS
 from hub_formats import GPT2_TOKENIZER
+
 from pipeline.safe_loading import load_tokenizer
 from pipeline.sft import encode
 
 # The test reviews, and texts whose start is cut at an awkward place: runs of spaces and newlines,
 # no whitespace at all, shorter than any cut, punctuation and digits at the cut.
 TEXTS = REVIEWS + [
-    "no-whitespace-at-all" * 60, "short one", "x", "",
-    "a  double  spaced\n\nreview, with\ttabs " * 40, "1999... 2000!!! (sic) " * 80,
+    "no-whitespace-at-all" * 60,
+    "short one",
+    "x",
+    "",
+    "a  double  spaced\n\nreview, with\ttabs " * 40,
+    "1999... 2000!!! (sic) " * 80,
 ]
 
 
@@ -24,7 +28,11 @@ def whole(tok, texts, max_length):
 @pytest.mark.parametrize("max_length", [4, 16, 64, 1000])
 @pytest.mark.parametrize("which", ["embedded default's", "gpt2's"])
 def test_a_reviews_start_encodes_to_the_whole_reviews_first_tokens(tokenizer, which, max_length):
-    tok = tokenizer if which == "embedded default's" else load_tokenizer(str(GPT2_TOKENIZER), "policy")
+    tok = (
+        tokenizer
+        if which == "embedded default's"
+        else load_tokenizer(str(GPT2_TOKENIZER), "policy")
+    )
     assert encode(tok, TEXTS, max_length) == whole(tok, TEXTS, max_length)
 
 

@@ -15,9 +15,17 @@ POLICIES = ["sft", "dpo/0.1/seed0", "ppo/3.0/seed0/round2"]
 
 def eval_samples(offset: float, n_prompts: int = 6) -> pd.DataFrame:
     """Two samples per prompt; sample 1's reward is above sample 0's."""
-    rows = [{"prompt_id": i, "sample_id": k, "completion": f"c{i}.{k} +{offset}",
-             "score": offset + 0.01 * i + 0.1 * k, "kl": 10 * offset + k}
-            for i in range(n_prompts) for k in range(2)]
+    rows = [
+        {
+            "prompt_id": i,
+            "sample_id": k,
+            "completion": f"c{i}.{k} +{offset}",
+            "score": offset + 0.01 * i + 0.1 * k,
+            "kl": 10 * offset + k,
+        }
+        for i in range(n_prompts)
+        for k in range(2)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -44,8 +52,11 @@ def test_each_prompt_block_holds_every_policys_first_sample_pi_ref_first(samples
     for block in blocks:
         pid = int(re.match(r"Prompt (\d+)", block.heading)[1])
         assert f'"prompt {pid}"' in block.heading
-        assert [r[0] for r in block.rows] == ["pi_ref", "dpo beta=0.1 seed 0",
-                                              "ppo target_kl=3 seed 0, round 2"]
+        assert [r[0] for r in block.rows] == [
+            "pi_ref",
+            "dpo beta=0.1 seed 0",
+            "ppo target_kl=3 seed 0, round 2",
+        ]
         for row, (policy, table) in zip(block.rows, samples.items()):
             first = table[(table.prompt_id == pid) & (table.sample_id == 0)].iloc[0]
             assert row[1:] == [f"{first.score:.3f}", f"{first.kl:.2f}", first.completion]
@@ -66,8 +77,10 @@ def test_each_policy_shows_its_highest_and_lowest_reward_samples(samples):
 def test_highest_and_lowest_do_not_repeat_a_sample_when_a_policy_has_few():
     few = {"sft": eval_samples(0.0, n_prompts=1)}  # two samples, three asked for each way
     _, _, [_, (_, [block])] = build(few, PROMPTS, 1, 3, seed=0)
-    assert [(r[0], r[4]) for r in block.rows] == [("highest", "c0.1 +0.0"),
-                                                  ("highest", "c0.0 +0.0")]
+    assert [(r[0], r[4]) for r in block.rows] == [
+        ("highest", "c0.1 +0.0"),
+        ("highest", "c0.0 +0.0"),
+    ]
 
 
 def test_markdown_keeps_each_completion_in_its_cell_and_html_escapes_it(samples):
@@ -92,9 +105,18 @@ def test_the_stage_writes_both_pages(tmp_path, samples):
         (tmp_path / "eval" / pid).mkdir(parents=True)
         table.to_parquet(tmp_path / "eval" / pid / "samples.parquet")
     pd.DataFrame({"prompt_id": PROMPTS.index, "prompt": PROMPTS.values}).to_parquet(
-        tmp_path / "prompts.parquet")
-    args = ["--prompts", str(tmp_path / "prompts.parquet"), "--eval-dir", str(tmp_path / "eval"),
-            "--markdown", str(tmp_path / "samples.md"), "--html", str(tmp_path / "samples.html")]
+        tmp_path / "prompts.parquet"
+    )
+    args = [
+        "--prompts",
+        str(tmp_path / "prompts.parquet"),
+        "--eval-dir",
+        str(tmp_path / "eval"),
+        "--markdown",
+        str(tmp_path / "samples.md"),
+        "--html",
+        str(tmp_path / "samples.html"),
+    ]
     params = {"policies": POLICIES, "prompts": 3, "extremes": 1, "seed": 0}
     side_by_side.main(["--params", json.dumps(params)] + args)
     md = (tmp_path / "samples.md").read_text()
@@ -104,6 +126,7 @@ def test_the_stage_writes_both_pages(tmp_path, samples):
     with pytest.raises(ValueError, match="must start with pi_ref"):
         side_by_side.main(["--params", json.dumps(bad)] + args)
     samples["sft"].assign(prompt_id=samples["sft"]["prompt_id"] + 10).to_parquet(
-        tmp_path / "eval/sft/samples.parquet")
+        tmp_path / "eval/sft/samples.parquet"
+    )
     with pytest.raises(ValueError, match=r"prompt id\(s\) \[10, 11, 12, 13, 14\]"):
         side_by_side.main(["--params", json.dumps(params)] + args)

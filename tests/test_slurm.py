@@ -1,14 +1,14 @@
 """The micro study through a real single-node SLURM cluster with the SLURM profile.
 
-tests/slurm/cluster.sh installs SLURM from Debian, boots it with two fake GPUs and stops it by
-PID. Runs where it can: as root, with apt-get (or SLURM already installed).
+tests/slurm/cluster.sh installs SLURM from Debian, boots it with two fake GPUs, stops it by PID
+and removes what it installed and wrote. Opt-in, since it installs system packages: runs with
+PIPELINE_TEST_SLURM=1 (CI sets it), as root, with apt-get (or SLURM already installed).
 """
 
 import subprocess
 
 import pandas as pd
 import pytest
-
 from runner import REPO, planned_jobs, snakemake, why_no_slurm
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
@@ -25,9 +25,12 @@ def cluster():
     if why_no_slurm():
         pytest.skip(why_no_slurm())
     subprocess.run(["bash", str(CLUSTER), "install"], check=True)
-    subprocess.run(["bash", str(CLUSTER), "start"], check=True)
-    yield
-    subprocess.run(["bash", str(CLUSTER), "stop"], check=False)
+    try:
+        subprocess.run(["bash", str(CLUSTER), "start"], check=True)
+        yield
+    finally:
+        subprocess.run(["bash", str(CLUSTER), "stop"], check=False)
+        subprocess.run(["bash", str(CLUSTER), "uninstall"], check=False)
 
 
 def slurm_jobs(workdir) -> list[dict]:
@@ -53,9 +56,11 @@ def test_every_job_went_through_sbatch(study):
     workdir, plan = study
     assert (workdir / "results/table.csv").exists()
     jobs = slurm_jobs(workdir)
-    expected = sum(n for rule, n in plan.items()
-                   if rule not in ("all", "plots", "side_by_side", "best_of_n", "optimal",
-                                   "comparison"))
+    expected = sum(
+        n
+        for rule, n in plan.items()
+        if rule not in ("all", "plots", "side_by_side", "best_of_n", "optimal", "comparison")
+    )
     assert len(jobs) == expected
     assert all(j["JobState"] == "COMPLETED" for j in jobs)
 
@@ -85,9 +90,17 @@ def test_a_failing_job_is_retried_and_the_rest_is_kept(study):
     status check that finds no job completed, and a failed job does not count, so every further
     try costs more than the last (two retries took 112 s, one 70 s)."""
     workdir, _ = study
-    proc = snakemake(workdir, "--profile", str(PROFILE), *FAST, "--retries", "1",
-                     "results/table.csv", config=SMALLER | {"cringe": {"k": 10_000}},
-                     check=False)  # k beyond the vocabulary
+    proc = snakemake(
+        workdir,
+        "--profile",
+        str(PROFILE),
+        *FAST,
+        "--retries",
+        "1",
+        "results/table.csv",
+        config=SMALLER | {"cringe": {"k": 10_000}},
+        check=False,
+    )  # k beyond the vocabulary
     assert proc.returncode != 0
     cringe = [j for j in slurm_jobs(workdir) if "train_pairwise_wildcards_cringe" in j["Comment"]]
     assert [j["JobState"] for j in cringe].count("FAILED") == 2, "one try and one retry"

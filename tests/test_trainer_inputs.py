@@ -5,21 +5,36 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_trainers import PAIRS, ConstantScorer, dpo_config
 
 from pipeline import preference, reference
-from pipeline.rollout import rollout
-from test_trainers import PAIRS, ConstantScorer, dpo_config
 from pipeline.preference import train as train_pairwise
+from pipeline.rollout import rollout
 
-REWARD = {"backend": "vader", "model": None, "positive_label": "POSITIVE", "batch_size": 8,
-          "max_length": 64}
+REWARD = {
+    "backend": "vader",
+    "model": None,
+    "positive_label": "POSITIVE",
+    "batch_size": 8,
+    "max_length": 64,
+}
 
 
 def run_preference(tmp_path, policy_dir, pairs, params, ref=None):
     pairs_path = tmp_path / "pairs.parquet"
     pairs.to_parquet(pairs_path)
-    argv = ["--params", json.dumps(params), "--pairs", str(pairs_path), "--policy", str(policy_dir),
-            "--model", str(tmp_path / "model"), "--metrics", str(tmp_path / "metrics.csv")]
+    argv = [
+        "--params",
+        json.dumps(params),
+        "--pairs",
+        str(pairs_path),
+        "--policy",
+        str(policy_dir),
+        "--model",
+        str(tmp_path / "model"),
+        "--metrics",
+        str(tmp_path / "metrics.csv"),
+    ]
     if ref is not None:
         ref.to_parquet(tmp_path / "ref.parquet")
         argv += ["--reference", str(tmp_path / "ref.parquet")]
@@ -31,14 +46,30 @@ def test_a_pairs_file_with_no_pairs(tmp_path, policy_dir):
         run_preference(tmp_path, policy_dir, PAIRS.head(0), dpo_config(0.1) | {"reward": REWARD})
     with pytest.raises(ValueError, match="holds no pairs"):
         PAIRS.head(0).to_parquet(tmp_path / "empty.parquet")
-        reference.main(["--params", '{"batch_size": 4}', "--pairs", str(tmp_path / "empty.parquet"),
-                        "--policy", str(policy_dir), "--out", str(tmp_path / "ref.parquet")])
+        reference.main(
+            [
+                "--params",
+                '{"batch_size": 4}',
+                "--pairs",
+                str(tmp_path / "empty.parquet"),
+                "--policy",
+                str(policy_dir),
+                "--out",
+                str(tmp_path / "ref.parquet"),
+            ]
+        )
     assert not (tmp_path / "model").exists() and not (tmp_path / "ref.parquet").exists()
 
 
 def test_cringe_k_larger_than_the_vocabulary(tmp_path, policy_dir):
-    params = dpo_config(0.1) | {"method": "cringe", "b": 0.0, "tau": 1.0, "k": 10**6,
-                                "gate_ce": True, "reward": REWARD}
+    params = dpo_config(0.1) | {
+        "method": "cringe",
+        "b": 0.0,
+        "tau": 1.0,
+        "k": 10**6,
+        "gate_ce": True,
+        "reward": REWARD,
+    }
     with pytest.raises(ValueError, match=r"cringe.k = 1000000 exceeds the vocabulary size"):
         run_preference(tmp_path, policy_dir, PAIRS, params)
     assert not (tmp_path / "model").exists()
@@ -68,18 +99,33 @@ def test_a_nan_reward_stops_the_rollout(policy, tokenizer):
         rollout(policy, tokenizer, [[5, 6]], NaNScorer(), 3, torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("config, message", [
-    ({"dpo": {"beta": [0.1, 0.0]}}, "config key dpo.beta.1: 0.0 is less than or equal to the minimum of 0"),
-    ({"dpo": {"beta": []}}, "config key dpo.beta: [] should be non-empty"),
-    ({"cringe": {"k": 0}}, "config key cringe.k: 0 is less than the minimum of 1"),
-    ({"train": {"methods": ["dpo", "spin"]}},
-     "config key train.methods.1: unknown method 'spin'; known: dpo, cringe, ppo, ipo"),
-    ({"iterative": {"methods": ["ppo"]}},
-     "config key iterative.methods.0: 'ppo' is not a method that trains on preference data"),
-    ({"iterative": {"rounds": 0}}, "config key iterative.rounds: 0 is less than the minimum of 1"),
-    ({"train": {"full_methods": ["ipo"]}, "iterative": {"methods": ["unlikelihood"]}},
-     "config: iterative.methods has 'unlikelihood', which is in neither train.methods nor"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"dpo": {"beta": [0.1, 0.0]}},
+            "config key dpo.beta.1: 0.0 is less than or equal to the minimum of 0",
+        ),
+        ({"dpo": {"beta": []}}, "config key dpo.beta: [] should be non-empty"),
+        ({"cringe": {"k": 0}}, "config key cringe.k: 0 is less than the minimum of 1"),
+        (
+            {"train": {"methods": ["dpo", "spin"]}},
+            "config key train.methods.1: unknown method 'spin'; known: dpo, cringe, ppo, ipo",
+        ),
+        (
+            {"iterative": {"methods": ["ppo"]}},
+            "config key iterative.methods.0: 'ppo' is not a method that trains on preference data",
+        ),
+        (
+            {"iterative": {"rounds": 0}},
+            "config key iterative.rounds: 0 is less than the minimum of 1",
+        ),
+        (
+            {"train": {"full_methods": ["ipo"]}, "iterative": {"methods": ["unlikelihood"]}},
+            "config: iterative.methods has 'unlikelihood', which is in neither train.methods nor",
+        ),
+    ],
+)
 def test_trainer_config_errors(tmp_path, config, message):
     from runner import snakemake
 

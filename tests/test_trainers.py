@@ -14,12 +14,14 @@ from pipeline.ppo import PolicyWithValue
 from pipeline.ppo import train as train_ppo
 from pipeline.preference import train as train_pairwise
 
-PAIRS = pd.DataFrame({
-    "prompt_id": [0, 1, 2, 3],
-    "prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]],
-    "chosen_ids": [[20, 21, 22], [23, 24], [25, 26, 27, 28], [29]],
-    "rejected_ids": [[30, 31], [32, 33, 34], [35], [36, 37, 38]],
-})
+PAIRS = pd.DataFrame(
+    {
+        "prompt_id": [0, 1, 2, 3],
+        "prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]],
+        "chosen_ids": [[20, 21, 22], [23, 24], [25, 26, 27, 28], [29]],
+        "rejected_ids": [[30, 31], [32, 33, 34], [35], [36, 37, 38]],
+    }
+)
 
 
 def logratio_margin(policy, ref, pairs, pad_id):
@@ -33,8 +35,9 @@ def reference(policy, pairs, pad_id):
     batch, (chosen, rejected) = pair_batch(pairs, pad_id)
     with torch.no_grad():
         logps = response_logprobs(policy, batch)
-    return pd.DataFrame({"ref_chosen": logps[chosen].numpy(),
-                         "ref_rejected": logps[rejected].numpy()})
+    return pd.DataFrame(
+        {"ref_chosen": logps[chosen].numpy(), "ref_rejected": logps[rejected].numpy()}
+    )
 
 
 def test_a_dpo_step_raises_the_chosen_minus_rejected_margin(policy, tokenizer):
@@ -43,8 +46,13 @@ def test_a_dpo_step_raises_the_chosen_minus_rejected_margin(policy, tokenizer):
     before, _ = logratio_margin(model, policy, PAIRS, tokenizer.pad_token_id)
     batch, (chosen, rejected) = pair_batch(PAIRS, tokenizer.pad_token_id)
     logps = response_logprobs(model, batch)
-    loss = dpo_loss(logps[chosen], logps[rejected], torch.tensor(ref["ref_chosen"].values),
-                    torch.tensor(ref["ref_rejected"].values), beta=0.1)
+    loss = dpo_loss(
+        logps[chosen],
+        logps[rejected],
+        torch.tensor(ref["ref_chosen"].values),
+        torch.tensor(ref["ref_rejected"].values),
+        beta=0.1,
+    )
     loss.mean().backward()
     with torch.no_grad():
         for w in model.parameters():
@@ -59,11 +67,25 @@ class ConstantScorer:
 
 
 def dpo_config(beta):
-    return {"method": "dpo", "beta": beta, "optimizer": "adamw", "lr": 1e-2, "batch_size": 4,
-            "epochs": 15, "warmup_steps": 1, "max_grad_norm": 10.0, "seed": 0,
-            "micro_batch_size": None, "gradient_checkpointing": False, "compile": False,
-            "reward_prompts": 2, "reward_every": 1000, "batch_order": "prompt", "max_new_tokens": 2,
-            "checkpoint_every": 0}
+    return {
+        "method": "dpo",
+        "beta": beta,
+        "optimizer": "adamw",
+        "lr": 1e-2,
+        "batch_size": 4,
+        "epochs": 15,
+        "warmup_steps": 1,
+        "max_grad_norm": 10.0,
+        "seed": 0,
+        "micro_batch_size": None,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "reward_prompts": 2,
+        "reward_every": 1000,
+        "batch_order": "prompt",
+        "max_new_tokens": 2,
+        "checkpoint_every": 0,
+    }
 
 
 def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
@@ -80,19 +102,31 @@ def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
 
 def test_a_compiled_forward_trains_as_the_eager_one(policy, tokenizer):
     ref = reference(policy, PAIRS, tokenizer.pad_token_id)
-    runs = [train_pairwise(copy.deepcopy(policy), tokenizer, PAIRS, ref,
-                           dpo_config(0.1) | {"epochs": 3, "compile": compiled}, ConstantScorer())
-            for compiled in (False, True)]
+    runs = [
+        train_pairwise(
+            copy.deepcopy(policy),
+            tokenizer,
+            PAIRS,
+            ref,
+            dpo_config(0.1) | {"epochs": 3, "compile": compiled},
+            ConstantScorer(),
+        )
+        for compiled in (False, True)
+    ]
     for column in ("loss", "grad_norm", "reward_margin"):
         eager, compiled = (torch.tensor(r[column].dropna().to_numpy()) for r in runs)
         assert len(eager) == 3
         torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6, msg=column)
 
 
-@pytest.mark.parametrize("method, extra", [
-    ("ipo", {"tau": 0.1}), ("unlikelihood", {"alpha": 1.0}),
-    ("cdpo_noisy", {"beta": 0.1, "label_smoothing": 0.2}),
-])
+@pytest.mark.parametrize(
+    "method, extra",
+    [
+        ("ipo", {"tau": 0.1}),
+        ("unlikelihood", {"alpha": 1.0}),
+        ("cdpo_noisy", {"beta": 0.1, "label_smoothing": 0.2}),
+    ],
+)
 def test_each_pairwise_baseline_raises_the_margin_over_pi_ref(policy, tokenizer, method, extra):
     pad = tokenizer.pad_token_id
     model = copy.deepcopy(policy)
@@ -110,7 +144,10 @@ def test_preferred_ft_raises_the_chosen_responses_only_objective(policy, tokeniz
     batch, (chosen, _) = pair_batch(PAIRS, pad)
     with torch.no_grad():
         gain = response_logprobs(model, batch) - response_logprobs(policy, batch)
-    assert gain[chosen].mean() > 0 and metrics["loss"].dropna().iloc[-1] < metrics["loss"].dropna().iloc[0]
+    assert (
+        gain[chosen].mean() > 0
+        and metrics["loss"].dropna().iloc[-1] < metrics["loss"].dropna().iloc[0]
+    )
 
 
 class VowelScorer:
@@ -125,70 +162,141 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
     model = PolicyWithValue(copy.deepcopy(policy))
     ref = copy.deepcopy(policy).requires_grad_(False)
     prompts = [[5, 6], [7, 8, 9], [10], [11, 12]]
-    p = {"target_kl": 6.0, "adaptive_kl": False, "init_kl_coef": 0.01, "horizon": 10000,
-         "iterations": 12, "rollout_size": 64, "minibatch_size": 16, "ppo_epochs": 4,
-         "optimizer": "adamw", "lr": 1e-2, "warmup_steps": 1, "cliprange": 0.2,
-         "cliprange_value": 0.2, "vf_coef": 0.1, "gamma": 1.0, "lam": 0.95, "max_grad_norm": 1.0,
-         "gradient_checkpointing": False, "compile": False,
-         "seed": 0, "max_new_tokens": 8, "sample_batch_size": 256}
+    p = {
+        "target_kl": 6.0,
+        "adaptive_kl": False,
+        "init_kl_coef": 0.01,
+        "horizon": 10000,
+        "iterations": 12,
+        "rollout_size": 64,
+        "minibatch_size": 16,
+        "ppo_epochs": 4,
+        "optimizer": "adamw",
+        "lr": 1e-2,
+        "warmup_steps": 1,
+        "cliprange": 0.2,
+        "cliprange_value": 0.2,
+        "vf_coef": 0.1,
+        "gamma": 1.0,
+        "lam": 0.95,
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "seed": 0,
+        "max_new_tokens": 8,
+        "sample_batch_size": 256,
+    }
     metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
     assert metrics["kl_coef"].eq(0.01).all(), "a fixed KL coefficient stays fixed"
 
 
 @pytest.mark.parametrize("method, beta", [("grpo", 0.0), ("rloo", 0.01), ("online_dpo", 0.1)])
-def test_each_online_method_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer, method,
-                                                                         beta):
+def test_each_online_method_raises_a_toy_reward_within_a_few_iterations(
+    policy, tokenizer, method, beta
+):
     from pipeline.online import train as train_online
 
     torch.manual_seed(0)
     model = copy.deepcopy(policy)
     ref = copy.deepcopy(policy).requires_grad_(False)
-    p = {"method": method, "beta": beta, "n_per_prompt": 4, "iterations": 12, "rollout_size": 64,
-         "minibatch_size": 16, "ppo_epochs": 2, "optimizer": "adamw", "lr": 1e-2,
-         "warmup_steps": 1, "cliprange": 0.2, "max_grad_norm": 1.0, "gradient_checkpointing": False,
-         "compile": False, "seed": 0, "max_new_tokens": 8, "sample_batch_size": 256}
-    metrics = train_online(model, ref, tokenizer, [[5, 6], [7, 8, 9], [10], [11, 12]],
-                           VowelScorer(), p)
+    p = {
+        "method": method,
+        "beta": beta,
+        "n_per_prompt": 4,
+        "iterations": 12,
+        "rollout_size": 64,
+        "minibatch_size": 16,
+        "ppo_epochs": 2,
+        "optimizer": "adamw",
+        "lr": 1e-2,
+        "warmup_steps": 1,
+        "cliprange": 0.2,
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "seed": 0,
+        "max_new_tokens": 8,
+        "sample_batch_size": 256,
+    }
+    metrics = train_online(
+        model, ref, tokenizer, [[5, 6], [7, 8, 9], [10], [11, 12]], VowelScorer(), p
+    )
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
     assert (metrics["kl"].iloc[0] == 0) and metrics["kl"].iloc[-1] != 0  # it moved from pi_ref
 
 
-def test_plackett_luce_and_dpo_on_the_same_rankings_train_through_the_stage_cli(tmp_path, policy,
-                                                                               policy_dir):
-    """rankings -> pi_ref's log-probs (the reference stage) -> the listwise and pairwise trainers."""
+def test_plackett_luce_and_dpo_on_the_same_rankings_train_through_the_stage_cli(
+    tmp_path, policy, policy_dir
+):
+    """rankings -> pi_ref's log-probs (the reference stage) -> the listwise and pairwise
+    trainers."""
     import json
     import subprocess
     import sys
 
     from safetensors.torch import load_file
 
-    rankings = pd.DataFrame({"prompt_id": range(8), "prompt_ids": [[5 + i % 4, 6] for i in range(8)],
-                             **{f"rank{k}_ids": [[20 + 3 * k + i % 3, 21] for i in range(8)]
-                                for k in range(4)}})
+    rankings = pd.DataFrame(
+        {
+            "prompt_id": range(8),
+            "prompt_ids": [[5 + i % 4, 6] for i in range(8)],
+            **{f"rank{k}_ids": [[20 + 3 * k + i % 3, 21] for i in range(8)] for k in range(4)},
+        }
+    )
     rankings.to_parquet(tmp_path / "rankings.parquet")
     env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1"}
 
     def stage(module, *args):
-        proc = subprocess.run([sys.executable, "-m", f"pipeline.{module}", *args], env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", f"pipeline.{module}", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr
 
-    stage("reference", "--params", json.dumps({"batch_size": 4}), "--pairs",
-          str(tmp_path / "rankings.parquet"), "--policy", str(policy_dir), "--out",
-          str(tmp_path / "ref.parquet"))
+    stage(
+        "reference",
+        "--params",
+        json.dumps({"batch_size": 4}),
+        "--pairs",
+        str(tmp_path / "rankings.parquet"),
+        "--policy",
+        str(policy_dir),
+        "--out",
+        str(tmp_path / "ref.parquet"),
+    )
     ref = pd.read_parquet(tmp_path / "ref.parquet")
     assert list(ref.columns) == [f"ref_rank{k}" for k in range(4)] and len(ref) == 8
     for method in ("plackett_luce", "dpo_ranked"):
         # pairs shuffled: batches of 4 pairs of one prompt make the last batch's accuracy noisy
-        p = dpo_config(0.1) | {"method": method, "epochs": 5, "reward": {"backend": "vader"},
-                               "batch_order": "pair"}
+        p = dpo_config(0.1) | {
+            "method": method,
+            "epochs": 5,
+            "reward": {"backend": "vader"},
+            "batch_order": "pair",
+        }
         out = tmp_path / method
-        stage("preference", "--params", json.dumps(p), "--pairs", str(tmp_path / "rankings.parquet"),
-              "--reference", str(tmp_path / "ref.parquet"), "--policy", str(policy_dir),
-              "--model", str(out / "model"), "--metrics", str(out / "metrics.csv"))
+        stage(
+            "preference",
+            "--params",
+            json.dumps(p),
+            "--pairs",
+            str(tmp_path / "rankings.parquet"),
+            "--reference",
+            str(tmp_path / "ref.parquet"),
+            "--policy",
+            str(policy_dir),
+            "--model",
+            str(out / "model"),
+            "--metrics",
+            str(out / "metrics.csv"),
+        )
         metrics = pd.read_csv(out / "metrics.csv")
         assert metrics["reward_accuracy"].dropna().iloc[-1] > 0.9, method
         steps = len(metrics) - 1
-        assert steps == 5 * (12 if method == "dpo_ranked" else 2), method  # 48 pairs or 8 prompts, batch 4
+        assert steps == 5 * (12 if method == "dpo_ranked" else 2), (
+            method
+        )  # 48 pairs or 8 prompts, batch 4
         assert load_file(out / "model" / "model.safetensors")

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from runner import CORES, REPO, planned_jobs, snakemake, why_no_slurm
 
 from pipeline.methods import METHODS
-from runner import CORES, REPO, planned_jobs, snakemake, why_no_slurm
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,16 @@ def test_the_dag_runs_to_the_pairs(study):
     assert (pairs["chosen_score"] > pairs["rejected_score"]).all()
     prompts = pd.read_parquet(study / "results/prompts/eval.parquet")
     assert prompts["prompt_ids"].map(len).between(2, 8).all()
-    for rule in ["data", "tokenizer", "sft", "prompts_train", "prompts_eval", "sample", "score",
-                 "pairs"]:
+    for rule in [
+        "data",
+        "tokenizer",
+        "sft",
+        "prompts_train",
+        "prompts_eval",
+        "sample",
+        "score",
+        "pairs",
+    ]:
         assert (study / f"results/logs/{rule}.log").stat().st_size > 0
     weights = list((study / "results/sft/model").iterdir())
     assert any(p.suffix == ".safetensors" for p in weights)
@@ -38,17 +46,29 @@ def test_nothing_reruns_without_a_change(study):
     assert planned_jobs(study) == {}
 
 
-TRAINERS = {"reference", "train_pairwise", "train_ppo", "evaluate", "table", "comparison", "plots",
-            "side_by_side", "all"}
+TRAINERS = {
+    "reference",
+    "train_pairwise",
+    "train_ppo",
+    "evaluate",
+    "table",
+    "comparison",
+    "plots",
+    "side_by_side",
+    "all",
+}
 OPTIMAL = {"best_of_n", "optimal"}  # pi*'s pool: pi_ref's samples of the evaluation prompts
 
 
-@pytest.mark.parametrize("edit, expected", [
-    ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS | OPTIMAL),
-    ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS | OPTIMAL),
-    ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
-    ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ({"sample": {"max_new_tokens": 6}}, {"sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+        ({"reward": {"batch_size": 7}}, {"score", "pairs"} | TRAINERS | OPTIMAL),
+        ({"prompts": {"seed": 1}}, {"prompts", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+        ({"sft": {"lr": 1.0e-3}}, {"sft", "sample", "score", "pairs"} | TRAINERS | OPTIMAL),
+    ],
+)
 def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected
 
@@ -56,30 +76,43 @@ def test_a_config_edit_reruns_exactly_the_affected_rules(study, edit, expected):
 REPORT = {"table": 1, "comparison": 1, "plots": 1, "side_by_side": 1, "all": 1}
 
 
-@pytest.mark.parametrize("edit, expected", [
-    ({"dpo": {"lr": 1.0e-3}}, {"train_pairwise": 2, "evaluate": 2}),  # both betas, not cringe
-    ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "evaluate": 1}),
-    ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "evaluate": 1}),
-    ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "evaluate": 1}),  # the new value
-    ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
-    ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 3}),
-    ({"evaluate": {"seed": 1}}, {"evaluate": 5}),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        ({"dpo": {"lr": 1.0e-3}}, {"train_pairwise": 2, "evaluate": 2}),  # both betas, not cringe
+        ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "evaluate": 1}),
+        ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "evaluate": 1}),
+        ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "evaluate": 1}),  # the new value
+        ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
+        ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 3}),
+        ({"evaluate": {"seed": 1}}, {"evaluate": 5}),
+    ],
+)
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
     assert planned_jobs(study, config=edit) == expected | REPORT
 
 
-@pytest.mark.parametrize("edit, expected", [
-    ({"table": {"seed": 1}}, {"table", "optimal", "comparison", "plots"}),  # the bootstrap's seed
-    ({"side_by_side": {"seed": 1}}, {"side_by_side"}),
-])
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            {"table": {"seed": 1}},
+            {"table", "optimal", "comparison", "plots"},
+        ),  # the bootstrap's seed
+        ({"side_by_side": {"seed": 1}}, {"side_by_side"}),
+    ],
+)
 def test_a_table_or_samples_page_edit_reruns_only_that_output(study, edit, expected):
     assert set(planned_jobs(study, config=edit)) == expected | {"all"}
 
 
 def test_an_optimal_frontier_edit_reruns_neither_evaluations_nor_the_default_table(study):
     assert planned_jobs(study, config={"optimal": {"min_ess": 4}}) == {
-        "optimal": 1, "comparison": 1, "plots": 1, "all": 1}
+        "optimal": 1,
+        "comparison": 1,
+        "plots": 1,
+        "all": 1,
+    }
 
 
 def test_a_job_that_failed_after_an_edit_runs_again_with_what_depends_on_it(study, tmp_path):
@@ -124,12 +157,17 @@ def test_the_samples_page_shows_every_policy_on_the_same_prompts(study):
     blocks = md.split("\n### ")[1:]
     prompts = [b for b in blocks if b.startswith("Prompt ")]
     assert len(prompts) == 4  # side_by_side.prompts
-    labels = ["pi_ref", "dpo beta=0.1 seed 0", "dpo beta=1 seed 0", "cringe b=0 seed 0",
-              "ppo target_kl=3 seed 0"]
+    labels = [
+        "pi_ref",
+        "dpo beta=0.1 seed 0",
+        "dpo beta=1 seed 0",
+        "cringe b=0 seed 0",
+        "ppo target_kl=3 seed 0",
+    ]
     for block in prompts:
         rows = [line for line in block.splitlines() if line.startswith("| ")][1:]
         assert [r.split(" | ")[0].removeprefix("| ") for r in rows] == labels
-    extremes = blocks[len(prompts):]
+    extremes = blocks[len(prompts) :]
     assert [b.splitlines()[0] for b in extremes] == labels
     assert all(b.count("| highest |") == 2 and b.count("| lowest |") == 2 for b in extremes)
     assert (study / "results/samples.html").read_text().count("<h3>") == len(blocks)
@@ -139,8 +177,12 @@ def test_the_samples_page_shows_every_policy_on_the_same_prompts(study):
 def test_a_run_ends_by_saying_where_to_look(study):
     out = snakemake(study, "--cores", CORES, "--forcerun", "side_by_side").stdout
     where = out.split("Where to look:", 1)[1]
-    for path in ["results/table.csv", "results/plots/", "results/samples.md",
-                 "snakemake --report results/report.html"]:
+    for path in [
+        "results/table.csv",
+        "results/plots/",
+        "results/samples.md",
+        "snakemake --report results/report.html",
+    ]:
         assert path in where, path
     assert "Where to look" not in snakemake(study, "--cores", CORES).stdout  # nothing was done
 
@@ -169,14 +211,18 @@ def test_the_report_builds(study):
 
 
 def test_lint_reports_nothing():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Lints for" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.skipif(why_no_slurm() is None, reason="tests/test_slurm.py runs the micro study "
-                    "again, through SLURM, and compares its bytes with this one's")
+@pytest.mark.skipif(
+    why_no_slurm() is None,
+    reason="tests/test_slurm.py runs the micro study "
+    "again, through SLURM, and compares its bytes with this one's",
+)
 def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_path_factory):
     """From scratch in another folder: the same pairs and the same table, to the byte."""
     again = tmp_path_factory.mktemp("again")
@@ -186,8 +232,14 @@ def test_two_runs_with_the_same_seeds_give_byte_identical_results(study, tmp_pat
 
 
 def test_the_full_table_adds_every_other_method(study):
-    snakemake(study, "--cores", CORES, "results/table_full.csv", "results/plots_full/frontier.png",
-              "results/comparison_full.csv")
+    snakemake(
+        study,
+        "--cores",
+        CORES,
+        "results/table_full.csv",
+        "results/plots_full/frontier.png",
+        "results/comparison_full.csv",
+    )
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
     assert set(policies["method"]) == {"pi_ref", *METHODS} - {"plackett_luce", "dpo_ranked"}
@@ -201,17 +253,22 @@ def test_the_full_table_adds_every_other_method(study):
     assert (study / "results/plots_full/frontier.png").stat().st_size > 10_000
     optimal = table[table["kind"] == "optimal"]
     assert (optimal["method"] == "optimal").all() and len(optimal) == len(
-        pd.read_csv(study / "results/optimal.csv"))
+        pd.read_csv(study / "results/optimal.csv")
+    )
     assert optimal["ess"].notna().all() and table[table["kind"] != "optimal"]["ess"].isna().all()
     # every method with two swept values is a frontier, a later round its own one
     comparison = pd.read_csv(study / "results/comparison_full.csv")
     frontiers = set(zip(comparison["against"], comparison["against_round"]))
     assert {("dpo", 1), ("dpo", 2), ("best_of_n", 1)} <= frontiers
-    assert not ((comparison["method"] == comparison["against"])
-                & (comparison["round"] == comparison["against_round"])).any()
+    assert not (
+        (comparison["method"] == comparison["against"])
+        & (comparison["round"] == comparison["against_round"])
+    ).any()
     # iterated DPO (the micro config's iterative.methods): round 2 of each beta, on its own data
     rounds = table[table["round"] == 2]
-    assert sorted(rounds["method"].unique()) == ["dpo"] and len(rounds) == 4  # 2 betas x policy/aggregate
+    assert (
+        sorted(rounds["method"].unique()) == ["dpo"] and len(rounds) == 4
+    )  # 2 betas x policy/aggregate
     assert (policies[policies["method"] != "pi_ref"]["round"] >= 1).all()
     for beta in ("0.1", "1.0"):
         data = study / f"results/rounds/dpo/{beta}/seed0/round2"
@@ -227,24 +284,40 @@ def test_one_more_round_runs_only_that_round_from_the_last_one(study):
     snakemake(study, "--cores", CORES, "results/table_full.csv")
     rounds3 = {"iterative": {"methods": ["dpo"], "rounds": 3}}
     assert planned_jobs(study, config=rounds3, targets=["results/table_full.csv"]) == {
-        "sample_round": 2, "score_round": 2, "pairs_round": 2, "reference_round": 2,
-        "train_round": 2, "evaluate": 2, "table": 1}
+        "sample_round": 2,
+        "score_round": 2,
+        "pairs_round": 2,
+        "reference_round": 2,
+        "train_round": 2,
+        "evaluate": 2,
+        "table": 1,
+    }
     plan = snakemake(study, "-n", "-p", "results/table_full.csv", config=rounds3).stdout
     for beta in ("0.1", "1.0"):
         last = f"results/policies/dpo/{beta}/seed0/round2/model"
         assert re.search(rf"pipeline.sample .* --policy {last} .*round3/samples.parquet", plan)
         assert re.search(rf"pipeline.preference .* --policy {last} --model .*round3/model", plan)
-        assert re.search(r"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan)
+        assert re.search(
+            r"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan
+        )
 
 
 def test_a_ranked_method_iterates_on_its_rounds_rankings(study):
     """The micro study has no strict ranking to train on, so only the plan is checked."""
-    ranked = {"train": {"full_methods": ["plackett_luce"]},
-              "iterative": {"methods": ["plackett_luce"], "rounds": 2}}
+    ranked = {
+        "train": {"full_methods": ["plackett_luce"]},
+        "iterative": {"methods": ["plackett_luce"], "rounds": 2},
+    }
     plan = snakemake(study, "-n", "-p", "results/table_full.csv", config=ranked).stdout
     data = "results/rounds/plackett_luce/0.1/seed0/round2"
-    assert re.search(rf"pipeline.reference .* --pairs {data}/rankings.parquet --policy "
-                     rf"results/sft/model --out {data}/reference/rankings.parquet", plan)
-    assert re.search(rf"pipeline.preference .* --pairs {data}/rankings.parquet --reference "
-                     rf"'{data}/reference/rankings.parquet' --policy "
-                     r"results/policies/plackett_luce/0.1/seed0/model ", plan)
+    assert re.search(
+        rf"pipeline.reference .* --pairs {data}/rankings.parquet --policy "
+        rf"results/sft/model --out {data}/reference/rankings.parquet",
+        plan,
+    )
+    assert re.search(
+        rf"pipeline.preference .* --pairs {data}/rankings.parquet --reference "
+        rf"'{data}/reference/rankings.parquet' --policy "
+        r"results/policies/plackett_luce/0.1/seed0/model ",
+        plan,
+    )

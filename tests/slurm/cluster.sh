@@ -2,15 +2,27 @@
 # A single-node SLURM cluster on this machine, for tests/test_slurm.py (CI runs as root on
 # Debian). `cluster.sh install` installs SLURM and munge from Debian, `cluster.sh start` boots
 # munged, slurmctld and slurmd (two fake GPUs) and waits for the node, `cluster.sh stop` stops
-# them by the PIDs in their pid files.
+# them by the PIDs in their pid files, `cluster.sh uninstall` removes what install and start
+# added: the packages (if install added them) and the config files start wrote.
 set -euo pipefail
 STATE=${SLURM_TEST_STATE:-/tmp/slurm-test}
+PACKAGES="slurmctld slurmd slurm-client munge"
+INSTALLED=/var/tmp/slurm-test-installed  # outside $STATE, which start wipes
 
 case "${1:-}" in
 install)
   command -v slurmctld >/dev/null && exit 0
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    slurmctld slurmd slurm-client munge >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $PACKAGES >/dev/null
+  touch "$INSTALLED"
+  ;;
+uninstall)
+  rm -f /etc/slurm/slurm.conf /etc/slurm/gres.conf
+  rm -rf "$STATE"
+  if [ -f "$INSTALLED" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq $PACKAGES >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get autoremove -y -qq --purge >/dev/null
+    rm -f "$INSTALLED"
+  fi
   ;;
 start)
   "$0" stop  # a cluster left by an earlier run of this script
@@ -70,7 +82,7 @@ stop)
   done
   ;;
 *)
-  echo "usage: $0 install|start|stop" >&2
+  echo "usage: $0 install|start|stop|uninstall" >&2
   exit 2
   ;;
 esac
