@@ -4,6 +4,8 @@ import pandas as pd
 import pytest
 from runner import planned_jobs, snakemake
 
+pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
+
 
 def dry_run_error(tmp_path, config) -> str:
     proc = snakemake(tmp_path, "-n", config=config, check=False)

@@ -59,9 +59,12 @@ def assert_same_training(a, b, columns=("loss", "grad_norm")):
         )
 
 
-pytestmark = pytest.mark.skipif(
-    not torch.distributed.is_gloo_available(), reason="this torch build has no gloo backend"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not torch.distributed.is_gloo_available(), reason="this torch build has no gloo backend"
+    ),
+    pytest.mark.slow,  # several processes: not in the inner loop
+]
 
 
 def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files, policy_dir):

@@ -2,7 +2,10 @@
 hub is unreachable, so it must name every hub id and say what to do; with local folders it does
 nothing."""
 
+import pytest
 from runner import REPO, snakemake
+
+pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
 PRESET = REPO / "workflow" / "presets" / "paper.yaml"
 HUB_IDS = {

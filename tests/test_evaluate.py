@@ -221,7 +221,7 @@ def test_policy_ids_round_trip(pid, meta):
     "pid",
     [
         "dpo/0.1",
-        "kto/0.1/seed0",
+        "spin/0.1/seed0",
         "dpo/0.1/s0",
         "dpo/0.1/seed0/round1",
         "dpo/0.1/seed0/round0",

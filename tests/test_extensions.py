@@ -44,6 +44,7 @@ def test_the_extensions_loss_by_hand_and_its_record(tmp_path, monkeypatch):
     assert record.trainer == "preference" and record.reads == "pairs" and record.loss is loss
 
 
+@pytest.mark.slow
 def test_a_method_registered_outside_the_project_runs_through_the_dag(
     tmp_path_factory, micro_study
 ):
@@ -65,6 +66,7 @@ def test_a_method_registered_outside_the_project_runs_through_the_dag(
     assert "margin_hinge: sample reward" in log
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config, message",
     [

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from runner import CORES, REPO, snakemake
 
+pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
+
 PRESET = REPO / "workflow" / "presets" / "paper.yaml"
 PAPER_MICRO = REPO / "tests" / "configs" / "paper_micro.yaml"
 GPU_RULES = {

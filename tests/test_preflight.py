@@ -30,6 +30,7 @@ def micro_preflight(tmp_path_factory):
     return workdir, planned, out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_every_job_of_the_study_is_projected_from_a_measured_kind(micro_preflight):
     workdir, planned, output = micro_preflight
     table = pd.read_csv(workdir / "results/preflight.csv")

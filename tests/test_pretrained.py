@@ -64,6 +64,7 @@ def test_a_gguf_inside_a_package_is_found_and_a_missing_one_named(gguf_package, 
         gguf_path("llm_smollm3/model.gguf", "policy.init")
 
 
+@pytest.mark.slow
 def test_the_dag_reads_a_gguf_policy_once_and_sft_starts_from_it(
     tmp_path, gguf_package, monkeypatch
 ):
@@ -81,6 +82,7 @@ def test_the_dag_reads_a_gguf_policy_once_and_sft_starts_from_it(
     assert planned_jobs(tmp_path, config=edited, targets=["results/sft/model"]) == {"sft": 1}
 
 
+@pytest.mark.slow
 def test_a_missing_gguf_is_named_before_any_job_runs(tmp_path):
     proc = snakemake(
         tmp_path, "-n", config={"policy": {"init": "no_such_wheel/model.gguf"}}, check=False

@@ -16,6 +16,8 @@ import torch
 from conftest import PPO_PARAMS, SFT_PARAMS, VADER
 from safetensors.torch import load_file
 
+pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
+
 # two CPU processes on gloo, as in tests/test_distributed.py
 GLOO = pytest.mark.skipif(
     not torch.distributed.is_gloo_available(), reason="this torch build has no gloo backend"

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from runner import REPO, planned_jobs, snakemake, why_no_slurm
 
+pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
+
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
 # Poll SLURM more often than the profile does, to keep the test short.

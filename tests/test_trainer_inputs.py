@@ -99,6 +99,7 @@ def test_a_nan_reward_stops_the_rollout(policy, tokenizer):
         rollout(policy, tokenizer, [[5, 6]], NaNScorer(), 3, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "config, message",
     [

@@ -13,6 +13,8 @@ from runner import CORES, REPO, planned_jobs, snakemake, why_no_slurm
 
 from pipeline.methods import METHODS
 
+pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
+
 
 @pytest.fixture(scope="module")
 def study(micro_study):
