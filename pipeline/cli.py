@@ -18,13 +18,20 @@ def parse(
     outputs: list[str],
     argv=None,
     optional: tuple[str, ...] = (),
+    lists: tuple[str, ...] = (),
 ):
-    """The stage's arguments. A stage that reads method records gets `extensions` in its params
-    (train.extensions): their methods are registered here, before the stage looks one up."""
+    """The stage's arguments: one path each, or several for the inputs named in `lists` (a rule's
+    list of files, each of which it declares). A stage that reads method records gets
+    `extensions` in its params (train.extensions): their methods are registered here, before the
+    stage looks one up."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=json.loads, default={}, help="config section as JSON")
     for name in inputs + outputs:
-        parser.add_argument(f"--{name.replace('_', '-')}", required=name not in optional)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            required=name not in optional,
+            nargs="+" if name in lists else None,
+        )
     args = parser.parse_args(argv)
     load_extensions(args.params.get("extensions", []))
     return args

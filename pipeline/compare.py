@@ -32,7 +32,7 @@ from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.logs import get_logger
 from pipeline.methods import REFERENCE
 from pipeline.optimal import beta_grid, frontier_replicates, pool_matrix
-from pipeline.table import group_policies, read_eval
+from pipeline.table import group_policies, policy_folders, read_eval
 
 log = get_logger("comparison")
 
@@ -121,9 +121,10 @@ def compare(point: dict, series: dict) -> dict:
     }
 
 
-def evaluated_points(eval_dir: Path, policies: list[str], n_boot: int, seed: int) -> list[dict]:
+def evaluated_points(folders: dict[str, Path], n_boot: int, seed: int) -> list[dict]:
     """pi_ref and every aggregate (method, value, round), with bootstrap replicates."""
-    evals = {pid: read_eval(eval_dir / pid)[0] for pid in policies}
+    policies = list(folders)
+    evals = {pid: read_eval(folders[pid])[0] for pid in policies}
     groups = {("pi_ref", "", float("nan"), float("nan")): [REFERENCE]} if REFERENCE in evals else {}
     groups |= group_policies(policies)
     points = []
@@ -186,10 +187,8 @@ def optimal_series(pool: pd.DataFrame, p: dict) -> dict:
     }
 
 
-def build_comparison(
-    eval_dir: Path, policies: list[str], pool: pd.DataFrame, p: dict
-) -> pd.DataFrame:
-    points = evaluated_points(eval_dir, policies, p["bootstrap"], p["seed"])
+def build_comparison(folders: dict[str, Path], pool: pd.DataFrame, p: dict) -> pd.DataFrame:
+    points = evaluated_points(folders, p["bootstrap"], p["seed"])
     series = method_series(points)
     best = optimal_series(pool, p)
     if len(best["kl"]) < 2:
@@ -230,10 +229,10 @@ def describe(row) -> str:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["eval_dir", "pool"], ["out"], argv)
+    args = cli.parse(__doc__, ["evals", "pool"], ["out"], argv, lists=("evals",))
     p = args.params
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
-    table = build_comparison(Path(args.eval_dir), p["policies"], pool, p)
+    table = build_comparison(policy_folders(p["policies"], args.evals), pool, p)
     out = table.copy()
     out["round"] = out["round"].astype("Int64")
     with io.atomic_output(args.out) as tmp:

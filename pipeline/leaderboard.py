@@ -20,6 +20,7 @@ from pipeline.bootstrap import ci_over, interval
 from pipeline.compare import evaluated_points, frontier_at, method_series, optimal_series
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS
+from pipeline.table import policy_folders
 
 log = get_logger("leaderboard")
 
@@ -63,10 +64,8 @@ def read_at(series: dict, kl: float, monotone: bool = False):
     return None
 
 
-def build_leaderboard(
-    eval_dir: Path, policies: list[str], pool: pd.DataFrame, p: dict
-) -> pd.DataFrame:
-    points = evaluated_points(eval_dir, policies, p["bootstrap"], p["seed"])
+def build_leaderboard(folders: dict[str, Path], pool: pd.DataFrame, p: dict) -> pd.DataFrame:
+    points = evaluated_points(folders, p["bootstrap"], p["seed"])
     frontiers = [s for s in method_series(points) if s["round"] == 1]
     best = optimal_series(pool, p)
     rows = []
@@ -109,10 +108,10 @@ def build_leaderboard(
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["eval_dir", "pool"], ["out"], argv)
+    args = cli.parse(__doc__, ["evals", "pool"], ["out"], argv, lists=("evals",))
     p = args.params
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
-    table = build_leaderboard(Path(args.eval_dir), p["policies"], pool, p)
+    table = build_leaderboard(policy_folders(p["policies"], args.evals), pool, p)
     out = table.copy()
     out["rank"] = out["rank"].astype("Int64")
     with io.atomic_output(args.out) as tmp:

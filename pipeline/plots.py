@@ -23,7 +23,8 @@ from matplotlib.ticker import ScalarFormatter
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.methods import FAMILIES, METHODS, parse_policy_id
+from pipeline.methods import FAMILIES, METHODS, REFERENCE, parse_policy_id, split_policy_id
+from pipeline.table import policy_folders
 
 log = get_logger("plots")
 
@@ -301,11 +302,18 @@ def training(curves: dict[str, pd.DataFrame], path: Path) -> None:
 def main(argv=None):
     args = cli.parse(
         __doc__,
-        ["table", "optimal", "eval_dir", "policies_dir"],
+        ["table", "optimal", "samples", "metrics"],
         ["frontier", "sentiment", "training"],
         argv,
+        optional=("metrics",),
+        lists=("samples", "metrics"),
     )
     policies = args.params["policies"]
+    folders = policy_folders(policies, args.samples, names=("samples.parquet",))
+    trained = [
+        pid for pid in policies if pid != REFERENCE and METHODS[split_policy_id(pid)[0]].trainer
+    ]
+    runs = policy_folders(trained, args.metrics or [], names=("metrics.csv",))
     table = pd.read_csv(args.table)
     optimal = pd.read_csv(args.optimal)
     scores, curves = {}, {}
@@ -314,10 +322,8 @@ def main(argv=None):
         name = label(meta["method"], meta["value"], meta["round"])
         if meta["method"] != "pi_ref" and METHODS[meta["method"]].trainer:
             name += f" s{meta['seed']}"
-            curves[name] = pd.read_csv(Path(args.policies_dir) / pid / "metrics.csv")
-        scores[name] = io.read_parquet(Path(args.eval_dir) / pid / "samples.parquet", ["score"])[
-            "score"
-        ]
+            curves[name] = pd.read_csv(runs[pid] / "metrics.csv")
+        scores[name] = io.read_parquet(folders[pid] / "samples.parquet", ["score"])["score"]
     draw_frontier = frontier if table["method"].nunique() <= MANY else frontier_by_family
     with io.atomic_output(args.frontier) as tmp:
         draw_frontier(table, optimal, args.params["min_ess"], tmp)

@@ -15,7 +15,6 @@ nats, exact per token and summed over the response (Best-of-N: the closed-form b
 import html
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,6 +22,7 @@ import pandas as pd
 from pipeline import cli, io
 from pipeline.logs import get_logger
 from pipeline.methods import parse_policy_id
+from pipeline.table import policy_folders
 
 log = get_logger("side_by_side")
 
@@ -192,16 +192,19 @@ def build(samples: dict[str, pd.DataFrame], prompts: pd.Series, n: int, k: int, 
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "eval_dir"], ["markdown", "html"], argv)
+    args = cli.parse(
+        __doc__, ["prompts", "samples"], ["markdown", "html"], argv, lists=("samples",)
+    )
     p = args.params
     policies = p["policies"]
     if not policies or parse_policy_id(policies[0])["method"] != "pi_ref":
         raise ValueError(f"the policies must start with pi_ref; got {policies[:3]}")
     prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt"])
     prompts = prompts.set_index("prompt_id")["prompt"]
+    folders = policy_folders(policies, args.samples, names=("samples.parquet",))
     samples = {}
     for pid in policies:
-        path = Path(args.eval_dir) / pid / "samples.parquet"
+        path = folders[pid] / "samples.parquet"
         samples[pid] = io.read_parquet(path, SAMPLE_COLUMNS)
         if samples[pid].empty:
             raise ValueError(f"{path}: no samples")

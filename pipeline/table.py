@@ -49,6 +49,27 @@ COLUMNS = [
 ]
 
 
+EVAL_FILES = ("samples.parquet", "reverse_kl.parquet", "summary.json")
+
+
+def policy_folders(policies: list[str], files: list[str], names=EVAL_FILES) -> dict[str, Path]:
+    """Each policy's folder (results/eval/<policy id>, results/policies/<policy id>) from the files
+    its rule declared: every policy's `names`, and nothing else, so that a stage reads only the
+    files Snakemake tracks."""
+    given = {Path(f) for f in files}
+    folders = {}
+    for pid in policies:
+        found = [f for f in given if f.name in names and f.parent.as_posix().endswith(f"/{pid}")]
+        folder = {f.parent for f in found}
+        if len(folder) != 1 or len(found) != len(names):
+            raise ValueError(f"the files {names} of {pid} are not among the inputs")
+        folders[pid] = folder.pop()
+        given -= set(found)
+    if given:
+        raise ValueError(f"files of no policy given: {sorted(map(str, given))[:3]}")
+    return folders
+
+
 def read_eval(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """One policy's evaluation: its samples, pi_ref's samples' reverse KL, its distinct-2."""
     samples = io.read_parquet(
@@ -106,9 +127,11 @@ def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def build_table(
-    eval_dir: Path, policies: list[str], n_boot: int, seed: int, optimal: pd.DataFrame | None = None
+    folders: dict[str, Path], n_boot: int, seed: int, optimal: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    evals = {pid: read_eval(eval_dir / pid) for pid in policies}
+    """The table of the policies whose evaluation folders `folders` maps their ids to."""
+    policies = list(folders)
+    evals = {pid: read_eval(folders[pid]) for pid in policies}
     rows = [
         {"kind": "policy", **parse_policy_id(pid), **summarise([evals[pid]], n_boot, seed)}
         for pid in policies
@@ -139,10 +162,13 @@ def write_table(table: pd.DataFrame, path) -> None:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["eval_dir", "optimal"], ["out"], argv, optional=("optimal",))
+    args = cli.parse(
+        __doc__, ["evals", "optimal"], ["out"], argv, optional=("optimal",), lists=("evals",)
+    )
     p = args.params
     optimal = pd.read_csv(args.optimal) if args.optimal else None
-    table = build_table(Path(args.eval_dir), p["policies"], p["bootstrap"], p["seed"], optimal)
+    folders = policy_folders(p["policies"], args.evals)
+    table = build_table(folders, p["bootstrap"], p["seed"], optimal)
     write_table(table, args.out)
     log.info(
         "\n%s",

@@ -171,6 +171,10 @@ def test_beyond_the_optimum_s_reliable_range_its_last_point_is_a_lower_bound():
     assert compare(point(5.0, 0.75), series([0.0, 2.0], [0.6, 0.9]))["verdict"] == "outside range"
 
 
+def folders(root, policies):
+    return {pid: root / pid for pid in policies}
+
+
 def fake_eval(folder, sentiment, kl, seed=0):
     fake_evaluation(folder, sentiment, kl, seed, n_prompts=30)
 
@@ -185,7 +189,7 @@ def test_two_seeds_that_disagree_widen_the_interval_beyond_the_prompts_alone(tmp
     prompts_only = interval(replicates([pd.concat(per_seed)], "score", 1000, 0))
     assert two_level[1] - two_level[0] > 2 * (prompts_only[1] - prompts_only[0])
     assert two_level[0] < 0.75 < two_level[1]
-    table = build_table(tmp_path, ["dpo/0.1/seed0", "dpo/0.1/seed1"], n_boot=1000, seed=0)
+    table = build_table(folders(tmp_path, ["dpo/0.1/seed0", "dpo/0.1/seed1"]), n_boot=1000, seed=0)
     agg = table[table["kind"] == "aggregate"].iloc[0]
     assert agg["ci_over"] == "seeds+prompts" and agg["n_seeds"] == 2
     assert (agg["sentiment_lo"], agg["sentiment_hi"]) == pytest.approx(two_level)
@@ -195,7 +199,7 @@ def test_two_seeds_that_disagree_widen_the_interval_beyond_the_prompts_alone(tmp
 def test_the_one_seed_table_says_its_intervals_cover_prompts_only(tmp_path):
     fake_eval(tmp_path / "sft", 0.6, 0.0)
     fake_eval(tmp_path / "dpo/0.1/seed0", 0.8, 5.0)
-    table = build_table(tmp_path, ["sft", "dpo/0.1/seed0"], n_boot=200, seed=0)
+    table = build_table(folders(tmp_path, ["sft", "dpo/0.1/seed0"]), n_boot=200, seed=0)
     assert table["ci_over"].tolist() == ["prompts"] * 3
 
 
@@ -233,9 +237,9 @@ def test_comparison_on_hand_made_evaluations(tmp_path):
         "n_beta": 20,
         "min_ess": 8,
     }
-    comp = build_comparison(tmp_path, policies, pool, params)
+    comp = build_comparison(folders(tmp_path, policies), pool, params)
     assert list(comp.columns) == COLUMNS
-    table = build_table(tmp_path, policies, n_boot=300, seed=0)
+    table = build_table(folders(tmp_path, policies), n_boot=300, seed=0)
     agg = table[table["kind"] == "aggregate"].set_index(["method", "value"])
     # cringe at its KL, read on DPO's and PPO's frontiers by hand
     cringe = comp[comp["method"] == "cringe"].set_index("against")
@@ -325,9 +329,11 @@ def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_st
         "min_ess": 8,
         "budgets": [2.0, 5.0, 10.0],
     }
-    board = build_leaderboard(tmp_path, policies, pool, params).set_index(["budget", "method"])
+    board = build_leaderboard(folders(tmp_path, policies), pool, params).set_index(
+        ["budget", "method"]
+    )
     assert set(board.index.get_level_values("method")) == {"dpo", "ppo"}  # Cringe: one point
-    agg = build_table(tmp_path, policies, n_boot=300, seed=0)
+    agg = build_table(folders(tmp_path, policies), n_boot=300, seed=0)
     agg = agg[agg["kind"] == "aggregate"].set_index(["method", "value"])
     dpo = agg.loc["dpo"].sort_values("kl")
     at5 = np.interp(5.0, dpo["kl"], dpo["sentiment"])

@@ -177,7 +177,7 @@ def test_table_schema_and_rows(tmp_path):
     fake_evaluation(tmp_path / "dpo/0.1/seed0/round2", 0.95, 8.0)
     fake_evaluation(tmp_path / "ppo/6.0/seed0", 0.8, 6.0)
     policies = ["sft", "dpo/0.1/seed0", "dpo/0.1/seed1", "dpo/0.1/seed0/round2", "ppo/6.0/seed0"]
-    table = build_table(tmp_path, policies, n_boot=200, seed=0)
+    table = build_table({pid: tmp_path / pid for pid in policies}, n_boot=200, seed=0)
     assert list(table.columns) == COLUMNS
     assert table["kind"].tolist() == ["policy"] * 5 + ["aggregate"] * 3
     ref = table[table["method"] == "pi_ref"].iloc[0]
@@ -259,3 +259,21 @@ def test_best_of_n_takes_the_best_of_each_prompts_first_n_samples_and_reports_th
     assert best2["score"].tolist() == [0.7, 0.5] and best4["score"].tolist() == [0.9, 0.95]
     assert kl_bound(1) == 0.0 and best4["kl"].iloc[0] == pytest.approx(math.log(4) - 3 / 4)
     assert best4["kl_k1"].isna().all()
+
+
+def test_a_report_stage_reads_only_the_files_its_rule_declared(tmp_path):
+    from pipeline.table import policy_folders
+
+    files = [
+        str(tmp_path / "eval" / pid / name)
+        for pid in ("sft", "dpo/0.1/seed0")
+        for name in ("samples.parquet", "reverse_kl.parquet", "summary.json")
+    ]
+    assert policy_folders(["sft", "dpo/0.1/seed0"], files) == {
+        "sft": tmp_path / "eval/sft",
+        "dpo/0.1/seed0": tmp_path / "eval/dpo/0.1/seed0",
+    }
+    with pytest.raises(ValueError, match="the files .* of dpo/0.1/seed0 are not among the inputs"):
+        policy_folders(["sft", "dpo/0.1/seed0"], files[:5])
+    with pytest.raises(ValueError, match="files of no policy given"):
+        policy_folders(["sft"], files)

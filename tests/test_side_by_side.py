@@ -110,8 +110,8 @@ def test_the_stage_writes_both_pages(tmp_path, samples):
     args = [
         "--prompts",
         str(tmp_path / "prompts.parquet"),
-        "--eval-dir",
-        str(tmp_path / "eval"),
+        "--samples",
+        *(str(tmp_path / "eval" / pid / "samples.parquet") for pid in POLICIES),
         "--markdown",
         str(tmp_path / "samples.md"),
         "--html",

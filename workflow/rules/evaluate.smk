@@ -88,7 +88,7 @@ rule table:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.table --params {params.cfg} --eval-dir results/eval {params.optimal}"
+        "python -m pipeline.table --params {params.cfg} --evals {input.evals} {params.optimal}"
         " --out {output} > {log} 2>&1"
 
 
@@ -112,7 +112,7 @@ rule comparison:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.compare --params {params.cfg} --eval-dir results/eval"
+        "python -m pipeline.compare --params {params.cfg} --evals {input.evals}"
         " --pool {input.pool} --out {output} > {log} 2>&1"
 
 
@@ -120,6 +120,8 @@ rule plots:
     input:
         table=lambda w: f"results/{PLOTS[w.plots]}.csv",
         optimal="results/optimal.csv",
+        samples=lambda w: expand("results/eval/{policy}/samples.parquet",
+                                 policy=evaluated_policies(PLOTS[w.plots])),
         metrics=lambda w: expand("results/policies/{policy}/metrics.csv",
                                  policy=trained_policies(PLOTS[w.plots])),
     output:
@@ -136,6 +138,7 @@ rule plots:
                               "min_ess": config["optimal"]["min_ess"],
                               "extensions": config["train"]["extensions"]}),
         recipe=lambda w: digest(recipe_table(PLOTS[w.plots]) | recipe_optimal()),
+        metrics=lambda w, input: f"--metrics {input.metrics}" if input.metrics else "",
     resources:
         **CPU,
     log:
@@ -144,7 +147,7 @@ rule plots:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.plots --params {params.cfg} --table {input.table} --optimal {input.optimal}"
-        " --eval-dir results/eval --policies-dir results/policies --frontier {output.frontier}"
+        " --samples {input.samples} {params.metrics} --frontier {output.frontier}"
         " --sentiment {output.sentiment} --training {output.training} > {log} 2>&1"
 
 
@@ -166,5 +169,5 @@ rule leaderboard:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.leaderboard --params {params.cfg} --eval-dir results/eval"
+        "python -m pipeline.leaderboard --params {params.cfg} --evals {input.evals}"
         " --pool {input.pool} --out {output} > {log} 2>&1"

@@ -17,4 +17,4 @@ rule side_by_side:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.side_by_side --params {params.cfg} --prompts {input.prompts}"
-        " --eval-dir results/eval --markdown {output.markdown} --html {output.html} > {log} 2>&1"
+        " --samples {input.samples} --markdown {output.markdown} --html {output.html} > {log} 2>&1"
