@@ -16,7 +16,6 @@ No value head. The optimiser, iterations and batch sizes are the ppo section's, 
 methods see as many samples per iteration as PPO. Dropout is off: the ratios compare one function.
 """
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,7 +26,8 @@ from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
-from pipeline.logs import get_logger, progress
+from pipeline.logs import get_logger
+from pipeline.loop import Run, Tracker, tracker_for, update
 from pipeline.losses import (
     dpo_loss,
     group_advantages,
@@ -114,7 +114,14 @@ ONLINE_DPO = Objective(online_dpo_targets, online_dpo_group_loss)
 
 
 def train(
-    model, ref, tok, prompts: list[list[int]], scorer, p: dict, ckpt: Checkpoint | None = None
+    model,
+    ref,
+    tok,
+    prompts: list[list[int]],
+    scorer,
+    p: dict,
+    ckpt: Checkpoint | None = None,
+    tracker: Tracker | None = None,
 ) -> pd.DataFrame:
     """Train in place, one process; with `ckpt`, resume from its last checkpoint."""
     record = method(p["method"])
@@ -124,24 +131,16 @@ def train(
     sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     train_mode(model, p["gradient_checkpointing"], dropout=False)
-    state = ckpt.restore(model, opt) if ckpt else None
-    if state is None:
-        metrics, start, step = [], 0, 0
-    else:
-        metrics, start, step = state["metrics"], state["iteration"], state["step"]
-        gen.set_state(state["gen"])
-        sample_gen.set_state(state["sample_gen"])
-        log.info("resuming from the checkpoint at iteration %d", start)
+    run = Run(p["method"], p["iterations"], model, opt, ckpt, tracker=tracker, unit="iter")
+    step = 0  # optimizer steps, for the warm-up
+    if run.restored:
+        step = run.restored["step"]
+        gen.set_state(run.restored["gen"])
+        sample_gen.set_state(run.restored["sample_gen"])
     ddp = wrap(model, SINGLE, p["compile"])
     groups, per_minibatch = p["rollout_size"] // G, max(1, p["minibatch_size"] // G)
-    t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
-    for it in progress(
-        range(start, p["iterations"]),
-        desc=p["method"],
-        unit="iter",
-        initial=start,
-        total=p["iterations"],
-    ):
+    while run.done < p["iterations"]:
+        it = run.done
         idx = torch.randint(len(prompts), (groups,), generator=gen)
         batch, scores, old, ref_logps, _ = collect(
             model,
@@ -168,33 +167,25 @@ def train(
                 )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
-                opt.step()
+                update(model, opt, p["max_grad_norm"])
                 step += 1
                 losses.append(loss.item())
-        metrics.append(
+        run.done += 1
+        run.log(
             {
                 "iteration": it,
                 "reward": scores.mean().item(),
                 "kl": (old - ref_logps).sum(-1).mean().item(),
                 "loss": sum(losses) / len(losses),
                 "response_length": batch.response_mask.sum(-1).float().mean().item(),
-                "seconds": time.perf_counter() - t0,
-            }
+            },
+            postfix="reward",
         )
-        if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
-            ckpt.save(
-                model,
-                opt,
-                {
-                    "iteration": it + 1,
-                    "step": step,
-                    "metrics": metrics,
-                    "gen": gen.get_state(),
-                    "sample_gen": sample_gen.get_state(),
-                },
-            )
-    return pd.DataFrame(metrics)
+        run.checkpoint(
+            lambda: {"step": step, "gen": gen.get_state(), "sample_gen": sample_gen.get_state()}
+        )
+    run.close()
+    return pd.DataFrame(run.metrics)
 
 
 def main(argv=None):
@@ -220,7 +211,8 @@ def main(argv=None):
     ckpt = Checkpoint(
         args.checkpoint, p["checkpoint_every"], fingerprint(p, args.prompts, args.policy)
     )
-    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt)
+    tracker = tracker_for(p, f"{p['method']}/{p['beta']}/seed{p['seed']}")
+    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, tracker)
     teardown(world)
     with io.atomic_output(args.model) as tmp:
         model.save_pretrained(tmp)

@@ -12,8 +12,6 @@ rollout, every process then holds the whole of it, and each takes its share of e
 its loss weighted by its share of the minibatch's tokens; the gradient is the one-process one.
 """
 
-import time
-
 import pandas as pd
 import torch
 
@@ -21,7 +19,8 @@ from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, next_token_logprobs, token_logprobs
-from pipeline.logs import get_logger, progress
+from pipeline.logs import get_logger
+from pipeline.loop import Run, Tracker, tracker_for, update
 from pipeline.losses import (
     AdaptiveKLController,
     FixedKLController,
@@ -139,6 +138,7 @@ def train(
     p: dict,
     ckpt: Checkpoint | None = None,
     world: World = SINGLE,
+    tracker: Tracker | None = None,
 ) -> pd.DataFrame:
     """Train in place; with `ckpt`, resume from its last checkpoint and write one every
     `ckpt.every` iterations (the main process writes it)."""
@@ -149,25 +149,24 @@ def train(
     kl_ctl = kl_controller(p)
     # dropout off: the ratio pi / pi_old must compare the same function
     train_mode(model.policy, p["gradient_checkpointing"], dropout=False)
-    state = ckpt.restore(model, opt) if ckpt else None
-    if state is None:
-        metrics, start, step = [], 0, 0
-    else:
-        metrics, start, step = state["metrics"], state["iteration"], state["step"]
-        kl_ctl.value = state["kl_coef"]
-        gen.set_state(state["gen"])
-        sample_gen.set_state(state["sample_gen"][world.rank])
-        log.info("resuming from the checkpoint at iteration %d", start)
+    run = Run("ppo", p["iterations"], model, opt, ckpt, world, tracker, unit="iter")
+    step = 0  # optimizer steps, for the warm-up
+    if run.restored:
+        step, kl_ctl.value = run.restored["step"], run.restored["kl_coef"]
+        gen.set_state(run.restored["gen"])
+        sample_gen.set_state(run.restored["sample_gen"][world.rank])
     ddp = wrap(model, world, p["compile"])
-    t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
-    for it in progress(
-        range(start, p["iterations"]),
-        desc="ppo",
-        unit="iter",
-        initial=start,
-        total=p["iterations"],
-        disable=not world.main,
-    ):
+
+    def own_state():
+        return {
+            "step": step,
+            "kl_coef": kl_ctl.value,
+            "gen": gen.get_state(),
+            "sample_gen": world.gather(sample_gen.get_state()),
+        }  # each process draws its own
+
+    while run.done < p["iterations"]:
+        it = run.done
         idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen)
         world.micro_batches(idx, None, "ppo.rollout_size")  # refuses a share that does not split
         batch, score, old_logps, ref_logps, values = collect(
@@ -220,14 +219,14 @@ def train(
                 weight = tokens * world.size / mask[mb.to(dev)].sum()
                 opt.zero_grad(set_to_none=True)
                 (loss * weight).backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
-                opt.step()
+                update(model, opt, p["max_grad_norm"])
                 step += 1
                 stats.append(row[1:].tolist())
         kl_coef = kl_ctl.value
         kl_ctl.update(kl, p["rollout_size"])
         pg, vf, cf, ent = torch.tensor(stats).mean(0).tolist()
-        metrics.append(
+        run.done += 1
+        run.log(
             {
                 "iteration": it,
                 "reward": score.mean().item(),
@@ -238,25 +237,12 @@ def train(
                 "value_loss": vf,
                 "policy_loss": pg,
                 "response_length": mask.sum(-1).float().mean().item(),
-                "seconds": time.perf_counter() - t0,
-            }
+            },
+            postfix="reward",
         )
-        if ckpt is not None and ckpt.due(it + 1) and it + 1 < p["iterations"]:
-            sample_states = world.gather(sample_gen.get_state())  # each process draws its own
-            if world.main:
-                ckpt.save(
-                    model,
-                    opt,
-                    {
-                        "iteration": it + 1,
-                        "step": step,
-                        "metrics": metrics,
-                        "kl_coef": kl_ctl.value,
-                        "gen": gen.get_state(),
-                        "sample_gen": sample_states,
-                    },
-                )
-    return pd.DataFrame(metrics)
+        run.checkpoint(own_state)
+    run.close()
+    return pd.DataFrame(run.metrics)
 
 
 def main(argv=None):
@@ -285,7 +271,10 @@ def main(argv=None):
         p["checkpoint_every"],
         fingerprint(p | {"processes": world.size}, args.prompts, args.policy, learned),
     )
-    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, world)
+    tracker = (
+        tracker_for(p, f"{p['method']}/{p['target_kl']}/seed{p['seed']}") if world.main else None
+    )
+    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, world, tracker)
     teardown(world)
     if not world.main:
         return

@@ -14,7 +14,6 @@ training prompts and the ground-truth reward scores them (`sample_reward` in the
 """
 
 import inspect
-import time
 from itertools import combinations
 
 import pandas as pd
@@ -31,7 +30,8 @@ from pipeline.batching import (
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
-from pipeline.logs import get_logger, progress
+from pipeline.logs import get_logger
+from pipeline.loop import Run, Tracker, tracker_for, update
 from pipeline.losses import (
     ce_loss,
     cringe_gate,
@@ -41,7 +41,7 @@ from pipeline.losses import (
     pairwise_cringe_loss,
     plackett_luce_loss,
 )
-from pipeline.methods import RANKED_PAIRS, Method, method, resolve
+from pipeline.methods import RANKED_PAIRS, Method, method, policy_id, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
@@ -196,6 +196,7 @@ def train(
     scorer,
     ckpt: Checkpoint | None = None,
     world: World = SINGLE,
+    tracker: Tracker | None = None,
 ) -> pd.DataFrame:
     """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none).
     With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps.
@@ -227,17 +228,15 @@ def train(
         _, scores = rollout(model, tok, monitor, scorer, p["max_new_tokens"], sample_gen)
         return float(scores.mean())
 
-    state = ckpt.restore(model, opt) if ckpt else None
-    if state is None:
-        metrics = [{"step": 0, "sample_reward": reward_now(), "seconds": 0.0}]
-        step, order, order_epoch = 0, None, -1
+    run = Run(p["method"], total, model, opt, ckpt, world, tracker)
+    order, order_epoch = None, -1
+    if run.restored:
+        order, order_epoch = run.restored["order"], run.restored["order_epoch"]
+        gen.set_state(run.restored["gen"])
+        sample_gen.set_state(run.restored["sample_gen"])
+        token_gen.set_state(run.restored["token_gen"][world.rank])
     else:
-        metrics, step = state["metrics"], state["step"]
-        order, order_epoch = state["order"], state["order_epoch"]
-        gen.set_state(state["gen"])
-        sample_gen.set_state(state["sample_gen"])
-        token_gen.set_state(state["token_gen"][world.rank])
-        log.info("resuming from the checkpoint at step %d", step)
+        run.log({"step": 0, "sample_reward": reward_now()}, advance=False)
     ddp = wrap(model, world, p["compile"])
 
     def pair_losses(rows):
@@ -251,14 +250,21 @@ def train(
         stats["sequences_per_row"] = torch.tensor(float(len(batch.input_ids)), device=dev)
         return loss.sum(), stats
 
-    t0 = time.perf_counter() - metrics[-1]["seconds"]
-    bar = progress(total=total, initial=step, desc=p["method"], unit="step", disable=not world.main)
-    while step < total:
-        epoch, pos = divmod(step, steps_per_epoch)
+    def own_state():
+        return {
+            "order": order,
+            "order_epoch": order_epoch,
+            "gen": gen.get_state(),
+            "sample_gen": sample_gen.get_state(),
+            "token_gen": world.gather(token_gen.get_state()),
+        }  # each process draws its own
+
+    while run.done < total:
+        epoch, pos = divmod(run.done, steps_per_epoch)
         if order_epoch != epoch:
             order, order_epoch = epoch_order(pairs["prompt_id"], p["batch_order"], gen), epoch
         idx = order[pos * bs : (pos + 1) * bs]
-        lr = warmup_constant(step, p["warmup_steps"], p["lr"])
+        lr = warmup_constant(run.done, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
         parts = world.micro_batches(idx, p["micro_batch_size"], f"{p['method']}.batch_size")
@@ -268,42 +274,18 @@ def train(
         check_finite(
             torch.tensor(row["loss"]),
             p["method"],
-            step,
+            run.done,
             f"pairs {idx[:4].tolist()}... of epoch {epoch}",
         )
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
-        opt.step()
-        step += 1
-        row.update(
-            step=step,
-            epoch=epoch,
-            lr=lr,
-            grad_norm=grad_norm.item(),
-            seconds=time.perf_counter() - t0,
-        )
-        if step % p["reward_every"] == 0 or step == total:
+        grad_norm = update(model, opt, p["max_grad_norm"])
+        run.done += 1
+        row.update(step=run.done, epoch=epoch, lr=lr, grad_norm=grad_norm)
+        if run.done % p["reward_every"] == 0 or run.done == total:
             row["sample_reward"] = reward_now()
-        metrics.append(row)
-        bar.update()
-        bar.set_postfix(loss=f"{row['loss']:.3f}", refresh=False)
-        if ckpt is not None and ckpt.due(step) and step < total:
-            token_states = world.gather(token_gen.get_state())  # each process draws its own
-            if world.main:
-                ckpt.save(
-                    model,
-                    opt,
-                    {
-                        "step": step,
-                        "metrics": metrics,
-                        "order": order,
-                        "order_epoch": order_epoch,
-                        "gen": gen.get_state(),
-                        "sample_gen": sample_gen.get_state(),
-                        "token_gen": token_states,
-                    },
-                )
-    bar.close()
-    return pd.DataFrame(metrics)
+        run.log(row)
+        run.checkpoint(own_state)
+    run.close()
+    return pd.DataFrame(run.metrics)
 
 
 def main(argv=None):
@@ -363,7 +345,10 @@ def main(argv=None):
         p["checkpoint_every"],
         fingerprint(p | {"processes": world.size}, args.pairs, args.reference, args.policy),
     )
-    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt, world)
+    tracker = (
+        tracker_for(p, policy_id(record.name, p[record.swept], p["seed"])) if world.main else None
+    )
+    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt, world, tracker)
     teardown(world)
     if not world.main:
         return

@@ -22,7 +22,6 @@ returns standardised rewards (r - mean) / std: PPO then sees a reward of known s
 like p(positive), whatever the training happened to do to the offset.
 """
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,8 @@ from transformers import AutoModel
 from pipeline import cli, io
 from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
 from pipeline.logprobs import Batch
-from pipeline.logs import get_logger, progress
+from pipeline.logs import get_logger
+from pipeline.loop import Run, Tracker, tracker_for, update
 from pipeline.losses import bradley_terry_loss
 from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
@@ -145,7 +145,9 @@ def pair_stats(chosen: torch.Tensor, rejected: torch.Tensor) -> dict:
     }
 
 
-def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.DataFrame:
+def train(
+    model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict, tracker: Tracker | None = None
+) -> pd.DataFrame:
     """Train in place on `pairs`; return the per-step metrics."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p["seed"])
@@ -154,39 +156,37 @@ def train(model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict) -> pd.D
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     train_mode(model, gradient_checkpointing=False, dropout=False)
-    metrics = []
-    t0 = time.perf_counter()
-    bar = progress(total=total, desc="reward_model", unit="step")
-    for step in range(total):
-        epoch, pos = divmod(step, steps_per_epoch)
+    run = Run("reward_model", total, model, opt, tracker=tracker)
+    while run.done < total:
+        epoch, pos = divmod(run.done, steps_per_epoch)
         if pos == 0:
             order = epoch_order(pairs["prompt_id"], p["batch_order"], gen)
         idx = order[pos * bs : (pos + 1) * bs]
-        lr = warmup_constant(step, p["warmup_steps"], p["lr"])
+        lr = warmup_constant(run.done, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
         batch, index = pair_batch(pairs.iloc[idx.numpy()], pad_id)
         with autocast(dev):
             chosen, rejected = model(batch.to(dev))[index.to(dev)]
         loss = bradley_terry_loss(chosen, rejected).mean()
-        check_finite(loss, "reward_model", step, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
+        check_finite(
+            loss, "reward_model", run.done, f"pairs {idx[:4].tolist()}... of epoch {epoch}"
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), p["max_grad_norm"])
-        opt.step()
-        row = {
-            "step": step + 1,
-            "epoch": epoch,
-            "loss": loss.item(),
-            "accuracy": (chosen > rejected).float().mean().item(),
-            "margin": (chosen - rejected).mean().item(),
-            "lr": lr,
-            "seconds": time.perf_counter() - t0,
-        }
-        metrics.append(row)
-        bar.update()
-        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['accuracy']:.2f}", refresh=False)
-    bar.close()
-    return pd.DataFrame(metrics)
+        update(model, opt, p["max_grad_norm"])
+        run.done += 1
+        run.log(
+            {
+                "step": run.done,
+                "epoch": epoch,
+                "loss": loss.item(),
+                "accuracy": (chosen > rejected).float().mean().item(),
+                "margin": (chosen - rejected).mean().item(),
+                "lr": lr,
+            }
+        )
+    run.close()
+    return pd.DataFrame(run.metrics)
 
 
 def main(argv=None):
@@ -206,7 +206,7 @@ def main(argv=None):
         val_pairs["prompt_id"].nunique(),
     )
 
-    metrics = train(model, train_pairs, tok.pad_token_id, p)
+    metrics = train(model, train_pairs, tok.pad_token_id, p, tracker_for(p, "reward_model"))
     model.eval()
     chosen, rejected = pair_rewards(model, train_pairs, tok.pad_token_id, p["batch_size"])
     rewards = torch.cat([chosen, rejected])

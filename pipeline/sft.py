@@ -5,7 +5,8 @@ From scratch (policy.init = "scratch", the embedded default) a GPT-2 sized by th
 (only the first ~64 matter: prompt <= 8 tokens plus the completion); a review that fits ends
 with EOS, so the policy learns to stop. Loss: mean next-token cross-entropy, computed with the
 shared response log-prob helper (the whole review is the "response", with no prompt).
-AdamW, linear warmup then cosine decay, gradient clipping at 1; fp32 on CPU, bf16 autocast on CUDA.
+AdamW, linear warmup then cosine decay, gradient clipping at `sft.max_grad_norm`; fp32 on CPU,
+bf16 autocast on CUDA.
 The held-out loss is measured before and after training; if SFT made it worse (a learning rate
 made for training from scratch does that to a pretrained model), the stage stops and says which
 key to change, unless `sft.allow_worse` is set.
@@ -13,7 +14,6 @@ key to change, unless `sft.allow_worse` is set.
 
 import math
 import re
-import time
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,8 @@ from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
-from pipeline.logs import get_logger, progress
+from pipeline.logs import get_logger
+from pipeline.loop import Run, Tracker, tracker_for, update
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 from pipeline.safe_loading import bos_ids, load_tokenizer
@@ -84,7 +85,16 @@ def nll(model, seqs: list[list[int]], pad_id: int, dev) -> tuple[torch.Tensor, i
     return -token_logprobs(logprobs, batch).sum(), int(batch.response_mask.sum())
 
 
-def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None, world: World = SINGLE):
+def train(
+    model,
+    train_ids,
+    pad_id,
+    p,
+    dev,
+    ckpt: Checkpoint | None = None,
+    world: World = SINGLE,
+    tracker: Tracker | None = None,
+):
     """Train in place; return the per-step metrics. With `ckpt`, resume from
     its last checkpoint and write one every `ckpt.every` steps. Under torchrun, data-parallel."""
     gen = torch.Generator().manual_seed(p["seed"])
@@ -95,27 +105,22 @@ def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None, worl
     total = steps_per_epoch * p["epochs"]
     opt = make_optimizer(model.parameters(), "adamw", p["lr"], p["weight_decay"])
     train_mode(model, p["gradient_checkpointing"], dropout=True)
-    state = ckpt.restore(model, opt) if ckpt else None
-    if state is None:
-        metrics, step, order, order_epoch = [], 0, None, -1
-    else:
-        metrics, step = state["metrics"], state["step"]
-        order, order_epoch = state["order"], state["order_epoch"]
-        gen.set_state(state["gen"])
-        log.info("resuming from the checkpoint at step %d", step)
+    run = Run("sft", total, model, opt, ckpt, world, tracker)
+    order, order_epoch = None, -1
+    if run.restored:
+        order, order_epoch = run.restored["order"], run.restored["order_epoch"]
+        gen.set_state(run.restored["gen"])
     ddp = wrap(model, world, p["compile"])
 
     def step_nll(rows):
         return nll(ddp, [train_ids[i] for i in rows.tolist()], pad_id, dev)[0], {}
 
-    t0 = time.perf_counter() - (metrics[-1]["seconds"] if metrics else 0.0)
-    bar = progress(total=total, initial=step, desc="sft", unit="step", disable=not world.main)
-    while step < total:
-        epoch, pos = divmod(step, steps_per_epoch)
+    while run.done < total:
+        epoch, pos = divmod(run.done, steps_per_epoch)
         if order_epoch != epoch:
             order, order_epoch = torch.randperm(len(train_ids), generator=gen), epoch
         idx = order[pos * bs : (pos + 1) * bs]
-        lr = warmup_cosine(step, total, p["warmup_steps"], p["lr"])
+        lr = warmup_cosine(run.done, total, p["warmup_steps"], p["lr"])
         set_lr(opt, lr)
         # the mean is over the global batch's tokens, known before any forward pass
         n_tokens = sum(len(train_ids[i]) - 1 for i in idx.tolist())
@@ -123,38 +128,23 @@ def train(model, train_ids, pad_id, p, dev, ckpt: Checkpoint | None = None, worl
         parts = world.micro_batches(idx, p["micro_batch_size"], "sft.batch_size")
         loss = accumulate(ddp, parts, step_nll, n_tokens, world)["loss"] / n_tokens
         check_finite(
-            torch.tensor(loss), "sft", step, f"reviews {idx[:4].tolist()}... of epoch {epoch}"
+            torch.tensor(loss), "sft", run.done, f"reviews {idx[:4].tolist()}... of epoch {epoch}"
         )
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        metrics.append(
+        grad_norm = update(model, opt, p["max_grad_norm"])
+        run.done += 1
+        run.log(
             {
-                "step": step,
+                "step": run.done,
                 "epoch": epoch,
                 "loss": loss,
                 "lr": lr,
-                "grad_norm": grad_norm.item(),
+                "grad_norm": grad_norm,
                 "tokens": n_tokens,
-                "seconds": time.perf_counter() - t0,
             }
         )
-        step += 1
-        bar.update()
-        bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
-        if world.main and ckpt is not None and ckpt.due(step) and step < total:
-            ckpt.save(
-                model,
-                opt,
-                {
-                    "step": step,
-                    "metrics": metrics,
-                    "order": order,
-                    "order_epoch": order_epoch,
-                    "gen": gen.get_state(),
-                },
-            )
-    bar.close()
-    return pd.DataFrame(metrics)
+        run.checkpoint(lambda: {"order": order, "order_epoch": order_epoch, "gen": gen.get_state()})
+    run.close()
+    return pd.DataFrame(run.metrics)
 
 
 @torch.no_grad()
@@ -239,7 +229,7 @@ def main(argv=None):
     ckpt = Checkpoint(
         args.checkpoint, p["checkpoint_every"], fingerprint(p, args.sft, args.tokenizer)
     )
-    metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world)
+    metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world, tracker_for(p, "sft"))
     teardown(world)
     if not world.main:
         return

@@ -46,6 +46,7 @@ SFT_PARAMS = {
     "gradient_checkpointing": False,
     "compile": False,
     "allow_worse": False,
+    "max_grad_norm": 1.0,
 }
 # the PPO stage's config; tests add iterations and checkpoint_every
 PPO_PARAMS = {

@@ -95,6 +95,11 @@ def policy_config():
     return config["policy"] | ({"init": PRETRAINED} if pretrained_input() else {})
 
 
+def tracking_config():
+    """Where the trainers send their metrics live (train.tracking), besides metrics.csv."""
+    return {k: config["train"][k] for k in ("tracking", "tracking_dir")}
+
+
 def tokenizer_config():
     return {k: policy_config()[k] for k in ("init", "vocab_size", "n_positions")}
 
@@ -105,7 +110,7 @@ def sample_config(rnd=1):
 
 
 def reward_model_config():
-    return config["reward_model"] | {"batch_order": config["train"]["batch_order"]}
+    return config["reward_model"] | {"batch_order": config["train"]["batch_order"]} | tracking_config()
 
 
 def evaluate_config():
@@ -142,7 +147,7 @@ def trainer_config(method, value, seed):
         "reward": config["reward"],
         "max_new_tokens": config["sample"]["max_new_tokens"],
         "extensions": config["train"]["extensions"],
-    }
+    } | tracking_config()
     if record.trainer == "preference":  # PPO's rollouts are its reward monitor
         section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
     else:  # PPO samples its rollouts as the sample stage does, that many sequences at a time
@@ -223,8 +228,12 @@ def recipe_tokenizer():
     return recipe_data() | recipe_pretrained() | {"tokenizer": tokenizer_config()}
 
 
+def sft_config():
+    return policy_config() | config["sft"] | tracking_config()
+
+
 def recipe_sft():
-    return recipe_tokenizer() | {"sft": policy_config() | config["sft"]}
+    return recipe_tokenizer() | {"sft": sft_config()}
 
 
 def recipe_prompts(split):

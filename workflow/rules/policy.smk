@@ -45,7 +45,7 @@ rule sft:
         metrics="results/sft/metrics.csv",
         eval="results/sft/heldout.json",
     params:
-        cfg=as_arg(policy_config() | config["sft"]),
+        cfg=as_arg(sft_config()),
         recipe=digest(recipe_sft()),
         launch=LAUNCH,
     threads: all_cores()
