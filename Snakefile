@@ -12,6 +12,7 @@ configfile: f"{workflow.basedir}/config.yaml"
 
 include: "workflow/rules/config.smk"
 include: "workflow/rules/common.smk"
+include: "workflow/rules/recipes.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/policy.smk"
 include: "workflow/rules/preferences.smk"

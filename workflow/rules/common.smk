@@ -1,3 +1,7 @@
+# What the rules share, in reading order: helpers, the studies (which policies each table holds),
+# the config each stage gets (every rule passes exactly its own slice as params), the trainers'
+# wildcards, and the resources a cluster job asks for. The config is validated before this file
+# is read (config.smk); the recipe digests are in recipes.smk.
 import hashlib
 import json
 import os
@@ -9,6 +13,24 @@ from snakemake.exceptions import WorkflowError
 from pipeline.methods import (LATER_ROUND, METHODS, NOTHING, REFERENCE, policy_id,
                               policy_id_pattern, split_policy_id)
 from pipeline.sources import is_gguf
+
+
+# --- helpers the rules use ------------------------------------------------------------------
+
+
+def preference_data(method):
+    """What a preference trainer learns from: the pairs, or the rankings (best-choice data)."""
+    return METHODS[method].reads
+
+
+def as_arg(section, keys=None):
+    """A config section (or some of its keys) as one shell-quoted JSON argument for a stage."""
+    chosen = section if keys is None else {k: section[k] for k in keys}
+    return shlex.quote(json.dumps(chosen, sort_keys=True))
+
+
+def digest(recipe):
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def all_cores():
@@ -98,6 +120,10 @@ def policy_config():
 def tracking_config():
     """Where the trainers send their metrics live (train.tracking), besides metrics.csv."""
     return {k: config["train"][k] for k in ("tracking", "tracking_dir")}
+
+
+def sft_config():
+    return policy_config() | config["sft"] | tracking_config()
 
 
 def tokenizer_config():
@@ -203,43 +229,6 @@ REWARD_MODEL = "results/reward_model/model"
 ROUND = "results/rounds/{method}/{value}/seed{seed}/round{round}"
 
 
-def previous_round(wildcards):
-    """The policy round r starts from and samples its data with: round r - 1's."""
-    return f"results/policies/{sampler(wildcards)[0]}/model"
-
-
-# Recipes. Snakemake deletes a failed job's outputs, and it does not remake a missing output
-# while the outputs downstream of it are present (snakemake/snakemake#1978, on purpose since
-# 7.7): after an edit whose job then fails, the next run would say "Nothing to be done" and keep
-# the old config's results. So each rule also gets, as a param it does not use, a digest of the
-# config of everything upstream of its output: the jobs below an edit see their params changed
-# and ask again for what the failed job makes. Each recipe maps artifact -> config.
-
-
-def recipe_data():
-    return {"data": config["data"]}
-
-
-def recipe_pretrained():
-    return {"pretrained": config["policy"]["init"]} if pretrained_input() else {}
-
-
-def recipe_tokenizer():
-    return recipe_data() | recipe_pretrained() | {"tokenizer": tokenizer_config()}
-
-
-def sft_config():
-    return policy_config() | config["sft"] | tracking_config()
-
-
-def recipe_sft():
-    return recipe_tokenizer() | {"sft": sft_config()}
-
-
-def recipe_prompts(split):
-    return recipe_tokenizer() | {f"prompts/{split}": config["prompts"]}
-
-
 def sampler(wildcards):
     """The policy that sampled a round's data: pi_ref for round 1, round r - 1's policy after."""
     rnd = int(wildcards.get("round", 1))
@@ -248,84 +237,9 @@ def sampler(wildcards):
     return policy_id(wildcards.method, wildcards.value, wildcards.seed, rnd - 1), rnd
 
 
-def recipe_samples(by=REFERENCE, rnd=1):
-    policy = recipe_sft() if by == REFERENCE else recipe_policy(by)
-    return policy | recipe_prompts("train") | {f"samples/{by}": sample_config(rnd)}
-
-
-def recipe_scores(by=REFERENCE, rnd=1):
-    return recipe_samples(by, rnd) | {f"scores/{by}": config["reward"]}
-
-
-def recipe_reference(by=REFERENCE, rnd=1):
-    return recipe_scores(by, rnd) | {f"reference/{by}": config["reference"]}
-
-
-def recipe_reward_model():
-    return recipe_scores() | {"reward_model": reward_model_config()}
-
-
-def recipe_policy(pid):
-    """A pairwise policy's data recipe holds the policy it starts from (the one that sampled its
-    data: pi_ref, or the previous round's), so it is not added again."""
-    method, value, seed, rnd = split_policy_id(pid)
-    record = METHODS[method]
-    by = REFERENCE if rnd == 1 else policy_id(method, value, seed, rnd - 1)
-    if record.trainer == "preference":
-        data = (recipe_reference if record.needs_reference else recipe_scores)(by, rnd)
-    else:  # PPO samples its own rollouts
-        data = recipe_sft() | recipe_prompts("train") | (
-            recipe_reward_model() if record.learned_reward else {})
-    return data | {pid: trainer_config(method, value, seed)}
-
-
-def recipe_best_of_n(seed):
-    return recipe_sft() | recipe_prompts("eval") | {f"best_of_n/seed{seed}": best_of_n_config(seed)}
-
-
-def recipe_eval(pid):
-    if pid == REFERENCE:
-        policy = recipe_sft()
-    elif METHODS[split_policy_id(pid)[0]].data == NOTHING:  # Best-of-N: pi_ref's samples
-        return recipe_best_of_n(split_policy_id(pid)[2])
-    else:
-        policy = recipe_policy(pid) | recipe_eval(REFERENCE)
-    return policy | recipe_prompts("eval") | {f"eval/{pid}": evaluate_config()}
-
-
-def recipe_optimal():
-    return recipe_best_of_n(config["train"]["seeds"][0]) | {"optimal": optimal_config()}
-
-
-def recipe_evals(study):
-    recipe = {}
-    for pid in evaluated_policies(study):
-        recipe |= recipe_eval(pid)
-    return recipe
-
-
-def recipe_table(study):
-    return ({"table": config["table"] | {"study": study}} | recipe_evals(study)
-            | (recipe_optimal() if study == "table_full" else {}))
-
-
-def recipe_side_by_side():
-    return {"side_by_side": config["side_by_side"]} | recipe_evals("table")
-
-
-def digest(recipe):
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def preference_data(method):
-    """What a preference trainer learns from: the pairs, or the rankings (best-choice data)."""
-    return METHODS[method].reads
-
-
-def as_arg(section, keys=None):
-    """A config section (or some of its keys) as one shell-quoted JSON argument for a stage."""
-    chosen = section if keys is None else {k: section[k] for k in keys}
-    return shlex.quote(json.dumps(chosen, sort_keys=True))
+def previous_round(wildcards):
+    """The policy round r starts from and samples its data with: round r - 1's."""
+    return f"results/policies/{sampler(wildcards)[0]}/model"
 
 
 # What each job asks a cluster for: `resources.gpu_rules` for the torch stages and
