@@ -13,8 +13,10 @@ import math
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 
+from pipeline import io
 from pipeline.checkpoint import Checkpoint
 from pipeline.distributed import SINGLE, World
 from pipeline.logs import get_logger, progress
@@ -140,6 +142,19 @@ class Run:
         self.bar.close()
         if self.world.main:
             self.tracker.close()
+
+
+def save_policy(
+    model, tok, metrics: pd.DataFrame, model_out, metrics_out, ckpt: Checkpoint | None = None
+) -> None:
+    """A trained policy's outputs: its folder (safetensors and tokenizer, written whole or not at
+    all) and its metrics; then its checkpoint, no longer needed, goes."""
+    with io.atomic_output(model_out) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+    io.write_csv(metrics, metrics_out)
+    if ckpt is not None:
+        ckpt.clear()
 
 
 def update(model: torch.nn.Module, opt, max_grad_norm: float) -> float:

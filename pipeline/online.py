@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from pipeline import cli, io
+from pipeline import cli
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, tracker_for, update
+from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
 from pipeline.losses import (
     dpo_loss,
     group_advantages,
@@ -37,10 +37,9 @@ from pipeline.losses import (
     rloo_loss,
 )
 from pipeline.methods import method, resolve
-from pipeline.models import autocast, device, load_causal_lm, train_mode
+from pipeline.models import autocast, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.ppo import collect
-from pipeline.safe_loading import load_tokenizer
+from pipeline.ppo import collect, policy_and_reference, training_prompts
 from pipeline.score import make_scorer
 
 log = get_logger("train_online")
@@ -198,27 +197,18 @@ def main(argv=None):
     )
     p = args.params
     torch.manual_seed(p["seed"])
-    prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
-    if not prompts:
-        raise ValueError(f"{args.prompts}: no training prompts")
+    prompts = training_prompts(args.prompts)
     world = setup()
     if world.size > 1:
         raise ValueError(f"{p['method']} runs in one process: set resources.data_parallel to 1")
-    dev = device()
-    tok = load_tokenizer(args.policy, "policy")
-    model = load_causal_lm(args.policy, "policy").to(dev)
-    ref = load_causal_lm(args.policy, "policy").to(dev).eval().requires_grad_(False)
+    tok, model, ref = policy_and_reference(args.policy)
     ckpt = Checkpoint(
         args.checkpoint, p["checkpoint_every"], fingerprint(p, args.prompts, args.policy)
     )
     tracker = tracker_for(p, f"{p['method']}/{p['beta']}/seed{p['seed']}")
     metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, tracker)
     teardown(world)
-    with io.atomic_output(args.model) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    io.write_csv(metrics, args.metrics)
-    ckpt.clear()
+    save_policy(model, tok, metrics, args.model, args.metrics, ckpt)
     log.info(
         "%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)",
         p["method"],

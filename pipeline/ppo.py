@@ -20,7 +20,7 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, tracker_for, update
+from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
 from pipeline.losses import (
     AdaptiveKLController,
     FixedKLController,
@@ -245,6 +245,23 @@ def train(
     return pd.DataFrame(run.metrics)
 
 
+def training_prompts(path) -> list[list[int]]:
+    prompts = [list(x) for x in io.read_parquet(path, ["prompt_ids"])["prompt_ids"]]
+    if not prompts:
+        raise ValueError(f"{path}: no training prompts")
+    return prompts
+
+
+def policy_and_reference(folder: str):
+    """The tokenizer, the policy to train (on the device) and pi_ref beside it, frozen: PPO's and
+    the online methods' start."""
+    dev = device()
+    tok = load_tokenizer(folder, "policy")
+    policy = load_causal_lm(folder, "policy").to(dev)
+    ref = load_causal_lm(folder, "policy").to(dev).eval().requires_grad_(False)
+    return tok, policy, ref
+
+
 def main(argv=None):
     args = cli.parse(
         __doc__,
@@ -255,15 +272,10 @@ def main(argv=None):
     )
     p = args.params
     torch.manual_seed(p["seed"])
-    prompts = [list(x) for x in io.read_parquet(args.prompts, ["prompt_ids"])["prompt_ids"]]
-    if not prompts:
-        raise ValueError(f"{args.prompts}: no training prompts")
+    prompts = training_prompts(args.prompts)
     world = setup()
-    dev = device()
-    tok = load_tokenizer(args.policy, "policy")
-    policy = load_causal_lm(args.policy, "policy")
-    ref = load_causal_lm(args.policy, "policy").to(dev).eval().requires_grad_(False)
-    model = PolicyWithValue(policy).to(dev)
+    tok, policy, ref = policy_and_reference(args.policy)
+    model = PolicyWithValue(policy).to(device())
     learned = p["reward"]["model"] if p["reward"]["backend"] == "reward_model" else None
     # per-process generator states: a checkpoint of another number of processes is stale
     ckpt = Checkpoint(
@@ -278,11 +290,7 @@ def main(argv=None):
     teardown(world)
     if not world.main:
         return
-    with io.atomic_output(args.model) as tmp:
-        model.policy.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    io.write_csv(metrics, args.metrics)
-    ckpt.clear()
+    save_policy(model.policy, tok, metrics, args.model, args.metrics, ckpt)
     log.info(
         "ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
         metrics["reward"].iloc[0],

@@ -31,7 +31,7 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, tracker_for, update
+from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
 from pipeline.losses import (
     ce_loss,
     cringe_gate,
@@ -352,11 +352,7 @@ def main(argv=None):
     teardown(world)
     if not world.main:
         return
-    with io.atomic_output(args.model) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-    io.write_csv(metrics, args.metrics)
-    ckpt.clear()
+    save_policy(model, tok, metrics, args.model, args.metrics, ckpt)
     first, last = metrics["sample_reward"].dropna().iloc[[0, -1]]
     log.info(
         "%s: sample reward %.3f -> %.3f over %d steps in %.1f s",

@@ -24,7 +24,7 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, tracker_for, update
+from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 from pipeline.safe_loading import bos_ids, load_tokenizer
@@ -245,12 +245,8 @@ def main(argv=None):
         heldout["train_tokens_per_second"],
     )
     check_improved(before, heldout, p)
-    with io.atomic_output(args.model) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-    io.write_csv(metrics, args.metrics)
     io.write_json(heldout, args.eval)
-    ckpt.clear()
+    save_policy(model, tok, metrics, args.model, args.metrics, ckpt)
 
 
 if __name__ == "__main__":
