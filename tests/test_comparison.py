@@ -203,7 +203,9 @@ def test_the_one_seed_table_says_its_intervals_cover_prompts_only(tmp_path):
     assert table["ci_over"].tolist() == ["prompts"] * 3
 
 
-def test_comparison_on_hand_made_evaluations(tmp_path):
+@pytest.fixture
+def hand_made(tmp_path):
+    """Five policies' evaluations made by hand, pi_ref's and pi*'s pool: (folders, pool, params)."""
     fake_eval(tmp_path / "sft", 0.60, 0.0)
     for method, value, sentiment, kl in [
         ("dpo", "0.1", 0.85, 8.0),
@@ -237,9 +239,14 @@ def test_comparison_on_hand_made_evaluations(tmp_path):
         "n_beta": 20,
         "min_ess": 8,
     }
-    comp = build_comparison(folders(tmp_path, policies), pool, params)
+    return folders(tmp_path, policies), pool, params
+
+
+def test_comparison_on_hand_made_evaluations(hand_made):
+    evals, pool, params = hand_made
+    comp = build_comparison(evals, pool, params)
     assert list(comp.columns) == COLUMNS
-    table = build_table(folders(tmp_path, policies), n_boot=300, seed=0)
+    table = build_table(evals, n_boot=300, seed=0)
     agg = table[table["kind"] == "aggregate"].set_index(["method", "value"])
     # cringe at its KL, read on DPO's and PPO's frontiers by hand
     cringe = comp[comp["method"] == "cringe"].set_index("against")
@@ -293,47 +300,14 @@ def test_comparison_on_hand_made_evaluations(tmp_path):
     assert (beyond["against_kl_max"] < beyond["kl"]).all()
 
 
-def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_star(tmp_path):
+def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_star(hand_made):
     from pipeline.leaderboard import build_leaderboard
 
-    fake_eval(tmp_path / "sft", 0.60, 0.0)
-    for method, value, sentiment, kl in [
-        ("dpo", "0.1", 0.85, 8.0),
-        ("dpo", "1.0", 0.75, 4.0),
-        ("ppo", "2.0", 0.62, 1.0),
-        ("ppo", "6.0", 0.72, 6.0),
-        ("cringe", "0.0", 0.70, 5.0),
-    ]:
-        fake_eval(tmp_path / f"{method}/{value}/seed0", sentiment, kl, seed=hash(value) % 100)
-    policies = [
-        "sft",
-        "dpo/0.1/seed0",
-        "dpo/1.0/seed0",
-        "cringe/0.0/seed0",
-        "ppo/2.0/seed0",
-        "ppo/6.0/seed0",
-    ]
-    pool = pd.DataFrame(
-        {
-            "prompt_id": np.repeat(np.arange(30), 64),
-            "sample_id": np.tile(np.arange(64), 30),
-            "score": np.random.default_rng(3).random(30 * 64),
-        }
-    )
-    params = {
-        "bootstrap": 300,
-        "seed": 0,
-        "beta_min": 0.01,
-        "beta_max": 10.0,
-        "n_beta": 20,
-        "min_ess": 8,
-        "budgets": [2.0, 5.0, 10.0],
-    }
-    board = build_leaderboard(folders(tmp_path, policies), pool, params).set_index(
-        ["budget", "method"]
-    )
+    evals, pool, params = hand_made
+    params = params | {"budgets": [2.0, 5.0, 10.0]}
+    board = build_leaderboard(evals, pool, params).set_index(["budget", "method"])
     assert set(board.index.get_level_values("method")) == {"dpo", "ppo"}  # Cringe: one point
-    agg = build_table(folders(tmp_path, policies), n_boot=300, seed=0)
+    agg = build_table(evals, n_boot=300, seed=0)
     agg = agg[agg["kind"] == "aggregate"].set_index(["method", "value"])
     dpo = agg.loc["dpo"].sort_values("kl")
     at5 = np.interp(5.0, dpo["kl"], dpo["sentiment"])
