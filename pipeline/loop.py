@@ -1,8 +1,9 @@
 """What every trainer's loop shares, in one place: resuming from the last checkpoint and writing the
 next ones, the clock, the metrics it logs (each row to `metrics.csv` and, opt-in, live to an
-experiment tracker), the progress bar, and the optimizer step (warm-up's learning rate, gradient
-clipping, the finite-loss check). Each trainer keeps what is its own: its batches, its loss, its
-statistics. Steps are counted after they are taken: a row logged with `step` n follows n updates.
+experiment tracker), the progress bar, the optimizer update (gradient clipping, then the step)
+and the trained policy's outputs. Each trainer keeps what is its own: its batches, its schedule,
+its loss, its statistics. Steps are counted after they are taken: a row logged with `step` n
+follows n updates.
 
 Tracking (`train.tracking`): none (the default), tensorboard, mlflow, wandb or trackio, each an
 optional package; `metrics.csv` stays the record and the tracker a live view of it (a run per

@@ -82,6 +82,24 @@ def sequence_logps(model, batch, index):
     return token_logprobs(forward_logprobs(model, batch), batch).sum(-1)[index]
 
 
+# What a pure pairwise loss may ask for by the name of an argument; any other name is a setting.
+TENSORS = {f"{kind}_{side}" for side in ("chosen", "rejected") for kind in ("policy", "ref")} | {
+    f"{side}_{kind}"
+    for side in ("chosen", "rejected")
+    for kind in ("length", "token_logps", "mask")
+}
+
+
+def check_settings(loss, p: dict) -> None:
+    """Refuse, before any step, a loss whose settings the method's section does not hold."""
+    missing = [n for n in inspect.signature(loss).parameters if n not in TENSORS and n not in p]
+    if missing:
+        raise ValueError(
+            f"{p['method']}: its loss {loss.__name__} asks for {missing}, which its config"
+            " section does not hold"
+        )
+
+
 def loss_step(loss):
     """The step of a method given by a pure loss: the batch's log-probs, pi_ref's and the lengths
     passed to it by its arguments' names, its settings from the method's section. Logged: the
@@ -103,12 +121,6 @@ def loss_step(loss):
             }
         if ref is not None:
             tensors |= dict(zip([f"ref_{side}" for side in sides], ref))
-        missing = [n for n in wanted if n not in tensors and n not in p]
-        if missing:
-            raise ValueError(
-                f"{p['method']}: its loss {loss.__name__} asks for {missing}, which"
-                f" neither the batch nor the method's section has"
-            )
         out = loss(**{n: tensors[n] if n in tensors else p[n] for n in wanted})
         if len(sides) == 1:
             return out, {}
@@ -215,6 +227,8 @@ def train(
     opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
     record = method(p["method"])
     step_fn = step_function(record)
+    if record.loss:
+        check_settings(resolve(record.loss), p)
     columns = response_columns(pairs)[:1] if record.chosen_only else response_columns(pairs)
     if ref is not None:
         ref_logps = torch.tensor(
