@@ -138,9 +138,6 @@ def check_config(config):
                 raise WorkflowError(f"config: {name} samples groups of {key} ({group}) per"
                                     f" prompt: at least 2, dividing ppo.rollout_size"
                                     f" ({config['ppo']['rollout_size']})")
-            if config["resources"]["data_parallel"] > 1:
-                raise WorkflowError(f"config: {name} trains in one process; set"
-                                    " resources.data_parallel to 1 or leave it out")
         if record.data in (RANKINGS, RANKED_PAIRS) and s["n_per_prompt"] < 3:
             raise WorkflowError(f"config: {name} trains on rankings of each prompt's samples, which"
                                 f" need sample.n_per_prompt >= 3 (it is {s['n_per_prompt']}); take"
