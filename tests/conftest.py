@@ -50,6 +50,7 @@ SFT_PARAMS = {
 }
 # the PPO stage's config; tests add iterations and checkpoint_every
 PPO_PARAMS = {
+    "method": "ppo",
     "target_kl": 6.0,
     "adaptive_kl": True,
     "init_kl_coef": 0.05,
