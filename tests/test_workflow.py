@@ -2,6 +2,7 @@
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -9,9 +10,11 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from runner import CORES, REPO, planned_jobs, snakemake, why_no_slurm
+import yaml
+from runner import CORES, MICRO, REPO, planned_jobs, snakemake, why_no_slurm
 
-from pipeline.methods import METHODS
+from pipeline import preference
+from pipeline.methods import METHODS, PAIRS, RANKINGS, policy_id
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
@@ -244,7 +247,8 @@ def test_the_full_table_adds_every_other_method(study):
     )
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
-    assert set(policies["method"]) == {"pi_ref", *METHODS} - {"plackett_luce", "dpo_ranked"}
+    config = yaml.safe_load(MICRO.read_text())["train"]
+    assert set(policies["method"]) == {"pi_ref", *config["methods"], *config["full_methods"]}
     assert (policies["kl"] >= 0).all()
     bon = policies[policies["method"] == "best_of_n"]
     assert np.allclose(bon["kl"], np.log(bon["value"]) - (bon["value"] - 1) / bon["value"])
@@ -280,6 +284,39 @@ def test_the_full_table_adds_every_other_method(study):
         samples = pd.read_parquet(data / "samples.parquet")
         first = pd.read_parquet(study / "results/samples.parquet")
         assert not samples["completion_ids"].map(tuple).equals(first["completion_ids"].map(tuple))
+
+
+def test_every_other_pairwise_loss_trains_with_the_command_the_dag_plans(
+    study, tmp_path, monkeypatch
+):
+    """The field's other pairwise losses (TRL's loss types, f-DPO, CPO, ...) differ from the
+    DAG's methods above in their pure loss alone (each checked on tensors, tests/test_losses.py
+    and tests/test_trl_losses.py). Each trains here once, in this process, with the very command
+    the DAG plans for it: as jobs, they would each spend their seconds starting Python and
+    importing torch, and double the suite's time."""
+    config = yaml.safe_load(MICRO.read_text())
+    in_dag = {*config["train"]["methods"], *config["train"]["full_methods"]}
+    others = [m for m, r in METHODS.items() if r.data == PAIRS and m not in in_dag]
+    rankings = {m for m, r in METHODS.items() if r.data == RANKINGS}  # tests/test_trainers.py
+    assert len(others) >= 15 and in_dag | set(others) | rankings == set(METHODS)
+    ids = {m: policy_id(m, config[m][METHODS[m].swept][0], 0) for m in others}
+    plan = snakemake(study, "-n", "-p", *(f"results/policies/{i}/model" for i in ids.values()))
+    commands = [
+        shlex.split(line.split(" > ")[0])[3:]
+        for line in plan.stdout.splitlines()
+        if line.startswith("python -m pipeline.preference ")
+    ]
+    assert sorted(json.loads(argv[1])["method"] for argv in commands) == sorted(others)
+    monkeypatch.chdir(study)  # the planned commands' inputs are the study's own files
+    for argv in commands:
+        for flag in ("--model", "--metrics", "--checkpoint"):
+            at = argv.index(flag) + 1
+            argv[at] = str(tmp_path / argv[at])
+        preference.main(argv)
+    for method, pid in ids.items():
+        metrics = pd.read_csv(tmp_path / "results/policies" / pid / "metrics.csv")
+        assert len(metrics) >= 1 and np.isfinite(metrics["loss"]).all(), method
+        assert (tmp_path / "results/policies" / pid / "model/model.safetensors").exists(), method
 
 
 def test_one_more_round_runs_only_that_round_from_the_last_one(study):
