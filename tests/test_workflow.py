@@ -14,9 +14,13 @@ import yaml
 from runner import CORES, MICRO, REPO, planned_jobs, snakemake, why_no_slurm
 
 from pipeline import preference
-from pipeline.methods import METHODS, PAIRS, RANKINGS, policy_id
+from pipeline.methods import METHODS, PAIRS, RANKED_PAIRS, RANKINGS, policy_id
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
+
+MICRO_CONFIG = yaml.safe_load(MICRO.read_text())
+# the methods of the micro study's tables: config.yaml's train section extended by the micro one's
+TRAIN = yaml.safe_load((REPO / "config.yaml").read_text())["train"] | MICRO_CONFIG["train"]
 
 
 @pytest.fixture(scope="module")
@@ -247,8 +251,7 @@ def test_the_full_table_adds_every_other_method(study):
     )
     table = pd.read_csv(study / "results/table_full.csv")
     policies = table[table["kind"] == "policy"]
-    config = yaml.safe_load(MICRO.read_text())["train"]
-    assert set(policies["method"]) == {"pi_ref", *config["methods"], *config["full_methods"]}
+    assert set(policies["method"]) == {"pi_ref", *TRAIN["methods"], *TRAIN["full_methods"]}
     assert (policies["kl"] >= 0).all()
     bon = policies[policies["method"] == "best_of_n"]
     assert np.allclose(bon["kl"], np.log(bon["value"]) - (bon["value"] - 1) / bon["value"])
@@ -294,17 +297,17 @@ def test_every_other_pairwise_loss_trains_with_the_command_the_dag_plans(
     and tests/test_trl_losses.py). Each trains here once, in this process, with the very command
     the DAG plans for it: as jobs, they would each spend their seconds starting Python and
     importing torch, and double the suite's time."""
-    config = yaml.safe_load(MICRO.read_text())
-    in_dag = {*config["train"]["methods"], *config["train"]["full_methods"]}
+    in_dag = {*TRAIN["methods"], *TRAIN["full_methods"]}
     others = [m for m, r in METHODS.items() if r.data == PAIRS and m not in in_dag]
-    rankings = {m for m, r in METHODS.items() if r.data == RANKINGS}  # tests/test_trainers.py
+    # on rankings: tests/test_trainers.py (the micro policy's samples nearly all tie)
+    rankings = {m for m, r in METHODS.items() if r.data in (RANKINGS, RANKED_PAIRS)}
     assert len(others) >= 15 and in_dag | set(others) | rankings == set(METHODS)
-    ids = {m: policy_id(m, config[m][METHODS[m].swept][0], 0) for m in others}
+    ids = {m: policy_id(m, MICRO_CONFIG[m][METHODS[m].swept][0], 0) for m in others}
     plan = snakemake(study, "-n", "-p", *(f"results/policies/{i}/model" for i in ids.values()))
-    commands = [
-        shlex.split(line.split(" > ")[0])[3:]
+    commands = [  # "Shell command: python -m pipeline.preference <argv> > <log> 2>&1"
+        shlex.split(line.split("python -m pipeline.preference ")[1].split(" > ")[0])
         for line in plan.stdout.splitlines()
-        if line.startswith("python -m pipeline.preference ")
+        if "python -m pipeline.preference " in line
     ]
     assert sorted(json.loads(argv[1])["method"] for argv in commands) == sorted(others)
     monkeypatch.chdir(study)  # the planned commands' inputs are the study's own files
@@ -315,7 +318,8 @@ def test_every_other_pairwise_loss_trains_with_the_command_the_dag_plans(
         preference.main(argv)
     for method, pid in ids.items():
         metrics = pd.read_csv(tmp_path / "results/policies" / pid / "metrics.csv")
-        assert len(metrics) >= 1 and np.isfinite(metrics["loss"]).all(), method
+        losses = metrics["loss"].dropna()  # the first row: the sample reward before training
+        assert len(losses) >= 1 and np.isfinite(losses).all(), method
         assert (tmp_path / "results/policies" / pid / "model/model.safetensors").exists(), method
 
 
