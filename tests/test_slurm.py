@@ -15,11 +15,8 @@ pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "workflow" / "profiles" / "slurm"
-# Poll SLURM more often than the profile does, to keep the test short. The plugin waits 10 s
-# longer after each check that finds no job finished and starts again from this wait after one
-# that does: 6 s catches most CPU jobs at the first check and the torch jobs (~15 s: Python
-# started twice) at the second, 22 s after submission; 2 s takes 14 s and, past that, 36 s.
-FAST = ["--seconds-between-status-checks", "6", "--slurm-init-seconds-before-status-checks", "6"]
+# Poll SLURM more often than the profile does, to keep the test short (6 s, tried, took longer).
+FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "2"]
 GPU_RULES = {"sft", "sample", "reference", "train_pairwise", "train_ppo", "evaluate"}
 # DPO alone, at one beta, instead of the micro study's two betas, Cringe and PPO: six jobs fewer,
 # each of which pays its start-up twice here (snakemake inside the job, then the stage). Beside
