@@ -132,9 +132,11 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_
     config = yaml.safe_load(PAPER_MICRO.read_text())
     config["data"] |= {"path": str(hub_inputs["imdb"])}
     config["policy"] = {"init": str(hub_inputs["policies"][family])}
-    methods = ["dpo", "cringe", "ppo"] if family == "gpt2" else ["dpo", "ppo"]
-    config["train"] |= {"methods": methods}
-    config["iterative"] = {"methods": ["dpo"]}  # the rounds (not run here) only of trained methods
+    methods = ["dpo", "cringe", "ppo"]  # the preset's
+    if family != "gpt2":
+        methods = ["dpo", "ppo"]
+        config["train"] |= {"methods": methods}
+        config["iterative"] = {"methods": ["dpo"]}  # rounds (not run here) of trained methods only
     config["reward"] |= {"model": str(classifier), "positive_label": positive}
     snakemake(tmp_path, "--cores", CORES, "results/table.csv", config=config, configfile=PRESET)
     preset = yaml.safe_load(PRESET.read_text())
