@@ -16,6 +16,7 @@ reverse KL are left empty (NaN) rather than filled with a different quantity.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,9 +26,23 @@ from pipeline.evaluate import distinct_2, draw, select_prompts
 from pipeline.logs import get_logger
 from pipeline.models import device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.score import check_finite_scores, make_scorer
+from pipeline.score import Reward, check_finite_scores, make_scorer
+from pipeline.settings import read
 
 log = get_logger("best_of_n")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `best_of_n` rule's settings (config section `best_of_n`, with evaluate.n_prompts and
+    batch_size, reward, sample.max_new_tokens, and the job's seed from train.seeds)."""
+
+    n: list[int]  # the N's swept; one pool of max(n) samples per prompt serves them all
+    n_prompts: int  # evaluation prompts (the first n of the held-out prompts), as evaluate's
+    batch_size: int  # sequences sampled at a time
+    max_new_tokens: int  # a sample's length limit, as in training's samples
+    seed: int  # the random generator of the pool; names the output folders (seed<s>)
+    reward: Reward  # the ground-truth reward that picks the best and scores it
 
 
 def kl_bound(n: int) -> float:
@@ -44,19 +59,17 @@ def best_of(samples: pd.DataFrame, n: int) -> pd.DataFrame:
 
 def main(argv=None):
     args = cli.parse(__doc__, ["prompts", "policy"], ["out_dir", "pool"], argv)
-    p = args.params
-    prompts = select_prompts(args.prompts, p["n_prompts"])
+    p = read(Settings, args.params, "best_of_n")
+    prompts = select_prompts(args.prompts, p.n_prompts)
     tok = load_tokenizer(args.policy, "policy")
     policy = load_causal_lm(args.policy, "policy").to(device()).eval()
-    samples = draw(
-        policy, tok, prompts, max(p["n"]), p["batch_size"], p["max_new_tokens"], p["seed"]
-    )
+    samples = draw(policy, tok, prompts, max(p.n), p.batch_size, p.max_new_tokens, p.seed)
     texts = samples["text"].tolist()
-    samples["score"] = check_finite_scores(make_scorer(p["reward"])(texts), texts)
+    samples["score"] = check_finite_scores(make_scorer(p.reward)(texts), texts)
     io.write_parquet(samples[["prompt_id", "sample_id", "score", "length"]], args.pool)
-    for n in p["n"]:
+    for n in p.n:
         best = best_of(samples, n)
-        out = f"{args.out_dir}/{n}/seed{p['seed']}"
+        out = f"{args.out_dir}/{n}/seed{p.seed}"
         summary = {
             "n": len(best),
             "n_prompts": len(prompts),

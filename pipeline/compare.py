@@ -22,6 +22,7 @@ prompt draws, so the interval is that of a paired difference. A replicate whose 
 outside its frontier's replicated range is left out; `boot_defined` is the fraction kept.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,10 +32,22 @@ from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.logs import get_logger
 from pipeline.methods import REFERENCE
+from pipeline.optimal import Settings as Optimal
 from pipeline.optimal import beta_grid, frontier_replicates, pool_matrix
+from pipeline.settings import read
 from pipeline.table import group_policies, policy_folders, read_eval
 
 log = get_logger("comparison")
+
+
+@dataclass(frozen=True)
+class Settings(Optimal):
+    """The `comparison` rule's settings (config sections `optimal` and `table`: pi*'s, as the
+    optimal stage reads them; with the study's policies and train.extensions)."""
+
+    policies: list[str]  # the study's policy ids; each names its evaluation folder
+    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+
 
 COLUMNS = [
     "method",
@@ -168,13 +181,13 @@ def method_series(points: list[dict]) -> list[dict]:
     ]
 
 
-def optimal_series(pool: pd.DataFrame, p: dict) -> dict:
+def optimal_series(pool: pd.DataFrame, p: Optimal) -> dict:
     """pi*'s frontier over the beta grid, on the points whose ESS is at least min_ess."""
     _, rewards = pool_matrix(pool)
     est = frontier_replicates(
-        rewards, beta_grid(p["beta_min"], p["beta_max"], p["n_beta"]), p["bootstrap"], p["seed"]
+        rewards, beta_grid(p.beta_min, p.beta_max, p.n_beta), p.bootstrap, p.seed
     )
-    keep = est["ess"] >= p["min_ess"]
+    keep = est["ess"] >= p.min_ess
     return {
         "name": "optimal",
         "round": 1,
@@ -187,13 +200,13 @@ def optimal_series(pool: pd.DataFrame, p: dict) -> dict:
     }
 
 
-def build_comparison(folders: dict[str, Path], pool: pd.DataFrame, p: dict) -> pd.DataFrame:
-    points = evaluated_points(folders, p["bootstrap"], p["seed"])
+def build_comparison(folders: dict[str, Path], pool: pd.DataFrame, p: Settings) -> pd.DataFrame:
+    points = evaluated_points(folders, p.bootstrap, p.seed)
     series = method_series(points)
     best = optimal_series(pool, p)
     if len(best["kl"]) < 2:
         log.warning(
-            "pi*: fewer than two grid points with ESS >= %g; no gap to the optimum", p["min_ess"]
+            "pi*: fewer than two grid points with ESS >= %g; no gap to the optimum", p.min_ess
         )
     else:
         series.append(best)
@@ -230,9 +243,9 @@ def describe(row) -> str:
 
 def main(argv=None):
     args = cli.parse(__doc__, ["evals", "pool"], ["out"], argv, lists=("evals",))
-    p = args.params
+    p = read(Settings, args.params, "comparison")
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
-    table = build_comparison(policy_folders(p["policies"], args.evals), pool, p)
+    table = build_comparison(policy_folders(p.policies, args.evals), pool, p)
     out = table.copy()
     out["round"] = out["round"].astype("Int64")
     with io.atomic_output(args.out) as tmp:

@@ -16,15 +16,33 @@ NaN mean unlabeled and are kept as null.
 
 import html
 import re
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
+from pipeline.settings import read
 from pipeline.sources import HUB_UNREACHABLE, embedded_reviews_csv, hub_offline
 
 log = get_logger("data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `data` rule's settings (config section `data`)."""
+
+    source: Literal["embedded", "hf", "file"]  # where the reviews come from (module docstring)
+    path: str | None  # hf: dataset id or folder; file: the table; embedded: unused
+    split: str | list[str]  # hf: the split(s) giving SFT text and training prompts
+    eval_split: str | None  # hf: the split evaluation prompts come from; None: the same pool
+    n_train_prompts: int  # reviews set aside whose prefixes become training prompts
+    n_eval_prompts: int  # reviews set aside whose prefixes become held-out prompts
+    max_sft_reviews: int | None  # cap on the SFT reviews (the rest of the pool); None: all
+    seed: int  # the permutation that splits the reviews
+
 
 _TAG = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
@@ -164,16 +182,14 @@ def split_reviews(pool, n_train, n_eval, max_sft, seed, eval_pool=None):
 
 def main(argv=None):
     args = cli.parse(__doc__, [], ["sft", "train", "eval"], argv)
-    p = args.params
-    splits = [p["split"]] if isinstance(p["split"], str) else list(p["split"])
-    pool = clean(load_reviews(p["source"], p["path"], splits), "data")
+    p = read(Settings, args.params, "data")
+    splits = [p.split] if isinstance(p.split, str) else list(p.split)
+    pool = clean(load_reviews(p.source, p.path, splits), "data")
     eval_pool = None
-    if p["source"] == "hf" and p.get("eval_split"):
-        eval_pool = clean(
-            read_hf(p["path"], [p["eval_split"]]), f"data.eval_split {p['eval_split']}"
-        )
+    if p.source == "hf" and p.eval_split:
+        eval_pool = clean(read_hf(p.path, [p.eval_split]), f"data.eval_split {p.eval_split}")
     sets = split_reviews(
-        pool, p["n_train_prompts"], p["n_eval_prompts"], p["max_sft_reviews"], p["seed"], eval_pool
+        pool, p.n_train_prompts, p.n_eval_prompts, p.max_sft_reviews, p.seed, eval_pool
     )
     for name, df, path in zip(("sft", "train", "eval"), sets, (args.sft, args.train, args.eval)):
         io.write_parquet(df, path)

@@ -13,38 +13,59 @@ login node), then submit with HF_HUB_OFFLINE=1: every job reads the same cache
 Local folders are skipped. Every failure is reported, each naming its config key and id.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from huggingface_hub import snapshot_download
 
 from pipeline import cli
+from pipeline.data import Settings as Data
 from pipeline.logs import get_logger
+from pipeline.score import Reward
+from pipeline.settings import read
 from pipeline.sources import hub_offline, is_gguf, model_source
 
 log = get_logger("download")
 
+
+@dataclass(frozen=True)
+class Policy:
+    """The policy's source (config `policy.init`)."""
+
+    init: str  # scratch, a hub id or local folder, or a GGUF file
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `download` rule's settings (config sections `data` and `reward`, and policy.init)."""
+
+    data: Data  # the reviews: a hub dataset's splits are fetched as the data stage reads them
+    policy: Policy  # the policy to fetch, if a hub id
+    reward: Reward  # the reward's classifier to fetch, if a hub id (backend hf)
+
+
 MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
 
 
-def hub_ids(p: dict) -> list[tuple[str, str]]:
+def hub_ids(p: Settings) -> list[tuple[str, str]]:
     """(config key, hub id) of each input named by hub id; local folders are not listed."""
     named = []
-    if p["data"]["source"] == "hf":
-        named.append(("data.path", p["data"]["path"]))
-    if p["policy"]["init"] != "scratch" and not is_gguf(p["policy"]["init"]):
-        named.append(("policy.init", p["policy"]["init"]))
-    if p["reward"]["backend"] == "hf":
-        named.append(("reward.model", p["reward"]["model"]))
+    if p.data.source == "hf":
+        named.append(("data.path", p.data.path))
+    if p.policy.init != "scratch" and not is_gguf(p.policy.init):
+        named.append(("policy.init", p.policy.init))
+    if p.reward.backend == "hf":
+        named.append(("reward.model", p.reward.model))
     return [(key, name) for key, name in named if model_source(name, key) == "hub"]
 
 
-def data_splits(data: dict) -> list[str]:
-    splits = [data["split"]] if isinstance(data["split"], str) else list(data["split"])
-    return splits + ([data["eval_split"]] if data.get("eval_split") else [])
+def data_splits(data: Data) -> list[str]:
+    splits = [data.split] if isinstance(data.split, str) else list(data.split)
+    return splits + ([data.eval_split] if data.eval_split else [])
 
 
-def fetch(key: str, name: str, data: dict) -> str:
+def fetch(key: str, name: str, data: Data) -> str:
     """Where `name` now lies in the cache."""
     if key == "data.path":
         for split in data_splits(data):
@@ -58,7 +79,7 @@ def fetch(key: str, name: str, data: dict) -> str:
 
 def main(argv=None):
     args = cli.parse(__doc__, [], [], argv)
-    p = args.params
+    p = read(Settings, args.params, "download")
     named = hub_ids(p)
     if not named:
         log.info("nothing to download: every input is local or built here")
@@ -67,7 +88,7 @@ def main(argv=None):
     for key, name in named:
         log.info("%s '%s': fetching", key, name)
         try:
-            log.info("%s '%s' -> %s", key, name, fetch(key, name, p["data"]))
+            log.info("%s '%s' -> %s", key, name, fetch(key, name, p.data))
         except Exception as err:  # noqa: BLE001 - each id's failure is reported, then all at once
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             failed.append(f"  {key} '{name}': {reason}")

@@ -14,6 +14,8 @@ Beside it, on pi_ref's own evaluation samples, the reverse KL(pi_ref || pi), exa
 completions), a guard against degenerate text.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -23,10 +25,25 @@ from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
 from pipeline.models import autocast, device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
+from pipeline.sample import Settings as Sampling
 from pipeline.sample import sample_table
-from pipeline.score import make_scorer
+from pipeline.score import Reward, make_scorer
+from pipeline.settings import read
 
 log = get_logger("evaluate")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `evaluate` rule's settings (config section `evaluate`, with reward and
+    sample.max_new_tokens)."""
+
+    n_prompts: int  # evaluation prompts (the first n of the held-out prompts)
+    samples_per_prompt: int  # pure samples the policy draws per prompt
+    max_new_tokens: int  # a sample's length limit, as in training's samples
+    batch_size: int  # sequences per batch, sampling and KL alike
+    seed: int  # the random generator of the samples
+    reward: Reward  # the ground-truth reward that scores the samples
 
 
 def token_kl(logp: torch.Tensor, logq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -63,15 +80,15 @@ def draw(
     policy, tok, prompts: pd.DataFrame, n: int, batch_size: int, max_new_tokens: int, seed: int
 ) -> pd.DataFrame:
     """`n` pure samples of each prompt from the evaluated policy, with their lengths."""
-    pure = {
-        "n_per_prompt": n,
-        "max_new_tokens": max_new_tokens,
-        "temperature": 1.0,
-        "top_k": 0,
-        "top_p": 1.0,
-        "batch_size": batch_size,
-        "seed": seed,
-    }
+    pure = Sampling(
+        n_per_prompt=n,
+        max_new_tokens=max_new_tokens,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        batch_size=batch_size,
+        seed=seed,
+    )
     samples = sample_table(policy, tok, prompts, pure)
     return samples.assign(length=samples["completion_ids"].map(len))
 
@@ -93,9 +110,9 @@ def main(argv=None):
         argv,
         optional=("ref_samples",),
     )
-    p = args.params
+    p = read(Settings, args.params, "evaluate")
     dev = device()
-    prompts = select_prompts(args.prompts, p["n_prompts"])
+    prompts = select_prompts(args.prompts, p.n_prompts)
     tok = load_tokenizer(args.policy, "policy")
     policy = load_causal_lm(args.policy, "policy").to(dev).eval()
     ref = policy if args.policy == args.reference else load_causal_lm(args.reference, "reference")
@@ -107,15 +124,15 @@ def main(argv=None):
         policy,
         tok,
         prompts,
-        p["samples_per_prompt"],
-        p["batch_size"],
-        p["max_new_tokens"],
-        p["seed"],
+        p.samples_per_prompt,
+        p.batch_size,
+        p.max_new_tokens,
+        p.seed,
     )
-    samples["score"] = make_scorer(p["reward"])(samples["text"].tolist())
+    samples["score"] = make_scorer(p.reward)(samples["text"].tolist())
     prompt_ids, completion_ids = samples["prompt_ids"].tolist(), samples["completion_ids"].tolist()
     for name, values in kl_measures(
-        policy, ref, prompt_ids, completion_ids, tok.pad_token_id, p["batch_size"]
+        policy, ref, prompt_ids, completion_ids, tok.pad_token_id, p.batch_size
     ).items():
         samples[name] = values
 
@@ -137,7 +154,7 @@ def main(argv=None):
         [list(x) for x in ref_samples["prompt_ids"]],
         [list(x) for x in ref_samples["completion_ids"]],
         tok.pad_token_id,
-        p["batch_size"],
+        p.batch_size,
     )
     reverse_kl = ref_samples[["prompt_id", "sample_id"]].assign(kl_reverse=reverse["kl"])
 

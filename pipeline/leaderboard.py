@@ -10,6 +10,7 @@ that paired difference (the same bootstrap draws of seeds and prompts for both).
 by reward within each budget. Best-of-N's KL is the closed-form bound, so its row reads a bound.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,23 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval
+from pipeline.compare import Settings as Comparison
 from pipeline.compare import evaluated_points, frontier_at, method_series, optimal_series
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS
+from pipeline.settings import read
 from pipeline.table import policy_folders
 
 log = get_logger("leaderboard")
+
+
+@dataclass(frozen=True)
+class Settings(Comparison):
+    """The `leaderboard` rule's settings (config section `leaderboard`, with the comparison's:
+    pi*'s settings from `optimal` and `table`, the full study's policies and train.extensions)."""
+
+    budgets: list[float]  # KL(pi || pi_ref) per response, nats, at which every method is read
+
 
 COLUMNS = [
     "budget",
@@ -64,12 +76,12 @@ def read_at(series: dict, kl: float, monotone: bool = False):
     return None
 
 
-def build_leaderboard(folders: dict[str, Path], pool: pd.DataFrame, p: dict) -> pd.DataFrame:
-    points = evaluated_points(folders, p["bootstrap"], p["seed"])
+def build_leaderboard(folders: dict[str, Path], pool: pd.DataFrame, p: Settings) -> pd.DataFrame:
+    points = evaluated_points(folders, p.bootstrap, p.seed)
     frontiers = [s for s in method_series(points) if s["round"] == 1]
     best = optimal_series(pool, p)
     rows = []
-    for budget in p["budgets"]:
+    for budget in p.budgets:
         optimum = read_at(best, budget, monotone=True) if len(best["kl"]) >= 2 else None
         for s in frontiers:
             row = {
@@ -109,9 +121,9 @@ def build_leaderboard(folders: dict[str, Path], pool: pd.DataFrame, p: dict) -> 
 
 def main(argv=None):
     args = cli.parse(__doc__, ["evals", "pool"], ["out"], argv, lists=("evals",))
-    p = args.params
+    p = read(Settings, args.params, "leaderboard")
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
-    table = build_leaderboard(policy_folders(p["policies"], args.evals), pool, p)
+    table = build_leaderboard(policy_folders(p.policies, args.evals), pool, p)
     out = table.copy()
     out["rank"] = out["rank"].astype("Int64")
     with io.atomic_output(args.out) as tmp:

@@ -82,9 +82,9 @@ class Tracker:
             self.writer.finish()
 
 
-def tracker_for(p: dict, run: str) -> Tracker:
-    """The tracker a trainer's config asks for (`tracking`, `tracking_dir`), its run named `run`."""
-    return Tracker(p.get("tracking", "none"), run, p.get("tracking_dir", "results/tracking"))
+def tracker_for(p, run: str) -> Tracker:
+    """The tracker a trainer's settings ask for (`tracking`, `tracking_dir`), its run `run`."""
+    return Tracker(p.tracking, run, p.tracking_dir)
 
 
 class Run:

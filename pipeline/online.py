@@ -39,10 +39,20 @@ from pipeline.losses import (
 from pipeline.methods import method, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.ppo import collect, policy_and_reference, training_prompts
+from pipeline.ppo import Section, collect, policy_and_reference, training_prompts
 from pipeline.score import make_scorer
+from pipeline.settings import read
 
 log = get_logger("train_online")
+
+
+@dataclass(frozen=True)
+class Settings(Section):
+    """The `train_online` rule's settings: the ppo section's (pipeline.ppo.Section), the method's
+    beta, sample.n_per_prompt, the true reward and `train.tracking`."""
+
+    beta: float  # swept: the weight of the KL to pi_ref (GRPO, RLOO) or DPO's beta
+    n_per_prompt: int  # G, the samples per prompt of a group, unless the record fixes it
 
 
 @dataclass(frozen=True)
@@ -67,20 +77,20 @@ def grpo_group_loss(logps, r, rows, p, G):
         r["ref"][rows],
         r["advantages"][rows],
         r["mask"][rows],
-        p["beta"],
-        p["cliprange"],
+        p.beta,
+        p.cliprange,
     )
     return per_sample.view(-1, G).mean(-1)
 
 
 def rloo_targets(r, p, G):
-    rewards = kl_penalised_scores(r["scores"].float(), r["old"], r["ref"], p["beta"])
+    rewards = kl_penalised_scores(r["scores"].float(), r["old"], r["ref"], p.beta)
     return {"advantages": leave_one_out_advantages(rewards, G)}
 
 
 def rloo_group_loss(logps, r, rows, p, G):
     per_sample = rloo_loss(
-        logps.sum(-1), r["old"][rows].sum(-1), r["advantages"][rows], p["cliprange"]
+        logps.sum(-1), r["old"][rows].sum(-1), r["advantages"][rows], p.cliprange
     )
     return per_sample.view(-1, G).mean(-1)
 
@@ -103,7 +113,7 @@ def online_dpo_group_loss(logps, r, rows, p, G):
     ref = r["ref"][rows].sum(-1).view(-1, 2)
     order = r["order"][rows].view(-1, 2)
     pick = seq.gather(-1, order), ref.gather(-1, order)
-    loss = dpo_loss(pick[0][:, 0], pick[0][:, 1], pick[1][:, 0], pick[1][:, 1], p["beta"])
+    loss = dpo_loss(pick[0][:, 0], pick[0][:, 1], pick[1][:, 0], pick[1][:, 1], p.beta)
     return loss * r["decided"][rows].view(-1, 2)[:, 0]
 
 
@@ -118,27 +128,27 @@ def train(
     tok,
     prompts: list[list[int]],
     scorer,
-    p: dict,
+    p: Settings,
     ckpt: Checkpoint | None = None,
     tracker: Tracker | None = None,
 ) -> pd.DataFrame:
     """Train in place, one process; with `ckpt`, resume from its last checkpoint."""
-    record = method(p["method"])
-    objective, G = resolve(record.step), record.group_size or p["n_per_prompt"]
+    record = method(p.method)
+    objective, G = resolve(record.step), record.group_size or p.n_per_prompt
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p["seed"])  # prompts and minibatches
-    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
-    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
-    train_mode(model, p["gradient_checkpointing"], dropout=False)
-    run = Run(p["method"], p["iterations"], model, opt, ckpt, tracker=tracker, unit="iter")
+    gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches
+    sample_gen = torch.Generator(device=dev).manual_seed(p.seed)
+    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
+    train_mode(model, p.gradient_checkpointing, dropout=False)
+    run = Run(p.method, p.iterations, model, opt, ckpt, tracker=tracker, unit="iter")
     step = 0  # optimizer steps, for the warm-up
     if run.restored:
         step = run.restored["step"]
         gen.set_state(run.restored["gen"])
         sample_gen.set_state(run.restored["sample_gen"])
-    ddp = wrap(model, SINGLE, p["compile"])
-    groups, per_minibatch = p["rollout_size"] // G, max(1, p["minibatch_size"] // G)
-    while run.done < p["iterations"]:
+    ddp = wrap(model, SINGLE, p.compile)
+    groups, per_minibatch = p.rollout_size // G, max(1, p.minibatch_size // G)
+    while run.done < p.iterations:
         it = run.done
         idx = torch.randint(len(prompts), (groups,), generator=gen)
         batch, scores, old, ref_logps, _ = collect(
@@ -153,20 +163,20 @@ def train(
         r = {"scores": scores, "old": old, "ref": ref_logps, "mask": batch.response_mask}
         r |= objective.targets(r, p, G)
         losses = []
-        for _ in range(p["ppo_epochs"]):
+        for _ in range(p.ppo_epochs):
             for mb in torch.randperm(groups, generator=gen).split(per_minibatch):
                 rows = (mb.to(dev)[:, None] * G + torch.arange(G, device=dev)).view(-1)
                 sub = batch.select(rows)
-                set_lr(opt, warmup_constant(step, p["warmup_steps"], p["lr"]))
+                set_lr(opt, warmup_constant(step, p.warmup_steps, p.lr))
                 with autocast(dev):
                     logps = token_logprobs(forward_logprobs(ddp, sub), sub)
                 loss = objective.loss(logps, r, rows, p, G).mean()
                 check_finite(
-                    loss.detach(), p["method"], step, f"iteration {it}, groups {mb[:4].tolist()}..."
+                    loss.detach(), p.method, step, f"iteration {it}, groups {mb[:4].tolist()}..."
                 )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                update(model, opt, p["max_grad_norm"])
+                update(model, opt, p.max_grad_norm)
                 step += 1
                 losses.append(loss.item())
         run.done += 1
@@ -195,23 +205,23 @@ def main(argv=None):
         argv,
         optional=("checkpoint",),
     )
-    p = args.params
-    torch.manual_seed(p["seed"])
+    p = read(Settings, args.params, "train_online")
+    torch.manual_seed(p.seed)
     prompts = training_prompts(args.prompts)
     world = setup()
     if world.size > 1:
-        raise ValueError(f"{p['method']} runs in one process: set resources.data_parallel to 1")
+        raise ValueError(f"{p.method} runs in one process: set resources.data_parallel to 1")
     tok, model, ref = policy_and_reference(args.policy)
     ckpt = Checkpoint(
-        args.checkpoint, p["checkpoint_every"], fingerprint(p, args.prompts, args.policy)
+        args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.prompts, args.policy)
     )
-    tracker = tracker_for(p, f"{p['method']}/{p['beta']}/seed{p['seed']}")
-    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, tracker)
+    tracker = tracker_for(p, f"{p.method}/{p.beta}/seed{p.seed}")
+    metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, tracker)
     teardown(world)
     save_policy(model, tok, metrics, args.model, args.metrics, ckpt)
     log.info(
         "%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)",
-        p["method"],
+        p.method,
         metrics["reward"].iloc[0],
         metrics["reward"].iloc[-1],
         metrics["kl"].iloc[-1],

@@ -28,14 +28,30 @@ Writes results/optimal.csv: one row per beta of the grid, the table's columns (k
 `optimal`, param `beta`; intervals: prompts resampled, pipeline.bootstrap) plus `pool_size` (N).
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, draw, interval
 from pipeline.logs import get_logger
+from pipeline.settings import read
 
 log = get_logger("optimal")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `optimal` rule's settings (config sections `optimal` and `table`): pi*'s frontier, as
+    the comparison and the leaderboard also read it."""
+
+    beta_min: float  # the smallest beta of the grid (the most reward, the most KL)
+    beta_max: float  # the largest finite beta of the grid (the closest to pi_ref)
+    n_beta: int  # log-spaced betas between them; inf (pi_ref itself) is added
+    min_ess: float  # points whose mean effective sample size is below this are not drawn
+    bootstrap: int  # resamples of the prompts for the 95% intervals, as the table's
+    seed: int  # the bootstrap's draws, the table's (paired with a one-seed policy's)
 
 
 def pool_matrix(pool: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -128,13 +144,13 @@ def optimal_frontier(pool: pd.DataFrame, betas: np.ndarray, n_boot: int, seed: i
 
 def main(argv=None):
     args = cli.parse(__doc__, ["pool"], ["out"], argv)
-    p = args.params
+    p = read(Settings, args.params, "optimal")
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
-    betas = beta_grid(p["beta_min"], p["beta_max"], p["n_beta"])
-    frontier = optimal_frontier(pool, betas, p["bootstrap"], p["seed"])
+    betas = beta_grid(p.beta_min, p.beta_max, p.n_beta)
+    frontier = optimal_frontier(pool, betas, p.bootstrap, p.seed)
     with io.atomic_output(args.out) as tmp:
         frontier.to_csv(tmp, index=False, float_format="%.6g")
-    drawn = frontier[frontier["ess"] >= p["min_ess"]]
+    drawn = frontier[frontier["ess"] >= p.min_ess]
     log.info(
         "pi* from %d samples of pi_ref per prompt: reward %.3f to %.3f for KL %.2f to %.2f"
         " nats where ESS >= %g\n%s",
@@ -143,7 +159,7 @@ def main(argv=None):
         drawn["sentiment"].max(),
         drawn["kl"].min(),
         drawn["kl"].max(),
-        p["min_ess"],
+        p.min_ess,
         frontier[["value", "sentiment", "kl", "kl_reverse", "ess"]].to_string(),
     )
 

@@ -15,6 +15,7 @@
   PPO's and the other online methods' reward and KL by iteration.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -24,9 +25,20 @@ from matplotlib.ticker import ScalarFormatter
 from pipeline import cli, io
 from pipeline.logs import get_logger
 from pipeline.methods import FAMILIES, METHODS, REFERENCE, parse_policy_id, split_policy_id
+from pipeline.settings import read
 from pipeline.table import policy_folders
 
 log = get_logger("plots")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `plots` rule's settings (the study's policies, optimal.min_ess and train.extensions)."""
+
+    policies: list[str]  # the study's policy ids; each names its samples and training metrics
+    min_ess: float  # pi*'s points whose mean effective sample size is below this are not drawn
+    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+
 
 REFERENCE_STYLE = {"colour": "black", "label": "pi_ref (SFT)"}
 
@@ -308,7 +320,8 @@ def main(argv=None):
         optional=("metrics",),
         lists=("samples", "metrics"),
     )
-    policies = args.params["policies"]
+    p = read(Settings, args.params, "plots")
+    policies = p.policies
     folders = policy_folders(policies, args.samples, names=("samples.parquet",))
     trained = [
         pid for pid in policies if pid != REFERENCE and METHODS[split_policy_id(pid)[0]].trainer
@@ -326,7 +339,7 @@ def main(argv=None):
         scores[name] = io.read_parquet(folders[pid] / "samples.parquet", ["score"])["score"]
     draw_frontier = frontier if table["method"].nunique() <= MANY else frontier_by_family
     with io.atomic_output(args.frontier) as tmp:
-        draw_frontier(table, optimal, args.params["min_ess"], tmp)
+        draw_frontier(table, optimal, p.min_ess, tmp)
     for draw, data, out in [(sentiment, scores, args.sentiment), (training, curves, args.training)]:
         with io.atomic_output(out) as tmp:
             draw(data, tmp)

@@ -12,6 +12,9 @@ rollout, every process then holds the whole of it, and each takes its share of e
 its loss weighted by its share of the minibatch's tokens; the gradient is the one-process one.
 """
 
+from dataclasses import dataclass
+from typing import Literal
+
 import pandas as pd
 import torch
 
@@ -35,9 +38,52 @@ from pipeline.models import autocast, device, load_causal_lm, scalar_head, train
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer
-from pipeline.score import make_scorer
+from pipeline.score import Reward, make_scorer
+from pipeline.settings import read
 
 log = get_logger("train_ppo")
+
+
+@dataclass(frozen=True)
+class Section:
+    """The ppo section's settings, with what the rule adds: PPO's, and the online methods' (which
+    take their optimiser and batch sizes from it and leave the KL controller and value head)."""
+
+    method: str  # ppo (the true reward) or ppo_rm (the learned one); the online method's name
+    iterations: int  # rollouts, each followed by ppo_epochs passes over it
+    rollout_size: int  # samples per rollout
+    minibatch_size: int  # samples per optimizer step (and per log-prob pass over a rollout)
+    ppo_epochs: int
+    sample_batch_size: int  # prompts per generate call while sampling (sample.batch_size)
+    max_new_tokens: int  # of each sampled completion (sample.max_new_tokens)
+    reward: Reward  # what scores the samples: the true reward, or for ppo_rm the learned one
+    adaptive_kl: bool  # the KL coefficient steered towards target_kl (Ziegler et al.), or fixed
+    init_kl_coef: float
+    horizon: int  # the adaptive controller's horizon, in samples
+    cliprange: float  # of the policy ratio
+    cliprange_value: float  # of the value head's update
+    vf_coef: float  # weight of the value loss
+    gamma: float  # discount
+    lam: float  # GAE's lambda
+    optimizer: Literal["adamw", "rmsprop"]
+    lr: float  # reached after warmup, then constant
+    warmup_steps: int  # optimizer steps
+    max_grad_norm: float  # gradient clipping
+    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory
+    compile: bool  # torch.compile the training forward pass
+    seed: int  # prompts, minibatches and samples
+    checkpoint_every: int  # iterations between checkpoints (0: none)
+    extensions: list[str]  # modules registering methods of one's own (train.extensions)
+    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
+    tracking_dir: str
+
+
+@dataclass(frozen=True)
+class Settings(Section):
+    """The `train_ppo` rule's settings: config section `ppo` (for ppo_rm, `ppo` with its own
+    target_kl), sample.batch_size, sample.max_new_tokens, the reward and `train.tracking`."""
+
+    target_kl: float  # swept: the adaptive controller's target, nats per sequence
 
 
 class PolicyWithValue(torch.nn.Module):
@@ -90,10 +136,10 @@ def score_rollout(model, ref, batch, chunk: int):
     return tuple(None if parts[0] is None else torch.cat(parts) for parts in zip(*out))
 
 
-def kl_controller(p: dict):
-    if p["adaptive_kl"]:
-        return AdaptiveKLController(p["init_kl_coef"], p["target_kl"], p["horizon"])
-    return FixedKLController(p["init_kl_coef"])
+def kl_controller(p: Settings):
+    if p.adaptive_kl:
+        return AdaptiveKLController(p.init_kl_coef, p.target_kl, p.horizon)
+    return FixedKLController(p.init_kl_coef)
 
 
 def collect(
@@ -102,7 +148,7 @@ def collect(
     tok,
     prompts: list[list[int]],
     scorer,
-    p: dict,
+    p: Section,
     generator: torch.Generator,
     world: World = SINGLE,
 ):
@@ -117,15 +163,15 @@ def collect(
         tok,
         mine,
         scorer,
-        p["max_new_tokens"],
+        p.max_new_tokens,
         generator,
-        p["sample_batch_size"],
+        p.sample_batch_size,
     )
     completions = world.interleave(completions)
     scores = torch.tensor(world.interleave(scores.tolist()), dtype=torch.float64, device=dev)
     batch = left_pad(prompts, completions, tok.pad_token_id).to(dev)
     own = batch.select(torch.arange(world.rank, len(prompts), world.size, device=dev))
-    parts = score_rollout(model, ref, own, p["minibatch_size"])
+    parts = score_rollout(model, ref, own, p.minibatch_size)
     return (batch, scores, *(None if t is None else world.interleave_tensor(t) for t in parts))
 
 
@@ -135,7 +181,7 @@ def train(
     tok,
     prompts: list[list[int]],
     scorer,
-    p: dict,
+    p: Settings,
     ckpt: Checkpoint | None = None,
     world: World = SINGLE,
     tracker: Tracker | None = None,
@@ -143,19 +189,19 @@ def train(
     """Train in place; with `ckpt`, resume from its last checkpoint and write one every
     `ckpt.every` iterations (the main process writes it)."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p["seed"])  # prompts and minibatches: the same everywhere
-    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"] + world.rank)
-    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
+    gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches: the same everywhere
+    sample_gen = torch.Generator(device=dev).manual_seed(p.seed + world.rank)
+    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
     kl_ctl = kl_controller(p)
     # dropout off: the ratio pi / pi_old must compare the same function
-    train_mode(model.policy, p["gradient_checkpointing"], dropout=False)
-    run = Run("ppo", p["iterations"], model, opt, ckpt, world, tracker, unit="iter")
+    train_mode(model.policy, p.gradient_checkpointing, dropout=False)
+    run = Run("ppo", p.iterations, model, opt, ckpt, world, tracker, unit="iter")
     step = 0  # optimizer steps, for the warm-up
     if run.restored:
         step, kl_ctl.value = run.restored["step"], run.restored["kl_coef"]
         gen.set_state(run.restored["gen"])
         sample_gen.set_state(run.restored["sample_gen"][world.rank])
-    ddp = wrap(model, world, p["compile"])
+    ddp = wrap(model, world, p.compile)
 
     def own_state():
         return {
@@ -165,35 +211,35 @@ def train(
             "sample_gen": world.gather(sample_gen.get_state()),
         }  # each process draws its own
 
-    while run.done < p["iterations"]:
+    while run.done < p.iterations:
         it = run.done
-        idx = torch.randint(len(prompts), (p["rollout_size"],), generator=gen)
+        idx = torch.randint(len(prompts), (p.rollout_size,), generator=gen)
         world.micro_batches(idx, None, "ppo.rollout_size")  # refuses a share that does not split
         batch, score, old_logps, ref_logps, values = collect(
             model, ref, tok, [prompts[i] for i in idx.tolist()], scorer, p, sample_gen, world
         )
         mask = batch.response_mask
         rewards = kl_penalised_rewards(old_logps, ref_logps, mask, score.float(), kl_ctl.value)
-        advantages, returns = gae(rewards, values, mask, p["gamma"], p["lam"])
+        advantages, returns = gae(rewards, values, mask, p.gamma, p.lam)
         advantages = whiten(advantages, mask)
         kl = (old_logps - ref_logps).sum(-1).mean().item()
         stats = []
-        for _ in range(p["ppo_epochs"]):
-            for mb in torch.randperm(p["rollout_size"], generator=gen).split(p["minibatch_size"]):
+        for _ in range(p.ppo_epochs):
+            for mb in torch.randperm(p.rollout_size, generator=gen).split(p.minibatch_size):
                 [share] = world.micro_batches(mb.to(dev), None, "ppo.minibatch_size")
                 sub = batch.select(share)
-                set_lr(opt, warmup_constant(step, p["warmup_steps"], p["lr"]))
+                set_lr(opt, warmup_constant(step, p.warmup_steps, p.lr))
                 with autocast(dev):
                     new_logprobs, new_values = ddp(sub)
                 logps = token_logprobs(new_logprobs, sub)
                 m = mask[share]
                 pg_loss, clipfrac = ppo_policy_loss(
-                    logps, old_logps[share], advantages[share], m, p["cliprange"]
+                    logps, old_logps[share], advantages[share], m, p.cliprange
                 )
                 vf_loss = ppo_value_loss(
-                    new_values, values[share], returns[share], m, p["cliprange_value"]
+                    new_values, values[share], returns[share], m, p.cliprange_value
                 )
-                loss = pg_loss + p["vf_coef"] * vf_loss
+                loss = pg_loss + p.vf_coef * vf_loss
                 tokens = m.sum()
                 with torch.no_grad():  # token-weighted means over the whole minibatch
                     row = (
@@ -219,11 +265,11 @@ def train(
                 weight = tokens * world.size / mask[mb.to(dev)].sum()
                 opt.zero_grad(set_to_none=True)
                 (loss * weight).backward()
-                update(model, opt, p["max_grad_norm"])
+                update(model, opt, p.max_grad_norm)
                 step += 1
                 stats.append(row[1:].tolist())
         kl_coef = kl_ctl.value
-        kl_ctl.update(kl, p["rollout_size"])
+        kl_ctl.update(kl, p.rollout_size)
         pg, vf, cf, ent = torch.tensor(stats).mean(0).tolist()
         run.done += 1
         run.log(
@@ -270,23 +316,21 @@ def main(argv=None):
         argv,
         optional=("checkpoint",),
     )
-    p = args.params
-    torch.manual_seed(p["seed"])
+    p = read(Settings, args.params, "train_ppo")
+    torch.manual_seed(p.seed)
     prompts = training_prompts(args.prompts)
     world = setup()
     tok, policy, ref = policy_and_reference(args.policy)
     model = PolicyWithValue(policy).to(device())
-    learned = p["reward"]["model"] if p["reward"]["backend"] == "reward_model" else None
+    learned = p.reward.model if p.reward.backend == "reward_model" else None
     # per-process generator states: a checkpoint of another number of processes is stale
     ckpt = Checkpoint(
         args.checkpoint,
-        p["checkpoint_every"],
-        fingerprint(p | {"processes": world.size}, args.prompts, args.policy, learned),
+        p.checkpoint_every,
+        fingerprint(args.params | {"processes": world.size}, args.prompts, args.policy, learned),
     )
-    tracker = (
-        tracker_for(p, f"{p['method']}/{p['target_kl']}/seed{p['seed']}") if world.main else None
-    )
-    metrics = train(model, ref, tok, prompts, make_scorer(p["reward"]), p, ckpt, world, tracker)
+    tracker = tracker_for(p, f"{p.method}/{p.target_kl}/seed{p.seed}") if world.main else None
+    metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, world, tracker)
     teardown(world)
     if not world.main:
         return

@@ -14,7 +14,9 @@ training prompts and the ground-truth reward scores them (`sample_reward` in the
 """
 
 import inspect
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Literal
 
 import pandas as pd
 import torch
@@ -47,9 +49,46 @@ from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer
-from pipeline.score import make_scorer
+from pipeline.score import Reward, make_scorer
+from pipeline.settings import read, rest
 
 log = get_logger("train_pairwise")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `train_pairwise` rule's settings: the method's config section (on top of the section it
+    takes its optimiser settings from), the reward monitor's keys and `train.tracking`."""
+
+    method: str  # the method record (pipeline.methods) that says what it trains on and with
+    epochs: int
+    batch_size: int  # rows (pairs, rankings or samples) per optimizer step
+    micro_batch_size: int | None  # rows per forward pass (accumulated); None: the batch
+    batch_order: Literal["pair", "prompt"]  # rows shuffled, or prompts (their rows together)
+    optimizer: Literal["adamw", "rmsprop"]
+    lr: float  # reached after warmup, then constant (the DPO paper's schedule)
+    warmup_steps: int
+    max_grad_norm: float  # gradient clipping
+    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory
+    compile: bool  # torch.compile the training forward pass
+    seed: int  # the data order, label noise, the monitor's samples, Cringe's token draws
+    checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
+    reward_prompts: int  # training prompts sampled to watch the true reward while training
+    reward_every: int  # steps between those samples (and at the end)
+    max_new_tokens: int  # of each monitor sample (sample.max_new_tokens)
+    reward: Reward  # the true reward, which scores the monitor's samples
+    extensions: list[str]  # modules registering methods of one's own (train.extensions)
+    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
+    tracking_dir: str
+    # the method's own: its swept key and what its loss or step reads by name (beta, tau, k, ...),
+    # and for the noisy-label methods the noise's rate and mode
+    own: dict = rest()
+
+    @property
+    def swept(self):
+        """This job's value of the key the method's sweep runs over (its own, or e.g. epochs)."""
+        key = method(self.method).swept
+        return self.own[key] if key in self.own else getattr(self, key)
 
 
 def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -90,13 +129,25 @@ TENSORS = {f"{kind}_{side}" for side in ("chosen", "rejected") for kind in ("pol
 }
 
 
-def check_settings(loss, p: dict) -> None:
-    """Refuse, before any step, a loss whose settings the method's section does not hold."""
-    missing = [n for n in inspect.signature(loss).parameters if n not in TENSORS and n not in p]
+NOISE = ("rate", "mode")  # the noisy-label methods' own settings (pipeline.noise)
+
+
+def check_settings(loss, p: Settings) -> None:
+    """Refuse, before any step, a loss whose settings the method's section does not hold, and
+    a setting that neither the loss nor the label noise reads."""
+    wanted = [n for n in inspect.signature(loss).parameters if n not in TENSORS]
+    missing = [n for n in wanted if n not in p.own]
     if missing:
         raise ValueError(
-            f"{p['method']}: its loss {loss.__name__} asks for {missing}, which its config"
+            f"{p.method}: its loss {loss.__name__} asks for {missing}, which its config"
             " section does not hold"
+        )
+    noise = NOISE if method(p.method).noisy_labels else ()
+    unread = sorted(set(p.own) - set(wanted) - set(noise) - {method(p.method).swept})
+    if unread:
+        raise ValueError(
+            f"{p.method}: setting(s) {unread} are read by neither its loss"
+            f" {loss.__name__} nor its trainer"
         )
 
 
@@ -107,7 +158,7 @@ def loss_step(loss):
     reference, the log-prob margin) and how often it is positive."""
     wanted = list(inspect.signature(loss).parameters)
 
-    def step(model, batch, index, ref, p, generator, chunk=None):
+    def step(model, batch, index, ref, own, generator, chunk=None):
         token_logps = token_logprobs(forward_logprobs(model, batch), batch)
         lengths = batch.response_mask.sum(-1).to(token_logps.dtype)
         sides = ["chosen", "rejected"][: len(index)]
@@ -121,12 +172,12 @@ def loss_step(loss):
             }
         if ref is not None:
             tensors |= dict(zip([f"ref_{side}" for side in sides], ref))
-        out = loss(**{n: tensors[n] if n in tensors else p[n] for n in wanted})
+        out = loss(**{n: tensors[n] if n in tensors else own[n] for n in wanted})
         if len(sides) == 1:
             return out, {}
         chosen, rejected = tensors["policy_chosen"].detach(), tensors["policy_rejected"].detach()
         if ref is not None:  # the implicit rewards, beta (log pi - log ref)
-            scale = p["beta"] if "beta" in wanted else 1.0
+            scale = own["beta"] if "beta" in wanted else 1.0
             chosen, rejected = scale * (chosen - ref[0]), scale * (rejected - ref[1])
             stats = (
                 {"reward_chosen": chosen, "reward_rejected": rejected} if "beta" in wanted else {}
@@ -139,10 +190,10 @@ def loss_step(loss):
     return step
 
 
-def plackett_luce_step(model, batch, index, ref, p, generator, chunk=None):
+def plackett_luce_step(model, batch, index, ref, own, generator, chunk=None):
     """The listwise DPO loss on each prompt's K responses, ranked best first (ref: K x B)."""
     logps = sequence_logps(model, batch, index).T
-    loss = plackett_luce_loss(logps, ref.T, p["beta"])
+    loss = plackett_luce_loss(logps, ref.T, own["beta"])
     margin = (logps - ref.T)[:, :-1] - (logps - ref.T)[:, 1:]  # adjacent ranks' log-ratio margins
     return loss, {
         "reward_accuracy": (margin > 0).float().mean(-1).detach(),
@@ -150,22 +201,22 @@ def plackett_luce_step(model, batch, index, ref, p, generator, chunk=None):
     }
 
 
-def cringe_step(model, batch, index, ref, p, generator, chunk=None):
+def cringe_step(model, batch, index, ref, own, generator, chunk=None):
     chosen, rejected = index
     logits = forward_logits(model, batch)
     token_logps = token_logprobs(next_token_logprobs(logits), batch)
     logps = token_logps.sum(-1)
-    gate = cringe_gate(logps[chosen], logps[rejected], p["b"], p["tau"])
+    gate = cringe_gate(logps[chosen], logps[rejected], own["b"], own["tau"])
     ce = ce_loss(token_logps[chosen])
     # each pair draws its own positive tokens, also where pairs share their rejected response
     cr = cringe_token_loss(
         logits[rejected, :-1],
         batch.input_ids[rejected, 1:],
         batch.response_mask[rejected],
-        p["k"],
+        own["k"],
         generator,
     )
-    loss = pairwise_cringe_loss(gate, ce, cr, p["gate_ce"])
+    loss = pairwise_cringe_loss(gate, ce, cr, own["gate_ce"])
     margin = (logps[chosen] - logps[rejected]).detach()
     return loss, {
         "gate": gate.detach(),
@@ -176,7 +227,7 @@ def cringe_step(model, batch, index, ref, p, generator, chunk=None):
     }
 
 
-def kto_step(model, batch, index, ref, p, generator, chunk):
+def kto_step(model, batch, index, ref, own, generator, chunk):
     """KTO on unpaired samples: each row's completion (index[0]), desirable or not
     (`chunk.desirable`), and beside it another prompt's response (index[1]), whose log-ratio
     estimates the reference point z0 over the (micro-)batch."""
@@ -184,9 +235,15 @@ def kto_step(model, batch, index, ref, p, generator, chunk):
     desirable = torch.as_tensor(chunk["desirable"].to_numpy(), device=logps.device)
     z0 = kto_reference_point(logps[1], ref[1])
     loss = kto_loss(
-        logps[0], ref[0], desirable, z0, p["beta"], p["desirable_weight"], p["undesirable_weight"]
+        logps[0],
+        ref[0],
+        desirable,
+        z0,
+        own["beta"],
+        own["desirable_weight"],
+        own["undesirable_weight"],
     )
-    reward = p["beta"] * (logps[0] - ref[0]).detach()
+    reward = own["beta"] * (logps[0] - ref[0]).detach()
     return loss, {
         "reward": reward,
         "kl_reference_point": z0.expand_as(reward),
@@ -204,7 +261,7 @@ def train(
     tok,
     pairs: pd.DataFrame,
     ref: pd.DataFrame | None,
-    p: dict,
+    p: Settings,
     scorer,
     ckpt: Checkpoint | None = None,
     world: World = SINGLE,
@@ -214,18 +271,18 @@ def train(
     With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps.
     Under torchrun, data-parallel; the main process alone monitors the reward and checkpoints."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p["seed"])  # the data order: the same in every process
-    sample_gen = torch.Generator(device=dev).manual_seed(p["seed"])
+    gen = torch.Generator().manual_seed(p.seed)  # the data order: the same in every process
+    sample_gen = torch.Generator(device=dev).manual_seed(p.seed)
     # Cringe's positive-token draws, on the logits' device; one stream per process
-    token_gen = torch.Generator(device=dev).manual_seed(p["seed"] + 1 + world.rank)
+    token_gen = torch.Generator(device=dev).manual_seed(p.seed + 1 + world.rank)
     monitor = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]][
-        : p["reward_prompts"]
+        : p.reward_prompts
     ]
-    bs = p["batch_size"]
+    bs = p.batch_size
     steps_per_epoch = max(1, len(pairs) // bs)
-    total = steps_per_epoch * p["epochs"]
-    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
-    record = method(p["method"])
+    total = steps_per_epoch * p.epochs
+    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
+    record = method(p.method)
     step_fn = step_function(record)
     if record.loss:
         check_settings(resolve(record.loss), p)
@@ -234,15 +291,15 @@ def train(
         ref_logps = torch.tensor(
             ref[[reference_column(c) for c in columns]].to_numpy().T, dtype=torch.float32
         )
-    train_mode(model, p["gradient_checkpointing"], dropout=False)
+    train_mode(model, p.gradient_checkpointing, dropout=False)
 
     def reward_now():
         if not monitor or not world.main:
             return float("nan")
-        _, scores = rollout(model, tok, monitor, scorer, p["max_new_tokens"], sample_gen)
+        _, scores = rollout(model, tok, monitor, scorer, p.max_new_tokens, sample_gen)
         return float(scores.mean())
 
-    run = Run(p["method"], total, model, opt, ckpt, world, tracker)
+    run = Run(p.method, total, model, opt, ckpt, world, tracker)
     order, order_epoch = None, -1
     if run.restored:
         order, order_epoch = run.restored["order"], run.restored["order_epoch"]
@@ -251,14 +308,16 @@ def train(
         token_gen.set_state(run.restored["token_gen"][world.rank])
     else:
         run.log({"step": 0, "sample_reward": reward_now()}, advance=False)
-    ddp = wrap(model, world, p["compile"])
+    ddp = wrap(model, world, p.compile)
 
     def pair_losses(rows):
         chunk = pairs.iloc[rows.numpy()]
         batch, index = response_batch(chunk, columns, tok.pad_token_id)
         with autocast(dev):
             batch_ref = None if ref is None else ref_logps[:, rows].to(dev)
-            loss, stats = step_fn(ddp, batch.to(dev), index.to(dev), batch_ref, p, token_gen, chunk)
+            loss, stats = step_fn(
+                ddp, batch.to(dev), index.to(dev), batch_ref, p.own, token_gen, chunk
+            )
         stats = {k: v.sum() for k, v in stats.items()}
         # averaged per row like the statistics: 2 where a batch's pairs share no response
         stats["sequences_per_row"] = torch.tensor(float(len(batch.input_ids)), device=dev)
@@ -276,25 +335,25 @@ def train(
     while run.done < total:
         epoch, pos = divmod(run.done, steps_per_epoch)
         if order_epoch != epoch:
-            order, order_epoch = epoch_order(pairs["prompt_id"], p["batch_order"], gen), epoch
+            order, order_epoch = epoch_order(pairs["prompt_id"], p.batch_order, gen), epoch
         idx = order[pos * bs : (pos + 1) * bs]
-        lr = warmup_constant(run.done, p["warmup_steps"], p["lr"])
+        lr = warmup_constant(run.done, p.warmup_steps, p.lr)
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
-        parts = world.micro_batches(idx, p["micro_batch_size"], f"{p['method']}.batch_size")
+        parts = world.micro_batches(idx, p.micro_batch_size, f"{p.method}.batch_size")
         row = {
             k: v / len(idx) for k, v in accumulate(ddp, parts, pair_losses, len(idx), world).items()
         }
         check_finite(
             torch.tensor(row["loss"]),
-            p["method"],
+            p.method,
             run.done,
             f"pairs {idx[:4].tolist()}... of epoch {epoch}",
         )
-        grad_norm = update(model, opt, p["max_grad_norm"])
+        grad_norm = update(model, opt, p.max_grad_norm)
         run.done += 1
         row.update(step=run.done, epoch=epoch, lr=lr, grad_norm=grad_norm)
-        if run.done % p["reward_every"] == 0 or run.done == total:
+        if run.done % p.reward_every == 0 or run.done == total:
             row["sample_reward"] = reward_now()
         run.log(row)
         run.checkpoint(own_state)
@@ -310,11 +369,11 @@ def main(argv=None):
         argv,
         optional=("reference", "checkpoint"),
     )
-    p = args.params
-    record = method(p["method"])
+    p = read(Settings, args.params, "train_pairwise")
+    record = method(p.method)
     if record.trainer != "preference":
         raise ValueError(f"{record.name} does not train on preference data ({record.data})")
-    torch.manual_seed(p["seed"])
+    torch.manual_seed(p.seed)
     own_columns = {
         "pairs": PAIR_COLUMNS,
         "rankings": [],
@@ -336,33 +395,33 @@ def main(argv=None):
     if record.data == RANKED_PAIRS:
         pairs, ref = ranking_pairs(pairs, ref)
     if record.noisy_labels:  # flip labels, pi_ref's log-probs moving with them
-        both = apply_noise(pd.concat([pairs, ref], axis=1), p["rate"], p["mode"], p["seed"])
+        both = apply_noise(pd.concat([pairs, ref], axis=1), p.own["rate"], p.own["mode"], p.seed)
         pairs, ref = both[pairs.columns], both[ref.columns]
         log.info(
             "%s labels: %d of %d pairs flipped (rate %g)",
-            p["mode"],
+            p.own["mode"],
             both["flipped"].sum(),
             len(both),
-            p["rate"],
+            p.own["rate"],
         )
     world = setup()
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device())
-    if record.name == "cringe" and p["k"] > model.config.vocab_size - 1:
+    if record.name == "cringe" and p.own["k"] > model.config.vocab_size - 1:
         raise ValueError(
-            f"cringe.k = {p['k']} exceeds the vocabulary size minus one"
+            f"cringe.k = {p.own['k']} exceeds the vocabulary size minus one"
             f" ({model.config.vocab_size - 1})"
         )
     # per-process generator states: a checkpoint of another number of processes is stale
     ckpt = Checkpoint(
         args.checkpoint,
-        p["checkpoint_every"],
-        fingerprint(p | {"processes": world.size}, args.pairs, args.reference, args.policy),
+        p.checkpoint_every,
+        fingerprint(
+            args.params | {"processes": world.size}, args.pairs, args.reference, args.policy
+        ),
     )
-    tracker = (
-        tracker_for(p, policy_id(record.name, p[record.swept], p["seed"])) if world.main else None
-    )
-    metrics = train(model, tok, pairs, ref, p, make_scorer(p["reward"]), ckpt, world, tracker)
+    tracker = tracker_for(p, policy_id(record.name, p.swept, p.seed)) if world.main else None
+    metrics = train(model, tok, pairs, ref, p, make_scorer(p.reward), ckpt, world, tracker)
     teardown(world)
     if not world.main:
         return
@@ -370,7 +429,7 @@ def main(argv=None):
     first, last = metrics["sample_reward"].dropna().iloc[[0, -1]]
     log.info(
         "%s: sample reward %.3f -> %.3f over %d steps in %.1f s",
-        p["method"],
+        p.method,
         first,
         last,
         int(metrics["step"].max()),

@@ -24,7 +24,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import combinations
 
 import numpy as np
@@ -33,30 +33,96 @@ import torch
 
 from pipeline import cli, io, online, ppo, preference, sft
 from pipeline.batching import reference_column, response_columns
+from pipeline.best_of_n import Settings as BestOfN
+from pipeline.evaluate import Settings as Evaluate
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS, RANKINGS, UNPAIRED, load_extensions
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm
+from pipeline.prompts import Settings as Prompts
+from pipeline.reference import Settings as Reference
 from pipeline.safe_loading import bos_ids, load_tokenizer
+from pipeline.sample import Settings as Sample
 from pipeline.sample import sample
-from pipeline.score import make_scorer
+from pipeline.score import Reward, make_scorer
+from pipeline.settings import read
 
 log = get_logger("preflight")
 
 
+@dataclass(frozen=True)
+class Preflight:
+    """Config section `preflight`."""
+
+    steps: int  # timed steps (or batches) of each kind, after one that warms up
+    memory_mb: int | None  # the memory each batch must fit (a smaller GPU's); None: the device's
+
+
+@dataclass(frozen=True)
+class Monitor:
+    """The trainers' watch on the true reward (train.reward_prompts, train.reward_every)."""
+
+    reward_prompts: int
+    reward_every: int
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What the study repeats the measured jobs over (from its config, not measured)."""
+
+    train_prompts: int
+    samples: int  # training prompts x sample.n_per_prompt
+    eval_prompts: int
+    eval_samples: int  # evaluation prompts x evaluate.samples_per_prompt
+    jobs: dict[str, int]  # per trained method: swept values x seeds
+    policies: int  # evaluated: pi_ref and every trained policy
+    best_of_n_jobs: int
+    cpu_jobs: dict[str, int]  # per rule without torch
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `preflight` rule's settings: every stage's that the measured jobs run with."""
+
+    sft: sft.Settings  # the policy as SFT builds or loads it, and SFT's steps
+    prompts: Prompts
+    sample: Sample
+    reward: Reward  # the true reward (also for ppo_rm: its reward model is not trained yet)
+    reference: Reference
+    evaluate: Evaluate
+    best_of_n: BestOfN
+    monitor: Monitor
+    preflight: Preflight
+    extensions: list[str]  # modules registering methods of one's own (train.extensions)
+    trainers: dict  # per method of train.methods: its trainer's settings (`trainer_settings`)
+    counts: Counts
+
+
+TRAINER_SETTINGS = {
+    "preference": preference.Settings,
+    "ppo": ppo.Settings,
+    "online": online.Settings,
+}
+
+
+def trainer_settings(method: str, params: dict):
+    """A trainer's settings, as its own rule's job would read them."""
+    return read(TRAINER_SETTINGS[METHODS[method].trainer], params, f"preflight.trainers.{method}")
+
+
 @dataclass
 class Inputs:
-    params: dict
+    params: Settings
     sft: str  # the SFT reviews: their number, and real text to score
     tokenizer: str
 
 
 def load_policy(inputs: Inputs, tok):
-    p = inputs.params["policy"]
-    if p["init"] == "scratch":
-        return build_gpt2(tok, p["n_layer"], p["n_embd"], p["n_head"], p["n_positions"])
-    return load_causal_lm(p["init"], "policy.init")
+    p = inputs.params.sft
+    if p.init == "scratch":
+        return build_gpt2(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions)
+    return load_causal_lm(p.init, "policy.init")
 
 
 def policy(inputs: Inputs):
@@ -79,7 +145,7 @@ def prompts_of(inputs: Inputs, tok, n: int, generator) -> list[list[int]]:
     """`n` prompts of the longest configured length, after the tokenizer's BOS."""
     return [
         bos_ids(tok) + ids
-        for ids in random_ids(tok, n, inputs.params["prompts"]["max_tokens"], generator)
+        for ids in random_ids(tok, n, inputs.params.prompts.max_tokens, generator)
     ]
 
 
@@ -104,21 +170,21 @@ def per_step(seconds: pd.Series) -> float:
 
 
 def measure_sft(inputs: Inputs) -> dict:
-    p, steps = inputs.params["sft"], inputs.params["preflight"]["steps"]
+    p, steps = inputs.params.sft, inputs.params.preflight.steps
     tok, model, load = policy(inputs)
     gen = torch.Generator().manual_seed(0)
-    ids = random_ids(tok, (steps + 1) * p["batch_size"], p["max_length"], gen)
-    metrics = sft.train(model, ids, tok.pad_token_id, p | {"epochs": 1, "seed": 0}, device())
-    heldout = ids[: min(p["batch_size"], len(ids))]
+    ids = random_ids(tok, (steps + 1) * p.batch_size, p.max_length, gen)
+    metrics = sft.train(model, ids, tok.pad_token_id, replace(p, epochs=1, seed=0), device())
+    heldout = ids[: min(p.batch_size, len(ids))]
     per_review = timed(
-        lambda: sft.evaluate(model, heldout, tok.pad_token_id, p["batch_size"], device()), 1
+        lambda: sft.evaluate(model, heldout, tok.pad_token_id, p.batch_size, device()), 1
     ) / len(heldout)
     return {"step": per_step(metrics["seconds"]), "heldout_review": per_review, "load": load}
 
 
 def measure_sample(inputs: Inputs) -> dict:
     """A batch of the sample stage's and one of PPO's rollouts, and one of the evaluation's."""
-    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    q, steps = inputs.params, inputs.params.preflight.steps
     tok, model, load = policy(inputs)
     model.eval()
     gen = torch.Generator(device=device()).manual_seed(0)
@@ -134,9 +200,7 @@ def measure_sample(inputs: Inputs) -> dict:
         prompts = prompts_of(inputs, tok, bs, torch.Generator().manual_seed(0))
         # eos -1: every row runs to max_new_tokens, as in the longest batch
         out[name] = timed(
-            lambda: sample(
-                model, prompts, q["sample"]["max_new_tokens"], -1, tok.pad_token_id, gen
-            ),
+            lambda: sample(model, prompts, q.sample.max_new_tokens, -1, tok.pad_token_id, gen),
             max(1, steps // 2),
         )
     return out
@@ -147,26 +211,24 @@ def measure_score(inputs: Inputs) -> dict:
     q = inputs.params
     tok = load_tokenizer(inputs.tokenizer, "tokenizer")
     t0 = time.perf_counter()
-    scorer = make_scorer(q["reward"])
+    scorer = make_scorer(q.reward)
     load = time.perf_counter() - t0
-    reviews = io.read_parquet(inputs.sft, ["text"])["text"].head(
-        max(64, 2 * q["reward"]["batch_size"])
-    )
-    length = q["prompts"]["max_tokens"] + q["sample"]["max_new_tokens"]
+    reviews = io.read_parquet(inputs.sft, ["text"])["text"].head(max(64, 2 * q.reward.batch_size))
+    length = q.prompts.max_tokens + q.sample.max_new_tokens
     ids = tok(reviews.tolist(), add_special_tokens=False, truncation=True, max_length=length)
     texts = tok.batch_decode(ids["input_ids"], skip_special_tokens=True)
     return {"text": timed(lambda: scorer(texts), 1) / len(texts), "load": load}
 
 
 def measure_reference(inputs: Inputs) -> dict:
-    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    q, steps = inputs.params, inputs.params.preflight.steps
     tok, model, load = policy(inputs)
     model.eval()
     gen = torch.Generator().manual_seed(0)
-    bs = min(q["reference"]["batch_size"], q["counts"]["samples"])
+    bs = min(q.reference.batch_size, q.counts.samples)
     batch = left_pad(
         prompts_of(inputs, tok, bs, gen),
-        random_ids(tok, bs, q["sample"]["max_new_tokens"], gen),
+        random_ids(tok, bs, q.sample.max_new_tokens, gen),
         tok.pad_token_id,
     )
     batch = batch.to(device())
@@ -178,12 +240,12 @@ def measure_reference(inputs: Inputs) -> dict:
     return {"batch": timed(forward, steps), "load": load}
 
 
-def synthetic_pairs(tok, n_prompts: int, p: dict, data: str, gen) -> pd.DataFrame:
+def synthetic_pairs(tok, n_prompts: int, p: Settings, data: str, gen) -> pd.DataFrame:
     """Each prompt's n samples, as pairs (every C(n, 2) of them), as one ranking, or unpaired."""
-    n, length = p["sample"]["n_per_prompt"], p["sample"]["max_new_tokens"]
+    n, length = p.sample.n_per_prompt, p.sample.max_new_tokens
     rows = []
     for i in range(n_prompts):
-        prompt = bos_ids(tok) + random_ids(tok, 1, p["prompts"]["max_tokens"], gen)[0]
+        prompt = bos_ids(tok) + random_ids(tok, 1, p.prompts.max_tokens, gen)[0]
         responses = random_ids(tok, n, length, gen)
         if data == RANKINGS:
             rows.append(
@@ -218,15 +280,13 @@ def synthetic_pairs(tok, n_prompts: int, p: dict, data: str, gen) -> pd.DataFram
 
 
 def measure_pairwise(inputs: Inputs, method: str) -> dict:
-    q, steps = inputs.params, inputs.params["preflight"]["steps"]
-    p = q["trainers"][method] | {"epochs": 1, "reward_prompts": 0}
+    q, steps = inputs.params, inputs.params.preflight.steps
+    p = replace(q.trainers[method], epochs=1, reward_prompts=0)
     tok, model, load = policy(inputs)
     gen = torch.Generator().manual_seed(0)
     data = METHODS[method].data
-    per_prompt = rows_per_prompt(data, q["sample"]["n_per_prompt"])
-    pairs = synthetic_pairs(
-        tok, math.ceil((steps + 1) * p["batch_size"] / per_prompt), q, data, gen
-    )
+    per_prompt = rows_per_prompt(data, q.sample.n_per_prompt)
+    pairs = synthetic_pairs(tok, math.ceil((steps + 1) * p.batch_size / per_prompt), q, data, gen)
     ref = None
     if METHODS[method].needs_reference:
         ref = pd.DataFrame(
@@ -239,25 +299,25 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
 def measure_online(inputs: Inputs, method: str) -> dict:
     """Two iterations of PPO or an online method: the second's time (the first warms up)."""
     q = inputs.params
-    p = q["trainers"][method] | {"iterations": 2, "reward": q["reward"]}
+    p = replace(q.trainers[method], iterations=2, reward=q.reward)
     tok, model, load = policy(inputs)
     t0 = time.perf_counter()
     ref = load_policy(inputs, tok).to(device()).eval().requires_grad_(False)
     load += time.perf_counter() - t0
-    prompts = prompts_of(inputs, tok, p["rollout_size"], torch.Generator().manual_seed(0))
+    prompts = prompts_of(inputs, tok, p.rollout_size, torch.Generator().manual_seed(0))
     if METHODS[method].trainer == "ppo":
         metrics = ppo.train(
-            ppo.PolicyWithValue(model).to(device()), ref, tok, prompts, make_scorer(q["reward"]), p
+            ppo.PolicyWithValue(model).to(device()), ref, tok, prompts, make_scorer(q.reward), p
         )
     else:
-        metrics = online.train(model, ref, tok, prompts, make_scorer(q["reward"]), p)
+        metrics = online.train(model, ref, tok, prompts, make_scorer(q.reward), p)
     return {"iteration": float(metrics["seconds"].diff().iloc[-1]), "load": load}
 
 
 def measure_kl(inputs: Inputs) -> dict:
     """The exact KL of one evaluation batch (policy and pi_ref both run); the evaluation runs it
     on the policy's samples and, for the reverse KL, on pi_ref's."""
-    q, steps = inputs.params, inputs.params["preflight"]["steps"]
+    q, steps = inputs.params, inputs.params.preflight.steps
     tok, model, load = policy(inputs)
     t0 = time.perf_counter()
     ref = load_policy(inputs, tok).to(device())  # a model of its own, as pi_ref is
@@ -265,7 +325,7 @@ def measure_kl(inputs: Inputs) -> dict:
     gen = torch.Generator().manual_seed(0)
     bs = batch_sizes(q)["evaluate"]
     prompts = prompts_of(inputs, tok, bs, gen)
-    completions = random_ids(tok, bs, q["sample"]["max_new_tokens"], gen)
+    completions = random_ids(tok, bs, q.sample.max_new_tokens, gen)
     return {
         "batch": timed(
             lambda: kl_measures(
@@ -329,8 +389,8 @@ def peak_memory_mb() -> float:
 def child(kind: str, inputs: Inputs, started: float, queue) -> None:
     """One kind's measurement, in a process of its own; puts its result on `queue`."""
     result = {"startup": time.time() - started}
-    load_extensions(inputs.params["extensions"])  # a new process: only the built-ins so far
-    limit = inputs.params["preflight"]["memory_mb"]
+    load_extensions(inputs.params.extensions)  # a new process: only the built-ins so far
+    limit = inputs.params.preflight.memory_mb
     cap_memory(limit)
     try:
         result |= measure(kind, inputs) | {"fits": True, "error": ""}
@@ -395,18 +455,18 @@ def rows_per_prompt(data: str, n: int) -> int:
     return {RANKINGS: 1, UNPAIRED: n}.get(data, math.comb(n, 2))
 
 
-def batch_sizes(q: dict) -> dict:
-    c = q["counts"]
+def batch_sizes(q: Settings) -> dict:
+    c = q.counts
     return {
-        "sample": min(q["sample"]["batch_size"], c["samples"]),
-        "evaluate": min(q["evaluate"]["batch_size"], c["eval_samples"]),
-        "monitor": min(q["train"]["reward_prompts"], 256),
+        "sample": min(q.sample.batch_size, c.samples),
+        "evaluate": min(q.evaluate.batch_size, c.eval_samples),
+        "monitor": min(q.monitor.reward_prompts, 256),
     }
 
 
-def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
+def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) -> pd.DataFrame:
     """One row per rule: its jobs, each job's units and seconds, and the rule's total."""
-    c, bs = q["counts"], batch_sizes(q)
+    c, bs = q.counts, batch_sizes(q)
     sampled, scored = measured["sample"], measured["score"]
     rows = []
 
@@ -432,13 +492,13 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
             }
         )
 
-    s = q["sft"]
-    holdout = min(s["holdout"], c["sft_reviews"] // 10)
+    s = q.sft
+    holdout = min(s.holdout, sft_reviews // 10)
     add(
         "sft",
         1,
         "sft",
-        (c["sft_reviews"] - holdout) // s["batch_size"] * s["epochs"],
+        (sft_reviews - holdout) // s.batch_size * s.epochs,
         "step",
         measured["sft"]["step"],
         CHANGE_SFT,
@@ -448,33 +508,33 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
         "sample",
         1,
         "sample",
-        math.ceil(c["samples"] / bs["sample"]),
+        math.ceil(c.samples / bs["sample"]),
         "batch",
         sampled["sample_batch"],
         "sample.batch_size",
     )
-    add("score", 1, "score", c["samples"], "text", scored["text"], "reward.batch_size")
-    if any(METHODS[m].needs_reference for m in q["trainers"]):
+    add("score", 1, "score", c.samples, "text", scored["text"], "reward.batch_size")
+    if any(METHODS[m].needs_reference for m in q.trainers):
         add(
             "reference",
             1,
             "reference",
-            math.ceil(c["samples"] / min(q["reference"]["batch_size"], c["samples"])),
+            math.ceil(c.samples / min(q.reference.batch_size, c.samples)),
             "batch",
             measured["reference"]["batch"],
             "reference.batch_size",
         )
     monitor = sampled["monitor_batch"] + bs["monitor"] * scored["text"]
-    for method, p in q["trainers"].items():
+    for method, p in q.trainers.items():
         kind = f"train:{method}"
         if METHODS[method].trainer == "preference":
-            per_prompt = rows_per_prompt(METHODS[method].data, q["sample"]["n_per_prompt"])
-            steps = max(1, c["train_prompts"] * per_prompt // p["batch_size"]) * p["epochs"]
-            every = q["train"]["reward_every"]
+            per_prompt = rows_per_prompt(METHODS[method].data, q.sample.n_per_prompt)
+            steps = max(1, c.train_prompts * per_prompt // p.batch_size) * p.epochs
+            every = q.monitor.reward_every
             checks = (steps // every + 1 + (steps % every > 0)) if bs["monitor"] else 0
             add(
                 "train_pairwise",
-                c["jobs"][method],
+                c.jobs[method],
                 kind,
                 steps,
                 "step",
@@ -486,30 +546,30 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
         else:
             add(
                 f"train_{METHODS[method].trainer}",
-                c["jobs"][method],
+                c.jobs[method],
                 kind,
-                p["iterations"],
+                p.iterations,
                 "iteration",
                 measured[kind]["iteration"],
                 trainer_change(method),
                 method=method,
             )
     # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
-    batches = math.ceil(c["eval_samples"] / bs["evaluate"])
+    batches = math.ceil(c.eval_samples / bs["evaluate"])
     per_batch = sampled["eval_batch"] + 2 * measured["kl"]["batch"]
     add(
         "evaluate",
-        c["policies"],
+        c.policies,
         "kl",
         batches,
         "batch",
         per_batch + bs["evaluate"] * scored["text"],
         "evaluate.batch_size",
     )
-    pool = c["eval_prompts"] * max(q["best_of_n"]["n"])
+    pool = c.eval_prompts * max(q.best_of_n.n)
     add(
         "best_of_n",
-        c["best_of_n_jobs"],
+        c.best_of_n_jobs,
         "sample",
         math.ceil(pool / bs["evaluate"]),
         "batch",
@@ -518,7 +578,7 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
         extra=pool * scored["text"],
     )
     for rule in CPU_RULES:
-        jobs = c["cpu_jobs"][rule]
+        jobs = c.cpu_jobs[rule]
         rows.append(
             {
                 "rule": rule,
@@ -539,12 +599,12 @@ def projection(q: dict, measured: dict, cpu_start: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def kinds(q: dict) -> list[str]:
-    needs_reference = any(METHODS[m].needs_reference for m in q["trainers"])
+def kinds(q: Settings) -> list[str]:
+    needs_reference = any(METHODS[m].needs_reference for m in q.trainers)
     return (
         ["sft", "sample", "score"]
         + (["reference"] if needs_reference else [])
-        + [f"train:{m}" for m in q["trainers"]]
+        + [f"train:{m}" for m in q.trainers]
         + ["kl"]
     )
 
@@ -577,8 +637,9 @@ def duration(seconds: float) -> str:
 
 def main(argv=None):
     args = cli.parse(__doc__, ["sft", "tokenizer"], ["out"], argv)
-    q = args.params
-    q["counts"]["sft_reviews"] = len(io.read_parquet(args.sft, ["text"]))
+    q = read(Settings, args.params, "preflight")
+    q = replace(q, trainers={m: trainer_settings(m, t) for m, t in q.trainers.items()})
+    sft_reviews = len(io.read_parquet(args.sft, ["text"]))
     inputs = Inputs(q, args.sft, args.tokenizer)
     dev = device()
     where = (
@@ -590,7 +651,7 @@ def main(argv=None):
     for kind in kinds(q):
         log.info("measuring %s", kind)
         measured[kind] = run_kind(kind, inputs)
-    table = projection(q, measured, cpu_stage_startup())
+    table = projection(q, measured, cpu_stage_startup(), sft_reviews)
     table.insert(0, "device", where)
     io.write_csv(table, args.out)
     print(summary(table, where), flush=True)

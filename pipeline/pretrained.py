@@ -8,11 +8,21 @@ extra); the folder is saved without the GGUF quantisation config, which would ma
 stages then read the folder as they read any pretrained policy.
 """
 
+from dataclasses import dataclass
+
 from pipeline import cli, io
 from pipeline.logs import get_logger
+from pipeline.settings import read
 from pipeline.sources import gguf_path
 
 log = get_logger("pretrained")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `pretrained` rule's settings (config policy.init)."""
+
+    init: str  # the GGUF file: a path, or <python package>/<file>.gguf
 
 
 def load_gguf(path):
@@ -36,7 +46,8 @@ def load_gguf(path):
 
 def main(argv=None):
     args = cli.parse(__doc__, [], ["out"], argv)
-    path = gguf_path(args.params["init"], "policy.init")
+    p = read(Settings, args.params, "pretrained")
+    path = gguf_path(p.init, "policy.init")
     log.info("reading %s", path)
     model, tok = load_gguf(path)
     # the weights are plain fp32 tensors now; the record of their GGUF origin would make

@@ -3,14 +3,26 @@
 Stored as token ids (and decoded text, for reading), so that nothing is re-tokenised later.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
 from pipeline.safe_loading import bos_ids, load_tokenizer
+from pipeline.settings import read
 
 log = get_logger("prompts")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `prompts` rule's settings (config section `prompts`)."""
+
+    min_tokens: int  # shortest prompt, in tokens of review text (a BOS token not counted)
+    max_tokens: int  # longest prompt; each prompt's length is drawn uniformly in between
+    seed: int  # the draw of the lengths
 
 
 def make_prompts(
@@ -44,12 +56,12 @@ def make_prompts(
 
 def main(argv=None):
     args = cli.parse(__doc__, ["reviews", "tokenizer"], ["out"], argv)
-    p = args.params
+    p = read(Settings, args.params, "prompts")
     tok = load_tokenizer(args.tokenizer, "tokenizer")
     reviews = io.read_parquet(args.reviews, ["review_id", "text"])
     if len(reviews) == 0:
         raise ValueError(f"{args.reviews}: no reviews to make prompts from")
-    table = make_prompts(reviews, tok, p["min_tokens"], p["max_tokens"], p["seed"])
+    table = make_prompts(reviews, tok, p.min_tokens, p.max_tokens, p.seed)
     io.write_parquet(table, args.out)
     log.info(
         "%d prompts, mean %.2f tokens -> %s",

@@ -7,6 +7,8 @@ column `ref_<name>`, row-aligned with the input. A prompt's 6 pairs hold its 4 s
 distinct (prompt, response) is run once, `batch_size` sequences at a time, longest first.
 """
 
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
 
@@ -16,8 +18,16 @@ from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
+from pipeline.settings import read
 
 log = get_logger("reference")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `reference` rule's settings (config section `reference`)."""
+
+    batch_size: int  # distinct sequences per forward pass of pi_ref
 
 
 @torch.no_grad()
@@ -43,6 +53,7 @@ def reference_logps(model, pairs: pd.DataFrame, pad_id: int, batch_size: int) ->
 
 def main(argv=None):
     args = cli.parse(__doc__, ["pairs", "policy"], ["out"], argv)
+    p = read(Settings, args.params, "reference")
     pairs = io.read_parquet(args.pairs, ["prompt_ids"])
     if pairs.empty:
         raise ValueError(f"{args.pairs}: the file holds no pairs or rankings")
@@ -52,7 +63,7 @@ def main(argv=None):
         )
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(device()).eval()
-    table = reference_logps(model, pairs, tok.pad_token_id, args.params["batch_size"])
+    table = reference_logps(model, pairs, tok.pad_token_id, p.batch_size)
     io.write_parquet(table, args.out)
     log.info(
         "reference log-probs of %d rows, mean %s -> %s",

@@ -22,7 +22,9 @@ returns standardised rewards (r - mean) / std: PPO then sees a reward of known s
 like p(positive), whatever the training happened to do to the offset.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -39,8 +41,28 @@ from pipeline.losses import bradley_terry_loss
 from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.safe_loading import from_pretrained_safe, load_tokenizer
+from pipeline.settings import read
 
 log = get_logger("reward_model")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `reward_model` rule's settings: config section `reward_model`, `train.batch_order`
+    and `train.tracking`."""
+
+    holdout_fraction: float  # of the prompts, with all their pairs, held out for validation
+    epochs: int
+    batch_size: int  # pairs per optimizer step
+    batch_order: Literal["pair", "prompt"]  # the pairs shuffled, or the prompts (pairs together)
+    optimizer: Literal["adamw", "rmsprop"]
+    lr: float  # reached after warmup, then constant
+    warmup_steps: int
+    max_grad_norm: float  # gradient clipping
+    seed: int  # the validation split, the head's initial weights and the data order
+    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
+    tracking_dir: str
+
 
 HEAD_FILE = "reward_head.safetensors"
 
@@ -146,23 +168,27 @@ def pair_stats(chosen: torch.Tensor, rejected: torch.Tensor) -> dict:
 
 
 def train(
-    model: RewardModel, pairs: pd.DataFrame, pad_id: int, p: dict, tracker: Tracker | None = None
+    model: RewardModel,
+    pairs: pd.DataFrame,
+    pad_id: int,
+    p: Settings,
+    tracker: Tracker | None = None,
 ) -> pd.DataFrame:
     """Train in place on `pairs`; return the per-step metrics."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p["seed"])
-    bs = p["batch_size"]
+    gen = torch.Generator().manual_seed(p.seed)
+    bs = p.batch_size
     steps_per_epoch = max(1, len(pairs) // bs)
-    total = steps_per_epoch * p["epochs"]
-    opt = make_optimizer(model.parameters(), p["optimizer"], p["lr"])
+    total = steps_per_epoch * p.epochs
+    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
     train_mode(model, gradient_checkpointing=False, dropout=False)
     run = Run("reward_model", total, model, opt, tracker=tracker)
     while run.done < total:
         epoch, pos = divmod(run.done, steps_per_epoch)
         if pos == 0:
-            order = epoch_order(pairs["prompt_id"], p["batch_order"], gen)
+            order = epoch_order(pairs["prompt_id"], p.batch_order, gen)
         idx = order[pos * bs : (pos + 1) * bs]
-        lr = warmup_constant(run.done, p["warmup_steps"], p["lr"])
+        lr = warmup_constant(run.done, p.warmup_steps, p.lr)
         set_lr(opt, lr)
         batch, index = pair_batch(pairs.iloc[idx.numpy()], pad_id)
         with autocast(dev):
@@ -173,7 +199,7 @@ def train(
         )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        update(model, opt, p["max_grad_norm"])
+        update(model, opt, p.max_grad_norm)
         run.done += 1
         run.log(
             {
@@ -191,12 +217,12 @@ def train(
 
 def main(argv=None):
     args = cli.parse(__doc__, ["pairs", "policy"], ["model", "metrics", "summary"], argv)
-    p = args.params
+    p = read(Settings, args.params, "reward_model")
     pairs = io.read_parquet(args.pairs, PAIR_COLUMNS + ["prompt_id"])
     if pairs.empty:
         raise ValueError(f"{args.pairs}: the pairs file holds no pairs")
-    train_pairs, val_pairs = split_by_prompt(pairs, p["holdout_fraction"], p["seed"])
-    torch.manual_seed(p["seed"])
+    train_pairs, val_pairs = split_by_prompt(pairs, p.holdout_fraction, p.seed)
+    torch.manual_seed(p.seed)
     tok = load_tokenizer(args.policy, "policy")
     model = RewardModel(load_causal_lm(args.policy, "policy").base_model).to(device())
     log.info(
@@ -208,7 +234,7 @@ def main(argv=None):
 
     metrics = train(model, train_pairs, tok.pad_token_id, p, tracker_for(p, "reward_model"))
     model.eval()
-    chosen, rejected = pair_rewards(model, train_pairs, tok.pad_token_id, p["batch_size"])
+    chosen, rejected = pair_rewards(model, train_pairs, tok.pad_token_id, p.batch_size)
     rewards = torch.cat([chosen, rejected])
     model.reward_mean.fill_(rewards.mean().item())
     model.reward_std.fill_(rewards.std().item())
@@ -218,7 +244,7 @@ def main(argv=None):
             " so rewards cannot be standardised; raise lr or epochs"
         )
     train_stats = pair_stats(chosen, rejected)
-    val_stats = pair_stats(*pair_rewards(model, val_pairs, tok.pad_token_id, p["batch_size"]))
+    val_stats = pair_stats(*pair_rewards(model, val_pairs, tok.pad_token_id, p.batch_size))
     summary = {
         "train_pairs": len(train_pairs),
         "val_pairs": len(val_pairs),

@@ -5,6 +5,8 @@ trainers and the evaluation compute. The sampling loop is ours, not `generate`, 
 padding, position ids, the random generator and the logit warping are explicit and shared.
 """
 
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
 
@@ -13,9 +15,24 @@ from pipeline.logprobs import left_pad
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
+from pipeline.settings import read
 from pipeline.sources import check_context, context_length
 
 log = get_logger("sample")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `sample` rule's settings (config section `sample`; a later round's seed is
+    sample.seed + round - 1)."""
+
+    n_per_prompt: int  # completions drawn per training prompt
+    max_new_tokens: int  # a completion stops here if it has not reached EOS
+    temperature: float  # logits divided by this before sampling (1: the policy's own)
+    top_k: int  # keep only the k most likely tokens; 0: all
+    top_p: float  # nucleus: keep the most likely tokens up to this mass; 1: all
+    batch_size: int  # sequences sampled at a time
+    seed: int  # the random generator of the draws
 
 
 def warp_logits(
@@ -83,28 +100,28 @@ def sample(
     return [row[: row.index(eos_id) + 1] if eos_id in row else row for row in tokens]
 
 
-def sample_table(model, tok, prompts: pd.DataFrame, p: dict) -> pd.DataFrame:
+def sample_table(model, tok, prompts: pd.DataFrame, p: Settings) -> pd.DataFrame:
     """`n_per_prompt` samples of every prompt, batched; one row per sample."""
     rows = [
         (r.prompt_id, k, list(r.prompt_ids))
         for r in prompts.itertuples()
-        for k in range(p["n_per_prompt"])
+        for k in range(p.n_per_prompt)
     ]
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(p["seed"])
+    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(p.seed)
     completions = []
-    bs = p["batch_size"]
+    bs = p.batch_size
     for start in progress(range(0, len(rows), bs), desc="sample", unit="batch"):
         chunk = [r[2] for r in rows[start : start + bs]]
         completions += sample(
             model,
             chunk,
-            p["max_new_tokens"],
+            p.max_new_tokens,
             tok.eos_token_id,
             tok.pad_token_id,
             gen,
-            p["temperature"],
-            p["top_k"],
-            p["top_p"],
+            p.temperature,
+            p.top_k,
+            p.top_p,
         )
     eos = tok.eos_token_id
     return pd.DataFrame(
@@ -125,12 +142,12 @@ def sample_table(model, tok, prompts: pd.DataFrame, p: dict) -> pd.DataFrame:
 
 def main(argv=None):
     args = cli.parse(__doc__, ["prompts", "policy"], ["out"], argv)
-    p = args.params
+    p = read(Settings, args.params, "sample")
     dev = device()
     tok = load_tokenizer(args.policy, "policy")
     model = load_causal_lm(args.policy, "policy").to(dev).eval()
     prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt_ids"])
-    longest = int(prompts["prompt_ids"].map(len).max()) + p["max_new_tokens"]
+    longest = int(prompts["prompt_ids"].map(len).max()) + p.max_new_tokens
     check_context(
         context_length(model.config.to_dict()),
         "the policy's positions",

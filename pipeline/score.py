@@ -10,14 +10,27 @@ prompts, so the comparison stays fair). Three backends behind one interface, `Sc
 The last two are models (pipeline.classifiers), loaded only when the config names them.
 """
 
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
+from pipeline.settings import read
 
 log = get_logger("score")
+
+
+@dataclass(frozen=True)
+class Reward:
+    """The reward's settings (config section `reward`, or the learned reward's)."""
+
+    backend: Literal["vader", "hf", "reward_model"]
+    model: str | None  # hub id or folder of the classifier (hf) or the reward model
+    batch_size: int  # texts per forward pass
+    max_length: int  # tokens of each text the model reads
+    positive_label: str | None = None  # hf: the classifier's label for positive sentiment
 
 
 class Scorer(Protocol):
@@ -43,24 +56,24 @@ def check_finite_scores(scores: np.ndarray, texts: list[str]) -> np.ndarray:
     return scores
 
 
-def make_scorer(p: dict) -> Scorer:
-    if p["backend"] == "vader":
+def make_scorer(p: Reward) -> Scorer:
+    if p.backend == "vader":
         return VaderScorer()
     # here, not at the top: torch and transformers take ~3 s to load, which VADER never needs
     from pipeline.classifiers import ClassifierScorer, RewardModelScorer
 
-    if p["backend"] == "reward_model":
-        if not p.get("model"):
-            raise ValueError("reward.model is required when reward.backend is 'reward_model'")
-        return RewardModelScorer(p["model"], p["batch_size"], p["max_length"])
-    if not p.get("model"):
-        raise ValueError("reward.model is required when reward.backend is 'hf'")
-    return ClassifierScorer(p["model"], p["positive_label"], p["batch_size"], p["max_length"])
+    if not p.model:
+        raise ValueError(f"reward.model is required when reward.backend is '{p.backend}'")
+    if p.backend == "reward_model":
+        return RewardModelScorer(p.model, p.batch_size, p.max_length)
+    if not p.positive_label:
+        raise ValueError("reward.positive_label is required when reward.backend is 'hf'")
+    return ClassifierScorer(p.model, p.positive_label, p.batch_size, p.max_length)
 
 
 def main(argv=None):
     args = cli.parse(__doc__, ["samples"], ["out"], argv)
-    scorer = make_scorer(args.params)
+    scorer = make_scorer(read(Reward, args.params, "score"))
     table = io.read_parquet(args.samples, ["text"])
     table["score"] = scorer(table["text"].tolist())
     io.write_parquet(table, args.out)

@@ -14,6 +14,7 @@ key to change, unless `sft.allow_worse` is set.
 
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,9 +29,38 @@ from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 from pipeline.safe_loading import bos_ids, load_tokenizer
+from pipeline.settings import read
 from pipeline.sources import check_context, context_length
 
 log = get_logger("sft")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `sft` rule's settings: config sections `policy` and `sft`, and `train.tracking`."""
+
+    init: str  # "scratch", or the folder of a pretrained causal LM (a GGUF init, converted)
+    n_layer: int  # from scratch: transformer blocks,
+    n_embd: int  # width,
+    n_head: int  # attention heads,
+    n_positions: int  # and context length of the GPT-2 built
+    vocab_size: int  # the tokenizer stage's size; the model takes its own from the tokenizer
+    max_length: int  # tokens kept of each review (EOS included when it ends before them)
+    holdout: int  # reviews held out to measure the loss before and after (at most 10%)
+    epochs: int
+    batch_size: int  # reviews per optimizer step
+    micro_batch_size: int | None  # reviews per forward pass (accumulated); None: the batch
+    lr: float  # AdamW's peak learning rate, reached after warmup, then cosine decay to 10%
+    weight_decay: float
+    warmup_steps: int
+    max_grad_norm: float  # gradient clipping
+    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory
+    compile: bool  # torch.compile the training forward pass
+    seed: int  # the held-out split, the initial weights and the data order
+    checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
+    allow_worse: bool  # keep a policy whose held-out loss SFT made worse (else stop)
+    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
+    tracking_dir: str
 
 
 # Characters of a review encoded per token kept: well above what IMDb text takes per token with
@@ -97,20 +127,20 @@ def train(
 ):
     """Train in place; return the per-step metrics. With `ckpt`, resume from
     its last checkpoint and write one every `ckpt.every` steps. Under torchrun, data-parallel."""
-    gen = torch.Generator().manual_seed(p["seed"])
-    bs = p["batch_size"]
+    gen = torch.Generator().manual_seed(p.seed)
+    bs = p.batch_size
     steps_per_epoch = len(train_ids) // bs
     if steps_per_epoch == 0:
         raise ValueError(f"sft.batch_size = {bs} but only {len(train_ids)} SFT reviews")
-    total = steps_per_epoch * p["epochs"]
-    opt = make_optimizer(model.parameters(), "adamw", p["lr"], p["weight_decay"])
-    train_mode(model, p["gradient_checkpointing"], dropout=True)
+    total = steps_per_epoch * p.epochs
+    opt = make_optimizer(model.parameters(), "adamw", p.lr, p.weight_decay)
+    train_mode(model, p.gradient_checkpointing, dropout=True)
     run = Run("sft", total, model, opt, ckpt, world, tracker)
     order, order_epoch = None, -1
     if run.restored:
         order, order_epoch = run.restored["order"], run.restored["order_epoch"]
         gen.set_state(run.restored["gen"])
-    ddp = wrap(model, world, p["compile"])
+    ddp = wrap(model, world, p.compile)
 
     def step_nll(rows):
         return nll(ddp, [train_ids[i] for i in rows.tolist()], pad_id, dev)[0], {}
@@ -120,17 +150,17 @@ def train(
         if order_epoch != epoch:
             order, order_epoch = torch.randperm(len(train_ids), generator=gen), epoch
         idx = order[pos * bs : (pos + 1) * bs]
-        lr = warmup_cosine(run.done, total, p["warmup_steps"], p["lr"])
+        lr = warmup_cosine(run.done, total, p.warmup_steps, p.lr)
         set_lr(opt, lr)
         # the mean is over the global batch's tokens, known before any forward pass
         n_tokens = sum(len(train_ids[i]) - 1 for i in idx.tolist())
         opt.zero_grad(set_to_none=True)
-        parts = world.micro_batches(idx, p["micro_batch_size"], "sft.batch_size")
+        parts = world.micro_batches(idx, p.micro_batch_size, "sft.batch_size")
         loss = accumulate(ddp, parts, step_nll, n_tokens, world)["loss"] / n_tokens
         check_finite(
             torch.tensor(loss), "sft", run.done, f"reviews {idx[:4].tolist()}... of epoch {epoch}"
         )
-        grad_norm = update(model, opt, p["max_grad_norm"])
+        grad_norm = update(model, opt, p.max_grad_norm)
         run.done += 1
         run.log(
             {
@@ -163,16 +193,16 @@ def evaluate(model, seqs, pad_id, bs, dev) -> dict:
     }
 
 
-def check_improved(before: dict, after: dict, p: dict) -> None:
+def check_improved(before: dict, after: dict, p: Settings) -> None:
     """Stop when SFT made the policy worse at its own task: a learning rate made for training
     from scratch wrecks a pretrained model, and every later stage would inherit it silently."""
-    if after["heldout_loss"] <= before["heldout_loss"] or p["allow_worse"]:
+    if after["heldout_loss"] <= before["heldout_loss"] or p.allow_worse:
         return
     raise ValueError(
         f"sft: the held-out loss rose from {before['heldout_loss']:.3f} to "
         f"{after['heldout_loss']:.3f} (perplexity {before['heldout_perplexity']:.1f} -> "
         f"{after['heldout_perplexity']:.1f}): SFT harmed the policy. Lower sft.lr (now "
-        f"{p['lr']:g}; a pretrained model wants about 1e-5 to 5e-5, see "
+        f"{p.lr:g}; a pretrained model wants about 1e-5 to 5e-5, see "
         "workflow/presets/smollm2.yaml), or set sft.allow_worse: true to keep it anyway"
     )
 
@@ -185,55 +215,55 @@ def main(argv=None):
         argv,
         optional=("checkpoint",),
     )
-    p = args.params
+    p = read(Settings, args.params, "sft")
     world = setup()
     dev = device()
-    torch.manual_seed(p["seed"])
+    torch.manual_seed(p.seed)
     tok = load_tokenizer(args.tokenizer, "tokenizer")
-    if p["init"] == "scratch":
-        model = build_gpt2(tok, p["n_layer"], p["n_embd"], p["n_head"], p["n_positions"])
+    if p.init == "scratch":
+        model = build_gpt2(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions)
     else:
-        model = load_causal_lm(p["init"], "policy.init")
+        model = load_causal_lm(p.init, "policy.init")
         check_context(
             context_length(model.config.to_dict()),
-            f"the n_positions of policy.init '{p['init']}'",
-            [("sft.max_length", p["max_length"])],
+            f"the n_positions of policy.init '{p.init}'",
+            [("sft.max_length", p.max_length)],
         )
     model.to(dev)
     log.info(
         "policy: %s, %.2fM parameters, device %s",
-        p["init"],
+        p.init,
         sum(t.numel() for t in model.parameters()) / 1e6,
         dev,
     )
 
     texts = io.read_parquet(args.sft, ["text"])["text"].tolist()
-    ids = encode(tok, texts, p["max_length"])
-    order = np.random.default_rng(p["seed"]).permutation(len(ids))
-    holdout = min(p["holdout"], len(ids) // 10)
+    ids = encode(tok, texts, p.max_length)
+    order = np.random.default_rng(p.seed).permutation(len(ids))
+    holdout = min(p.holdout, len(ids) // 10)
     valid_ids = [ids[i] for i in order[:holdout]]
     train_ids = [ids[i] for i in order[holdout:]]
     log.info(
         "%d training and %d held-out reviews, <= %d tokens each",
         len(train_ids),
         len(valid_ids),
-        p["max_length"],
+        p.max_length,
     )
 
-    before = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
+    before = evaluate(model, valid_ids, tok.pad_token_id, p.batch_size, dev)
     log.info(
         "held-out loss before SFT %.3f (perplexity %.1f)",
         before["heldout_loss"],
         before["heldout_perplexity"],
     )
     ckpt = Checkpoint(
-        args.checkpoint, p["checkpoint_every"], fingerprint(p, args.sft, args.tokenizer)
+        args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.sft, args.tokenizer)
     )
     metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world, tracker_for(p, "sft"))
     teardown(world)
     if not world.main:
         return
-    heldout = evaluate(model, valid_ids, tok.pad_token_id, p["batch_size"], dev)
+    heldout = evaluate(model, valid_ids, tok.pad_token_id, p.batch_size, dev)
     heldout["heldout_loss_before"] = before["heldout_loss"]
     heldout["train_tokens_per_second"] = metrics["tokens"].sum() / metrics["seconds"].iloc[-1]
     log.info(

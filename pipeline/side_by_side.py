@@ -22,11 +22,24 @@ import pandas as pd
 from pipeline import cli, io
 from pipeline.logs import get_logger
 from pipeline.methods import parse_policy_id
+from pipeline.settings import read
 from pipeline.table import policy_folders
 
 log = get_logger("side_by_side")
 
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "completion", "score", "kl"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `side_by_side` rule's settings (config section `side_by_side`, the policies of
+    results/table.csv and train.extensions)."""
+
+    policies: list[str]  # pi_ref first, then in the table's order; each names its samples
+    prompts: int  # evaluation prompts shown, each with every policy's first sample
+    extremes: int  # per policy, this many highest- and this many lowest-reward samples
+    seed: int  # the draw of the prompts shown
+    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
 
 
 @dataclass
@@ -195,8 +208,8 @@ def main(argv=None):
     args = cli.parse(
         __doc__, ["prompts", "samples"], ["markdown", "html"], argv, lists=("samples",)
     )
-    p = args.params
-    policies = p["policies"]
+    p = read(Settings, args.params, "side_by_side")
+    policies = p.policies
     if not policies or parse_policy_id(policies[0])["method"] != "pi_ref":
         raise ValueError(f"the policies must start with pi_ref; got {policies[:3]}")
     prompts = io.read_parquet(args.prompts, ["prompt_id", "prompt"])
@@ -208,16 +221,16 @@ def main(argv=None):
         samples[pid] = io.read_parquet(path, SAMPLE_COLUMNS)
         if samples[pid].empty:
             raise ValueError(f"{path}: no samples")
-    page = build(samples, prompts, p["prompts"], p["extremes"], p["seed"])
+    page = build(samples, prompts, p.prompts, p.extremes, p.seed)
     with io.atomic_output(args.markdown) as tmp:
         tmp.write_text(to_markdown(*page))
     with io.atomic_output(args.html) as tmp:
         tmp.write_text(to_html(*page))
     log.info(
         "%d prompts x %d policies, and each policy's %d highest and lowest -> %s, %s",
-        p["prompts"],
+        p.prompts,
         len(policies),
-        p["extremes"],
+        p.extremes,
         args.markdown,
         args.html,
     )

@@ -13,6 +13,7 @@ The full table appends the optimal frontier's rows (pipeline.optimal) from `--op
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +23,21 @@ from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS, parse_policy_id
+from pipeline.settings import read
 
 log = get_logger("table")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `table` rule's settings (config section `table`, the study's policies and
+    train.extensions)."""
+
+    policies: list[str]  # the study's policy ids, in row order; each names its evaluation folder
+    bootstrap: int  # resamples for the 95% intervals (seeds, then prompts)
+    seed: int  # the bootstrap's draws
+    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+
 
 COLUMNS = [
     "kind",
@@ -165,10 +179,10 @@ def main(argv=None):
     args = cli.parse(
         __doc__, ["evals", "optimal"], ["out"], argv, optional=("optimal",), lists=("evals",)
     )
-    p = args.params
+    p = read(Settings, args.params, "table")
     optimal = pd.read_csv(args.optimal) if args.optimal else None
-    folders = policy_folders(p["policies"], args.evals)
-    table = build_table(folders, p["bootstrap"], p["seed"], optimal)
+    folders = policy_folders(p.policies, args.evals)
+    table = build_table(folders, p.bootstrap, p.seed, optimal)
     write_table(table, args.out)
     log.info(
         "\n%s",

@@ -5,6 +5,8 @@ the SFT text. Otherwise the pretrained policy's own tokenizer, copied so that ev
 reads one folder.
 """
 
+from dataclasses import dataclass
+
 import pandas as pd
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
@@ -12,10 +14,21 @@ from transformers import PreTrainedTokenizerFast
 from pipeline import cli, io
 from pipeline.logs import get_logger
 from pipeline.safe_loading import load_tokenizer
+from pipeline.settings import read
 
 log = get_logger("tokenizer")
 
 EOS = "<|endoftext|>"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The `tokenizer` rule's settings (config policy.init, vocab_size and n_positions; a GGUF
+    init replaced by the pretrained rule's model folder)."""
+
+    init: str  # scratch: train a BPE here; otherwise the hub id or folder whose tokenizer is copied
+    vocab_size: int  # scratch only: the BPE's vocabulary, the special token included
+    n_positions: int  # scratch only: the model's context, saved as the tokenizer's max length
 
 
 def train_bpe(texts, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerFast:
@@ -43,13 +56,13 @@ def train_bpe(texts, vocab_size: int, model_max_length: int) -> PreTrainedTokeni
 
 def main(argv=None):
     args = cli.parse(__doc__, ["sft"], ["out"], argv)
-    p = args.params
-    if p["init"] == "scratch":
+    p = read(Settings, args.params, "tokenizer")
+    if p.init == "scratch":
         texts = pd.read_parquet(args.sft, columns=["text"])["text"].tolist()
-        log.info("training a byte-level BPE (vocab %d) on %d reviews", p["vocab_size"], len(texts))
-        tok = train_bpe(texts, p["vocab_size"], p["n_positions"])
+        log.info("training a byte-level BPE (vocab %d) on %d reviews", p.vocab_size, len(texts))
+        tok = train_bpe(texts, p.vocab_size, p.n_positions)
     else:
-        tok = load_tokenizer(p["init"], "policy.init")
+        tok = load_tokenizer(p.init, "policy.init")
     with io.atomic_output(args.out) as tmp:
         tok.save_pretrained(tmp)
     log.info("tokenizer with %d tokens -> %s", len(tok), args.out)

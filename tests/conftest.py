@@ -29,9 +29,12 @@ VADER = {
     "batch_size": 64,
     "max_length": 64,
 }
+# what every trainer's rule adds from the train section: no live tracking
+TRACKING = {"tracking": "none", "tracking_dir": "results/tracking"}
 # the SFT stage's config for a tiny scratch policy; tests add epochs, batch_size, checkpoint_every
 SFT_PARAMS = {
     "init": "scratch",
+    "vocab_size": 300,
     "n_layer": 1,
     "n_embd": 32,
     "n_head": 2,
@@ -47,7 +50,27 @@ SFT_PARAMS = {
     "compile": False,
     "allow_worse": False,
     "max_grad_norm": 1.0,
-}
+} | TRACKING
+# the pairwise trainer's config without the method: tests add it and its own settings (beta, ...)
+PAIRWISE_PARAMS = {
+    "optimizer": "adamw",
+    "lr": 1e-2,
+    "batch_size": 4,
+    "epochs": 15,
+    "warmup_steps": 1,
+    "max_grad_norm": 10.0,
+    "seed": 0,
+    "micro_batch_size": None,
+    "gradient_checkpointing": False,
+    "compile": False,
+    "reward_prompts": 2,
+    "reward_every": 1000,
+    "batch_order": "prompt",
+    "max_new_tokens": 2,
+    "checkpoint_every": 0,
+    "reward": VADER,
+    "extensions": [],
+} | TRACKING
 # the PPO stage's config; tests add iterations and checkpoint_every
 PPO_PARAMS = {
     "method": "ppo",
@@ -73,7 +96,8 @@ PPO_PARAMS = {
     "max_new_tokens": 4,
     "sample_batch_size": 256,
     "reward": VADER,
-}
+    "extensions": [],
+} | TRACKING
 
 
 def pytest_collection_modifyitems(items):

@@ -8,8 +8,9 @@ import pytest
 from conftest import fake_evaluation
 
 from pipeline.bootstrap import ci_over, interval, replicates
-from pipeline.compare import COLUMNS, build_comparison, compare, frontier_at
+from pipeline.compare import COLUMNS, Settings, build_comparison, compare, frontier_at
 from pipeline.optimal import beta_grid, optimal_frontier, optimal_per_prompt, optimal_weights
+from pipeline.settings import read
 from pipeline.table import build_table
 
 # a toy prompt with three responses: pi_ref's probabilities and the true reward of each
@@ -205,7 +206,8 @@ def test_the_one_seed_table_says_its_intervals_cover_prompts_only(tmp_path):
 
 @pytest.fixture
 def hand_made(tmp_path):
-    """Five policies' evaluations made by hand, pi_ref's and pi*'s pool: (folders, pool, params)."""
+    """Five policies' evaluations made by hand, pi_ref's and pi*'s pool: (folders, pool, params),
+    params as the comparison rule passes them."""
     fake_eval(tmp_path / "sft", 0.60, 0.0)
     for method, value, sentiment, kl in [
         ("dpo", "0.1", 0.85, 8.0),
@@ -238,13 +240,15 @@ def hand_made(tmp_path):
         "beta_max": 10.0,
         "n_beta": 20,
         "min_ess": 8,
+        "policies": policies,
+        "extensions": [],
     }
     return folders(tmp_path, policies), pool, params
 
 
 def test_comparison_on_hand_made_evaluations(hand_made):
     evals, pool, params = hand_made
-    comp = build_comparison(evals, pool, params)
+    comp = build_comparison(evals, pool, read(Settings, params, "comparison"))
     assert list(comp.columns) == COLUMNS
     table = build_table(evals, n_boot=300, seed=0)
     agg = table[table["kind"] == "aggregate"].set_index(["method", "value"])
@@ -301,11 +305,11 @@ def test_comparison_on_hand_made_evaluations(hand_made):
 
 
 def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_star(hand_made):
-    from pipeline.leaderboard import build_leaderboard
+    from pipeline import leaderboard
 
     evals, pool, params = hand_made
-    params = params | {"budgets": [2.0, 5.0, 10.0]}
-    board = build_leaderboard(evals, pool, params).set_index(["budget", "method"])
+    params = read(leaderboard.Settings, params | {"budgets": [2.0, 5.0, 10.0]}, "leaderboard")
+    board = leaderboard.build_leaderboard(evals, pool, params).set_index(["budget", "method"])
     assert set(board.index.get_level_values("method")) == {"dpo", "ppo"}  # Cringe: one point
     agg = build_table(evals, n_boot=300, seed=0)
     agg = agg[agg["kind"] == "aggregate"].set_index(["method", "value"])

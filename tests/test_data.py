@@ -1,3 +1,6 @@
+import json
+import re
+
 import pandas as pd
 import pytest
 
@@ -133,3 +136,34 @@ def test_the_hub_imdb_layout_loads_with_its_unlabeled_split(hub_inputs):
 def test_unlabeled_rows_keep_a_null_label(label):
     out = data.clean(pd.DataFrame({"text": ["good", "bad"], "label": [1, label]}), "test")
     assert out["label"].tolist()[0] == 1 and out["label"].isna().tolist() == [False, True]
+
+
+def test_the_stage_refuses_a_misspelt_or_mistyped_setting_before_any_work(tmp_path):
+    """What the rule passes is checked against what the stage reads: a key it does not know
+    (here a misspelling) or a value of the wrong type stops it, naming the stage and the key."""
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"text": [f"review number {i}" for i in range(20)]}).to_csv(path, index=False)
+    params = {
+        "source": "file",
+        "path": str(path),
+        "split": "train",
+        "eval_split": None,
+        "n_train_prompts": 5,
+        "n_eval_prompts": 3,
+        "max_sft_reviews": None,
+        "seed": 0,
+    }
+
+    def run(p, out):
+        files = [[f"--{name}", str(out / f"{name}.parquet")] for name in ("sft", "train", "eval")]
+        data.main(["--params", json.dumps(p)] + sum(files, []))
+
+    run(params, tmp_path / "good")
+    assert len(pd.read_parquet(tmp_path / "good/eval.parquet")) == 3
+    misspelt = {("n_train_prompt" if k == "n_train_prompts" else k): v for k, v in params.items()}
+    expected = "data: missing setting(s) ['n_train_prompts']; unknown setting(s) ['n_train_prompt']"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        run(misspelt, tmp_path / "misspelt")
+    with pytest.raises(ValueError, match=re.escape("data.n_eval_prompts = '3': expected int")):
+        run(params | {"n_eval_prompts": "3"}, tmp_path / "mistyped")
+    assert not (tmp_path / "misspelt").exists() and not (tmp_path / "mistyped").exists()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import PPO_PARAMS, SFT_PARAMS, VADER
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS
 from safetensors.torch import load_file
 
 # CPU processes on gloo, also where a GPU is visible (one GPU cannot hold two NCCL ranks)
@@ -68,24 +68,15 @@ pytestmark = [
 
 
 def test_dpo_on_two_processes_and_in_micro_batches_equals_one_process(pair_files, policy_dir):
-    params = {
+    params = PAIRWISE_PARAMS | {
         "method": "dpo",
         "beta": 0.1,
-        "optimizer": "adamw",
         "lr": 1e-3,
         "batch_size": 8,
         "epochs": 1,
         "warmup_steps": 2,
-        "max_grad_norm": 10.0,
-        "seed": 0,
-        "reward_prompts": 2,
         "reward_every": 50,
-        "batch_order": "prompt",
         "max_new_tokens": 3,
-        "checkpoint_every": 0,
-        "gradient_checkpointing": False,
-        "compile": False,
-        "reward": VADER,
     }
 
     def run(micro_batch_size, processes=1, gradient_checkpointing=False):

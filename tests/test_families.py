@@ -14,6 +14,7 @@ from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.models import load_causal_lm
 from pipeline.prompts import make_prompts
 from pipeline.safe_loading import bos_ids, load_tokenizer
+from pipeline.sample import Settings as Sampling
 from pipeline.sample import sample, sample_table
 from pipeline.sft import encode
 
@@ -95,15 +96,15 @@ def test_samples_end_at_eos_and_their_text_shows_no_special_token(family):
         model,
         tok,
         prompts,
-        {
-            "n_per_prompt": 16,
-            "max_new_tokens": 12,
-            "temperature": 1.0,
-            "top_k": 0,
-            "top_p": 1.0,
-            "batch_size": 32,
-            "seed": 0,
-        },
+        Sampling(
+            n_per_prompt=16,
+            max_new_tokens=12,
+            temperature=1.0,
+            top_k=0,
+            top_p=1.0,
+            batch_size=32,
+            seed=0,
+        ),
     )
     for ids, ended in zip(table["completion_ids"], table["ended"]):
         assert tok.eos_token_id not in ids[:-1] and ended == (ids[-1] == tok.eos_token_id)
@@ -126,3 +127,29 @@ def test_exact_kl_is_zero_against_itself_and_positive_against_another_policy(fam
             weight.add_(0.05 * torch.randn_like(weight))
     kl = kl_measures(other, model, prompts, completions, tok.pad_token_id, 2)["kl"]
     assert (kl > 0).all()
+
+
+def test_ppo_value_head_reads_each_family_and_its_log_probs_are_the_policys(family):
+    """PPO's policy-with-value on the family: the policy's own next-token log-probs, and one value
+    per position from its last hidden state, the same for a row alone and left-padded."""
+    from pipeline.logprobs import next_token_logprobs
+    from pipeline.ppo import PolicyWithValue
+
+    name, tok, model = family
+    bos, eos = bos_ids(tok), tok.eos_token_id
+    model_with_value = PolicyWithValue(model)
+    torch.nn.init.normal_(model_with_value.value_head.weight)  # not zero: values must differ
+    target, other = (bos + [40, 41], [50, 51, eos]), (bos + list(range(70, 78)), [80, 81, eos])
+    with torch.no_grad():
+        alone = left_pad([target[0]], [target[1]], tok.pad_token_id)
+        padded = left_pad([target[0], other[0]], [target[1], other[1]], tok.pad_token_id)
+        logps, values = model_with_value(alone)
+        logps_padded, values_padded = model_with_value(padded)
+        own = next_token_logprobs(
+            model(input_ids=alone.input_ids, position_ids=alone.position_ids).logits.float()
+        )
+    n = alone.input_ids.shape[1] - 1
+    assert values.shape == (1, n) and values.abs().sum() > 0
+    torch.testing.assert_close(logps, own, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logps_padded[0, -n:], logps[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(values_padded[0, -n:], values[0], atol=1e-4, rtol=0)

@@ -2,6 +2,7 @@
 does not fit reported with the key that sets it."""
 
 import time
+from types import SimpleNamespace as NS
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ import torch
 from runner import CORES, planned_jobs, snakemake
 
 from pipeline import preflight
+from pipeline.score import Reward
 
 TORCH_RULES = {
     "sft",
@@ -57,13 +59,13 @@ def score_inputs(tmp_path, tokenizer):
     pd.DataFrame({"text": ["A fine film, I loved it."] * 8}).to_parquet(tmp_path / "sft.parquet")
 
     def inputs(memory_mb):
-        params = {
-            "reward": {"backend": "vader", "batch_size": 4},
-            "prompts": {"max_tokens": 8},
-            "extensions": [],
-            "sample": {"max_new_tokens": 8},
-            "preflight": {"steps": 1, "memory_mb": memory_mb},
-        }
+        params = NS(
+            reward=Reward("vader", None, batch_size=4, max_length=64),
+            prompts=NS(max_tokens=8),
+            extensions=[],
+            sample=NS(max_new_tokens=8),
+            preflight=preflight.Preflight(steps=1, memory_mb=memory_mb),
+        )
         return preflight.Inputs(params, str(tmp_path / "sft.parquet"), str(tmp_path / "tokenizer"))
 
     return inputs
@@ -107,27 +109,26 @@ def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
         "train:ppo": ok | {"iteration": 3.0, "fits": False, "error": "out of memory"},
         "kl": ok | {"batch": 0.5, "fits": False, "error": "out of memory"},
     }
-    q = {
-        "sft": {"holdout": 10, "batch_size": 8, "epochs": 1},
-        "sample": {"batch_size": 64, "n_per_prompt": 4},
-        "reference": {"batch_size": 64},
-        "evaluate": {"batch_size": 32},
-        "best_of_n": {"n": [4, 16]},
-        "train": {"reward_prompts": 16, "reward_every": 5},
-        "trainers": {"ipo": {"batch_size": 8, "epochs": 1}, "ppo": {"iterations": 10}},
-        "counts": {
-            "sft_reviews": 200,
-            "samples": 400,
-            "train_prompts": 100,
-            "eval_prompts": 20,
-            "eval_samples": 40,
-            "jobs": {"ipo": 2, "ppo": 1},
-            "policies": 4,
-            "best_of_n_jobs": 1,
-            "cpu_jobs": dict.fromkeys(preflight.CPU_RULES, 1),
-        },
-    }
-    table = preflight.projection(q, measured, 0.5).set_index(["rule", "method"])
+    q = NS(
+        sft=NS(holdout=10, batch_size=8, epochs=1),
+        sample=NS(batch_size=64, n_per_prompt=4),
+        reference=NS(batch_size=64),
+        evaluate=NS(batch_size=32),
+        best_of_n=NS(n=[4, 16]),
+        monitor=preflight.Monitor(reward_prompts=16, reward_every=5),
+        trainers={"ipo": NS(batch_size=8, epochs=1), "ppo": NS(iterations=10)},
+        counts=preflight.Counts(
+            samples=400,
+            train_prompts=100,
+            eval_prompts=20,
+            eval_samples=40,
+            jobs={"ipo": 2, "ppo": 1},
+            policies=4,
+            best_of_n_jobs=1,
+            cpu_jobs=dict.fromkeys(preflight.CPU_RULES, 1),
+        ),
+    )
+    table = preflight.projection(q, measured, 0.5, sft_reviews=200).set_index(["rule", "method"])
     assert table.loc[("train_pairwise", "ipo"), "change"].startswith("dpo.micro_batch_size")
     assert table.loc[("train_ppo", "ppo"), "change"].startswith("ppo.minibatch_size")
     assert table.loc[("evaluate", ""), "change"] == "evaluate.batch_size"

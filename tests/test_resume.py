@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import PPO_PARAMS, SFT_PARAMS, VADER
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
@@ -99,30 +99,20 @@ def kill_then_resume(module, args, tmp_path, processes=1):
 # where each process's generator is restored from its own state.
 @pytest.mark.parametrize("method, processes", [("dpo", 1), pytest.param("cringe", 2, marks=GLOO)])
 def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, method, processes):
-    params = {
-        "method": method,
-        "beta": 0.1,
-        "b": 0.0,
-        "tau": 1.0,
-        "k": 3,
-        "gate_ce": True,
-        "optimizer": "adamw",
-        "lr": 1e-3,
-        "batch_size": 4,
-        "epochs": 12,
-        "warmup_steps": 3,
-        "max_grad_norm": 10.0,
-        "micro_batch_size": None,
-        "gradient_checkpointing": False,
-        "compile": False,
-        "seed": 0,
-        "reward_prompts": 2,
-        "reward_every": 50,
-        "batch_order": "prompt",
-        "max_new_tokens": 3,
-        "checkpoint_every": 7,
-        "reward": VADER,
-    }
+    own = {"dpo": {"beta": 0.1}, "cringe": {"b": 0.0, "tau": 1.0, "k": 3, "gate_ce": True}}
+    params = (
+        PAIRWISE_PARAMS
+        | own[method]
+        | {
+            "method": method,
+            "lr": 1e-3,
+            "epochs": 12,
+            "warmup_steps": 3,
+            "reward_every": 50,
+            "max_new_tokens": 3,
+            "checkpoint_every": 7,
+        }
+    )
 
     def args(out):
         return [

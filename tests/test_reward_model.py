@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import TRACKING
 
 from pipeline.logprobs import left_pad
 from pipeline.models import load_causal_lm
@@ -22,7 +23,7 @@ from pipeline.reward_model import (
     save_reward_model,
     split_by_prompt,
 )
-from pipeline.score import make_scorer
+from pipeline.score import Reward, make_scorer
 
 PARAMS = {
     "lr": 3e-3,
@@ -34,7 +35,7 @@ PARAMS = {
     "holdout_fraction": 0.25,
     "seed": 0,
     "batch_order": "pair",
-}
+} | TRACKING
 N_PROMPTS, PAIRS_PER_PROMPT = 40, 3
 
 
@@ -162,7 +163,14 @@ def test_save_then_load_gives_identical_rewards(policy_dir, tokenizer, tmp_path)
 def test_scorer_returns_standardised_rewards_that_rank_chosen_first(trained):
     tmp, texts = trained
     scorer = make_scorer(
-        {"backend": "reward_model", "model": str(tmp / "model"), "batch_size": 16, "max_length": 32}
+        Reward(
+            **{
+                "backend": "reward_model",
+                "model": str(tmp / "model"),
+                "batch_size": 16,
+                "max_length": 32,
+            }
+        )
     )
     train, val = split_by_prompt(texts, PARAMS["holdout_fraction"], PARAMS["seed"])
     # standardised with the training sequences' own mean and std

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import torch
 
-from pipeline.sample import sample, sample_table, warp_logits
+from pipeline.sample import Settings, sample, sample_table, warp_logits
 
 
 def test_warp_is_identity_at_pure_sampling_defaults():
@@ -43,15 +43,15 @@ def test_completions_are_cut_after_eos(policy, tokenizer):
 
 def test_sample_table_is_seeded_and_has_n_samples_per_prompt(policy, tokenizer):
     prompts = pd.DataFrame({"prompt_id": [0, 1, 2], "prompt_ids": [[5, 6], [7, 8, 9], [10, 11]]})
-    p = {
-        "n_per_prompt": 4,
-        "max_new_tokens": 6,
-        "temperature": 1.0,
-        "top_k": 0,
-        "top_p": 1.0,
-        "batch_size": 5,
-        "seed": 3,
-    }
+    p = Settings(
+        n_per_prompt=4,
+        max_new_tokens=6,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        batch_size=5,
+        seed=3,
+    )
     a, b = sample_table(policy, tokenizer, prompts, p), sample_table(policy, tokenizer, prompts, p)
     assert a.equals(b)
     assert a.groupby("prompt_id").size().tolist() == [4, 4, 4]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pipeline.classifiers import ClassifierScorer
-from pipeline.score import VaderScorer, make_scorer
+from pipeline.score import Reward, VaderScorer, make_scorer
 
 
 def test_vader_maps_compound_to_probability():
@@ -35,13 +35,15 @@ def test_hf_classifier_returns_p_positive_selected_by_label_name(classifier_dir,
     )
     (swapped / "config.json").write_text(json.dumps(cfg))
     q = make_scorer(
-        {
-            "backend": "hf",
-            "model": str(swapped),
-            "positive_label": "positive",
-            "batch_size": 8,
-            "max_length": 16,
-        }
+        Reward(
+            **{
+                "backend": "hf",
+                "model": str(swapped),
+                "positive_label": "positive",
+                "batch_size": 8,
+                "max_length": 16,
+            }
+        )
     )(texts)
     np.testing.assert_allclose(q, 1 - p, atol=1e-5)
 
@@ -70,13 +72,15 @@ def test_p_positive_is_the_classifiers_own_softmax_of_the_named_label(hub_inputs
 
     folder, positive = hub_inputs["classifiers"][name]
     p = make_scorer(
-        {
-            "backend": "hf",
-            "model": str(folder),
-            "positive_label": positive,
-            "batch_size": 2,
-            "max_length": 512,
-        }
+        Reward(
+            **{
+                "backend": "hf",
+                "model": str(folder),
+                "positive_label": positive,
+                "batch_size": 2,
+                "max_length": 512,
+            }
+        )
     )(HUB_TEXTS)
     tok = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()

@@ -117,7 +117,7 @@ def test_the_stage_writes_both_pages(tmp_path, samples):
         "--html",
         str(tmp_path / "samples.html"),
     ]
-    params = {"policies": POLICIES, "prompts": 3, "extremes": 1, "seed": 0}
+    params = {"policies": POLICIES, "prompts": 3, "extremes": 1, "seed": 0, "extensions": []}
     side_by_side.main(["--params", json.dumps(params)] + args)
     md = (tmp_path / "samples.md").read_text()
     assert md.count("### Prompt ") == 3 and md.count("| highest |") == 3

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from test_trainers import PAIRS, ConstantScorer, dpo_config
+from test_trainers import PAIRS, ConstantScorer, dpo_config, pairwise, pairwise_config
 
 from pipeline import preference, reference
 from pipeline.preference import train as train_pairwise
@@ -62,14 +62,7 @@ def test_a_pairs_file_with_no_pairs(tmp_path, policy_dir):
 
 
 def test_cringe_k_larger_than_the_vocabulary(tmp_path, policy_dir):
-    params = dpo_config(0.1) | {
-        "method": "cringe",
-        "b": 0.0,
-        "tau": 1.0,
-        "k": 10**6,
-        "gate_ce": True,
-        "reward": REWARD,
-    }
+    params = pairwise_config("cringe", b=0.0, tau=1.0, k=10**6, gate_ce=True) | {"reward": REWARD}
     with pytest.raises(ValueError, match=r"cringe.k = 1000000 exceeds the vocabulary size"):
         run_preference(tmp_path, policy_dir, PAIRS, params)
     assert not (tmp_path / "model").exists()
@@ -85,7 +78,7 @@ def test_a_stale_reference_table_is_refused(tmp_path, policy_dir):
 def test_a_nan_loss_stops_the_run_with_the_step(policy, tokenizer):
     ref = pd.DataFrame({"ref_chosen": [0.0, np.nan, 0.0, 0.0], "ref_rejected": [0.0] * 4})
     with pytest.raises(FloatingPointError, match="dpo: non-finite value at step 0"):
-        train_pairwise(policy, tokenizer, PAIRS, ref, dpo_config(0.1), ConstantScorer())
+        train_pairwise(policy, tokenizer, PAIRS, ref, pairwise(dpo_config(0.1)), ConstantScorer())
 
 
 def test_a_nan_reward_stops_the_rollout(policy, tokenizer):

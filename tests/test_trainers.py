@@ -6,13 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS
 
 from pipeline.batching import pair_batch
 from pipeline.logprobs import response_logprobs
 from pipeline.losses import dpo_loss
 from pipeline.ppo import PolicyWithValue
+from pipeline.ppo import Settings as PPOSettings
 from pipeline.ppo import train as train_ppo
+from pipeline.preference import Settings as PairwiseSettings
 from pipeline.preference import train as train_pairwise
+from pipeline.settings import read
 
 PAIRS = pd.DataFrame(
     {
@@ -66,26 +70,17 @@ class ConstantScorer:
         return np.full(len(texts), 0.5)
 
 
+def pairwise_config(method, **own):
+    """The pairwise trainer's settings for `method` with its own settings `own`."""
+    return PAIRWISE_PARAMS | {"method": method} | own
+
+
 def dpo_config(beta):
-    return {
-        "method": "dpo",
-        "beta": beta,
-        "optimizer": "adamw",
-        "lr": 1e-2,
-        "batch_size": 4,
-        "epochs": 15,
-        "warmup_steps": 1,
-        "max_grad_norm": 10.0,
-        "seed": 0,
-        "micro_batch_size": None,
-        "gradient_checkpointing": False,
-        "compile": False,
-        "reward_prompts": 2,
-        "reward_every": 1000,
-        "batch_order": "prompt",
-        "max_new_tokens": 2,
-        "checkpoint_every": 0,
-    }
+    return pairwise_config("dpo", beta=beta)
+
+
+def pairwise(p: dict) -> PairwiseSettings:
+    return read(PairwiseSettings, p, "test")
 
 
 def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
@@ -94,7 +89,9 @@ def test_dpo_with_a_very_large_beta_stays_near_pi_ref(policy, tokenizer):
     moved = {}
     for beta in (0.1, 1000.0):
         model = copy.deepcopy(policy)
-        metrics = train_pairwise(model, tokenizer, PAIRS, ref, dpo_config(beta), ConstantScorer())
+        metrics = train_pairwise(
+            model, tokenizer, PAIRS, ref, pairwise(dpo_config(beta)), ConstantScorer()
+        )
         margin, moved[beta] = logratio_margin(model, policy, PAIRS, pad)
         assert margin > 0 and metrics["reward_accuracy"].iloc[-1] == 1.0
     assert moved[1000.0] < 0.2 * moved[0.1]
@@ -108,7 +105,7 @@ def test_a_compiled_forward_trains_as_the_eager_one(policy, tokenizer):
             tokenizer,
             PAIRS,
             ref,
-            dpo_config(0.1) | {"epochs": 3, "compile": compiled},
+            pairwise(dpo_config(0.1) | {"epochs": 3, "compile": compiled}),
             ConstantScorer(),
         )
         for compiled in (False, True)
@@ -130,7 +127,7 @@ def test_a_compiled_forward_trains_as_the_eager_one(policy, tokenizer):
 def test_each_pairwise_baseline_raises_the_margin_over_pi_ref(policy, tokenizer, method, extra):
     pad = tokenizer.pad_token_id
     model = copy.deepcopy(policy)
-    p = dpo_config(0.1) | {"method": method} | extra
+    p = pairwise(pairwise_config(method, **extra))
     train_pairwise(model, tokenizer, PAIRS, reference(policy, PAIRS, pad), p, ConstantScorer())
     margin, _ = logratio_margin(model, policy, PAIRS, pad)
     assert margin > 0
@@ -139,7 +136,7 @@ def test_each_pairwise_baseline_raises_the_margin_over_pi_ref(policy, tokenizer,
 def test_preferred_ft_raises_the_chosen_responses_only_objective(policy, tokenizer):
     pad = tokenizer.pad_token_id
     model = copy.deepcopy(policy)
-    p = dpo_config(0.1) | {"method": "preferred_ft", "epochs": 3}
+    p = pairwise(pairwise_config("preferred_ft") | {"epochs": 3})
     metrics = train_pairwise(model, tokenizer, PAIRS, None, p, ConstantScorer())
     batch, (chosen, _) = pair_batch(PAIRS, pad)
     with torch.no_grad():
@@ -162,8 +159,7 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
     model = PolicyWithValue(copy.deepcopy(policy))
     ref = copy.deepcopy(policy).requires_grad_(False)
     prompts = [[5, 6], [7, 8, 9], [10], [11, 12]]
-    p = {
-        "target_kl": 6.0,
+    p = PPO_PARAMS | {
         "adaptive_kl": False,
         "init_kl_coef": 0.01,
         "horizon": 10000,
@@ -171,22 +167,12 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
         "rollout_size": 64,
         "minibatch_size": 16,
         "ppo_epochs": 4,
-        "optimizer": "adamw",
         "lr": 1e-2,
         "warmup_steps": 1,
-        "cliprange": 0.2,
-        "cliprange_value": 0.2,
-        "vf_coef": 0.1,
-        "gamma": 1.0,
-        "lam": 0.95,
-        "max_grad_norm": 1.0,
-        "gradient_checkpointing": False,
-        "compile": False,
-        "seed": 0,
         "max_new_tokens": 8,
-        "sample_batch_size": 256,
+        "checkpoint_every": 0,
     }
-    metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), p)
+    metrics = train_ppo(model, ref, tokenizer, prompts, VowelScorer(), read(PPOSettings, p, "test"))
     assert metrics["reward"].iloc[-3:].mean() > metrics["reward"].iloc[:3].mean() + 0.05
     assert metrics["kl_coef"].eq(0.01).all(), "a fixed KL coefficient stays fixed"
 
@@ -195,12 +181,14 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
 def test_each_online_method_raises_a_toy_reward_within_a_few_iterations(
     policy, tokenizer, method, beta
 ):
+    from pipeline.online import Settings as OnlineSettings
     from pipeline.online import train as train_online
 
     torch.manual_seed(0)
     model = copy.deepcopy(policy)
     ref = copy.deepcopy(policy).requires_grad_(False)
-    p = {
+    ppo_section = {k: v for k, v in PPO_PARAMS.items() if k != "target_kl"}
+    p = ppo_section | {
         "method": method,
         "beta": beta,
         "n_per_prompt": 4,
@@ -208,17 +196,12 @@ def test_each_online_method_raises_a_toy_reward_within_a_few_iterations(
         "rollout_size": 64,
         "minibatch_size": 16,
         "ppo_epochs": 2,
-        "optimizer": "adamw",
         "lr": 1e-2,
         "warmup_steps": 1,
-        "cliprange": 0.2,
-        "max_grad_norm": 1.0,
-        "gradient_checkpointing": False,
-        "compile": False,
-        "seed": 0,
         "max_new_tokens": 8,
-        "sample_batch_size": 256,
+        "checkpoint_every": 0,
     }
+    p = read(OnlineSettings, p, "test")
     metrics = train_online(
         model, ref, tokenizer, [[5, 6], [7, 8, 9], [10], [11, 12]], VowelScorer(), p
     )
@@ -266,7 +249,6 @@ def test_plackett_luce_and_dpo_on_the_same_rankings_train_through_the_stage_cli(
         p = dpo_config(0.1) | {
             "method": method,
             "epochs": 5,
-            "reward": {"backend": "vader"},
             "batch_order": "pair",
         }
         out = tmp_path / method

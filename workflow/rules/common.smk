@@ -193,9 +193,10 @@ def preflight_config():
     trained = [m for m in config["train"]["methods"] if METHODS[m].trainer]
     policies = [REFERENCE] + trained_policies("table")  # Best-of-N's come from rule best_of_n
     return {
-        "policy": policy_config(), "sft": config["sft"], "prompts": config["prompts"],
-        "sample": sample_config(), "reward": config["reward"], "reference": config["reference"],
-        "train": config["train"], "evaluate": evaluate_config(),
+        "sft": sft_config(), "prompts": config["prompts"], "sample": sample_config(),
+        "reward": config["reward"], "reference": config["reference"],
+        "monitor": {k: config["train"][k] for k in ("reward_prompts", "reward_every")},
+        "evaluate": evaluate_config(),
         "best_of_n": best_of_n_config(seeds[0]), "preflight": config["preflight"],
         "extensions": config["train"]["extensions"],
         "trainers": {m: trainer_config(m, str(config[m][METHODS[m].swept][0]), seeds[0])
