@@ -1,5 +1,6 @@
 """The whole DAG on the micro config, through snakemake; reruns after a config edit are precise."""
 
+import importlib
 import json
 import re
 import shlex
@@ -13,8 +14,7 @@ import pytest
 import yaml
 from runner import CORES, MICRO, REPO, planned_jobs, snakemake, why_no_slurm
 
-from pipeline import preference
-from pipeline.methods import METHODS, PAIRS, RANKED_PAIRS, RANKINGS, policy_id
+from pipeline.methods import METHODS, RANKED_PAIRS, RANKINGS, policy_id
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
@@ -289,36 +289,37 @@ def test_the_full_table_adds_every_other_method(study):
         assert not samples["completion_ids"].map(tuple).equals(first["completion_ids"].map(tuple))
 
 
-def test_every_other_pairwise_loss_trains_with_the_command_the_dag_plans(
-    study, tmp_path, monkeypatch
-):
-    """The field's other pairwise losses (TRL's loss types, f-DPO, CPO, ...) differ from the
-    DAG's methods above in their pure loss alone (each checked on tensors, tests/test_losses.py
-    and tests/test_trl_losses.py). Each trains here once, in this process, with the very command
-    the DAG plans for it: as jobs, they would each spend their seconds starting Python and
-    importing torch, and double the suite's time."""
+def test_every_other_method_trains_with_the_command_the_dag_plans(study, tmp_path, monkeypatch):
+    """The field's other methods (TRL's loss types, f-DPO, SimPO, CPO, ORPO, cDPO, IPO, RLOO, ...)
+    differ from one of the DAG's methods above in their pure loss or objective alone (each
+    checked on tensors, tests/test_losses.py and tests/test_trl_losses.py), not in their data,
+    trainer or jobs. Each trains here once, in this process, with the very command the DAG plans
+    for it: as jobs, they would each spend their seconds starting Python and importing torch."""
     in_dag = {*TRAIN["methods"], *TRAIN["full_methods"]}
-    others = [m for m, r in METHODS.items() if r.data == PAIRS and m not in in_dag]
+    others = [m for m, r in METHODS.items() if r.trainer and m not in in_dag]
     # on rankings: tests/test_trainers.py (the micro policy's samples nearly all tie)
     rankings = {m for m, r in METHODS.items() if r.data in (RANKINGS, RANKED_PAIRS)}
-    assert len(others) >= 15 and in_dag | set(others) | rankings == set(METHODS)
+    others = [m for m in others if m not in rankings]
+    assert len(others) >= 20 and in_dag | set(others) | rankings == set(METHODS)
     ids = {m: policy_id(m, MICRO_CONFIG[m][METHODS[m].swept][0], 0) for m in others}
     plan = snakemake(study, "-n", "-p", *(f"results/policies/{i}/model" for i in ids.values()))
-    commands = [  # "Shell command: python -m pipeline.preference <argv> > <log> 2>&1"
-        shlex.split(line.split("python -m pipeline.preference ")[1].split(" > ")[0])
+    commands = [  # "Shell command: python -m pipeline.<trainer> <argv> > <log> 2>&1"
+        re.search(r"python -m pipeline\.(\w+) (.*?) > ", line).groups()
         for line in plan.stdout.splitlines()
-        if "python -m pipeline.preference " in line
+        if re.search(r"python -m pipeline\.(preference|online) ", line)
     ]
-    assert sorted(json.loads(argv[1])["method"] for argv in commands) == sorted(others)
+    planned = [json.loads(shlex.split(argv)[1])["method"] for _, argv in commands]
+    assert sorted(planned) == sorted(others)
     monkeypatch.chdir(study)  # the planned commands' inputs are the study's own files
-    for argv in commands:
+    for module, command in commands:
+        argv = shlex.split(command)
         for flag in ("--model", "--metrics", "--checkpoint"):
             at = argv.index(flag) + 1
             argv[at] = str(tmp_path / argv[at])
-        preference.main(argv)
+        importlib.import_module(f"pipeline.{module}").main(argv)
     for method, pid in ids.items():
         metrics = pd.read_csv(tmp_path / "results/policies" / pid / "metrics.csv")
-        losses = metrics["loss"].dropna()  # the first row: the sample reward before training
+        losses = metrics["loss"].dropna()  # pairwise: the first row is the reward before training
         assert len(losses) >= 1 and np.isfinite(losses).all(), method
         assert (tmp_path / "results/policies" / pid / "model/model.safetensors").exists(), method
 
