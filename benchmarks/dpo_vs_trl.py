@@ -26,10 +26,14 @@ import torch
 from pipeline.models import load_causal_lm
 from pipeline.safe_loading import load_tokenizer
 from pipeline.ppo import PolicyWithValue
+from pipeline.ppo import Settings as PPOSettings
 from pipeline.ppo import train as train_ppo
+from pipeline.preference import Settings as PairwiseSettings
 from pipeline.preference import train as train_pairwise
 from pipeline.reference import reference_logps
+from pipeline.settings import read
 from ppo_vs_trl import ppo_params
+from throughput import TRAINER_UNTIMED
 
 
 class NoReward:
@@ -42,7 +46,7 @@ def ours(policy, tok, pairs, args) -> tuple[float, float]:
     t0 = time.perf_counter()
     ref = reference_logps(policy.eval(), pairs, tok.pad_token_id, args.batch_size)
     t1 = time.perf_counter()
-    p = {
+    p = TRAINER_UNTIMED | {
         "method": "dpo",
         "beta": 0.1,
         "optimizer": "adamw",
@@ -60,7 +64,7 @@ def ours(policy, tok, pairs, args) -> tuple[float, float]:
         "max_new_tokens": 1,
         "batch_order": "pair",
     }  # TRL shuffles pairs and runs each pair's two sequences
-    train_pairwise(model, tok, pairs, ref, p, NoReward())
+    train_pairwise(model, tok, pairs, ref, read(PairwiseSettings, p, "dpo"), NoReward())
     return t1 - t0, time.perf_counter() - t1
 
 
@@ -118,7 +122,10 @@ def ppo_samples_per_second(policy, tok, prompts, iterations=5) -> float:
     from pipeline.score import VaderScorer
 
     t0 = time.perf_counter()
-    train_ppo(model, copy.deepcopy(policy).requires_grad_(False), tok, prompts, VaderScorer(), p)
+    settings = read(PPOSettings, p, "ppo")
+    train_ppo(
+        model, copy.deepcopy(policy).requires_grad_(False), tok, prompts, VaderScorer(), settings
+    )
     return iterations * p["rollout_size"] / (time.perf_counter() - t0)
 
 

@@ -34,6 +34,8 @@ from pipeline import sft
 from pipeline.models import device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
 from pipeline.sample import sample
+from pipeline.settings import read
+from throughput import SFT_UNTIMED
 
 policy_dir, prompts_file, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
 torch.set_num_threads(threads)
@@ -42,10 +44,11 @@ prompts = [list(x) for x in pd.read_parquet(prompts_file, columns=["prompt_ids"]
 # the SFT stage's step: batches of 32 reviews of 64 tokens
 reviews = torch.randint(len(tok), (40 * 32, 64), generator=torch.Generator().manual_seed(0))
 reviews = reviews.tolist()
-p = {"batch_size": 32, "epochs": 1, "lr": 3e-3, "weight_decay": 0.0, "warmup_steps": 30,
-     "micro_batch_size": None, "gradient_checkpointing": False, "compile": False, "seed": 0}
+p = SFT_UNTIMED | {"batch_size": 32, "epochs": 1, "lr": 3e-3, "weight_decay": 0.0,
+     "warmup_steps": 30, "max_grad_norm": 1.0, "micro_batch_size": None,
+     "gradient_checkpointing": False, "compile": False, "seed": 0}
 t0 = time.perf_counter()
-sft.train(copy.deepcopy(policy), reviews, tok.pad_token_id, p, device())
+sft.train(copy.deepcopy(policy), reviews, tok.pad_token_id, read(sft.Settings, p, "sft"), device())
 t1 = time.perf_counter()
 sample(policy.eval(), prompts[:256], 48, tok.eos_token_id, tok.pad_token_id,
        torch.Generator().manual_seed(0))

@@ -51,6 +51,7 @@ from pipeline.models import load_causal_lm
 from pipeline.safe_loading import load_tokenizer
 from pipeline.reward_model import RewardModel, save_reward_model
 from pipeline.classifiers import RewardModelScorer
+from pipeline.settings import read
 
 PHASES = ("generation", "reward", "evaluation", "update")
 
@@ -65,6 +66,7 @@ def ppo_params(
 ) -> dict:
     """The embedded default's PPO section (config.yaml), as train_ppo receives it."""
     return {
+        "method": "ppo",
         "target_kl": 6.0,
         "adaptive_kl": adaptive_kl,
         "init_kl_coef": 0.05,
@@ -87,6 +89,11 @@ def ppo_params(
         "seed": 0,
         "max_new_tokens": max_new_tokens,
         "sample_batch_size": 256,
+        "checkpoint_every": 0,
+        "reward": {"backend": "vader", "model": None, "batch_size": 64, "max_length": 512},
+        "extensions": [],
+        "tracking": "none",
+        "tracking_dir": "results/tracking",
     }
 
 
@@ -132,7 +139,7 @@ def run_ours(policy, tok, prompts, reward_folder, p, args) -> tuple[float, dict]
         timing(ppo, "score_rollout", phases, "evaluation"),
     ):
         t0 = time.perf_counter()
-        ppo.train(model, ref, tok, prompts, scorer, p)
+        ppo.train(model, ref, tok, prompts, scorer, read(ppo.Settings, p, "train_ppo"))
         total = time.perf_counter() - t0
     phases["reward"] -= phases["generation"]  # the rollout less its sampling: decode and score
     return total, split_phases(total, phases)

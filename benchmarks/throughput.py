@@ -33,6 +33,31 @@ from pipeline import ppo, preference, sft
 from pipeline.models import FAST_GELU, device
 from pipeline.ppo import PolicyWithValue
 from pipeline.sample import sample
+from pipeline.settings import read
+
+# The fields of the stages' settings records that the timed functions do not read: the policy is
+# built here (SIZES), and nothing is checkpointed, tracked or scored (NoReward)
+SFT_UNTIMED = {
+    "init": "scratch",
+    "n_layer": 1,
+    "n_embd": 8,
+    "n_head": 1,
+    "n_positions": 16,
+    "vocab_size": 257,
+    "max_length": 16,
+    "holdout": 1,
+    "allow_worse": False,
+    "checkpoint_every": 0,
+    "tracking": "none",
+    "tracking_dir": "results/tracking",
+}
+TRAINER_UNTIMED = {
+    "checkpoint_every": 0,
+    "reward": {"backend": "vader", "model": None, "batch_size": 1, "max_length": 8},
+    "extensions": [],
+    "tracking": "none",
+    "tracking_dir": "results/tracking",
+}
 
 SIZES = {  # n_layer, n_embd, n_head, vocab, positions
     "tiny": (2, 128, 4, 2048, 128),
@@ -138,19 +163,20 @@ def bench_sft(model, args, rng, dev) -> dict:
     vocab, T = vocab_of(model), args.seq_len
     steps = args.warmup + args.steps
     ids = [rng.integers(0, vocab - 1, T).tolist() for _ in range(steps * args.batch_size)]
-    p = {
+    p = SFT_UNTIMED | {
         "batch_size": args.batch_size,
         "micro_batch_size": args.micro_batch_size,
         "epochs": 1,
         "lr": 1e-5,
         "weight_decay": 0.0,
         "warmup_steps": 1,
+        "max_grad_norm": 1.0,
         "seed": 0,
         "gradient_checkpointing": args.gradient_checkpointing,
         "compile": args.compile,
     }
     reset_memory(dev)
-    metrics = sft.train(model, ids, vocab - 1, p, dev)
+    metrics = sft.train(model, ids, vocab - 1, read(sft.Settings, p, "sft"), dev)
     seconds, n = timed_steps(metrics, args.warmup)
     tokens = n * args.batch_size * T
     return {
@@ -186,30 +212,31 @@ def bench_pairwise(model, args, rng, dev, method: str) -> dict:
         ]
     pairs = pd.DataFrame(rows[:n])
     ref = pd.DataFrame({"ref_chosen": np.full(n, -100.0), "ref_rejected": np.full(n, -100.0)})
-    p = {
-        "method": method,
-        "beta": 0.1,
-        "b": 0.0,
-        "tau": 1.0,
-        "k": 5,
-        "gate_ce": True,
-        "optimizer": "rmsprop",
-        "lr": 1e-6,
-        "batch_size": args.dpo_batch_size,
-        "micro_batch_size": args.dpo_micro_batch_size,
-        "epochs": 1,
-        "warmup_steps": 1,
-        "max_grad_norm": 10.0,
-        "seed": 0,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "compile": args.compile,
-        "reward_prompts": 0,
-        "reward_every": 10**9,
-        "max_new_tokens": 1,
-        "batch_order": args.batch_order,
-    }
+    own = {"dpo": {"beta": 0.1}, "cringe": {"b": 0.0, "tau": 1.0, "k": 5, "gate_ce": True}}
+    p = (
+        TRAINER_UNTIMED
+        | own[method]
+        | {
+            "method": method,
+            "optimizer": "rmsprop",
+            "lr": 1e-6,
+            "batch_size": args.dpo_batch_size,
+            "micro_batch_size": args.dpo_micro_batch_size,
+            "epochs": 1,
+            "warmup_steps": 1,
+            "max_grad_norm": 10.0,
+            "seed": 0,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "compile": args.compile,
+            "reward_prompts": 0,
+            "reward_every": 10**9,
+            "max_new_tokens": 1,
+            "batch_order": args.batch_order,
+        }
+    )
     reset_memory(dev)
     tok = SimpleNamespace(pad_token_id=vocab - 1)  # the trainer reads only the pad id here
+    p = read(preference.Settings, p, "train_pairwise")
     metrics = preference.train(model, tok, pairs, ref, p, NoReward())
     seconds, steps = timed_steps(metrics.iloc[1:], args.warmup)  # row 0: the reward at step 0
     timed = metrics.iloc[1 + args.warmup :]
@@ -237,7 +264,8 @@ def bench_ppo(model, args, rng, dev) -> dict:
     tok = SimpleNamespace(
         pad_token_id=vocab - 1, eos_token_id=-1, batch_decode=lambda ids, **_: [""] * len(ids)
     )
-    p = {
+    p = TRAINER_UNTIMED | {
+        "method": "ppo",
         "target_kl": 6.0,
         "adaptive_kl": True,
         "init_kl_coef": 0.2,
@@ -262,7 +290,7 @@ def bench_ppo(model, args, rng, dev) -> dict:
         "sample_batch_size": args.sample_batch_size,
     }
     reset_memory(dev)
-    metrics = ppo.train(policy, ref, tok, prompts, NoReward(), p)
+    metrics = ppo.train(policy, ref, tok, prompts, NoReward(), read(ppo.Settings, p, "train_ppo"))
     seconds = float(metrics["seconds"].iloc[1] - metrics["seconds"].iloc[0])
     ref.train().requires_grad_(True)
     n = args.ppo_rollout_size

@@ -85,16 +85,3 @@ def conform(value, hint, key: str):
     if origin is dict and len(args) == 2:
         return {k: conform(v, args[1], f"{key}.{k}") for k, v in value.items()}
     return value
-
-
-def as_dict(record) -> dict:
-    """The record back as the JSON its rule passed (nested sections and own settings flattened
-    into it as they came)."""
-    out = {}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
-        if f.metadata.get("rest"):
-            out |= value
-        else:
-            out[f.name] = as_dict(value) if dataclasses.is_dataclass(value) else value
-    return out

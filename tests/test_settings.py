@@ -8,7 +8,7 @@ import pytest
 from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS
 
 from pipeline import ppo, preference, sft
-from pipeline.settings import as_dict, read, rest
+from pipeline.settings import read, rest
 
 
 @dataclass(frozen=True)
@@ -38,8 +38,7 @@ GOOD = {"lr": 1, "steps": 3, "flag": True, "names": ["a"], "inner": {"size": 2, 
 def test_a_record_is_read_with_its_nested_sections_and_own_settings():
     record = read(Outer, GOOD | {"beta": 0.1}, "stage")
     assert record.inner == Inner(2, None) and record.own == {"beta": 0.1}
-    assert record.lr == 1, "a float written as an int keeps its value"
-    assert as_dict(record) == GOOD | {"beta": 0.1}, "read back as the rule passed it"
+    assert record.lr == 1 and record.names == ["a"], "a float written as an int keeps its value"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import logging
 import re
 import shlex
 import shutil
@@ -257,8 +258,6 @@ def test_the_full_table_adds_every_other_method(study):
     assert np.allclose(bon["kl"], np.log(bon["value"]) - (bon["value"] - 1) / bon["value"])
     reward_model = json.loads((study / "results/reward_model/summary.json").read_text())
     assert reward_model["val_pairs"] > 0 and 0 <= reward_model["val_accuracy"] <= 1
-    noisy = (study / "results/logs/train_dpo_noisy_0.4_seed0.log").read_text()
-    assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", noisy)
     assert (study / "results/plots_full/frontier.png").stat().st_size > 10_000
     optimal = table[table["kind"] == "optimal"]
     assert (optimal["method"] == "optimal").all() and len(optimal) == len(
@@ -289,12 +288,16 @@ def test_the_full_table_adds_every_other_method(study):
         assert not samples["completion_ids"].map(tuple).equals(first["completion_ids"].map(tuple))
 
 
-def test_every_other_method_trains_with_the_command_the_dag_plans(study, tmp_path, monkeypatch):
-    """The field's other methods (TRL's loss types, f-DPO, SimPO, CPO, ORPO, cDPO, IPO, RLOO, ...)
-    differ from one of the DAG's methods above in their pure loss or objective alone (each
-    checked on tensors, tests/test_losses.py and tests/test_trl_losses.py), not in their data,
-    trainer or jobs. Each trains here once, in this process, with the very command the DAG plans
-    for it: as jobs, they would each spend their seconds starting Python and importing torch."""
+def test_every_other_method_trains_with_the_command_the_dag_plans(
+    study, tmp_path, monkeypatch, caplog
+):
+    """The field's other methods (IPO, Unlikelihood, Preferred-FT, noisy-label DPO, TRL's loss
+    types, f-DPO, SimPO, ORPO, RLOO, online DPO, ...) run the jobs of a method of the DAG's above:
+    they differ in what their trainer does (their loss or objective, each checked on tensors in
+    tests/test_losses.py and tests/test_trl_losses.py; which responses, which labels). Each
+    trains here once, in this process, with the very command the DAG plans for it: as jobs, they
+    would each spend their seconds starting Python and importing torch."""
+    caplog.set_level(logging.INFO)
     in_dag = {*TRAIN["methods"], *TRAIN["full_methods"]}
     others = [m for m, r in METHODS.items() if r.trainer and m not in in_dag]
     # on rankings: tests/test_trainers.py (the micro policy's samples nearly all tie)
@@ -317,6 +320,7 @@ def test_every_other_method_trains_with_the_command_the_dag_plans(study, tmp_pat
             at = argv.index(flag) + 1
             argv[at] = str(tmp_path / argv[at])
         importlib.import_module(f"pipeline.{module}").main(argv)
+    assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", caplog.text)
     for method, pid in ids.items():
         metrics = pd.read_csv(tmp_path / "results/policies" / pid / "metrics.csv")
         losses = metrics["loss"].dropna()  # pairwise: the first row is the reward before training
