@@ -17,9 +17,9 @@ MICRO = REPO / "tests" / "configs" / "micro.yaml"
 CORES = "4"
 
 
-def snakemake(workdir, *args, config=None, check=True, configfile=MICRO, env=None):
-    """Run snakemake on the repository's Snakefile inside `workdir`, with config.yaml extended
-    by `configfile` (the micro study) and then by `config`; offline unless `env` says otherwise."""
+def command(workdir, *args, config=None, configfile=MICRO) -> list[str]:
+    """snakemake on the repository's Snakefile inside `workdir`, with config.yaml extended by
+    `configfile` (the micro study) and then by `config`."""
     cmd = [
         sys.executable,
         "-m",
@@ -35,15 +35,43 @@ def snakemake(workdir, *args, config=None, check=True, configfile=MICRO, env=Non
         extra = Path(workdir) / "override.yaml"
         extra.write_text(yaml.safe_dump(config))
         cmd += [str(extra)]
+    return cmd + list(args)
+
+
+def environment(env=None) -> dict:
+    """Offline unless `env` says otherwise."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+
+
+def snakemake(workdir, *args, config=None, check=True, configfile=MICRO, env=None):
+    """Run snakemake (see `command`) and wait for it."""
     proc = subprocess.run(
-        cmd + list(args),
+        command(workdir, *args, config=config, configfile=configfile),
         capture_output=True,
         text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        env=environment(env),
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def side_by_side(runs: dict) -> None:
+    """Several snakemake runs at once, `runs` mapping each workdir to its `command` arguments
+    (args, config, configfile); each one's output goes to its workdir's snakemake.log."""
+    procs = {}
+    for workdir, (args, config, configfile) in runs.items():
+        with open(Path(workdir) / "snakemake.log", "w") as log:
+            procs[workdir] = subprocess.Popen(
+                command(workdir, *args, config=config, configfile=configfile),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=environment(),
+            )
+    failed = [w for w, proc in procs.items() if proc.wait() != 0]
+    if failed:
+        logs = "\n".join((Path(w) / "snakemake.log").read_text()[-5000:] for w in failed)
+        raise AssertionError(f"snakemake failed in {failed}:\n{logs}")
 
 
 def planned_jobs(workdir, config=None, targets=()) -> dict[str, int]:

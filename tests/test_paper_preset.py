@@ -6,7 +6,7 @@ import re
 
 import pytest
 import yaml
-from runner import CORES, REPO, snakemake
+from runner import REPO, side_by_side, snakemake
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
@@ -119,9 +119,36 @@ def test_data_parallel_trainers_ask_for_their_gpus_and_run_under_torchrun(tmp_pa
 # (llama_bos) it runs here. Another family than GPT-2 trains only DPO, to keep the suite short:
 # what a family changes (its tokens, BOS, padding, log-probs) runs in every stage of DPO's path,
 # sampling and the exact KL included; Cringe and PPO add their own losses, not family handling
-# (PPO's rollouts sample as the sample stage does; tests/test_families.py checks each family's).
-@pytest.mark.parametrize("family", ["gpt2", "llama_bos", "qwen2"])
-def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_inputs, family):
+# (PPO's value head on each family: tests/test_families.py).
+FAMILIES = ["gpt2", "llama_bos", "qwen2"]
+
+
+@pytest.fixture(scope="module")
+def family_studies(tmp_path_factory, hub_inputs) -> dict:
+    """The preset to results/table.csv on each family, the three runs side by side: each is a
+    chain of jobs that mostly start Python and import torch, one core's work at a time."""
+    classifier, positive = hub_inputs["classifiers"]["siebert"]
+    runs, methods = {}, {}
+    for family in FAMILIES:
+        config = yaml.safe_load(PAPER_MICRO.read_text())
+        config["data"] |= {"path": str(hub_inputs["imdb"])}
+        config["policy"] = {"init": str(hub_inputs["policies"][family])}
+        methods[family] = ["dpo", "cringe", "ppo"]  # the preset's
+        if family != "gpt2":
+            methods[family] = ["dpo"]
+            config["train"] |= {"methods": methods[family]}
+            config["iterative"] = {"methods": ["dpo"]}  # rounds (not run here) of trained methods
+        config["reward"] |= {"model": str(classifier), "positive_label": positive}
+        workdir = tmp_path_factory.mktemp(family)
+        runs[workdir] = (["--cores", "2", "results/table.csv"], config, PRESET)
+    side_by_side(runs)
+    return {family: (workdir, methods[family]) for family, workdir in zip(FAMILIES, runs)}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(
+    family_studies, hub_inputs, family
+):
     """The preset, unchanged but for local paths and tests/configs/paper_micro.yaml: SFT text
     from `train` and `unsupervised` (labels -1), evaluation prompts from `test`, a siebert-style
     classifier as the reward, and as the policy the paper's `gpt2` or a model of another family
@@ -130,28 +157,18 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(tmp_path, hub_
 
     from pipeline import data
 
-    classifier, positive = hub_inputs["classifiers"]["siebert"]
-    config = yaml.safe_load(PAPER_MICRO.read_text())
-    config["data"] |= {"path": str(hub_inputs["imdb"])}
-    config["policy"] = {"init": str(hub_inputs["policies"][family])}
-    methods = ["dpo", "cringe", "ppo"]  # the preset's
-    if family != "gpt2":
-        methods = ["dpo"]
-        config["train"] |= {"methods": methods}
-        config["iterative"] = {"methods": ["dpo"]}  # rounds (not run here) of trained methods only
-    config["reward"] |= {"model": str(classifier), "positive_label": positive}
-    snakemake(tmp_path, "--cores", CORES, "results/table.csv", config=config, configfile=PRESET)
+    workdir, methods = family_studies[family]
     preset = yaml.safe_load(PRESET.read_text())
     assert (
         preset["data"]["split"] == ["train", "unsupervised"]
         and preset["data"]["eval_split"] == "test"
     )
-    table = pd.read_csv(tmp_path / "results/table.csv")
+    table = pd.read_csv(workdir / "results/table.csv")
     assert sorted(table.loc[table["kind"] == "policy", "method"]) == sorted(["pi_ref", *methods])
     assert (table["kl"] >= 0).all() and table["sentiment"].between(0, 1).all()
     assert table.loc[table["method"] == "pi_ref", "kl"].item() == 0
-    sft = pd.read_parquet(tmp_path / "results/data/sft.parquet")
+    sft = pd.read_parquet(workdir / "results/data/sft.parquet")
     assert sft["label"].isna().any() and sft["label"].notna().any()  # unsupervised and train
-    evaluated = set(pd.read_parquet(tmp_path / "results/data/eval.parquet")["text"])
+    evaluated = set(pd.read_parquet(workdir / "results/data/eval.parquet")["text"])
     test_split = pd.read_parquet(hub_inputs["imdb"] / "plain_text/test-00000-of-00001.parquet")
     assert evaluated <= {data.clean_text(t) for t in test_split["text"]}
