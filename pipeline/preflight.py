@@ -18,6 +18,7 @@ another. Two things make it an upper bound: sampling always runs to `sample.max_
 (a real completion may stop at EOS first), and every prompt has C(n, 2) pairs (ties are dropped).
 """
 
+import importlib
 import math
 import multiprocessing
 import resource
@@ -99,16 +100,11 @@ class Settings:
     counts: Counts
 
 
-TRAINER_SETTINGS = {
-    "preference": preference.Settings,
-    "ppo": ppo.Settings,
-    "online": online.Settings,
-}
-
-
 def trainer_settings(method: str, params: dict):
-    """A trainer's settings, as its own rule's job would read them."""
-    return read(TRAINER_SETTINGS[METHODS[method].trainer], params, f"preflight.trainers.{method}")
+    """A trainer's settings, as its own rule's job would read them: the Settings of the module
+    its record names."""
+    module = importlib.import_module(f"pipeline.{METHODS[method].trainer}")
+    return read(module.Settings, params, f"preflight.trainers.{method}")
 
 
 @dataclass
