@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 import record
 
+from pipeline.preflight import study_seconds
+
 
 def job_times(log: Path) -> pd.DataFrame:
     """One row per job: rule, jobid, start and end (seconds since the epoch)."""
@@ -60,7 +62,7 @@ def main():
     result = record.provenance() | {
         "study": str(args.study),
         "device": projected["device"].iloc[0],
-        "projected_study_s": round(float(projected["seconds_total"].sum()), 1),
+        "projected_study_s": round(study_seconds(projected, int(projected["cores"].iloc[0])), 1),
         "measured_jobs_sum_s": round(float(measured["wall_s"].sum()), 1),
         "measured_wall_s": round(float(jobs["end"].max() - jobs["start"].min()), 1),
         "rules": {

@@ -50,15 +50,17 @@ class Checkpoint:
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(state | {"fingerprint": self.fingerprint}, tmp / "state.pt")
 
-    def restore(self, module: torch.nn.Module, optimizer) -> dict | None:
-        """The saved state dict after loading weights and optimizer in place; None if none."""
+    def restore(self, module: torch.nn.Module, optimizer, usable=None) -> dict | None:
+        """The saved state dict after loading weights and optimizer in place; None if none.
+        `usable(done)` may refuse a checkpoint that the run cannot go on from (what it kept
+        beside it up to step `done` is gone)."""
         if self.folder is None or not (self.folder / "state.pt").exists():
             return None
         state = torch.load(self.folder / "state.pt", weights_only=True)
-        if state.get("fingerprint") != self.fingerprint:
-            log.warning(
-                "ignoring the stale checkpoint in %s (config or inputs changed)", self.folder
-            )
+        stale = state.get("fingerprint") != self.fingerprint
+        if stale or (usable is not None and not usable(state["done"])):
+            why = "config or inputs changed" if stale else "what the run kept beside it is gone"
+            log.warning("ignoring the stale checkpoint in %s (%s)", self.folder, why)
             self.clear()
             return None
         device = next(module.parameters()).device

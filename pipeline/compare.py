@@ -2,12 +2,13 @@
 
 The table puts each policy at whatever KL(pi || pi_ref) its training landed on, so two rows of
 it are rarely comparable. Here every evaluated point (pi_ref and each aggregate row: a method,
-swept value and round over its seeds) is compared with every frontier it can be read against:
+swept value, round and point along the run over its seeds) is compared with every frontier it can
+be read against:
 
-- each other series with at least two swept points (a method's aggregate points of one round:
-  its "frontier"), read at the point's KL by linear interpolation between the series' points
-  sorted by KL, inside the series' measured KL range only (no extrapolation: outside, the row
-  says `outside range` and carries no value);
+- each other series with at least two points (a method's aggregate points of one round, its swept
+  values' final policies and the points along their runs: its "frontier"), read at the point's KL
+  by linear interpolation between the series' points sorted by KL, inside the series' measured KL
+  range only (no extrapolation: outside, the row says `outside range` and carries no value);
 - the optimal frontier pi* (pipeline.optimal), on its grid points whose ESS is at least
   `min_ess`; its `difference` is minus the gap to the optimum. The optimal reward can only grow
   with the KL budget, so a point beyond pi*'s reliable range is read against pi* at the range's
@@ -35,7 +36,7 @@ from pipeline.methods import REFERENCE
 from pipeline.optimal import Settings as Optimal
 from pipeline.optimal import beta_grid, frontier_replicates, pool_matrix
 from pipeline.settings import read
-from pipeline.table import group_policies, policy_folders, read_eval
+from pipeline.table import group_policies, policy_folders, read_eval, with_points
 
 log = get_logger("comparison")
 
@@ -138,10 +139,11 @@ def evaluated_points(folders: dict[str, Path], n_boot: int, seed: int) -> list[d
     """pi_ref and every aggregate (method, value, round), with bootstrap replicates."""
     policies = list(folders)
     evals = {pid: read_eval(folders[pid])[0] for pid in policies}
-    groups = {("pi_ref", "", float("nan"), float("nan")): [REFERENCE]} if REFERENCE in evals else {}
+    nan = float("nan")
+    groups = {("pi_ref", "", nan, nan, nan): [REFERENCE]} if REFERENCE in evals else {}
     groups |= group_policies(policies)
     points = []
-    for (method, param, value, rnd), members in groups.items():
+    for (method, param, value, rnd, at), members in groups.items():
         per_seed = [evals[pid] for pid in members]
         samples = pd.concat(per_seed)
         points.append(
@@ -150,6 +152,7 @@ def evaluated_points(folders: dict[str, Path], n_boot: int, seed: int) -> list[d
                 "param": param,
                 "value": value,
                 "round": rnd,
+                "at": at,
                 "n_seeds": len(members),
                 "sentiment": samples["score"].mean(),
                 "kl": samples["kl"].mean(),
@@ -213,17 +216,21 @@ def build_comparison(folders: dict[str, Path], pool: pd.DataFrame, p: Settings) 
     rows = []
     for point in points:
         head = {
-            k: point[k] for k in ("method", "param", "value", "round", "n_seeds", "sentiment", "kl")
+            k: point[k]
+            for k in ("method", "param", "value", "round", "at", "n_seeds", "sentiment", "kl")
         }
         for s in series:
             if (s["name"], s["round"]) != (point["method"], point["round"]):
                 rows.append(head | compare(point, s))
-    return pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=[*COLUMNS, "at"])
+    return table[with_points(COLUMNS, table)]
 
 
 def describe(row) -> str:
     """A row in plain words."""
     name = row.method if row.method == "pi_ref" else f"{row.method} {row.param} {row.value:g}"
+    if getattr(row, "at", 1) < 1:
+        name += f" at {row.at:g} of its run"
     if row.verdict == "outside range":
         return (
             f"{name} (KL {row.kl:.2f}): outside {row.against}'s measured KL range "

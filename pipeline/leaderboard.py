@@ -1,6 +1,7 @@
 """Stage `leaderboard`: the number a researcher quotes. results/leaderboard.csv.
 
-For every method with at least two swept points (its frontier, round 1) and every KL budget of
+For every method with at least two points (its frontier, round 1: its swept values and the points
+along their runs) and every KL budget of
 `leaderboard.budgets` (nats of KL(pi || pi_ref) per response): the method's reward at that KL,
 read on its own frontier by linear interpolation inside its measured KL range (outside it: no
 number, `read_as = outside range`, as the comparison does), with a 95% bootstrap interval; pi*'s

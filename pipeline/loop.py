@@ -1,7 +1,8 @@
 """What every trainer's loop shares, in one place: resuming from the last checkpoint and writing the
-next ones, the clock, the metrics it logs (each row to `metrics.csv` and, opt-in, live to an
-experiment tracker), the progress bar, the optimizer update (gradient clipping, then the step)
-and the trained policy's outputs. Each trainer keeps what is its own: its batches, its schedule,
+next ones, the points along the run (the policy saved at chosen fractions of its steps), the clock,
+the metrics it logs (each row to `metrics.csv` and, opt-in, live to an experiment tracker), the
+progress bar, the optimizer update (gradient clipping, then the step) and the trained policy's
+outputs. Each trainer keeps what is its own: its batches, its schedule,
 its loss, its statistics. Steps are counted after they are taken: a row logged with `step` n
 follows n updates.
 
@@ -10,7 +11,9 @@ optional package; `metrics.csv` stays the record and the tracker a live view of 
 trainer job, named after its output folder, logged under `train.tracking_dir`).
 """
 
+import json
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +24,8 @@ from pipeline import io
 from pipeline.checkpoint import Checkpoint
 from pipeline.distributed import SINGLE, World
 from pipeline.logs import get_logger, progress
+from pipeline.lora import merged
+from pipeline.methods import point_name
 
 log = get_logger("loop")
 
@@ -87,9 +92,80 @@ def tracker_for(p, run: str) -> Tracker:
     return Tracker(p.tracking, run, p.tracking_dir)
 
 
+class Trajectory:
+    """Points along a run (its settings section's `trajectory`): at each chosen fraction of the
+    run's steps the policy is saved as a model folder of its own, `<out>/<fraction>/model`
+    (adapters merged into a copy), beside `point.json` (the fraction and the step). Each is then
+    evaluated as a policy of its own, so one run draws several points of its method's frontier for
+    the price of their evaluations. The final policy stays the run's `model` output.
+
+    The points are kept beside the checkpoint while the run goes on (a resumed run still has the
+    ones it passed) and move to `out` with the final policy."""
+
+    def __init__(self, fractions: list[float], key: str, out=None, ckpt: Checkpoint | None = None):
+        self.fractions, self.key, self.out = list(fractions), key, out and Path(out)
+        if self.fractions and self.out is None:
+            raise ValueError(f"{key} = {self.fractions}: the points need a folder (--trajectory)")
+        if ckpt is not None and ckpt.folder is not None:
+            self.staging = ckpt.folder.with_name(ckpt.folder.name + ".trajectory")
+        else:
+            self.staging = self.out and self.out.with_name(f".{self.out.name}.staging")
+        self.steps, self.total, self.policy, self.tok = {}, 0, None, None
+
+    def plan(self, total: int, policy: torch.nn.Module, tok) -> None:
+        """The step of each point of a run of `total` steps; the policy and tokenizer it saves."""
+        self.steps, self.total, self.policy, self.tok = {}, total, policy, tok
+        for fraction in self.fractions:
+            step = round(fraction * total)
+            if not 0 < step < total:
+                raise ValueError(
+                    f"{self.key} = {fraction}: a run of {total} steps has no step there"
+                    " (fractions strictly between 0 and 1, at least one step from either end)"
+                )
+            if step in self.steps:
+                raise ValueError(
+                    f"{self.key}: {self.steps[step]} and {fraction} both fall on step {step}"
+                    f" of {total}"
+                )
+            self.steps[step] = fraction
+
+    def folder(self, fraction: float) -> Path:
+        return self.staging / point_name(fraction)
+
+    def kept(self, done: int) -> bool:
+        """Whether every point up to step `done` is on disk (a checkpoint there can be resumed)."""
+        return all(self.folder(f).is_dir() for step, f in self.steps.items() if step <= done)
+
+    def clear(self) -> None:
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+    def save(self, done: int) -> None:
+        """The point at step `done`, if one is due there."""
+        if done not in self.steps:
+            return
+        fraction = self.steps[done]
+        with io.atomic_output(self.folder(fraction)) as tmp:
+            merged(self.policy, keep=True).save_pretrained(tmp / "model")
+            self.tok.save_pretrained(tmp / "model")
+            point = {"fraction": fraction, "step": done, "steps": self.total}
+            (tmp / "point.json").write_text(json.dumps(point, indent=2) + "\n")
+
+    def publish(self) -> None:
+        """Every point, moved to `out` as one folder (empty without points)."""
+        if self.out is None:
+            return
+        with io.atomic_output(self.out) as tmp:
+            tmp.mkdir()
+            for fraction in self.fractions:
+                shutil.move(self.folder(fraction), tmp / point_name(fraction))
+        self.clear()
+
+
 class Run:
     """One training run's bookkeeping. `restored` holds the trainer's own state from the last
-    checkpoint (None on a fresh start); `done` counts the steps (or iterations) taken."""
+    checkpoint (None on a fresh start); `done` counts the steps (or iterations) taken; `points`
+    (planned by the trainer) saves the points along the run as their steps are reached."""
 
     def __init__(
         self,
@@ -101,10 +177,15 @@ class Run:
         world: World = SINGLE,
         tracker: Tracker | None = None,
         unit: str = "step",
+        points: Trajectory | None = None,
     ):
         self.name, self.total, self.model, self.opt = name, total, model, opt
         self.ckpt, self.world, self.tracker = ckpt, world, tracker or Tracker()
-        state = ckpt.restore(model, opt) if ckpt else None
+        self.points = points
+        kept = points.kept if points is not None else None
+        state = ckpt.restore(model, opt, kept) if ckpt else None
+        if state is None and points is not None and world.main:
+            points.clear()  # a fresh start makes every point again
         self.restored = state
         self.done = state["done"] if state else 0
         self.metrics = state["metrics"] if state else []
@@ -130,9 +211,12 @@ class Run:
                 self.bar.set_postfix({postfix: f"{row[postfix]:.3f}"}, refresh=False)
         return row
 
-    def checkpoint(self, state) -> None:
-        """Write a checkpoint when one is due (and the run not over): `state()` gives the trainer's
-        own state; it runs in every process, since it may gather from all of them."""
+    def end_step(self, state) -> None:
+        """After each step: save the point along the run due there, then write a checkpoint when
+        one is due (and the run not over). `state()` gives the trainer's own state; it runs in
+        every process, since it may gather from all of them."""
+        if self.points is not None and self.world.main:
+            self.points.save(self.done)
         if self.ckpt is None or not self.ckpt.due(self.done) or self.done >= self.total:
             return
         own = state()
@@ -146,14 +230,23 @@ class Run:
 
 
 def save_policy(
-    model, tok, metrics: pd.DataFrame, model_out, metrics_out, ckpt: Checkpoint | None = None
+    model,
+    tok,
+    metrics: pd.DataFrame,
+    model_out,
+    metrics_out,
+    ckpt: Checkpoint | None = None,
+    points: Trajectory | None = None,
 ) -> None:
     """A trained policy's outputs: its folder (safetensors and tokenizer, written whole or not at
-    all) and its metrics; then its checkpoint, no longer needed, goes."""
+    all; adapters merged), its metrics and the points along its run; then its checkpoint, no
+    longer needed, goes."""
     with io.atomic_output(model_out) as tmp:
-        model.save_pretrained(tmp)
+        merged(model).save_pretrained(tmp)
         tok.save_pretrained(tmp)
     io.write_csv(metrics, metrics_out)
+    if points is not None:
+        points.publish()
     if ckpt is not None:
         ckpt.clear()
 

@@ -27,7 +27,8 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
+from pipeline.lora import trainable
 from pipeline.losses import (
     dpo_loss,
     group_advantages,
@@ -131,16 +132,20 @@ def train(
     p: Settings,
     ckpt: Checkpoint | None = None,
     tracker: Tracker | None = None,
+    points: Trajectory | None = None,
 ) -> pd.DataFrame:
-    """Train in place, one process; with `ckpt`, resume from its last checkpoint."""
+    """Train in place, one process; with `ckpt`, resume from its last checkpoint; with `points`,
+    save the policy at its fractions of the run."""
     record = method(p.method)
     objective, G = resolve(record.step), record.group_size or p.n_per_prompt
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches
     sample_gen = torch.Generator(device=dev).manual_seed(p.seed)
-    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
+    opt = make_optimizer(trainable(model), p.optimizer, p.lr)
     train_mode(model, p.gradient_checkpointing, dropout=False)
-    run = Run(p.method, p.iterations, model, opt, ckpt, tracker=tracker, unit="iter")
+    if points is not None:
+        points.plan(p.iterations, model, tok)
+    run = Run(p.method, p.iterations, model, opt, ckpt, tracker=tracker, unit="iter", points=points)
     step = 0  # optimizer steps, for the warm-up
     if run.restored:
         step = run.restored["step"]
@@ -190,7 +195,7 @@ def train(
             },
             postfix="reward",
         )
-        run.checkpoint(
+        run.end_step(
             lambda: {"step": step, "gen": gen.get_state(), "sample_gen": sample_gen.get_state()}
         )
     run.close()
@@ -201,9 +206,9 @@ def main(argv=None):
     args = cli.parse(
         __doc__,
         ["prompts", "policy", "checkpoint"],
-        ["model", "metrics"],
+        ["model", "metrics", "trajectory"],
         argv,
-        optional=("checkpoint",),
+        optional=("checkpoint", "trajectory"),
     )
     p = read(Settings, args.params, "train_online")
     torch.manual_seed(p.seed)
@@ -211,14 +216,15 @@ def main(argv=None):
     world = setup()
     if world.size > 1:
         raise ValueError(f"{p.method} runs in one process: set resources.data_parallel to 1")
-    tok, model, ref = policy_and_reference(args.policy)
+    tok, model, ref = policy_and_reference(args.policy, p.lora)
     ckpt = Checkpoint(
         args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.prompts, args.policy)
     )
     tracker = tracker_for(p, f"{p.method}/{p.beta}/seed{p.seed}")
-    metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, tracker)
+    points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
+    metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, tracker, points)
     teardown(world)
-    save_policy(model, tok, metrics, args.model, args.metrics, ckpt)
+    save_policy(model, tok, metrics, args.model, args.metrics, ckpt, points)
     log.info(
         "%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)",
         p.method,

@@ -5,6 +5,8 @@
   the DPO paper's figure 2 in this study's setting. Beside it, the same against the reverse
   KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound). An iterated method's
   later rounds are series of their own (dashed), each chain's rounds joined by a dotted line.
+  Points along a run (`trajectory`) belong to their method's series; each run's path from pi_ref
+  through its points to its final policy is drawn finely dotted.
   With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats. On the forward-KL
   panel, the optimal frontier pi* (pipeline.optimal, estimated from N samples of pi_ref per
   prompt) as a line with its 95% band, drawn only where its effective sample size is at least
@@ -58,10 +60,10 @@ RUNAWAY_KL = (
 )
 
 
-def label(method: str, value, rnd=1) -> str:
+def label(method: str, value, rnd=1, at=1.0) -> str:
     if method == "pi_ref":
         return "pi_ref"
-    return f"{method} {value:g}" + (f" r{rnd}" if rnd > 1 else "")
+    return f"{method} {value:g}" + (f" r{rnd}" if rnd > 1 else "") + (f" @{at:g}" if at < 1 else "")
 
 
 def optimal_line(ax, optimal: pd.DataFrame, kl: str, min_ess: float, right: float) -> None:
@@ -104,9 +106,11 @@ def reference_point(ax, ref) -> None:
     )
 
 
-def series(ax, points: pd.DataFrame, kl: str, muted: bool = False) -> None:
-    """Each (method, round) of `points` as a line over its swept values, with 95% intervals;
-    `muted`: drawn thin and pale, as the yardsticks of a panel about other methods."""
+def series(ax, points: pd.DataFrame, kl: str, muted: bool = False, start=None) -> None:
+    """Each (method, round) of `points` as a line over its swept values (and the points along
+    their runs), sorted by KL, with 95% intervals; with points along the runs, each run's
+    trajectory dotted from pi_ref's reward `start` through them; `muted`: drawn thin and pale, as
+    the yardsticks of a panel about other methods."""
     for (method, rnd), rows in points.groupby(["method", "round"], sort=False):
         rows = rows.sort_values(kl)
         xerr = [rows["kl"] - rows["kl_lo"], rows["kl_hi"] - rows["kl"]] if kl == "kl" else None
@@ -131,17 +135,28 @@ def series(ax, points: pd.DataFrame, kl: str, muted: bool = False) -> None:
         if not muted:
             for r in rows.itertuples():
                 ax.annotate(
-                    f"{r.value:g}",
+                    f"{r.value:g}" + (f" @{r.at:g}" if getattr(r, "at", 1) < 1 else ""),
                     (getattr(r, kl), r.sentiment),
                     textcoords="offset points",
                     xytext=(5, -12),
                     fontsize=8,
                     color=colour(method),
                 )
-    for (method, _), chain in points.groupby(["method", "value"], sort=False):
-        if len(chain) > 1 and not muted:  # one policy's path through the rounds
+    if muted:
+        return
+    final = points[points["at"] == 1] if "at" in points else points
+    for (method, _), chain in final.groupby(["method", "value"], sort=False):
+        if len(chain) > 1:  # one policy's path through the rounds
             chain = chain.sort_values("round")
             ax.plot(chain[kl], chain["sentiment"], ls=":", lw=1, color=colour(method))
+    if "at" in points:  # each run's path: from where it starts through its points to its end
+        for (method, _, rnd), run in points.groupby(["method", "value", "round"], sort=False):
+            if len(run) > 1:
+                run = run.sort_values("at")
+                xs, ys = list(run[kl]), list(run["sentiment"])
+                if rnd == 1 and start is not None:
+                    xs, ys = [0.0, *xs], [start, *ys]
+                ax.plot(xs, ys, ls=(0, (1, 2)), lw=1.2, color=colour(method), alpha=0.7)
 
 
 def kl_axis(ax, points: pd.DataFrame, kl: str, xlabel: str) -> None:
@@ -171,7 +186,7 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
         if kl == "kl":
             optimal_line(ax, optimal, kl, min_ess, right=1.05 * agg["kl_hi"].max())
         points = agg.dropna(subset=[kl])
-        series(ax, points, kl)
+        series(ax, points, kl, start=ref["sentiment"])
         kl_axis(ax, points, kl, xlabel)
     axes[0].set_ylabel("mean sentiment p(positive) on held-out prompts")
     over = " and ".join(sorted(set(agg["ci_over"].dropna())))
@@ -216,7 +231,7 @@ def frontier_by_family(
             muted=True,
         )
         shared = dict(zip(*reversed(ax.get_legend_handles_labels())))
-        series(ax, agg[own], "kl")
+        series(ax, agg[own], "kl", start=ref["sentiment"])
         kl_axis(ax, agg, "kl", "KL(pi || pi_ref), nats")
         ax.set_title(family, fontsize=11)
         handles, labels = ax.get_legend_handles_labels()
@@ -324,7 +339,11 @@ def main(argv=None):
     policies = p.policies
     folders = policy_folders(policies, args.samples, names=("samples.parquet",))
     trained = [
-        pid for pid in policies if pid != REFERENCE and METHODS[split_policy_id(pid)[0]].trainer
+        pid
+        for pid in policies
+        if pid != REFERENCE
+        and METHODS[split_policy_id(pid).method].trainer
+        and split_policy_id(pid).at is None  # a run's final policy: its metrics are the run's
     ]
     runs = policy_folders(trained, args.metrics or [], names=("metrics.csv",))
     table = pd.read_csv(args.table)
@@ -332,10 +351,11 @@ def main(argv=None):
     scores, curves = {}, {}
     for pid in policies:
         meta = parse_policy_id(pid)
-        name = label(meta["method"], meta["value"], meta["round"])
+        name = label(meta["method"], meta["value"], meta["round"], meta["at"])
         if meta["method"] != "pi_ref" and METHODS[meta["method"]].trainer:
             name += f" s{meta['seed']}"
-            curves[name] = pd.read_csv(runs[pid] / "metrics.csv")
+            if pid in runs:
+                curves[name] = pd.read_csv(runs[pid] / "metrics.csv")
         scores[name] = io.read_parquet(folders[pid] / "samples.parquet", ["score"])["score"]
     draw_frontier = frontier if table["method"].nunique() <= MANY else frontier_by_family
     with io.atomic_output(args.frontier) as tmp:

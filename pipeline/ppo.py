@@ -23,7 +23,8 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
+from pipeline.lora import Lora, adapt, reference, trainable
 from pipeline.losses import (
     AdaptiveKLController,
     FixedKLController,
@@ -73,6 +74,8 @@ class Section:
     compile: bool  # torch.compile the training forward pass
     seed: int  # prompts, minibatches and samples
     checkpoint_every: int  # iterations between checkpoints (0: none)
+    trajectory: list[float]  # fractions of the run's iterations at which the policy is also saved
+    lora: Lora | None  # policy.lora: adapters trained instead of the weights (pipeline.lora)
     extensions: list[str]  # modules registering methods of one's own (train.extensions)
     tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
     tracking_dir: str
@@ -185,17 +188,21 @@ def train(
     ckpt: Checkpoint | None = None,
     world: World = SINGLE,
     tracker: Tracker | None = None,
+    points: Trajectory | None = None,
 ) -> pd.DataFrame:
     """Train in place; with `ckpt`, resume from its last checkpoint and write one every
-    `ckpt.every` iterations (the main process writes it)."""
+    `ckpt.every` iterations (the main process writes it); with `points`, save the policy at its
+    fractions of the run."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches: the same everywhere
     sample_gen = torch.Generator(device=dev).manual_seed(p.seed + world.rank)
-    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
+    opt = make_optimizer(trainable(model), p.optimizer, p.lr)
     kl_ctl = kl_controller(p)
     # dropout off: the ratio pi / pi_old must compare the same function
     train_mode(model.policy, p.gradient_checkpointing, dropout=False)
-    run = Run("ppo", p.iterations, model, opt, ckpt, world, tracker, unit="iter")
+    if points is not None:
+        points.plan(p.iterations, model.policy, tok)
+    run = Run("ppo", p.iterations, model, opt, ckpt, world, tracker, "iter", points)
     step = 0  # optimizer steps, for the warm-up
     if run.restored:
         step, kl_ctl.value = run.restored["step"], run.restored["kl_coef"]
@@ -286,7 +293,7 @@ def train(
             },
             postfix="reward",
         )
-        run.checkpoint(own_state)
+        run.end_step(own_state)
     run.close()
     return pd.DataFrame(run.metrics)
 
@@ -298,13 +305,13 @@ def training_prompts(path) -> list[list[int]]:
     return prompts
 
 
-def policy_and_reference(folder: str):
+def policy_and_reference(folder: str, lora: Lora | None):
     """The tokenizer, the policy to train (on the device) and pi_ref beside it, frozen: PPO's and
-    the online methods' start."""
+    the online methods' start. Under LoRA, pi_ref is the policy with its adapters off."""
     dev = device()
     tok = load_tokenizer(folder, "policy")
-    policy = load_causal_lm(folder, "policy").to(dev)
-    ref = load_causal_lm(folder, "policy").to(dev).eval().requires_grad_(False)
+    policy = adapt(load_causal_lm(folder, "policy"), lora).to(dev)
+    ref = reference(policy, lambda: load_causal_lm(folder, "policy").to(dev))
     return tok, policy, ref
 
 
@@ -312,15 +319,15 @@ def main(argv=None):
     args = cli.parse(
         __doc__,
         ["prompts", "policy", "checkpoint"],
-        ["model", "metrics"],
+        ["model", "metrics", "trajectory"],
         argv,
-        optional=("checkpoint",),
+        optional=("checkpoint", "trajectory"),
     )
     p = read(Settings, args.params, "train_ppo")
     torch.manual_seed(p.seed)
     prompts = training_prompts(args.prompts)
     world = setup()
-    tok, policy, ref = policy_and_reference(args.policy)
+    tok, policy, ref = policy_and_reference(args.policy, p.lora)
     model = PolicyWithValue(policy).to(device())
     learned = p.reward.model if p.reward.backend == "reward_model" else None
     # per-process generator states: a checkpoint of another number of processes is stale
@@ -330,11 +337,14 @@ def main(argv=None):
         fingerprint(args.params | {"processes": world.size}, args.prompts, args.policy, learned),
     )
     tracker = tracker_for(p, f"{p.method}/{p.target_kl}/seed{p.seed}") if world.main else None
-    metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, world, tracker)
+    points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
+    metrics = train(
+        model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, world, tracker, points
+    )
     teardown(world)
     if not world.main:
         return
-    save_policy(model.policy, tok, metrics, args.model, args.metrics, ckpt)
+    save_policy(model.policy, tok, metrics, args.model, args.metrics, ckpt, points)
     log.info(
         "ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
         metrics["reward"].iloc[0],

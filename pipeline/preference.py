@@ -33,7 +33,8 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
+from pipeline.lora import Lora, adapt, trainable
 from pipeline.losses import (
     ce_loss,
     cringe_gate,
@@ -73,6 +74,8 @@ class Settings:
     compile: bool  # torch.compile the training forward pass
     seed: int  # the data order, label noise, the monitor's samples, Cringe's token draws
     checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
+    trajectory: list[float]  # fractions of the run's steps at which the policy is also saved
+    lora: Lora | None  # policy.lora: adapters trained instead of the weights (pipeline.lora)
     reward_prompts: int  # training prompts sampled to watch the true reward while training
     reward_every: int  # steps between those samples (and at the end)
     max_new_tokens: int  # of each monitor sample (sample.max_new_tokens)
@@ -266,9 +269,11 @@ def train(
     ckpt: Checkpoint | None = None,
     world: World = SINGLE,
     tracker: Tracker | None = None,
+    points: Trajectory | None = None,
 ) -> pd.DataFrame:
     """Train in place; `ref` holds pi_ref's log-probs (DPO) or is None (Cringe needs none).
-    With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps.
+    With `ckpt`, resume from its last checkpoint and write one every `ckpt.every` steps; with
+    `points`, save the policy at its fractions of the run.
     Under torchrun, data-parallel; the main process alone monitors the reward and checkpoints."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p.seed)  # the data order: the same in every process
@@ -281,7 +286,9 @@ def train(
     bs = p.batch_size
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p.epochs
-    opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
+    opt = make_optimizer(trainable(model), p.optimizer, p.lr)
+    if points is not None:
+        points.plan(total, model, tok)
     record = method(p.method)
     step_fn = step_function(record)
     if record.loss:
@@ -299,7 +306,7 @@ def train(
         _, scores = rollout(model, tok, monitor, scorer, p.max_new_tokens, sample_gen)
         return float(scores.mean())
 
-    run = Run(p.method, total, model, opt, ckpt, world, tracker)
+    run = Run(p.method, total, model, opt, ckpt, world, tracker, points=points)
     order, order_epoch = None, -1
     if run.restored:
         order, order_epoch = run.restored["order"], run.restored["order_epoch"]
@@ -356,7 +363,7 @@ def train(
         if run.done % p.reward_every == 0 or run.done == total:
             row["sample_reward"] = reward_now()
         run.log(row)
-        run.checkpoint(own_state)
+        run.end_step(own_state)
     run.close()
     return pd.DataFrame(run.metrics)
 
@@ -365,9 +372,9 @@ def main(argv=None):
     args = cli.parse(
         __doc__,
         ["pairs", "reference", "policy", "checkpoint"],
-        ["model", "metrics"],
+        ["model", "metrics", "trajectory"],
         argv,
-        optional=("reference", "checkpoint"),
+        optional=("reference", "checkpoint", "trajectory"),
     )
     p = read(Settings, args.params, "train_pairwise")
     record = method(p.method)
@@ -406,7 +413,7 @@ def main(argv=None):
         )
     world = setup()
     tok = load_tokenizer(args.policy, "policy")
-    model = load_causal_lm(args.policy, "policy").to(device())
+    model = adapt(load_causal_lm(args.policy, "policy"), p.lora).to(device())
     if record.name == "cringe" and p.own["k"] > model.config.vocab_size - 1:
         raise ValueError(
             f"cringe.k = {p.own['k']} exceeds the vocabulary size minus one"
@@ -421,11 +428,12 @@ def main(argv=None):
         ),
     )
     tracker = tracker_for(p, policy_id(record.name, p.swept, p.seed)) if world.main else None
-    metrics = train(model, tok, pairs, ref, p, make_scorer(p.reward), ckpt, world, tracker)
+    points = Trajectory(p.trajectory, f"{record.settings}.trajectory", args.trajectory, ckpt)
+    metrics = train(model, tok, pairs, ref, p, make_scorer(p.reward), ckpt, world, tracker, points)
     teardown(world)
     if not world.main:
         return
-    save_policy(model, tok, metrics, args.model, args.metrics, ckpt)
+    save_policy(model, tok, metrics, args.model, args.metrics, ckpt, points)
     first, last = metrics["sample_reward"].dropna().iloc[[0, -1]]
     log.info(
         "%s: sample reward %.3f -> %.3f over %d steps in %.1f s",

@@ -11,11 +11,14 @@ A batch that does not fit in memory is reported with the config key that sets it
 traceback (`preflight.memory_mb` asks whether a smaller GPU would do: on a GPU it caps CUDA's
 allocator, on the CPU it is compared with the peak RSS).
 
-Each rule's wall time is then projected from the study's own counts (reviews, prompts, pairs,
-steps, policies): jobs x (start-up + loading + units x seconds per unit), written to
-`results/preflight.csv` and printed; the study's total is their sum, the jobs run one after
-another. Two things make it an upper bound: sampling always runs to `sample.max_new_tokens`
-(a real completion may stop at EOS first), and every prompt has C(n, 2) pairs (ties are dropped).
+Each kind runs with the threads its rule's jobs get (`resources.threads` for the trainers and the
+evaluations, every core for the others), and with `policy.lora` as the jobs do. Each rule's wall
+time is then projected from the study's own counts (reviews, prompts, pairs, steps, policies):
+jobs x (start-up + loading + units x seconds per unit), written to `results/preflight.csv` and
+printed. The study's total counts each rule's time once per core its jobs use, out of the cores
+given: jobs on every core run one after another, jobs of one thread share the cores. Two things
+make it an upper bound: sampling always runs to `sample.max_new_tokens` (a real completion may stop
+at EOS first), and every prompt has C(n, 2) pairs (ties are dropped).
 """
 
 import importlib
@@ -39,6 +42,7 @@ from pipeline.evaluate import Settings as Evaluate
 from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
+from pipeline.lora import adapt, reference
 from pipeline.methods import METHODS, RANKINGS, UNPAIRED, load_extensions
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm
 from pipeline.prompts import Settings as Prompts
@@ -69,6 +73,15 @@ class Monitor:
 
 
 @dataclass(frozen=True)
+class Threads:
+    """The threads each kind of job runs with, as the rules give them (resources.threads)."""
+
+    cores: int  # given to Snakemake (--cores), at most this machine's
+    train: int  # a trainer job's
+    evaluate: int  # an evaluation job's
+
+
+@dataclass(frozen=True)
 class Counts:
     """What the study repeats the measured jobs over (from its config, not measured)."""
 
@@ -95,6 +108,7 @@ class Settings:
     best_of_n: BestOfN
     monitor: Monitor
     preflight: Preflight
+    threads: Threads
     extensions: list[str]  # modules registering methods of one's own (train.extensions)
     trainers: dict  # per method of train.methods: its trainer's settings (`trainer_settings`)
     counts: Counts
@@ -121,11 +135,13 @@ def load_policy(inputs: Inputs, tok):
     return load_causal_lm(p.init, "policy.init")
 
 
-def policy(inputs: Inputs):
-    """The tokenizer, the policy as the SFT stage starts it, and the policy's loading time."""
+def policy(inputs: Inputs, trained: bool = False):
+    """The tokenizer, the policy as the SFT stage starts it (with its adapters, for a job that
+    `trained` it), and the policy's loading time."""
     tok = load_tokenizer(inputs.tokenizer, "tokenizer")
     t0 = time.perf_counter()
-    model = load_policy(inputs, tok).to(device())
+    model = load_policy(inputs, tok)
+    model = (adapt(model, inputs.params.sft.lora) if trained else model).to(device())
     return tok, model, time.perf_counter() - t0
 
 
@@ -167,7 +183,7 @@ def per_step(seconds: pd.Series) -> float:
 
 def measure_sft(inputs: Inputs) -> dict:
     p, steps = inputs.params.sft, inputs.params.preflight.steps
-    tok, model, load = policy(inputs)
+    tok, model, load = policy(inputs, trained=True)
     gen = torch.Generator().manual_seed(0)
     ids = random_ids(tok, (steps + 1) * p.batch_size, p.max_length, gen)
     metrics = sft.train(model, ids, tok.pad_token_id, replace(p, epochs=1, seed=0), device())
@@ -178,28 +194,31 @@ def measure_sft(inputs: Inputs) -> dict:
     return {"step": per_step(metrics["seconds"]), "heldout_review": per_review, "load": load}
 
 
+def sampling(inputs: Inputs, model, tok, batch_size: int) -> float:
+    """Seconds to sample one batch of `batch_size` completions of the longest configured length
+    (0 for none)."""
+    if batch_size == 0:
+        return 0.0
+    q = inputs.params
+    gen = torch.Generator(device=device()).manual_seed(0)
+    prompts = prompts_of(inputs, tok, batch_size, torch.Generator().manual_seed(0))
+    # eos -1: every row runs to max_new_tokens, as in the longest batch
+    return timed(
+        lambda: sample(model, prompts, q.sample.max_new_tokens, -1, tok.pad_token_id, gen),
+        max(1, q.preflight.steps // 2),
+    )
+
+
 def measure_sample(inputs: Inputs) -> dict:
-    """A batch of the sample stage's and one of PPO's rollouts, and one of the evaluation's."""
-    q, steps = inputs.params, inputs.params.preflight.steps
+    """A batch of the sample stage's, and one of Best-of-N's (the evaluation's batch size)."""
+    q = inputs.params
     tok, model, load = policy(inputs)
     model.eval()
-    gen = torch.Generator(device=device()).manual_seed(0)
-    out = {"load": load}
-    for name, bs in (
-        ("sample_batch", batch_sizes(q)["sample"]),
-        ("eval_batch", batch_sizes(q)["evaluate"]),
-        ("monitor_batch", batch_sizes(q)["monitor"]),
-    ):
-        if bs == 0:
-            out[name] = 0.0
-            continue
-        prompts = prompts_of(inputs, tok, bs, torch.Generator().manual_seed(0))
-        # eos -1: every row runs to max_new_tokens, as in the longest batch
-        out[name] = timed(
-            lambda: sample(model, prompts, q.sample.max_new_tokens, -1, tok.pad_token_id, gen),
-            max(1, steps // 2),
-        )
-    return out
+    return {
+        "load": load,
+        "sample_batch": sampling(inputs, model, tok, batch_sizes(q)["sample"]),
+        "eval_batch": sampling(inputs, model, tok, batch_sizes(q)["evaluate"]),
+    }
 
 
 def measure_score(inputs: Inputs) -> dict:
@@ -277,8 +296,8 @@ def synthetic_pairs(tok, n_prompts: int, p: Settings, data: str, gen) -> pd.Data
 
 def measure_pairwise(inputs: Inputs, method: str) -> dict:
     q, steps = inputs.params, inputs.params.preflight.steps
-    p = replace(q.trainers[method], epochs=1, reward_prompts=0)
-    tok, model, load = policy(inputs)
+    p = replace(q.trainers[method], epochs=1, reward_prompts=0, trajectory=[])
+    tok, model, load = policy(inputs, trained=True)
     gen = torch.Generator().manual_seed(0)
     data = METHODS[method].data
     per_prompt = rows_per_prompt(data, q.sample.n_per_prompt)
@@ -289,16 +308,21 @@ def measure_pairwise(inputs: Inputs, method: str) -> dict:
             {reference_column(c): np.zeros(len(pairs)) for c in response_columns(pairs)}
         )
     metrics = preference.train(model, tok, pairs, ref, p, scorer=None)
-    return {"step": per_step(metrics["seconds"].iloc[1:]), "load": load}  # row 0: before training
+    model.eval()  # the reward monitor samples as the trainer does, between steps
+    return {
+        "step": per_step(metrics["seconds"].iloc[1:]),  # row 0: before training
+        "monitor_batch": sampling(inputs, model, tok, batch_sizes(q)["monitor"]),
+        "load": load,
+    }
 
 
 def measure_online(inputs: Inputs, method: str) -> dict:
     """Two iterations of PPO or an online method: the second's time (the first warms up)."""
     q = inputs.params
-    p = replace(q.trainers[method], iterations=2, reward=q.reward)
-    tok, model, load = policy(inputs)
+    p = replace(q.trainers[method], iterations=2, reward=q.reward, trajectory=[])
+    tok, model, load = policy(inputs, trained=True)
     t0 = time.perf_counter()
-    ref = load_policy(inputs, tok).to(device()).eval().requires_grad_(False)
+    ref = reference(model, lambda: load_policy(inputs, tok).to(device()))
     load += time.perf_counter() - t0
     prompts = prompts_of(inputs, tok, p.rollout_size, torch.Generator().manual_seed(0))
     if METHODS[method].trainer == "ppo":
@@ -311,8 +335,8 @@ def measure_online(inputs: Inputs, method: str) -> dict:
 
 
 def measure_kl(inputs: Inputs) -> dict:
-    """The exact KL of one evaluation batch (policy and pi_ref both run); the evaluation runs it
-    on the policy's samples and, for the reverse KL, on pi_ref's."""
+    """An evaluation's batch: its samples, and the exact KL (policy and pi_ref both run), which
+    the evaluation takes on the policy's samples and, for the reverse KL, on pi_ref's."""
     q, steps = inputs.params, inputs.params.preflight.steps
     tok, model, load = policy(inputs)
     t0 = time.perf_counter()
@@ -329,6 +353,7 @@ def measure_kl(inputs: Inputs) -> dict:
             ),
             steps,
         ),
+        "sample_batch": sampling(inputs, model, tok, bs),
         "load": load,
     }
 
@@ -382,9 +407,18 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
+def threads(kind: str, q: Settings) -> int:
+    """The threads the jobs of a kind run with: the trainers' and the evaluations' own, every
+    core for the others."""
+    if kind.startswith("train:"):
+        return q.threads.train
+    return q.threads.evaluate if kind == "kl" else q.threads.cores
+
+
 def child(kind: str, inputs: Inputs, started: float, queue) -> None:
     """One kind's measurement, in a process of its own; puts its result on `queue`."""
     result = {"startup": time.time() - started}
+    torch.set_num_threads(threads(kind, inputs.params))
     load_extensions(inputs.params.extensions)  # a new process: only the built-ins so far
     limit = inputs.params.preflight.memory_mb
     cap_memory(limit)
@@ -475,6 +509,7 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
                 "rule": rule,
                 "method": method,
                 "jobs": jobs,
+                "threads": threads(kind, q),
                 "unit": unit,
                 "units_per_job": units,
                 "seconds_per_unit": per_unit,
@@ -520,10 +555,10 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
             measured["reference"]["batch"],
             "reference.batch_size",
         )
-    monitor = sampled["monitor_batch"] + bs["monitor"] * scored["text"]
     for method, p in q.trainers.items():
         kind = f"train:{method}"
         if METHODS[method].trainer == "preference":
+            monitor = measured[kind]["monitor_batch"] + bs["monitor"] * scored["text"]
             per_prompt = rows_per_prompt(METHODS[method].data, q.sample.n_per_prompt)
             steps = max(1, c.train_prompts * per_prompt // p.batch_size) * p.epochs
             every = q.monitor.reward_every
@@ -552,7 +587,7 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
             )
     # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
     batches = math.ceil(c.eval_samples / bs["evaluate"])
-    per_batch = sampled["eval_batch"] + 2 * measured["kl"]["batch"]
+    per_batch = measured["kl"]["sample_batch"] + 2 * measured["kl"]["batch"]
     add(
         "evaluate",
         c.policies,
@@ -580,6 +615,7 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
                 "rule": rule,
                 "method": "",
                 "jobs": jobs,
+                "threads": 1,
                 "unit": "job",
                 "units_per_job": 1,
                 "seconds_per_unit": 0.0,
@@ -605,20 +641,27 @@ def kinds(q: Settings) -> list[str]:
     )
 
 
-def summary(table: pd.DataFrame, where: str) -> str:
+def study_seconds(table: pd.DataFrame, cores: int) -> float:
+    """The study's wall time: each rule's time once per core its jobs hold, out of `cores` (jobs
+    on every core run one after another; jobs of fewer threads share the cores)."""
+    return float((table["seconds_total"] * table["threads"].clip(upper=cores)).sum() / cores)
+
+
+def summary(table: pd.DataFrame, where: str, cores: int) -> str:
     lines = [
-        f"preflight on {where}: projected wall time per rule (jobs one after another)",
-        f"  {'rule':<22}{'jobs':>5}{'per job':>12}{'total':>12}{'peak MB':>10}  fits",
+        f"preflight on {where}: projected wall time per rule (its jobs one after another)",
+        f"  {'rule':<22}{'jobs':>5}{'threads':>8}{'per job':>12}{'total':>12}{'peak MB':>10}  fits",
     ]
     for r in table.itertuples():
         lines.append(
-            f"  {(r.rule + ' ' + r.method).strip():<22}{r.jobs:>5}{duration(r.seconds_per_job):>12}"
-            f"{duration(r.seconds_total):>12}{r.peak_memory_mb:>10.0f}  "
-            f"{'yes' if r.fits else 'NO: change ' + r.change}"
+            f"  {(r.rule + ' ' + r.method).strip():<22}{r.jobs:>5}{r.threads:>8}"
+            f"{duration(r.seconds_per_job):>12}{duration(r.seconds_total):>12}"
+            f"{r.peak_memory_mb:>10.0f}  {'yes' if r.fits else 'NO: change ' + r.change}"
         )
     lines.append(
-        f"  {'the study':<22}{int(table['jobs'].sum()):>5}{'':>12}"
-        f"{duration(table['seconds_total'].sum()):>12}"
+        f"  {'the study':<22}{int(table['jobs'].sum()):>5}{cores:>8}{'':>12}"
+        f"{duration(study_seconds(table, cores)):>12}"
+        "  (each job's time per core it holds, over the cores)"
     )
     return "\n".join(lines)
 
@@ -639,9 +682,7 @@ def main(argv=None):
     inputs = Inputs(q, args.sft, args.tokenizer)
     dev = device()
     where = (
-        torch.cuda.get_device_name(0)
-        if dev.type == "cuda"
-        else f"the CPU, {torch.get_num_threads()} threads"
+        torch.cuda.get_device_name(0) if dev.type == "cuda" else f"the CPU, {q.threads.cores} cores"
     )
     measured = {}
     for kind in kinds(q):
@@ -649,8 +690,9 @@ def main(argv=None):
         measured[kind] = run_kind(kind, inputs)
     table = projection(q, measured, cpu_stage_startup(), sft_reviews)
     table.insert(0, "device", where)
+    table.insert(1, "cores", q.threads.cores)
     io.write_csv(table, args.out)
-    print(summary(table, where), flush=True)
+    print(summary(table, where, q.threads.cores), flush=True)
     if not table["fits"].all():
         log.warning(
             "does not fit: %s",

@@ -26,6 +26,7 @@ from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wra
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
+from pipeline.lora import Lora, adapt, trainable
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
 from pipeline.safe_loading import bos_ids, load_tokenizer
@@ -59,6 +60,7 @@ class Settings:
     seed: int  # the held-out split, the initial weights and the data order
     checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
     allow_worse: bool  # keep a policy whose held-out loss SFT made worse (else stop)
+    lora: Lora | None  # policy.lora: adapters trained instead of the weights, then merged
     tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
     tracking_dir: str
 
@@ -133,7 +135,7 @@ def train(
     if steps_per_epoch == 0:
         raise ValueError(f"sft.batch_size = {bs} but only {len(train_ids)} SFT reviews")
     total = steps_per_epoch * p.epochs
-    opt = make_optimizer(model.parameters(), "adamw", p.lr, p.weight_decay)
+    opt = make_optimizer(trainable(model), "adamw", p.lr, p.weight_decay)
     train_mode(model, p.gradient_checkpointing, dropout=True)
     run = Run("sft", total, model, opt, ckpt, world, tracker)
     order, order_epoch = None, -1
@@ -172,7 +174,7 @@ def train(
                 "tokens": n_tokens,
             }
         )
-        run.checkpoint(lambda: {"order": order, "order_epoch": order_epoch, "gen": gen.get_state()})
+        run.end_step(lambda: {"order": order, "order_epoch": order_epoch, "gen": gen.get_state()})
     run.close()
     return pd.DataFrame(run.metrics)
 
@@ -221,6 +223,8 @@ def main(argv=None):
     torch.manual_seed(p.seed)
     tok = load_tokenizer(args.tokenizer, "tokenizer")
     if p.init == "scratch":
+        if p.lora is not None:
+            raise ValueError("policy.lora adapts a pretrained policy; policy.init is scratch")
         model = build_gpt2(tok, p.n_layer, p.n_embd, p.n_head, p.n_positions)
     else:
         model = load_causal_lm(p.init, "policy.init")
@@ -229,11 +233,12 @@ def main(argv=None):
             f"the n_positions of policy.init '{p.init}'",
             [("sft.max_length", p.max_length)],
         )
-    model.to(dev)
+    model = adapt(model, p.lora).to(dev)
     log.info(
-        "policy: %s, %.2fM parameters, device %s",
+        "policy: %s, %.2fM parameters (%.2fM trained), device %s",
         p.init,
         sum(t.numel() for t in model.parameters()) / 1e6,
+        sum(t.numel() for t in trainable(model)) / 1e6,
         dev,
     )
 

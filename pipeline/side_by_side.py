@@ -53,12 +53,14 @@ class Block:
 
 
 def policy_label(pid: str) -> str:
-    """pi_ref, or e.g. "dpo beta=0.1 seed 0" (", round 2" after a later round)."""
+    """pi_ref, or e.g. "dpo beta=0.1 seed 0" (", round 2" after a later round; ", at 0.5 of its
+    run" for a point along a run)."""
     meta = parse_policy_id(pid)
     if meta["method"] == "pi_ref":
         return "pi_ref"
     name = f"{meta['method']} {meta['param']}={meta['value']:g} seed {meta['seed']}"
-    return name + (f", round {meta['round']}" if meta["round"] > 1 else "")
+    name += f", round {meta['round']}" if meta["round"] > 1 else ""
+    return name + (f", at {meta['at']:g} of its run" if meta["at"] < 1 else "")
 
 
 def choose_prompts(samples: dict[str, pd.DataFrame], n: int, seed: int) -> list[int]:

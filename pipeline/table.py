@@ -3,7 +3,9 @@ seeds.
 
 Columns: kind (policy | aggregate | optimal), method (pi_ref, a method of pipeline.methods, or
 optimal), param and value (the swept hyperparameter; beta for optimal), seed (empty on aggregate
-rows), round (1, or the training round of an iterated method; empty for pi_ref), n (samples),
+rows), round (1, or the training round of an iterated method; empty for pi_ref), at (only in a
+study with points along its runs, `trajectory`: the fraction of its run's steps at which the
+policy was saved, 1 for a run's final policy, empty for pi_ref and Best-of-N), n (samples),
 n_seeds, sentiment and kl (means) each with the bounds of a 95% percentile bootstrap interval
 (sentiment_lo/hi, kl_lo/hi; see pipeline.bootstrap), ci_over (what the interval resamples:
 `prompts`, or `seeds+prompts` on an aggregate row of two seeds or more), kl_k1 (log-ratio estimate
@@ -94,14 +96,23 @@ def read_eval(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
 
 
 def group_policies(policies: list[str]) -> dict[tuple, list[str]]:
-    """The trained policies of each (method, param, value, round), one per seed, in order."""
+    """The trained policies of each (method, param, value, round, at), one per seed, in order."""
     groups = {}
     for pid in policies:
         meta = parse_policy_id(pid)
         if meta["method"] != "pi_ref":
-            key = (meta["method"], meta["param"], meta["value"], meta["round"])
+            key = (meta["method"], meta["param"], meta["value"], meta["round"], meta["at"])
             groups.setdefault(key, []).append(pid)
     return groups
+
+
+def with_points(columns: list[str], table: pd.DataFrame) -> list[str]:
+    """The columns, with `at` after `round` when the table holds points along runs (without them
+    the table keeps the columns it had before runs had points)."""
+    if not (table["at"] < 1).any():
+        return columns
+    i = columns.index("round") + 1
+    return columns[:i] + ["at"] + columns[i:]
 
 
 def summarise(evals: list[tuple], n_boot: int, seed: int) -> dict:
@@ -131,7 +142,9 @@ def sort_rows(table: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(["pi_ref", *METHODS, "optimal"])}
     kinds = {"policy": 0, "aggregate": 1, "optimal": 2}
     table = table.sort_values(
-        ["kind", "method", "value", "round", "seed"],
+        ["kind", "method", "value", "round", "at", "seed"]
+        if "at" in table
+        else ["kind", "method", "value", "round", "seed"],
         key=lambda c: (
             c.map(order) if c.name == "method" else c.map(kinds) if c.name == "kind" else c
         ),
@@ -150,7 +163,7 @@ def build_table(
         {"kind": "policy", **parse_policy_id(pid), **summarise([evals[pid]], n_boot, seed)}
         for pid in policies
     ]
-    for (method, param, value, rnd), members in group_policies(policies).items():
+    for (method, param, value, rnd, at), members in group_policies(policies).items():
         rows.append(
             {
                 "kind": "aggregate",
@@ -159,12 +172,14 @@ def build_table(
                 "value": value,
                 "seed": float("nan"),
                 "round": rnd,
+                "at": at,
                 **summarise([evals[pid] for pid in members], n_boot, seed),
             }
         )
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=[*COLUMNS, "at"])
+    table = table[with_points(COLUMNS, table)]
     if optimal is not None:
-        table = pd.concat([table, optimal.reindex(columns=COLUMNS)], ignore_index=True)
+        table = pd.concat([table, optimal.reindex(columns=table.columns)], ignore_index=True)
     return sort_rows(table)
 
 

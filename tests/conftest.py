@@ -31,6 +31,9 @@ VADER = {
 }
 # what every trainer's rule adds from the train section: no live tracking
 TRACKING = {"tracking": "none", "tracking_dir": "results/tracking"}
+# what every trainer's rule adds: the policy's LoRA setting (none: full fine-tuning) and no points
+# along the run
+RUN = {"lora": None, "trajectory": []}
 # the SFT stage's config for a tiny scratch policy; tests add epochs, batch_size, checkpoint_every
 SFT_PARAMS = {
     "init": "scratch",
@@ -50,54 +53,63 @@ SFT_PARAMS = {
     "compile": False,
     "allow_worse": False,
     "max_grad_norm": 1.0,
+    "lora": None,
 } | TRACKING
 # the pairwise trainer's config without the method: tests add it and its own settings (beta, ...)
-PAIRWISE_PARAMS = {
-    "optimizer": "adamw",
-    "lr": 1e-2,
-    "batch_size": 4,
-    "epochs": 15,
-    "warmup_steps": 1,
-    "max_grad_norm": 10.0,
-    "seed": 0,
-    "micro_batch_size": None,
-    "gradient_checkpointing": False,
-    "compile": False,
-    "reward_prompts": 2,
-    "reward_every": 1000,
-    "batch_order": "prompt",
-    "max_new_tokens": 2,
-    "checkpoint_every": 0,
-    "reward": VADER,
-    "extensions": [],
-} | TRACKING
+PAIRWISE_PARAMS = (
+    {
+        "optimizer": "adamw",
+        "lr": 1e-2,
+        "batch_size": 4,
+        "epochs": 15,
+        "warmup_steps": 1,
+        "max_grad_norm": 10.0,
+        "seed": 0,
+        "micro_batch_size": None,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "reward_prompts": 2,
+        "reward_every": 1000,
+        "batch_order": "prompt",
+        "max_new_tokens": 2,
+        "checkpoint_every": 0,
+        "reward": VADER,
+        "extensions": [],
+    }
+    | TRACKING
+    | RUN
+)
 # the PPO stage's config; tests add iterations and checkpoint_every
-PPO_PARAMS = {
-    "method": "ppo",
-    "target_kl": 6.0,
-    "adaptive_kl": True,
-    "init_kl_coef": 0.05,
-    "horizon": 64,
-    "rollout_size": 8,
-    "minibatch_size": 4,
-    "ppo_epochs": 2,
-    "optimizer": "adamw",
-    "lr": 1e-3,
-    "warmup_steps": 2,
-    "cliprange": 0.2,
-    "cliprange_value": 0.2,
-    "vf_coef": 0.1,
-    "gamma": 1.0,
-    "lam": 0.95,
-    "max_grad_norm": 1.0,
-    "gradient_checkpointing": False,
-    "compile": False,
-    "seed": 0,
-    "max_new_tokens": 4,
-    "sample_batch_size": 256,
-    "reward": VADER,
-    "extensions": [],
-} | TRACKING
+PPO_PARAMS = (
+    {
+        "method": "ppo",
+        "target_kl": 6.0,
+        "adaptive_kl": True,
+        "init_kl_coef": 0.05,
+        "horizon": 64,
+        "rollout_size": 8,
+        "minibatch_size": 4,
+        "ppo_epochs": 2,
+        "optimizer": "adamw",
+        "lr": 1e-3,
+        "warmup_steps": 2,
+        "cliprange": 0.2,
+        "cliprange_value": 0.2,
+        "vf_coef": 0.1,
+        "gamma": 1.0,
+        "lam": 0.95,
+        "max_grad_norm": 1.0,
+        "gradient_checkpointing": False,
+        "compile": False,
+        "seed": 0,
+        "max_new_tokens": 4,
+        "sample_batch_size": 256,
+        "reward": VADER,
+        "extensions": [],
+    }
+    | TRACKING
+    | RUN
+)
 
 
 def pytest_collection_modifyitems(items):

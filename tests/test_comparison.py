@@ -324,3 +324,40 @@ def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_st
     assert board.loc[(2.0, "ppo"), "rank"] == 1 and np.isnan(board.loc[(2.0, "dpo"), "sentiment"])
     assert board.loc[(10.0, "dpo"), "read_as"] == "outside range"  # no extrapolation
     assert board.loc[(5.0, "dpo"), "rank"] == 1 and board.loc[(5.0, "ppo"), "rank"] == 2
+
+
+def test_points_along_a_run_are_rows_of_the_table_and_points_of_its_method_frontier(hand_made):
+    """DPO 1.0 with a point at half its run, PPO 6.0 with one at a quarter of its run: each a row
+    (and an aggregate row) of the table, with `at`, the fraction of its run; the table without
+    such points keeps its columns. In the comparison the points join their method's frontier, so
+    Cringe's point can be read against PPO's line through (1.0, 0.62), the quarter point and
+    (6.0, 0.72)."""
+    from pipeline.table import COLUMNS as TABLE_COLUMNS
+
+    evals, pool, params = hand_made
+    assert list(build_table(evals, n_boot=50, seed=0).columns) == TABLE_COLUMNS
+    root = evals["sft"].parent
+    fake_eval(root / "dpo/1.0/seed0/at/0.5", 0.68, 1.5, seed=7)
+    fake_eval(root / "ppo/6.0/seed0/at/0.25", 0.66, 2.5, seed=8)
+    policies = [*params["policies"], "dpo/1.0/seed0/at/0.5", "ppo/6.0/seed0/at/0.25"]
+    evals = folders(root, policies)
+    table = build_table(evals, n_boot=50, seed=0)
+    i = TABLE_COLUMNS.index("round") + 1
+    assert list(table.columns) == TABLE_COLUMNS[:i] + ["at"] + TABLE_COLUMNS[i:]
+    rows = table[table["kind"] == "policy"].set_index(["method", "value", "at"])
+    assert rows.loc[("dpo", 1.0, 0.5), "kl"] < rows.loc[("dpo", 1.0, 1.0), "kl"]
+    assert rows.loc[("ppo", 6.0, 0.25), "sentiment"] == pytest.approx(0.66, abs=0.05)
+    assert table.loc[table["method"] == "pi_ref", "at"].isna().all()
+    order = table[(table["kind"] == "policy") & (table["method"] == "dpo")]
+    assert order[["value", "at"]].values.tolist() == [[0.1, 1.0], [1.0, 0.5], [1.0, 1.0]]
+
+    comp = build_comparison(evals, pool, read(Settings, params | {"policies": policies}, "x"))
+    assert "at" in comp.columns
+    on_ppo = comp[(comp["method"] == "cringe") & (comp["against"] == "ppo")].iloc[0]
+    ppo = table[(table["kind"] == "aggregate") & (table["method"] == "ppo")].sort_values("kl")
+    assert on_ppo["against_sentiment"] == pytest.approx(
+        np.interp(on_ppo["kl"], ppo["kl"], ppo["sentiment"])
+    )
+    assert len(ppo) == 3
+    half = comp[(comp["method"] == "dpo") & (comp["at"] == 0.5) & (comp["against"] == "ppo")]
+    assert half["verdict"].iloc[0] != "outside range"  # 1.5 nats: inside PPO's [~1, ~6]

@@ -1,6 +1,7 @@
 """A training job killed mid-run (SIGKILL) and rerun ends with the same weights as one never
 interrupted (CPU, same seed), also on 2 processes under torchrun, where each process restores
-its own random generator."""
+its own random generator; so do the points along its run, those saved before the kill among
+them."""
 
 import json
 import os
@@ -88,11 +89,19 @@ def kill_then_resume(module, args, tmp_path, processes=1):
     assert launch(module, args, tmp_path, "killed", processes).wait() == 0
     assert "resuming from the checkpoint" in (tmp_path / "killed.log").read_text()
     assert not (tmp_path / "killed" / "checkpoint").exists(), "the checkpoint is removed at the end"
-    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
-    b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    assert not (tmp_path / "killed" / "checkpoint.trajectory").exists()
+    weights = sorted(
+        f.relative_to(tmp_path / "straight") for f in (tmp_path / "straight").rglob("*.safetensors")
+    )
+    assert weights == sorted(
+        f.relative_to(tmp_path / "killed") for f in (tmp_path / "killed").rglob("*.safetensors")
+    )
+    for f in weights:
+        a, b = load_file(tmp_path / "straight" / f), load_file(tmp_path / "killed" / f)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (f, k)
+    return weights
 
 
 # Cringe (the trainer that also restores a generator: its sampled tokens) on two processes,
@@ -111,6 +120,8 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
             "reward_every": 50,
             "max_new_tokens": 3,
             "checkpoint_every": 7,
+            # points at steps 4 (before the kill at the first checkpoint, step 7) and 96 of 192
+            "trajectory": [0.02, 0.5],
         }
     )
 
@@ -128,11 +139,20 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
             str(out / "model"),
             "--metrics",
             str(out / "metrics.csv"),
+            "--trajectory",
+            str(out / "at"),
             "--checkpoint",
             str(out / "checkpoint"),
         ]
 
-    kill_then_resume("preference", args, pair_files, processes)
+    weights = kill_then_resume("preference", args, pair_files, processes)
+    assert [str(w) for w in weights] == [
+        "at/0.02/model/model.safetensors",
+        "at/0.5/model/model.safetensors",
+        "model/model.safetensors",
+    ]
+    point = json.loads((pair_files / "killed" / "at" / "0.02" / "point.json").read_text())
+    assert point == {"fraction": 0.02, "step": 4, "steps": 192}
 
 
 # PPO on two processes (each restores its own sampling generator) where gloo is there, else on
@@ -142,7 +162,7 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
     pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
         tmp_path / "prompts.parquet"
     )
-    params = PPO_PARAMS | {"iterations": 40, "checkpoint_every": 3}
+    params = PPO_PARAMS | {"iterations": 40, "checkpoint_every": 3, "trajectory": [0.05, 0.5]}
 
     def args(out):
         return [
@@ -156,11 +176,14 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
             str(out / "model"),
             "--metrics",
             str(out / "metrics.csv"),
+            "--trajectory",
+            str(out / "at"),
             "--checkpoint",
             str(out / "checkpoint"),
         ]
 
-    kill_then_resume("ppo", args, tmp_path, processes)
+    weights = kill_then_resume("ppo", args, tmp_path, processes)
+    assert len(weights) == 3  # the points at iterations 2 (before the kill) and 20, the end
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
     assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
@@ -184,4 +207,19 @@ def test_a_stale_checkpoint_is_not_restored(tmp_path, policy):
     old.save(policy, opt, {"step": 5})
     assert old.restore(policy, opt)["step"] == 5
     assert Checkpoint(tmp_path / "ck", 1, fingerprint({"lr": 2e-3})).restore(policy, opt) is None
+    assert not (tmp_path / "ck").exists()
+
+
+def test_a_checkpoint_whose_points_are_gone_starts_the_run_again(tmp_path, policy):
+    from pipeline.checkpoint import Checkpoint, fingerprint
+    from pipeline.loop import Trajectory
+    from pipeline.optim import make_optimizer
+
+    opt = make_optimizer(policy.parameters(), "adamw", 1e-3)
+    ckpt = Checkpoint(tmp_path / "ck", 1, fingerprint({"lr": 1e-3}))
+    ckpt.save(policy, opt, {"done": 6})
+    points = Trajectory([0.25, 0.75], "dpo.trajectory", tmp_path / "at", ckpt)
+    points.plan(20, policy, None)
+    assert points.steps == {5: 0.25, 15: 0.75}
+    assert ckpt.restore(policy, opt, points.kept) is None, "the point at step 5 was never kept"
     assert not (tmp_path / "ck").exists()

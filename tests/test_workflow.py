@@ -90,12 +90,13 @@ REPORT = {"table": 1, "comparison": 1, "plots": 1, "side_by_side": 1, "all": 1}
     "edit, expected",
     [
         ({"dpo": {"lr": 1.0e-3}}, {"train_pairwise": 2, "evaluate": 2}),  # both betas, not cringe
-        ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "evaluate": 1}),
-        ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "evaluate": 1}),
+        # cringe and ppo: the final policy and the point halfway along the run
+        ({"cringe": {"tau": 2.0}}, {"train_pairwise": 1, "evaluate": 2}),
+        ({"ppo": {"lr": 1.0e-3}}, {"train_ppo": 1, "evaluate": 2}),
         ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "evaluate": 1}),  # the new value
         ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
-        ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 3}),
-        ({"evaluate": {"seed": 1}}, {"evaluate": 5}),
+        ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 4}),
+        ({"evaluate": {"seed": 1}}, {"evaluate": 7}),
     ],
 )
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
@@ -134,7 +135,7 @@ def test_a_job_that_failed_after_an_edit_runs_again_with_what_depends_on_it(stud
     bad = {"cringe": {"k": 10_000}}  # beyond the vocabulary: the trainer refuses it
     assert snakemake(copy, "--cores", CORES, config=bad, check=False).returncode != 0
     assert not (copy / "results/policies/cringe/0.0/seed0/model").exists()
-    assert planned_jobs(copy, config=bad) == {"train_pairwise": 1, "evaluate": 1} | REPORT
+    assert planned_jobs(copy, config=bad) == {"train_pairwise": 1, "evaluate": 2} | REPORT
 
 
 def test_each_trainer_wrote_a_policy_and_metrics(study):
@@ -144,6 +145,13 @@ def test_each_trainer_wrote_a_policy_and_metrics(study):
         assert any(p.suffix == ".safetensors" for p in (folder / "model").iterdir())
         metrics = pd.read_csv(folder / "metrics.csv")
         assert len(metrics) >= 2 and metrics.notna().any().all()
+        # the points along the run (cringe.trajectory, ppo.trajectory; none for DPO)
+        points = sorted(p.name for p in (folder / "at").iterdir() if not p.name.startswith("."))
+        assert points == ([] if method == "dpo" else ["0.5"])
+        for name in points:
+            assert (folder / "at" / name / "model" / "model.safetensors").is_file()
+            point = json.loads((folder / "at" / name / "point.json").read_text())
+            assert point["fraction"] == 0.5 and point["step"] == round(point["steps"] / 2)
     dpo = pd.read_csv(policies / "dpo/0.1/seed0/metrics.csv")
     assert {"loss", "reward_accuracy", "reward_margin", "sample_reward"} <= set(dpo.columns)
     ppo = pd.read_csv(policies / "ppo/3.0/seed0/metrics.csv")
@@ -153,7 +161,9 @@ def test_each_trainer_wrote_a_policy_and_metrics(study):
 def test_the_table_has_every_policy_and_kl_is_never_negative(study):
     table = pd.read_csv(study / "results/table.csv")
     policies = table[table["kind"] == "policy"]
-    assert sorted(policies["method"]) == ["cringe", "dpo", "dpo", "pi_ref", "ppo"]
+    assert sorted(policies["method"]) == ["cringe", "cringe", "dpo", "dpo", "pi_ref", "ppo", "ppo"]
+    # a point halfway along the Cringe and PPO runs: its own row, before the final policy's
+    assert policies["at"].tolist()[1:] == [1.0, 1.0, 0.5, 1.0, 0.5, 1.0]
     assert (table["kl"] >= 0).all() and (table["kl_reverse"] >= 0).all()
     ref = policies[policies["method"] == "pi_ref"].iloc[0]
     assert ref["kl"] == 0 and ref["kl_reverse"] == 0
@@ -171,7 +181,9 @@ def test_the_samples_page_shows_every_policy_on_the_same_prompts(study):
         "pi_ref",
         "dpo beta=0.1 seed 0",
         "dpo beta=1 seed 0",
+        "cringe b=0 seed 0, at 0.5 of its run",
         "cringe b=0 seed 0",
+        "ppo target_kl=3 seed 0, at 0.5 of its run",
         "ppo target_kl=3 seed 0",
     ]
     for block in prompts:
@@ -203,9 +215,12 @@ def test_the_comparison_reads_each_point_on_the_other_frontiers(study):
     pool = pd.read_parquet(study / "results/eval/best_of_n/pool/seed0.parquet")
     assert len(pool) == 6 * 16 and optimal["pool_size"].eq(16).all()
     assert (optimal["kl"] <= np.log(16) + 1e-9).all() and (optimal["ess"] <= 16 + 1e-9).all()
-    # the micro study sweeps two DPO betas: DPO is the only method frontier, pi* the other
-    assert "dpo" in set(comparison["against"]) <= {"dpo", "optimal"}
+    # the micro study sweeps two DPO betas, and Cringe and PPO have a point halfway along their
+    # runs: each a frontier of two points; pi* the other
+    assert set(comparison["against"]) == {"dpo", "cringe", "ppo", "optimal"}
     assert set(comparison[comparison["against"] == "dpo"]["method"]) == {"pi_ref", "cringe", "ppo"}
+    halfway = comparison[comparison["at"] == 0.5]
+    assert set(halfway["method"]) == {"cringe", "ppo"} and len(halfway) == 2 * 3
     inside = comparison[comparison["verdict"] != "outside range"]
     assert (inside["difference_lo"] <= inside["difference"] + 1e-9).all()
     assert (inside["difference"] <= inside["difference_hi"] + 1e-9).all()

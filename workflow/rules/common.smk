@@ -11,7 +11,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from pipeline.methods import (LATER_ROUND, METHODS, NOTHING, REFERENCE, policy_id,
-                              policy_id_pattern, split_policy_id)
+                              policy_id_pattern, run_of, split_policy_id)
 from pipeline.sources import is_gguf
 
 
@@ -43,6 +43,13 @@ def all_cores():
         return 1
 
 
+def threads_of(kind):
+    """Threads of the trainers or the evaluations (`resources.threads`): a number, at most every
+    core given to Snakemake, or "all" of them."""
+    wanted = config["resources"]["threads"][kind]
+    return all_cores() if wanted == "all" else min(wanted, all_cores())
+
+
 def methods_trained_by(trainer):
     """The methods whose jobs a trainer module runs ("preference", "ppo"), as a wildcard pattern."""
     return "|".join(sorted(m for m, r in METHODS.items() if r.trainer == trainer))
@@ -67,16 +74,25 @@ COMPARISONS = {"comparison": "table", "comparison_full": "table_full"}  # compar
 OPTIMAL_POOL = f"results/eval/best_of_n/pool/seed{config['train']['seeds'][0]}.parquet"
 
 
+def points_of(method):
+    """The fractions of a run at which a method's policy is also saved and evaluated: its settings
+    section's `trajectory` (none for what no run trains)."""
+    if not METHODS[method].trainer:
+        return []
+    return config[METHODS[method].settings].get("trajectory", [])
+
+
 def evaluated_policies(study):
     """pi_ref, then one policy per method, swept value, seed (Best-of-N included) and, in the
-    full table, round."""
+    full table, round; each run's points along it (`trajectory`) before its final policy."""
     iterated = config["iterative"]["methods"] if study == "table_full" else []
     return [REFERENCE] + [
-        policy_id(method, value, seed, rnd)
+        policy_id(method, value, seed, rnd, at)
         for method in STUDIES[study]
         for value in config[method][METHODS[method].swept]
         for seed in config["train"]["seeds"]
         for rnd in range(1, (config["iterative"]["rounds"] if method in iterated else 1) + 1)
+        for at in [*points_of(method), None]
     ]
 
 
@@ -86,15 +102,29 @@ def evaluations(study):
                   f=["samples.parquet", "reverse_kl.parquet", "summary.json"])
 
 
+def is_trained(pid):
+    """Whether a policy id names a trained policy: a run's final one or a point along it."""
+    return pid != REFERENCE and METHODS[split_policy_id(pid).method].trainer is not None
+
+
 def trained_policies(study):
+    """The final policies of a study's training runs (each with its metrics.csv)."""
     return [pid for pid in evaluated_policies(study)
-            if pid != REFERENCE and METHODS[split_policy_id(pid)[0]].trainer]
+            if is_trained(pid) and split_policy_id(pid).at is None]
+
+
+def policy_model(pid):
+    """The model folder of a policy: pi_ref's, a run's final policy or a point along a run."""
+    return "results/sft/model" if pid == REFERENCE else f"results/policies/{pid}/model"
 
 
 def policy_folder(wildcards):
-    if wildcards.policy == REFERENCE:
-        return "results/sft/model"
-    return f"results/policies/{wildcards.policy}/model"
+    """What an evaluation reads the policy from, as its training job declares it (a point
+    along a run lies inside its run's `at` folder)."""
+    pid = wildcards.policy
+    if pid == REFERENCE or split_policy_id(pid).at is None:
+        return policy_model(pid)
+    return f"results/policies/{run_of(pid)}/at"
 
 
 def download_config():
@@ -173,6 +203,7 @@ def trainer_config(method, value, seed):
         "reward": config["reward"],
         "max_new_tokens": config["sample"]["max_new_tokens"],
         "extensions": config["train"]["extensions"],
+        "lora": config["policy"]["lora"],
     } | tracking_config()
     if record.trainer == "preference":  # PPO's rollouts are its reward monitor
         section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
@@ -191,13 +222,16 @@ def preflight_config():
     """Every setting the measured jobs use, and the study's counts of what they repeat over."""
     seeds = config["train"]["seeds"]
     trained = [m for m in config["train"]["methods"] if METHODS[m].trainer]
-    policies = [REFERENCE] + trained_policies("table")  # Best-of-N's come from rule best_of_n
+    # Best-of-N's evaluations come from rule best_of_n
+    policies = [pid for pid in evaluated_policies("table") if pid == REFERENCE or is_trained(pid)]
     return {
         "sft": sft_config(), "prompts": config["prompts"], "sample": sample_config(),
         "reward": config["reward"], "reference": config["reference"],
         "monitor": {k: config["train"][k] for k in ("reward_prompts", "reward_every")},
         "evaluate": evaluate_config(),
         "best_of_n": best_of_n_config(seeds[0]), "preflight": config["preflight"],
+        "threads": {"cores": all_cores(), "train": threads_of("train"),
+                    "evaluate": threads_of("evaluate")},
         "extensions": config["train"]["extensions"],
         "trainers": {m: trainer_config(m, str(config[m][METHODS[m].swept][0]), seeds[0])
                      for m in trained},

@@ -89,6 +89,9 @@ def check_config(config):
     lengths = [("sft.max_length", config["sft"]["max_length"]),
                ("prompts.max_tokens + sample.max_new_tokens", p["max_tokens"] + s["max_new_tokens"])]
     if pol["init"] == "scratch":
+        if pol["lora"] is not None:
+            raise WorkflowError("config: policy.lora adapts a pretrained policy, and policy.init is"
+                                " scratch: set policy.lora to null or policy.init to a model")
         check_context(pol["n_positions"], "policy.n_positions", lengths)
         if pol["n_embd"] % pol["n_head"]:
             raise WorkflowError(

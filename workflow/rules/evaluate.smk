@@ -14,6 +14,8 @@ rule evaluate:
         cfg=as_arg(evaluate_config()),
         recipe=lambda w: digest(recipe_eval(w.policy)),
         ref_samples=lambda w, input: f"--ref-samples {input.ref_samples}" if input.ref_samples else "",
+        policy=lambda w: policy_model(w.policy),
+    threads: threads_of("evaluate")
     resources:
         **GPU,
     log:
@@ -22,7 +24,7 @@ rule evaluate:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.evaluate --params {params.cfg} --prompts {input.prompts}"
-        " --policy {input.policy} --reference {input.reference} {params.ref_samples}"
+        " --policy {params.policy} --reference {input.reference} {params.ref_samples}"
         " --samples {output.samples} --reverse-kl {output.reverse_kl} --summary {output.summary}"
         " > {log} 2>&1"
 

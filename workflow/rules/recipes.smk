@@ -53,7 +53,7 @@ def recipe_reward_model():
 def recipe_policy(pid):
     """A pairwise policy's data recipe holds the policy it starts from (the one that sampled its
     data: pi_ref, or the previous round's), so it is not added again."""
-    method, value, seed, rnd = split_policy_id(pid)
+    method, value, seed, rnd, _ = split_policy_id(pid)  # a point along a run: the run's recipe
     record = METHODS[method]
     by = REFERENCE if rnd == 1 else policy_id(method, value, seed, rnd - 1)
     if record.trainer == "preference":

@@ -56,6 +56,7 @@ use rule train_pairwise as train_round with:
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/round{round}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/round{round}/metrics.csv",
+        trajectory=directory("results/policies/{method}/{value}/seed{seed}/round{round}/at"),
     wildcard_constraints:
         method="|".join(sorted(m for m, r in METHODS.items() if r.iterable)),
     params:

@@ -30,6 +30,7 @@ rule train_pairwise:
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
+        trajectory=directory("results/policies/{method}/{value}/seed{seed}/at"),
     wildcard_constraints:
         method=methods_trained_by("preference"),
     params:
@@ -37,7 +38,7 @@ rule train_pairwise:
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
         checkpoint="results/checkpoints/{method}/{value}/seed{seed}",
-    threads: 1
+    threads: threads_of("train")
     resources:
         **TRAIN,
     log:
@@ -47,7 +48,8 @@ rule train_pairwise:
     shell:
         "{params.launch} pipeline.preference --params {params.cfg} --pairs {input.pairs}"
         " --reference '{input.reference}' --policy {input.policy} --model {output.model}"
-        " --metrics {output.metrics} --checkpoint {params.checkpoint} > {log} 2>&1"
+        " --metrics {output.metrics} --trajectory {output.trajectory}"
+        " --checkpoint {params.checkpoint} > {log} 2>&1"
 
 
 rule reward_model:
@@ -82,13 +84,14 @@ rule train_ppo:
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
+        trajectory=directory("results/policies/{method}/{value}/seed{seed}/at"),
     wildcard_constraints:
         method=methods_trained_by("ppo"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
-    threads: 1
+    threads: threads_of("train")
     resources:
         **TRAIN,
     log:
@@ -98,6 +101,7 @@ rule train_ppo:
     shell:
         "{params.launch} pipeline.ppo --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
+        " --trajectory {output.trajectory}"
         " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
         " > {log} 2>&1"
 
@@ -109,12 +113,13 @@ rule train_online:
     output:
         model=directory("results/policies/{method}/{value}/seed{seed}/model"),
         metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
+        trajectory=directory("results/policies/{method}/{value}/seed{seed}/at"),
     wildcard_constraints:
         method=methods_trained_by("online"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
-    threads: 1
+    threads: threads_of("train")
     resources:
         **GPU,
     log:
@@ -124,5 +129,6 @@ rule train_online:
     shell:
         "python -m pipeline.online --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
+        " --trajectory {output.trajectory}"
         " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
         " > {log} 2>&1"
