@@ -49,6 +49,15 @@ def dry_run_error(tmp_path, config) -> str:
             {"data": {"source": "file", "path": "/no/such.csv"}},
             "config: data.path '/no/such.csv' (data.source file) does not exist",
         ),
+        (
+            {"policy": {"lora": {"r": 8, "alpha": 16}}},
+            "config: policy.lora adapts a pretrained policy, and policy.init is scratch",
+        ),
+        (
+            {"dpo": {"trajectory": [0.5, 1.0]}},
+            "config key dpo.trajectory.1: 1.0 is greater than or equal to the maximum of 1",
+        ),
+        ({"resources": {"threads": {"train": 0}}}, "config key resources.threads.train: 0 is not"),
     ],
 )
 def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
