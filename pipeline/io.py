@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.artifacts import broken
+
 
 @contextlib.contextmanager
 def atomic_output(path):
@@ -42,8 +44,14 @@ def write_json(obj, path) -> None:
 
 
 def read_parquet(path, columns: list[str]) -> pd.DataFrame:
-    """Read a stage's table and fail with the file's name if a column it needs is missing."""
-    df = pd.read_parquet(path)
+    """Read a stage's table and fail with the file's name if it does not load or a column it
+    needs is missing."""
+    try:
+        df = pd.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # noqa: BLE001 - pyarrow's errors name no common base
+        raise broken(Path(path), err) from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")

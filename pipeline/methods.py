@@ -139,23 +139,45 @@ def resolve(ref: str | Callable) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+EXTENSION_OF: dict[str, str] = {}  # method name -> the train.extensions entry that registered it
+
+
 def load_extensions(paths: list[str]) -> None:
     """Import each module of `train.extensions` (a .py file or an importable module name), whose
-    `register` calls add its methods. A module already imported is not run twice."""
+    `register` calls add its methods. A module already imported is not run twice. A module that
+    cannot be found or imported, or whose registration is refused, stops here in one line naming
+    the entry."""
     for entry in paths:
-        if entry.endswith(".py"):
-            path = Path(entry).expanduser().resolve()
-            if not path.is_file():
-                raise FileNotFoundError(f"train.extensions: '{entry}' does not exist")
-            name = f"extension_{path.stem}"
-            if name in sys.modules:
-                continue
-            spec = importlib.util.spec_from_file_location(name, path)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(entry)
+        before = set(METHODS)
+        try:
+            if entry.endswith(".py"):
+                path = Path(entry).expanduser().resolve()
+                if not path.is_file():
+                    raise FileNotFoundError(f"train.extensions: '{entry}' does not exist")
+                name = f"extension_{path.stem}"
+                if name in sys.modules:
+                    continue
+                spec = importlib.util.spec_from_file_location(name, path)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[name]  # not half-imported the next time
+                    raise
+            else:
+                importlib.import_module(entry)
+        except FileNotFoundError:
+            raise
+        except SyntaxError as err:
+            raise ValueError(
+                f"train.extensions: '{entry}' has a syntax error at line {err.lineno}: {err.msg}"
+            ) from None
+        except Exception as err:  # noqa: BLE001 - whatever the module raised, named in one line
+            raise ValueError(
+                f"train.extensions: '{entry}' failed to load: {type(err).__name__}: {err}"
+            ) from None
+        EXTENSION_OF.update(dict.fromkeys(set(METHODS) - before, entry))
 
 
 L = "pipeline.losses:"

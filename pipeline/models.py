@@ -2,6 +2,7 @@
 pipeline.safe_loading)."""
 
 import os
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -12,6 +13,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from pipeline.artifacts import check_weights
 from pipeline.safe_loading import from_pretrained_safe
 
 # Snakemake sets OMP_NUM_THREADS to a rule's `threads`, which may exceed the cores this process
@@ -49,8 +51,11 @@ def train_mode(
 
 
 def load_causal_lm(name: str, key: str) -> torch.nn.Module:
-    """A causal LM from a hub id or a folder, from safetensors weights only."""
+    """A causal LM from a hub id or a folder, from safetensors weights only; a folder whose
+    weights are cut short stops here, named."""
     config = from_pretrained_safe(AutoConfig.from_pretrained, name, key)
+    if Path(name).expanduser().is_dir():
+        check_weights(Path(name).expanduser(), required=False)
     heads = config.architectures or []
     if heads and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in heads):
         raise ValueError(f"{key} '{name}' is not a causal LM (architectures: {heads})")

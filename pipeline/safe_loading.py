@@ -9,6 +9,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
+from pipeline.artifacts import REBUILD
 from pipeline.sources import HUB_UNREACHABLE, hub_offline, model_source
 
 
@@ -23,7 +24,8 @@ def from_pretrained_safe(loader, name: str, key: str, **kwargs):
             hub_offline() or "connect" in str(err).lower() or "offline" in str(err).lower()
         ):
             raise FileNotFoundError(f"{key} '{name}': " + HUB_UNREACHABLE.format(key=key)) from None
-        raise FileNotFoundError(f"{key} '{name}': cannot load it: {err}") from None
+        why = f"{key} '{name}': cannot load it: {str(err).strip()}"
+        raise FileNotFoundError(why + (f"; {REBUILD}" if source == "local" else "")) from None
 
 
 # The tokenizers-library class as transformers 5 names it in tokenizer_config.json (what the

@@ -75,6 +75,19 @@ def model_source(name: str, key: str) -> str:
     return "hub"
 
 
+def model_folder(name: str, key: str) -> str:
+    """`model_source` of a model the config names; a local folder must hold a model's config.json
+    (what `save_pretrained` writes), or every stage that loads it would fail another way."""
+    source = model_source(name, key)
+    path = Path(name).expanduser()
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{key}: '{name}' is a folder without config.json, not a model folder"
+            " (save_pretrained writes one)"
+        )
+    return source
+
+
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 import pytest
-from runner import planned_jobs, snakemake
+from runner import REPO, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
@@ -176,3 +176,82 @@ def test_hub_id_while_offline_fails_in_the_first_stage_that_loads_it(tmp_path):
         tmp_path,
         config={"data": {"source": "file", "path": str(path)}, "policy": {"init": "gpt2-large"}},
     )
+
+
+def test_the_default_profile_applies_to_a_plain_run(tmp_path):
+    """profiles/default beside the Snakefile: a plain run (no --profile) prints a failing job's
+    log, whose last line names the problem, and redoes incomplete jobs."""
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["good film"] * 50}).to_csv(path, index=False)
+    proc = snakemake(
+        tmp_path,
+        "--cores",
+        "1",
+        "results/data/sft.parquet",
+        config={"data": {"source": "file", "path": str(path)}},
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Using workflow specific profile profiles/default" in out
+    assert f"error: data file {path}: no `text` column" in out  # show-failed-logs
+    assert "rerun-incomplete" in (REPO / "profiles/default/config.yaml").read_text()
+
+
+NO_SECTION = """
+from pipeline.methods import PAIRS, Method, register
+register(Method("sectionless", "x", "olive", "beta", PAIRS, "reference-free", loss=lambda: 0,
+                settings_from="dpo"))
+"""
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        (None, "train.extensions: 'no_such_extension_module' failed to load: ModuleNotFoundError"),
+        ("raise RuntimeError('not today')", "failed to load: RuntimeError: not today"),
+        ("def broken(:\n", "has a syntax error at line 1"),
+        (
+            "from pipeline.methods import METHODS, register\nregister(METHODS['dpo'])",
+            "failed to load: ValueError: method name 'dpo' is taken",
+        ),
+        (NO_SECTION, "registered without a `section` schema"),
+    ],
+)
+def test_an_extension_that_does_not_load_is_named_in_one_line(tmp_path, source, message):
+    entry = "no_such_extension_module"
+    if source is not None:
+        entry = str(tmp_path / "ext.py")
+        (tmp_path / "ext.py").write_text(source)
+    text = dry_run_error(tmp_path, {"train": {"extensions": [entry]}})
+    assert message in text and "Traceback" not in text
+    assert entry in text
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (
+            {"train": {"tracking": "mlflow"}},
+            "config: train.tracking = 'mlflow' needs the `mlflow` package, which is not installed",
+        ),
+        ({"policy": {"init": "{folder}"}}, "is a folder without config.json, not a model folder"),
+        ({"train": {"methods": []}}, "config key train.methods: [] should be non-empty"),
+    ],
+)
+def test_what_only_a_job_found_before_is_refused_by_the_dry_run(tmp_path, config, message):
+    if config.get("policy"):
+        (tmp_path / "folder").mkdir()
+        config = {"policy": {"init": str(tmp_path / "folder")}}
+    text = dry_run_error(tmp_path, config)
+    assert message in text and "Traceback" not in text
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_narrowed_method_list_narrows_the_rounds(tmp_path):
+    """iterative.methods follows train.methods unless set (config.yaml leaves it null; the micro
+    config sets it to [dpo], so the test sets it back): Cringe alone plans Cringe's round only."""
+    config = {"train": {"methods": ["cringe"], "full_methods": []}, "iterative": {"methods": None}}
+    jobs = planned_jobs(tmp_path, config=config, targets=["results/table_full.csv"])
+    assert jobs["train_round"] == 1 and jobs["train_pairwise"] == 1

@@ -44,7 +44,7 @@ def test_every_job_of_the_study_is_projected_from_a_measured_kind(micro_prefligh
     assert (torch_rows["seconds_per_unit"] > 0).all() and (torch_rows["seconds_start"] > 0).all()
     assert (torch_rows["peak_memory_mb"] > 100).all() and table["fits"].all()
     assert list(table.loc[table["rule"] == "train_pairwise", "method"]) == ["dpo"]
-    total = table["seconds_total"].sum()
+    total = preflight.study_seconds(table, int(table["cores"].iloc[0]))
     assert "the study" in output and preflight.duration(total) in output
     assert (table["seconds_total"] == table["jobs"] * table["seconds_per_job"]).all()
 
@@ -65,6 +65,8 @@ def score_inputs(tmp_path, tokenizer):
             extensions=[],
             sample=NS(max_new_tokens=8),
             preflight=preflight.Preflight(steps=1, memory_mb=memory_mb),
+            # the measured kinds run in this process: leave its threads as they are
+            threads=preflight.Threads(*[torch.get_num_threads()] * 3),
         )
         return preflight.Inputs(params, str(tmp_path / "sft.parquet"), str(tmp_path / "tokenizer"))
 
@@ -102,12 +104,13 @@ def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
     ok = {"startup": 1.0, "load": 1.0, "peak_mb": 10.0, "fits": True, "error": ""}
     measured = {
         "sft": ok | {"step": 0.1, "heldout_review": 0.01},
-        "sample": ok | {"sample_batch": 1.0, "eval_batch": 1.0, "monitor_batch": 1.0},
+        "sample": ok | {"sample_batch": 1.0, "eval_batch": 1.0},
         "score": ok | {"text": 0.001},
         "reference": ok | {"batch": 0.5},
-        "train:ipo": ok | {"step": 0.2, "fits": False, "error": "out of memory"},
+        "train:ipo": ok
+        | {"step": 0.2, "monitor_batch": 1.0, "fits": False, "error": "out of memory"},
         "train:ppo": ok | {"iteration": 3.0, "fits": False, "error": "out of memory"},
-        "kl": ok | {"batch": 0.5, "fits": False, "error": "out of memory"},
+        "kl": ok | {"batch": 0.5, "sample_batch": 1.0, "fits": False, "error": "out of memory"},
     }
     q = NS(
         sft=NS(holdout=10, batch_size=8, epochs=1),
@@ -117,6 +120,7 @@ def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
         best_of_n=NS(n=[4, 16]),
         monitor=preflight.Monitor(reward_prompts=16, reward_every=5),
         trainers={"ipo": NS(batch_size=8, epochs=1), "ppo": NS(iterations=10)},
+        threads=preflight.Threads(cores=2, train=1, evaluate=2),
         counts=preflight.Counts(
             samples=400,
             train_prompts=100,
@@ -137,3 +141,9 @@ def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
     ipo = table.loc[("train_pairwise", "ipo")]
     assert ipo["units_per_job"] == 75
     assert ipo["seconds_per_job"] == pytest.approx(2.0 + 75 * 0.2 + 16 * (1.0 + 16 * 0.001))
+    # a trainer of one thread shares the 2 cores with another job; the evaluations hold both
+    assert ipo["threads"] == 1 and table.loc[("evaluate", ""), "threads"] == 2
+    alone = table["threads"] == 2
+    assert preflight.study_seconds(table, cores=2) == pytest.approx(
+        table.loc[alone, "seconds_total"].sum() + table.loc[~alone, "seconds_total"].sum() / 2
+    )

@@ -14,7 +14,7 @@ from runner import REPO, planned_jobs, snakemake, why_no_slurm
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
 CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
-PROFILE = REPO / "workflow" / "profiles" / "slurm"
+PROFILE = REPO / "profiles" / "slurm"
 # Poll SLURM more often than the profile does, to keep the test short (6 s, tried, took longer).
 FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "2"]
 GPU_RULES = {"sft", "sample", "reference", "train_pairwise", "train_ppo", "evaluate"}

@@ -3,15 +3,16 @@
 # method records) checks types, ranges and unknown keys and fills defaults, then the checks a
 # schema cannot express. Every failure is one line naming the key.
 import copy
+import importlib.util
 from pathlib import Path
 
 import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from pipeline.methods import METHODS, RANKED_PAIRS, RANKINGS, load_extensions
+from pipeline.methods import EXTENSION_OF, METHODS, RANKED_PAIRS, RANKINGS, load_extensions
 from pipeline.sources import (check_context, context_length, gguf_path, is_gguf, model_config,
-                              model_source)
+                              model_folder)
 
 SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
@@ -29,8 +30,10 @@ def config_schema() -> dict:
         if record.name in sections:
             continue
         if record.section is None:
-            raise WorkflowError(f"method {record.name}: registered without a `section` schema for"
-                                " its config keys")
+            where = EXTENSION_OF.get(record.name)
+            raise WorkflowError(f"method {record.name}"
+                                + (f" (train.extensions '{where}')" if where else "")
+                                + ": registered without a `section` schema for its config keys")
         sections[record.name] = {"type": "object", "additionalProperties": False, "default": {},
                                  "properties": record.section}
     return schema
@@ -100,19 +103,23 @@ def check_config(config):
     elif is_gguf(pol["init"]):
         gguf_path(pol["init"], "policy.init")
     else:
-        model_source(pol["init"], "policy.init")
+        model_folder(pol["init"], "policy.init")
         # a hub id not yet downloaded is checked when the SFT stage reads its config
         pretrained = model_config(pol["init"])
         if pretrained is not None:
             check_context(context_length(pretrained), f"the n_positions of policy.init '{pol['init']}'",
                           lengths)
+    tracker = config["train"]["tracking"]
+    if tracker != "none" and importlib.util.find_spec(tracker) is None:
+        raise WorkflowError(f"config: train.tracking = '{tracker}' needs the `{tracker}` package,"
+                            f" which is not installed (pip install {tracker})")
     if config["ppo"]["minibatch_size"] > config["ppo"]["rollout_size"]:
         raise WorkflowError(f"config: ppo.minibatch_size ({config['ppo']['minibatch_size']}) exceeds"
                             f" ppo.rollout_size ({config['ppo']['rollout_size']})")
     if config["reward"]["backend"] == "hf":
         if not config["reward"]["model"]:
             raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
-        model_source(config["reward"]["model"], "reward.model")
+        model_folder(config["reward"]["model"], "reward.model")
     if config["evaluate"]["n_prompts"] > config["data"]["n_eval_prompts"]:
         raise WorkflowError(
             f"config: evaluate.n_prompts ({config['evaluate']['n_prompts']}) exceeds "
@@ -128,6 +135,9 @@ def check_config(config):
     if config["data"]["source"] == "file" and not Path(config["data"]["path"]).expanduser().is_file():
         raise WorkflowError(f"config: data.path '{config['data']['path']}' (data.source file) does not exist")
     full = list(dict.fromkeys(config["train"]["methods"] + config["train"]["full_methods"]))
+    if config["iterative"]["methods"] is None:  # follows train.methods unless set
+        config["iterative"]["methods"] = [m for m in config["train"]["methods"]
+                                          if METHODS[m].iterable]
     for name in config["iterative"]["methods"]:
         if name not in full:
             raise WorkflowError(f"config: iterative.methods has '{name}', which is in neither "
