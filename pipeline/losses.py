@@ -5,7 +5,8 @@ response's token log-probs with prompt tokens masked (pipeline.logprobs). Per-ex
 returned unreduced; trainers take the mean. The pairwise losses' argument names are what the
 pairwise trainer feeds them by (pipeline.preference.loss_step): policy_chosen, policy_rejected,
 ref_chosen, ref_rejected (summed log-probs), chosen_length, rejected_length (response tokens),
-chosen_token_logps, rejected_token_logps, rejected_mask (per token), and the method's settings.
+chosen_token_logps, rejected_token_logps, chosen_mask, rejected_mask (per token), and the method's
+settings.
 """
 
 import math

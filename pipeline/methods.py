@@ -126,11 +126,6 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def trained(names=None) -> list[str]:
-    """The methods (of `names`, or all) that train a policy."""
-    return [m for m in (names if names is not None else METHODS) if method(m).trainer]
-
-
 def resolve(ref: str | Callable) -> Callable:
     """A loss or step given as "module:function", imported; a function as it is."""
     if callable(ref):

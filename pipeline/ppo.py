@@ -202,7 +202,7 @@ def train(
     train_mode(model.policy, p.gradient_checkpointing, dropout=False)
     if points is not None:
         points.plan(p.iterations, model.policy, tok)
-    run = Run("ppo", p.iterations, model, opt, ckpt, world, tracker, "iter", points)
+    run = Run(p.method, p.iterations, model, opt, ckpt, world, tracker, "iter", points)
     step = 0  # optimizer steps, for the warm-up
     if run.restored:
         step, kl_ctl.value = run.restored["step"], run.restored["kl_coef"]
@@ -265,7 +265,7 @@ def train(
                     row = row[:-1] / row[-1]
                 # the minibatch's loss, the same in every process: all stop together
                 check_finite(
-                    row[0], "ppo", step, f"iteration {it}, rollout rows {mb[:4].tolist()}..."
+                    row[0], p.method, step, f"iteration {it}, rollout rows {mb[:4].tolist()}..."
                 )
                 # this share's tokens over the minibatch's, times the processes DDP averages
                 # over: exactly 1 in one process
@@ -346,7 +346,8 @@ def main(argv=None):
         return
     save_policy(model.policy, tok, metrics, args.model, args.metrics, ckpt, points)
     log.info(
-        "ppo: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
+        "%s: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
+        p.method,
         metrics["reward"].iloc[0],
         metrics["reward"].iloc[-1],
         metrics["kl"].iloc[-1],
