@@ -255,3 +255,18 @@ def test_a_narrowed_method_list_narrows_the_rounds(tmp_path):
     config = {"train": {"methods": ["cringe"], "full_methods": []}, "iterative": {"methods": None}}
     jobs = planned_jobs(tmp_path, config=config, targets=["results/table_full.csv"])
     assert jobs["train_round"] == 1 and jobs["train_pairwise"] == 1
+
+
+def test_a_wrong_value_is_named_before_a_missing_package(tmp_path):
+    """The smollm2 preset names a GGUF file inside a package the tests do not install; a wrong
+    value in it is still what the dry run names."""
+    proc = snakemake(
+        tmp_path,
+        "-n",
+        config={"evaluate": {"n_prompts": 999}},
+        configfile=REPO / "workflow/presets/smollm2.yaml",
+        check=False,
+    )
+    text = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Traceback" not in text
+    assert "config: evaluate.n_prompts (999) exceeds data.n_eval_prompts (64)" in text

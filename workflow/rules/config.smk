@@ -100,26 +100,11 @@ def check_config(config):
             raise WorkflowError(
                 f"config: policy.n_embd ({pol['n_embd']}) is not a multiple of policy.n_head ({pol['n_head']})"
             )
-    elif is_gguf(pol["init"]):
-        gguf_path(pol["init"], "policy.init")
-    else:
-        model_folder(pol["init"], "policy.init")
-        # a hub id not yet downloaded is checked when the SFT stage reads its config
-        pretrained = model_config(pol["init"])
-        if pretrained is not None:
-            check_context(context_length(pretrained), f"the n_positions of policy.init '{pol['init']}'",
-                          lengths)
-    tracker = config["train"]["tracking"]
-    if tracker != "none" and importlib.util.find_spec(tracker) is None:
-        raise WorkflowError(f"config: train.tracking = '{tracker}' needs the `{tracker}` package,"
-                            f" which is not installed (pip install {tracker})")
     if config["ppo"]["minibatch_size"] > config["ppo"]["rollout_size"]:
         raise WorkflowError(f"config: ppo.minibatch_size ({config['ppo']['minibatch_size']}) exceeds"
                             f" ppo.rollout_size ({config['ppo']['rollout_size']})")
-    if config["reward"]["backend"] == "hf":
-        if not config["reward"]["model"]:
-            raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
-        model_folder(config["reward"]["model"], "reward.model")
+    if config["reward"]["backend"] == "hf" and not config["reward"]["model"]:
+        raise WorkflowError("config: reward.model is required when reward.backend is 'hf'")
     if config["evaluate"]["n_prompts"] > config["data"]["n_eval_prompts"]:
         raise WorkflowError(
             f"config: evaluate.n_prompts ({config['evaluate']['n_prompts']}) exceeds "
@@ -132,8 +117,6 @@ def check_config(config):
         )
     if config["data"]["source"] != "embedded" and not config["data"]["path"]:
         raise WorkflowError(f"config: data.path is required when data.source is '{config['data']['source']}'")
-    if config["data"]["source"] == "file" and not Path(config["data"]["path"]).expanduser().is_file():
-        raise WorkflowError(f"config: data.path '{config['data']['path']}' (data.source file) does not exist")
     full = list(dict.fromkeys(config["train"]["methods"] + config["train"]["full_methods"]))
     if config["iterative"]["methods"] is None:  # follows train.methods unless set
         config["iterative"]["methods"] = [m for m in config["train"]["methods"]
@@ -155,6 +138,30 @@ def check_config(config):
             raise WorkflowError(f"config: {name} trains on rankings of each prompt's samples, which"
                                 f" need sample.n_per_prompt >= 3 (it is {s['n_per_prompt']}); take"
                                 " it out of train.methods and train.full_methods, or raise it")
+    check_sources(config, lengths)
+
+
+def check_sources(config, lengths):
+    """What the config names on disk or in installed packages, after every value is checked (a
+    wrong value is named before a missing file or package)."""
+    pol = config["policy"]
+    if config["data"]["source"] == "file" and not Path(config["data"]["path"]).expanduser().is_file():
+        raise WorkflowError(f"config: data.path '{config['data']['path']}' (data.source file) does not exist")
+    if is_gguf(pol["init"]):
+        gguf_path(pol["init"], "policy.init")
+    elif pol["init"] != "scratch":
+        model_folder(pol["init"], "policy.init")
+        # a hub id not yet downloaded is checked when the SFT stage reads its config
+        pretrained = model_config(pol["init"])
+        if pretrained is not None:
+            check_context(context_length(pretrained), f"the n_positions of policy.init '{pol['init']}'",
+                          lengths)
+    if config["reward"]["backend"] == "hf":
+        model_folder(config["reward"]["model"], "reward.model")
+    tracker = config["train"]["tracking"]
+    if tracker != "none" and importlib.util.find_spec(tracker) is None:
+        raise WorkflowError(f"config: train.tracking = '{tracker}' needs the `{tracker}` package,"
+                            f" which is not installed (pip install {tracker})")
 
 
 try:
