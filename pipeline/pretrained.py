@@ -26,7 +26,14 @@ class Settings:
 
 
 def load_gguf(path):
-    """(model, tokenizer) of a GGUF file, the weights dequantised to fp32."""
+    """(model, tokenizer) of a GGUF file, the weights dequantised to fp32; a file that is not one
+    stops here, before the loader, naming the key."""
+    with open(path, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ValueError(
+                f"policy.init: {path} is not a GGUF file (it does not start with GGUF's magic"
+                " bytes)"
+            )
     try:
         import accelerate  # noqa: F401 - transformers' GGUF loader needs it; say so here
         import gguf  # noqa: F401
@@ -39,8 +46,11 @@ def load_gguf(path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": path.name, "trust_remote_code": False}
-    tok = AutoTokenizer.from_pretrained(path.parent, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kwargs)
+    try:
+        tok = AutoTokenizer.from_pretrained(path.parent, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **kwargs)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"policy.init: cannot read {path} as a causal LM: {err}") from None
     return model, tok
 
 

@@ -64,6 +64,20 @@ def test_a_gguf_inside_a_package_is_found_and_a_missing_one_named(gguf_package, 
         gguf_path("llm_smollm3/model.gguf", "policy.init")
 
 
+def test_a_file_that_is_not_gguf_stops_the_stage_in_one_line_naming_the_key(tmp_path, capsys):
+    from pipeline import cli, pretrained
+
+    fake = tmp_path / "model.gguf"
+    fake.write_text("a text file, not a model")
+    argv = ["--params", json.dumps({"init": str(fake)}), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit):
+        cli.run(pretrained.main, argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: policy.init: {fake} is not a GGUF file (it does not start with GGUF's"
+                   " magic bytes)"]  # fmt: skip
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.slow
 def test_the_dag_reads_a_gguf_policy_once_and_sft_starts_from_it(
     tmp_path, gguf_package, monkeypatch
