@@ -238,6 +238,10 @@ def test_an_extension_that_does_not_load_is_named_in_one_line(tmp_path, source, 
         ),
         ({"policy": {"init": "{folder}"}}, "is a folder without config.json, not a model folder"),
         ({"train": {"methods": []}}, "config key train.methods: [] should be non-empty"),
+        (
+            {"resources": {"data_parallel": 3}},
+            "config: sft.batch_size (16) is not a multiple of resources.data_parallel (3)",
+        ),
     ],
 )
 def test_what_only_a_job_found_before_is_refused_by_the_dry_run(tmp_path, config, message):

@@ -138,7 +138,28 @@ def check_config(config):
             raise WorkflowError(f"config: {name} trains on rankings of each prompt's samples, which"
                                 f" need sample.n_per_prompt >= 3 (it is {s['n_per_prompt']}); take"
                                 " it out of train.methods and train.full_methods, or raise it")
+    check_data_parallel(config, full)
     check_sources(config, lengths)
+
+
+def check_data_parallel(config, methods):
+    """Each process of a data-parallel job (SFT and the trainers torchrun launches) takes an equal
+    share of every global batch: the batches must split into resources.data_parallel parts."""
+    n = config["resources"]["data_parallel"]
+    if n == 1:
+        return
+    keys = ["sft.batch_size"]
+    for name in methods:
+        record = METHODS[name]
+        if record.trainer == "preference":
+            keys.append(f"{record.settings}.batch_size")
+        elif record.trainer == "ppo":
+            keys += ["ppo.rollout_size", "ppo.minibatch_size"]
+    for key in dict.fromkeys(keys):
+        section, field = key.split(".")
+        if config[section][field] % n:
+            raise WorkflowError(f"config: {key} ({config[section][field]}) is not a multiple of"
+                                f" resources.data_parallel ({n}), the processes that share it")
 
 
 def check_sources(config, lengths):
