@@ -25,8 +25,8 @@ TRAINED = {"sft", "train_pairwise", "train_ppo", "train_online"}
 def preflight(study: Path, configfile: str, lora: str | None) -> pd.DataFrame:
     """One preflight run's rows for the jobs that train (its csv kept beside the study's)."""
     out = study / "results/preflight.csv"
-    command = [sys.executable, "-m", "snakemake", "preflight", "--cores", "2",
-               "--forcerun", "preflight", "--configfile", str(Path(configfile).resolve())]  # fmt: skip
+    command = [sys.executable, "-m", "snakemake", "preflight", "--cores", "2", "--forcerun",
+               "preflight", "--configfile", str(Path(configfile).resolve())]  # fmt: skip
     if lora:
         command += ["--config", f"policy={{lora: {lora}}}"]
     subprocess.run(command, cwd=study, check=True, env=record.ENVIRON | {"HF_HUB_OFFLINE": "1"})

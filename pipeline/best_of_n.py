@@ -58,7 +58,7 @@ def best_of(samples: pd.DataFrame, n: int) -> pd.DataFrame:
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["prompts", "policy"], ["out_dir", "pool"], argv)
+    args = cli.parse(__doc__, ["prompts", "policy"], ["evals", "pool"], argv, lists=("evals",))
     p = read(Settings, args.params, "best_of_n")
     prompts = select_prompts(args.prompts, p.n_prompts)
     tok = load_tokenizer(args.policy, "policy")
@@ -67,9 +67,10 @@ def main(argv=None):
     texts = samples["text"].tolist()
     samples["score"] = check_finite_scores(make_scorer(p.reward)(texts), texts)
     io.write_parquet(samples[["prompt_id", "sample_id", "score", "length"]], args.pool)
-    for n in p.n:
+    if len(args.evals) != len(p.n):
+        raise ValueError(f"--evals: {len(args.evals)} folders for best_of_n.n = {p.n}")
+    for n, out in zip(p.n, args.evals):
         best = best_of(samples, n)
-        out = f"{args.out_dir}/{n}/seed{p.seed}"
         summary = {
             "n": len(best),
             "n_prompts": len(prompts),

@@ -548,6 +548,31 @@ def policy_id(method: str, value, seed: int, rnd: int = 1, at: float | None = No
     return pid if at is None else f"{pid}/at/{point_name(at)}"
 
 
+# Where a policy's artifacts lie, by its id: the one path template every rule and script uses. A
+# rule passes an id of wildcards, e.g. policy_id("{method}", "{value}", "{seed}").
+POLICY_PATHS = {
+    "model": "results/policies/{pid}/model",  # its model folder
+    "metrics": "results/policies/{pid}/metrics.csv",  # its run's metrics
+    "trajectory": "results/policies/{pid}/at",  # the points along its run
+    "eval": "results/eval/{pid}",  # its evaluation's files
+    "data": "results/rounds/{pid}",  # a later round's samples, pairs and pi_ref's log-probs
+    "checkpoint": "results/checkpoints/{flat}",  # its run's checkpoint, while it trains
+    "pool": "results/eval/{pid}.parquet",  # Best-of-N's pool of pi_ref samples (pi*'s)
+}
+
+
+def policy_path(pid: str, part: str, *inside: str) -> str:
+    """The path of a policy's `part` (a key of POLICY_PATHS), or of a file `inside` it."""
+    return "/".join([POLICY_PATHS[part].format(pid=pid, flat=pid.replace("/", "_")), *inside])
+
+
+def job_log(stage: str, pid: str) -> str:
+    """The log of a job that makes a policy or its round's data, named after both (once where
+    the policy is named after the stage, as Best-of-N's are)."""
+    name = pid.replace("/", "_")
+    return f"results/logs/{name if pid.startswith(stage + '/') else f'{stage}_{name}'}.log"
+
+
 def policy_id_pattern(methods) -> str:
     """The regular expression of the policy ids of `methods` (pi_ref's, "sft", is not one)."""
     return (

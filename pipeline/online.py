@@ -37,7 +37,7 @@ from pipeline.losses import (
     leave_one_out_advantages,
     rloo_loss,
 )
-from pipeline.methods import method, resolve
+from pipeline.methods import method, policy_id, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.ppo import Section, collect, policy_and_reference, training_prompts
@@ -220,7 +220,7 @@ def main(argv=None):
     ckpt = Checkpoint(
         args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.prompts, args.policy)
     )
-    tracker = tracker_for(p, f"{p.method}/{p.beta}/seed{p.seed}")
+    tracker = tracker_for(p, policy_id(p.method, p.beta, p.seed))
     points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
     metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, tracker, points)
     teardown(world)

@@ -35,6 +35,7 @@ from pipeline.losses import (
     ppo_value_loss,
     whiten,
 )
+from pipeline.methods import policy_id
 from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.rollout import rollout
@@ -336,7 +337,7 @@ def main(argv=None):
         p.checkpoint_every,
         fingerprint(args.params | {"processes": world.size}, args.prompts, args.policy, learned),
     )
-    tracker = tracker_for(p, f"{p.method}/{p.target_kl}/seed{p.seed}") if world.main else None
+    tracker = tracker_for(p, policy_id(p.method, p.target_kl, p.seed)) if world.main else None
     points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
     metrics = train(
         model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, world, tracker, points

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from pipeline.methods import (LATER_ROUND, METHODS, NOTHING, REFERENCE, policy_id,
-                              policy_id_pattern, run_of, split_policy_id)
+from pipeline.methods import (LATER_ROUND, METHODS, NOTHING, REFERENCE, job_log, policy_id,
+                              policy_id_pattern, policy_path, run_of, split_policy_id)
 from pipeline.sources import is_gguf
 
 
@@ -55,6 +55,11 @@ def methods_trained_by(trainer):
     return "|".join(sorted(m for m, r in METHODS.items() if r.trainer == trainer))
 
 
+# The id of a training job's policy, in its wildcards: round 1's and a later round's.
+RUN = policy_id("{method}", "{value}", "{seed}")
+LATER = policy_id("{method}", "{value}", "{seed}", "{round}")
+
+
 wildcard_constraints:
     value=r"[^/]+",
     seed=r"\d+",
@@ -71,7 +76,7 @@ STUDIES = {
 PLOTS = {"plots": "table", "plots_full": "table_full"}  # plot folder -> its table
 COMPARISONS = {"comparison": "table", "comparison_full": "table_full"}  # comparison -> its table
 # pi*'s samples: the Best-of-N pool of the first seed (pipeline.optimal)
-OPTIMAL_POOL = f"results/eval/best_of_n/pool/seed{config['train']['seeds'][0]}.parquet"
+OPTIMAL_POOL = policy_path(policy_id("best_of_n", "pool", config["train"]["seeds"][0]), "pool")
 
 
 def points_of(method):
@@ -98,7 +103,7 @@ def evaluated_policies(study):
 
 def evaluations(study):
     """The evaluation files of every policy of a study."""
-    return expand("results/eval/{policy}/{f}", policy=evaluated_policies(study),
+    return expand(policy_path("{policy}", "eval", "{f}"), policy=evaluated_policies(study),
                   f=["samples.parquet", "reverse_kl.parquet", "summary.json"])
 
 
@@ -115,7 +120,7 @@ def trained_policies(study):
 
 def policy_model(pid):
     """The model folder of a policy: pi_ref's, a run's final policy or a point along a run."""
-    return "results/sft/model" if pid == REFERENCE else f"results/policies/{pid}/model"
+    return "results/sft/model" if pid == REFERENCE else policy_path(pid, "model")
 
 
 def policy_folder(wildcards):
@@ -124,7 +129,7 @@ def policy_folder(wildcards):
     pid = wildcards.policy
     if pid == REFERENCE or split_policy_id(pid).at is None:
         return policy_model(pid)
-    return f"results/policies/{run_of(pid)}/at"
+    return policy_path(run_of(pid), "trajectory")
 
 
 def download_config():
@@ -261,7 +266,7 @@ def trained_policy(wildcards):
 
 REWARD_MODEL = "results/reward_model/model"
 # Round r >= 2 of an iterated method: its samples, scores, pairs and pi_ref's log-probs of them.
-ROUND = "results/rounds/{method}/{value}/seed{seed}/round{round}"
+ROUND = policy_path(LATER, "data")
 
 
 def sampler(wildcards):
@@ -274,7 +279,7 @@ def sampler(wildcards):
 
 def previous_round(wildcards):
     """The policy round r starts from and samples its data with: round r - 1's."""
-    return f"results/policies/{sampler(wildcards)[0]}/model"
+    return policy_path(sampler(wildcards)[0], "model")
 
 
 # What each job asks a cluster for: `resources.gpu_rules` for the torch stages and

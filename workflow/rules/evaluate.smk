@@ -5,9 +5,9 @@ rule evaluate:
         reference="results/sft/model",
         ref_samples=lambda w: [] if w.policy == REFERENCE else "results/eval/sft/samples.parquet",
     output:
-        samples="results/eval/{policy}/samples.parquet",
-        reverse_kl="results/eval/{policy}/reverse_kl.parquet",
-        summary="results/eval/{policy}/summary.json",
+        samples=policy_path("{policy}", "eval", "samples.parquet"),
+        reverse_kl=policy_path("{policy}", "eval", "reverse_kl.parquet"),
+        summary=policy_path("{policy}", "eval", "summary.json"),
     wildcard_constraints:
         policy=rf"sft|{policy_id_pattern(m for m, r in METHODS.items() if r.trainer)}",
     params:
@@ -34,22 +34,25 @@ rule best_of_n:
         prompts="results/prompts/eval.parquet",
         policy="results/sft/model",
     output:
-        evals=expand("results/eval/best_of_n/{n}/seed{{seed}}/{f}", n=config["best_of_n"]["n"],
-                     f=["samples.parquet", "reverse_kl.parquet", "summary.json"]),
-        pool="results/eval/best_of_n/pool/seed{seed}.parquet",
+        evals=[policy_path(policy_id("best_of_n", n, "{seed}"), "eval", f)
+               for n in config["best_of_n"]["n"]
+               for f in ["samples.parquet", "reverse_kl.parquet", "summary.json"]],
+        pool=policy_path(policy_id("best_of_n", "pool", "{seed}"), "pool"),
     params:
         cfg=lambda w: as_arg(best_of_n_config(w.seed)),
         recipe=lambda w: digest(recipe_best_of_n(w.seed)),
+        # each N's evaluation folder, in best_of_n.n's order
+        evals=lambda w, output: " ".join(dict.fromkeys(str(Path(f).parent) for f in output.evals)),
     threads: all_cores()
     resources:
         **GPU,
     log:
-        "results/logs/best_of_n_seed{seed}.log",
+        job_log("best_of_n", policy_id("best_of_n", "pool", "{seed}")),
     conda:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.best_of_n --params {params.cfg} --prompts {input.prompts}"
-        " --policy {input.policy} --out-dir results/eval/best_of_n --pool {output.pool} > {log} 2>&1"
+        " --policy {input.policy} --evals {params.evals} --pool {output.pool} > {log} 2>&1"
 
 
 rule optimal:
@@ -122,9 +125,9 @@ rule plots:
     input:
         table=lambda w: f"results/{PLOTS[w.plots]}.csv",
         optimal="results/optimal.csv",
-        samples=lambda w: expand("results/eval/{policy}/samples.parquet",
+        samples=lambda w: expand(policy_path("{policy}", "eval", "samples.parquet"),
                                  policy=evaluated_policies(PLOTS[w.plots])),
-        metrics=lambda w: expand("results/policies/{policy}/metrics.csv",
+        metrics=lambda w: expand(policy_path("{policy}", "metrics"),
                                  policy=trained_policies(PLOTS[w.plots])),
     output:
         frontier=report("results/{plots}/frontier.png", caption="../report/frontier.rst",

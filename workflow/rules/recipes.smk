@@ -65,7 +65,7 @@ def recipe_policy(pid):
 
 
 def recipe_best_of_n(seed):
-    return recipe_sft() | recipe_prompts("eval") | {f"best_of_n/seed{seed}": best_of_n_config(seed)}
+    return recipe_sft() | recipe_prompts("eval") | {policy_id("best_of_n", "pool", seed): best_of_n_config(seed)}
 
 
 def recipe_eval(pid):

@@ -14,7 +14,7 @@ use rule sample as sample_round with:
     params:
         cfg=lambda w: as_arg(sample_config(int(w.round))),
     log:
-        "results/logs/round{round}/sample_{method}_{value}_seed{seed}.log",
+        job_log("sample", LATER),
 
 
 use rule score as score_round with:
@@ -23,7 +23,7 @@ use rule score as score_round with:
     output:
         f"{ROUND}/scores.parquet",
     log:
-        "results/logs/round{round}/score_{method}_{value}_seed{seed}.log",
+        job_log("score", LATER),
 
 
 use rule pairs as pairs_round with:
@@ -34,7 +34,7 @@ use rule pairs as pairs_round with:
         rankings=f"{ROUND}/rankings.parquet",
         unpaired=f"{ROUND}/unpaired.parquet",
     log:
-        "results/logs/round{round}/pairs_{method}_{value}_seed{seed}.log",
+        job_log("pairs", LATER),
 
 
 use rule reference as reference_round with:
@@ -44,7 +44,7 @@ use rule reference as reference_round with:
     output:
         f"{ROUND}/reference/{{data}}.parquet",
     log:
-        "results/logs/round{round}/reference_{data}_{method}_{value}_seed{seed}.log",
+        job_log("reference_{data}", LATER),
 
 
 use rule train_pairwise as train_round with:
@@ -54,13 +54,12 @@ use rule train_pairwise as train_round with:
                              if METHODS[w.method].needs_reference else []),
         policy=previous_round,
     output:
-        model=directory("results/policies/{method}/{value}/seed{seed}/round{round}/model"),
-        metrics="results/policies/{method}/{value}/seed{seed}/round{round}/metrics.csv",
-        trajectory=directory("results/policies/{method}/{value}/seed{seed}/round{round}/at"),
+        model=directory(policy_path(LATER, "model")),
+        metrics=policy_path(LATER, "metrics"),
+        trajectory=directory(policy_path(LATER, "trajectory")),
     wildcard_constraints:
         method="|".join(sorted(m for m, r in METHODS.items() if r.iterable)),
     params:
-        # not inside round 1's checkpoint folder, which round 1 replaces and removes whole
-        checkpoint="results/checkpoints/round{round}/{method}/{value}/seed{seed}",
+        checkpoint=policy_path(LATER, "checkpoint"),
     log:
-        "results/logs/round{round}/train_{method}_{value}_seed{seed}.log",
+        job_log("train", LATER),

@@ -1,7 +1,7 @@
 rule side_by_side:
     input:
         prompts="results/prompts/eval.parquet",
-        samples=expand("results/eval/{policy}/samples.parquet", policy=evaluated_policies("table")),
+        samples=expand(policy_path("{policy}", "eval", "samples.parquet"), policy=evaluated_policies("table")),
     output:
         markdown="results/samples.md",
         html=report("results/samples.html", caption="../report/samples.rst", category="Results"),

@@ -28,21 +28,21 @@ rule train_pairwise:
                              if METHODS[w.method].needs_reference else []),
         policy="results/sft/model",
     output:
-        model=directory("results/policies/{method}/{value}/seed{seed}/model"),
-        metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
-        trajectory=directory("results/policies/{method}/{value}/seed{seed}/at"),
+        model=directory(policy_path(RUN, "model")),
+        metrics=policy_path(RUN, "metrics"),
+        trajectory=directory(policy_path(RUN, "trajectory")),
     wildcard_constraints:
         method=methods_trained_by("preference"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
-        checkpoint="results/checkpoints/{method}/{value}/seed{seed}",
+        checkpoint=policy_path(RUN, "checkpoint"),
     threads: threads_of("train")
     resources:
         **TRAIN,
     log:
-        "results/logs/train_{method}_{value}_seed{seed}.log",
+        job_log("train", RUN),
     conda:
         "../../envs/pipeline.yaml"
     shell:
@@ -82,27 +82,28 @@ rule train_ppo:
         policy="results/sft/model",
         reward_model=lambda w: REWARD_MODEL if METHODS[w.method].learned_reward else [],
     output:
-        model=directory("results/policies/{method}/{value}/seed{seed}/model"),
-        metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
-        trajectory=directory("results/policies/{method}/{value}/seed{seed}/at"),
+        model=directory(policy_path(RUN, "model")),
+        metrics=policy_path(RUN, "metrics"),
+        trajectory=directory(policy_path(RUN, "trajectory")),
     wildcard_constraints:
         method=methods_trained_by("ppo"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
+        checkpoint=policy_path(RUN, "checkpoint"),
     threads: threads_of("train")
     resources:
         **TRAIN,
     log:
-        "results/logs/train_{method}_{value}_seed{seed}.log",
+        job_log("train", RUN),
     conda:
         "../../envs/pipeline.yaml"
     shell:
         "{params.launch} pipeline.ppo --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --trajectory {output.trajectory}"
-        " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
+        " --checkpoint {params.checkpoint}"
         " > {log} 2>&1"
 
 
@@ -111,24 +112,25 @@ rule train_online:
         prompts="results/prompts/train.parquet",
         policy="results/sft/model",
     output:
-        model=directory("results/policies/{method}/{value}/seed{seed}/model"),
-        metrics="results/policies/{method}/{value}/seed{seed}/metrics.csv",
-        trajectory=directory("results/policies/{method}/{value}/seed{seed}/at"),
+        model=directory(policy_path(RUN, "model")),
+        metrics=policy_path(RUN, "metrics"),
+        trajectory=directory(policy_path(RUN, "trajectory")),
     wildcard_constraints:
         method=methods_trained_by("online"),
     params:
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
+        checkpoint=policy_path(RUN, "checkpoint"),
     threads: threads_of("train")
     resources:
         **GPU,
     log:
-        "results/logs/train_{method}_{value}_seed{seed}.log",
+        job_log("train", RUN),
     conda:
         "../../envs/pipeline.yaml"
     shell:
         "python -m pipeline.online --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --trajectory {output.trajectory}"
-        " --checkpoint results/checkpoints/{wildcards.method}/{wildcards.value}/seed{wildcards.seed}"
+        " --checkpoint {params.checkpoint}"
         " > {log} 2>&1"
