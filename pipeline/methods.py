@@ -126,9 +126,11 @@ def method(name: str) -> Method:
     return METHODS[name]
 
 
-def resolve(ref: str | Callable) -> Callable:
-    """A loss or step given as "module:function", imported; a function as it is."""
-    if callable(ref):
+def resolve(ref):
+    """A loss or step given as "module:name" (an extension's module, loaded from a file, is named
+    `extension_<file stem>`), imported; one given as an object (a function, an online method's
+    Objective) as it is."""
+    if not isinstance(ref, str):
         return ref
     module, _, name = ref.partition(":")
     return getattr(importlib.import_module(module), name)

@@ -42,7 +42,7 @@ from pipeline.models import autocast, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
 from pipeline.ppo import Section, collect, policy_and_reference, training_prompts
 from pipeline.score import make_scorer
-from pipeline.settings import read
+from pipeline.settings import read, rest
 
 log = get_logger("train_online")
 
@@ -50,10 +50,12 @@ log = get_logger("train_online")
 @dataclass(frozen=True)
 class Settings(Section):
     """The `train_online` rule's settings: the ppo section's (pipeline.ppo.Section), the method's
-    beta, sample.n_per_prompt, the true reward and `train.tracking`."""
+    own, sample.n_per_prompt, the true reward and `train.tracking`."""
 
-    beta: float  # swept: the weight of the KL to pi_ref (GRPO, RLOO) or DPO's beta
     n_per_prompt: int  # G, the samples per prompt of a group, unless the record fixes it
+    # the method's own settings, which its objective reads by name: the built-ins' beta (the
+    # weight of the KL to pi_ref for GRPO and RLOO, DPO's beta for online DPO), an extension's own
+    own: dict = rest()
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,24 @@ class Objective:
     """What an online method learns from a rollout of groups of G samples per prompt (G: the
     record's group_size). `targets(rollout, p, G)` runs once per rollout (advantages, pairs);
     `loss(logps, rollout, rows, p, G)` gives one loss per group of the minibatch `rows` (sequence
-    indices, whole groups) from the policy's token log-probs `logps` of those rows."""
+    indices, whole groups) from the policy's token log-probs `logps` of those rows. `settings`:
+    the keys of the method's section it reads from `p.own`."""
 
     targets: Callable
     loss: Callable
+    settings: tuple[str, ...] = ("beta",)
+
+
+def check_settings(objective: Objective, p: Settings) -> None:
+    """Refuse, before the first iteration, a section without a key the objective reads, or with
+    one it does not."""
+    missing = sorted(set(objective.settings) - set(p.own))
+    unread = sorted(set(p.own) - set(objective.settings))
+    if missing or unread:
+        raise ValueError(
+            f"{p.method}: its objective reads {list(objective.settings)} from its section;"
+            f" missing {missing}, not read {unread}"
+        )
 
 
 def grpo_targets(r, p, G):
@@ -78,14 +94,14 @@ def grpo_group_loss(logps, r, rows, p, G):
         r["ref"][rows],
         r["advantages"][rows],
         r["mask"][rows],
-        p.beta,
+        p.own["beta"],
         p.cliprange,
     )
     return per_sample.view(-1, G).mean(-1)
 
 
 def rloo_targets(r, p, G):
-    rewards = kl_penalised_scores(r["scores"].float(), r["old"], r["ref"], p.beta)
+    rewards = kl_penalised_scores(r["scores"].float(), r["old"], r["ref"], p.own["beta"])
     return {"advantages": leave_one_out_advantages(rewards, G)}
 
 
@@ -114,7 +130,7 @@ def online_dpo_group_loss(logps, r, rows, p, G):
     ref = r["ref"][rows].sum(-1).view(-1, 2)
     order = r["order"][rows].view(-1, 2)
     pick = seq.gather(-1, order), ref.gather(-1, order)
-    loss = dpo_loss(pick[0][:, 0], pick[0][:, 1], pick[1][:, 0], pick[1][:, 1], p.beta)
+    loss = dpo_loss(pick[0][:, 0], pick[0][:, 1], pick[1][:, 0], pick[1][:, 1], p.own["beta"])
     return loss * r["decided"][rows].view(-1, 2)[:, 0]
 
 
@@ -138,6 +154,7 @@ def train(
     save the policy at its fractions of the run."""
     record = method(p.method)
     objective, G = resolve(record.step), record.group_size or p.n_per_prompt
+    check_settings(objective, p)
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches
     sample_gen = torch.Generator(device=dev).manual_seed(p.seed)
@@ -220,7 +237,7 @@ def main(argv=None):
     ckpt = Checkpoint(
         args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.prompts, args.policy)
     )
-    tracker = tracker_for(p, policy_id(p.method, p.beta, p.seed))
+    tracker = tracker_for(p, policy_id(p.method, p.own[method(p.method).swept], p.seed))
     points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
     metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, tracker, points)
     teardown(world)

@@ -30,6 +30,29 @@ register(Method("margin_hinge", "margin hinge (beta)", "olive", "beta", PAIRS, "
                          "margin": {"type": "number", "default": 2.0, "exclusiveMinimum": 0}}))
 '''
 
+# An online method of one's own, with a key of its own (not beta): REINFORCE with each sample's
+# reward, scaled, against the mean of the other samples of its prompt.
+ONLINE_EXTENSION = '''
+"""REINFORCE with a leave-one-out baseline on rewards scaled by `scale`."""
+
+from pipeline.losses import leave_one_out_advantages
+from pipeline.methods import ONLINE, Method, register, swept
+from pipeline.online import Objective
+
+
+def targets(rollout, p, G):
+    return {"advantages": leave_one_out_advantages(p.own["scale"] * rollout["scores"].float(), G)}
+
+
+def loss(logps, rollout, rows, p, G):
+    return -(rollout["advantages"][rows] * logps.sum(-1)).view(-1, G).mean(-1)
+
+
+register(Method("reinforce_loo", "REINFORCE, leave-one-out (scale)", "teal", "scale", ONLINE,
+                "online RL", step=Objective(targets, loss, settings=("scale",)),
+                settings_from="ppo", module="online", section={"scale": swept([2.0])}))
+'''
+
 
 def test_the_extensions_loss_by_hand_and_its_record(tmp_path, monkeypatch):
     from pipeline import methods
@@ -54,10 +77,14 @@ def test_a_method_registered_outside_the_project_runs_through_the_dag(
     shutil.copytree(
         micro_study / "results", workdir / "results", ignore=shutil.ignore_patterns("*_full*")
     )
-    module = workdir / "margin_hinge.py"
+    module, online = workdir / "margin_hinge.py", workdir / "reinforce_loo.py"
     module.write_text(EXTENSION)
+    online.write_text(ONLINE_EXTENSION)
     config = {
-        "train": {"extensions": [str(module)], "full_methods": ["margin_hinge"]},
+        "train": {
+            "extensions": [str(module), str(online)],
+            "full_methods": ["margin_hinge", "reinforce_loo"],
+        },
         "iterative": {"methods": []},
         "margin_hinge": {"margin": 3.0},
     }
@@ -68,6 +95,12 @@ def test_a_method_registered_outside_the_project_runs_through_the_dag(
     assert (workdir / "results/policies/margin_hinge/0.5/seed0/model/model.safetensors").is_file()
     log = (workdir / "results/logs/train_margin_hinge_0.5_seed0.log").read_text()
     assert "margin_hinge: sample reward" in log
+    # its run, with the point halfway along it that the micro config's ppo section asks for
+    rows = table[(table["kind"] == "policy") & (table["method"] == "reinforce_loo")]
+    assert rows["param"].tolist() == ["scale"] * 2 and rows["value"].tolist() == [2.0] * 2
+    assert rows["at"].tolist() == [0.5, 1.0]
+    log = (workdir / "results/logs/train_reinforce_loo_2.0_seed0.log").read_text()
+    assert "reinforce_loo: reward" in log
 
 
 @pytest.mark.slow

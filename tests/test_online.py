@@ -25,7 +25,7 @@ def rollout(scores):
 
 def test_online_dpo_takes_each_pairs_winner_and_learns_nothing_from_a_tie():
     r, logps = rollout([0.2, 0.9, 0.5, 0.5])
-    p = NS(beta=0.5)
+    p = NS(own={"beta": 0.5})
     r |= ONLINE_DPO.targets(r, p, 2)
     loss = ONLINE_DPO.loss(logps, r, torch.arange(4), p, 2)
     seq, ref = logps.sum(-1), r["ref"].sum(-1)
@@ -35,7 +35,7 @@ def test_online_dpo_takes_each_pairs_winner_and_learns_nothing_from_a_tie():
 
 def test_grpo_and_rloo_give_one_loss_per_group_from_their_advantages():
     r, logps = rollout([0.0, 1.0, 0.5, 0.5])
-    p = NS(beta=0.0, cliprange=0.2)
+    p = NS(own={"beta": 0.0}, cliprange=0.2)
     grpo = r | GRPO.targets(r, p, 2)
     # group 0: (r - 0.5) / (std + 1e-4), the unbiased std of [0, 1] being sqrt(0.5); group 1: 0
     a = 0.5 / (math.sqrt(0.5) + 1e-4)
