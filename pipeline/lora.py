@@ -31,7 +31,10 @@ def adapt(model: torch.nn.Module, lora: Lora | None) -> torch.nn.Module:
     `lora`, the model itself."""
     if lora is None:
         return model
-    from peft import LoraConfig, get_peft_model
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ValueError("policy.lora needs the `peft` package: pip install -e '.[lora]'") from None
 
     config = LoraConfig(
         r=lora.r,

@@ -179,6 +179,9 @@ def check_sources(config, lengths):
                           lengths)
     if config["reward"]["backend"] == "hf":
         model_folder(config["reward"]["model"], "reward.model")
+    if pol["lora"] is not None and importlib.util.find_spec("peft") is None:
+        raise WorkflowError("config: policy.lora needs the `peft` package, which is not installed"
+                            " (pip install -e '.[lora]')")
     tracker = config["train"]["tracking"]
     if tracker != "none" and importlib.util.find_spec(tracker) is None:
         raise WorkflowError(f"config: train.tracking = '{tracker}' needs the `{tracker}` package,"
