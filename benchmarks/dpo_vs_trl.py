@@ -119,7 +119,7 @@ def trl(policy, tok, pairs, args, precompute: bool) -> float:
 def ppo_samples_per_second(policy, tok, prompts, iterations=5) -> float:
     model = PolicyWithValue(copy.deepcopy(policy))
     p = ppo_params(iterations)
-    from pipeline.score import VaderScorer
+    from pipeline.rewards import VaderScorer
 
     t0 = time.perf_counter()
     settings = read(PPOSettings, p, "ppo")

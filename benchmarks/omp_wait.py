@@ -33,7 +33,7 @@ sys.path.insert(0, "benchmarks")
 from pipeline import sft
 from pipeline.models import device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.sample import sample
+from pipeline.sampling import sample
 from pipeline.settings import read
 from throughput import SFT_UNTIMED
 

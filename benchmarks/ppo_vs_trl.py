@@ -15,7 +15,7 @@ Needs the embedded default's SFT policy and training prompts (`snakemake --cores
 Both sides, alike:
 - the policy pi_ref (the SFT model) and pi_ref as the frozen reference;
 - the reward: a fixed classifier, pi_ref's trunk with a seeded random scalar head read at the last
-  real token (pipeline.reward_model.RewardModel). Ours scores text through the pipeline's own
+  real token (pipeline.classifiers.RewardModel). Ours scores text through the pipeline's own
   RewardModelScorer (decode, re-tokenise, forward), as every scorer of ours does; TRL reads the
   same trunk and head from the token ids, as its PPOTrainer does. Only its cost matters here;
 - `rollout_size` rollouts per iteration, `max_new_tokens` of pure sampling (temperature 1, top_k 0),
@@ -49,7 +49,7 @@ import record
 from pipeline import ppo, rollout
 from pipeline.models import load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.reward_model import RewardModel, save_reward_model
+from pipeline.classifiers import RewardModel, save_reward_model
 from pipeline.classifiers import RewardModelScorer
 from pipeline.settings import read
 

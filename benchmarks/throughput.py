@@ -32,7 +32,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from pipeline import ppo, preference, sft
 from pipeline.models import FAST_GELU, device
 from pipeline.ppo import PolicyWithValue
-from pipeline.sample import sample
+from pipeline.sampling import sample
 from pipeline.settings import read
 
 # The fields of the stages' settings records that the timed functions do not read: the policy is

@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
-from pipeline.evaluate import distinct_2, draw, select_prompts
 from pipeline.logs import get_logger
+from pipeline.measures import distinct_2, draw, select_prompts
 from pipeline.models import device, load_causal_lm
+from pipeline.rewards import Reward, check_finite_scores, make_scorer
 from pipeline.safe_loading import load_tokenizer
-from pipeline.score import Reward, check_finite_scores, make_scorer
 from pipeline.settings import read
 
 log = get_logger("best_of_n")

@@ -1,18 +1,86 @@
 """The rewards that are models, scored in batches on the device: a Hugging Face sequence
 classifier's p(positive) (`reward.backend: hf`; siebert at paper scale) and the RLHF route's
-learned reward (`reward_model`). pipeline.score builds them; this module is apart so that the
+learned reward (`reward_model`: the model, its saved form and its scorer; the stage
+pipeline.reward_model trains it). pipeline.rewards builds them; this module is apart so that the
 VADER default's score stage does not load torch and transformers.
 """
 
+from pathlib import Path
+
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification
+from safetensors.torch import load_file, save_file
+from transformers import AutoModel, AutoModelForSequenceClassification
 
-from pipeline.logprobs import left_pad
+from pipeline.logprobs import Batch, left_pad
 from pipeline.logs import progress
-from pipeline.models import autocast, device
-from pipeline.reward_model import load_reward_model
+from pipeline.models import autocast, device, scalar_head
 from pipeline.safe_loading import from_pretrained_safe, load_classifier_tokenizer, load_tokenizer
+
+HEAD_FILE = "reward_head.safetensors"
+
+
+class RewardModel(torch.nn.Module):
+    """A transformer trunk plus a scalar head on the last position; `forward` gives raw rewards."""
+
+    def __init__(self, trunk):
+        super().__init__()
+        self.trunk = trunk
+        self.head = scalar_head(trunk.config.hidden_size)
+        # the standardisation statistics, saved with the head
+        self.register_buffer("reward_mean", torch.zeros(()))
+        self.register_buffer("reward_std", torch.ones(()))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        hidden = self.trunk(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            use_cache=False,
+        ).last_hidden_state
+        # the head in fp32 even under bf16 autocast: rewards are compared, standardised, fed to PPO
+        with torch.autocast(hidden.device.type, enabled=False):
+            return self.head(hidden[:, -1].float()).squeeze(-1)
+
+    def standardised(self, batch: Batch) -> torch.Tensor:
+        return (self(batch) - self.reward_mean) / self.reward_std
+
+
+def head_state(model: RewardModel) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("trunk.")}
+
+
+def save_reward_model(model: RewardModel, tok, folder) -> None:
+    """The trunk (safetensors) and tokenizer as a transformers folder, the head beside them."""
+    model.trunk.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in head_state(model).items()},
+        str(Path(folder) / HEAD_FILE),
+    )
+
+
+def load_reward_model(folder: str, key: str) -> RewardModel:
+    """A reward model saved by `save_reward_model`, in eval mode, from safetensors only."""
+    head_path = Path(folder).expanduser() / HEAD_FILE
+    if not head_path.is_file():
+        raise FileNotFoundError(
+            f"{key} '{folder}': no {HEAD_FILE}; expected a folder written by the reward_model stage"
+        )
+    model = RewardModel(
+        from_pretrained_safe(AutoModel.from_pretrained, str(folder), key, use_safetensors=True)
+    )
+    head = load_file(str(head_path))
+    expected = set(head_state(model))
+    if set(head) != expected:
+        raise ValueError(
+            f"{key} '{folder}': {HEAD_FILE} holds {sorted(head)}, expected {sorted(expected)}"
+        )
+    try:
+        model.load_state_dict(head, strict=False)  # the trunk is loaded already
+    except RuntimeError as err:
+        raise ValueError(f"{key} '{folder}': {HEAD_FILE} does not fit the trunk ({err})") from None
+    return model.eval()
 
 
 class BatchedScorer:

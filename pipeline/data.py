@@ -16,8 +16,6 @@ NaN mean unlabeled and are kept as null.
 
 import html
 import re
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -26,22 +24,9 @@ from pipeline import cli, io
 from pipeline.logs import get_logger
 from pipeline.settings import read
 from pipeline.sources import HUB_UNREACHABLE, embedded_reviews_csv, hub_offline
+from pipeline.sources import Data as Settings
 
 log = get_logger("data")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The `data` rule's settings (config section `data`)."""
-
-    source: Literal["embedded", "hf", "file"]  # where the reviews come from (module docstring)
-    path: str | None  # hf: dataset id or folder; file: the table; embedded: unused
-    split: str | list[str]  # hf: the split(s) giving SFT text and training prompts
-    eval_split: str | None  # hf: the split evaluation prompts come from; None: the same pool
-    n_train_prompts: int  # reviews set aside whose prefixes become training prompts
-    n_eval_prompts: int  # reviews set aside whose prefixes become held-out prompts
-    max_sft_reviews: int | None  # cap on the SFT reviews (the rest of the pool); None: all
-    seed: int  # the permutation that splits the reviews
 
 
 _TAG = re.compile(r"<[^>]+>")

@@ -20,11 +20,10 @@ import datasets
 from huggingface_hub import snapshot_download
 
 from pipeline import cli
-from pipeline.data import Settings as Data
 from pipeline.logs import get_logger
-from pipeline.score import Reward
+from pipeline.rewards import Reward
 from pipeline.settings import read
-from pipeline.sources import hub_offline, is_gguf, model_source
+from pipeline.sources import Data, hub_offline, is_gguf, model_source
 
 log = get_logger("download")
 

@@ -17,17 +17,13 @@ completions), a guard against degenerate text.
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
-import torch
 
 from pipeline import cli, io
-from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.models import autocast, device, load_causal_lm
+from pipeline.measures import distinct_2, draw, kl_measures, select_prompts
+from pipeline.models import device, load_causal_lm
+from pipeline.rewards import Reward, make_scorer
 from pipeline.safe_loading import load_tokenizer
-from pipeline.sample import Settings as Sampling
-from pipeline.sample import sample_table
-from pipeline.score import Reward, make_scorer
 from pipeline.settings import read
 
 log = get_logger("evaluate")
@@ -44,62 +40,6 @@ class Settings:
     batch_size: int  # sequences per batch, sampling and KL alike
     seed: int  # the random generator of the samples
     reward: Reward  # the ground-truth reward that scores the samples
-
-
-def token_kl(logp: torch.Tensor, logq: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Exact KL(p || q) over the vocabulary at each position, from both distributions' log-probs
-    (B, T, V); 0 outside `mask`. Shape (B, T)."""
-    kl = (logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0)  # >= 0; clamp only rounding error
-    return torch.where(mask, kl, torch.zeros_like(kl))
-
-
-@torch.no_grad()
-def kl_measures(policy, ref, prompts, completions, pad_id: int, batch_size: int) -> dict:
-    """Per-sequence exact KL(policy || ref) and the k1 log-ratio estimate, on the given samples.
-    pi_ref's own evaluation passes the same model twice: it runs once (its KL is 0 either way)."""
-    dev = next(policy.parameters()).device
-    exact, k1 = [], []
-    for start in range(0, len(prompts), batch_size):
-        batch = left_pad(
-            prompts[start : start + batch_size], completions[start : start + batch_size], pad_id
-        ).to(dev)
-        with autocast(dev):
-            lp = forward_logprobs(policy, batch)
-            lq = lp if ref is policy else forward_logprobs(ref, batch)
-        exact.append(token_kl(lp, lq, batch.response_mask).sum(-1).double().cpu())
-        k1.append((token_logprobs(lp, batch) - token_logprobs(lq, batch)).sum(-1).double().cpu())
-    return {"kl": torch.cat(exact).numpy(), "kl_k1": torch.cat(k1).numpy()}
-
-
-def distinct_2(completions: list[list[int]]) -> float:
-    bigrams = [tuple(c[i : i + 2]) for c in completions for i in range(len(c) - 1)]
-    return len(set(bigrams)) / max(1, len(bigrams))
-
-
-def draw(
-    policy, tok, prompts: pd.DataFrame, n: int, batch_size: int, max_new_tokens: int, seed: int
-) -> pd.DataFrame:
-    """`n` pure samples of each prompt from the evaluated policy, with their lengths."""
-    pure = Sampling(
-        n_per_prompt=n,
-        max_new_tokens=max_new_tokens,
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
-        batch_size=batch_size,
-        seed=seed,
-    )
-    samples = sample_table(policy, tok, prompts, pure)
-    return samples.assign(length=samples["completion_ids"].map(len))
-
-
-def select_prompts(path, n: int) -> pd.DataFrame:
-    prompts = io.read_parquet(path, ["prompt_id", "prompt_ids"])
-    if n < 1:
-        raise ValueError(f"evaluate.n_prompts = {n}: the evaluation needs at least one prompt")
-    if n > len(prompts):
-        raise ValueError(f"evaluate.n_prompts = {n} but {path} holds only {len(prompts)} prompts")
-    return prompts.head(n)
 
 
 def main(argv=None):

@@ -19,12 +19,17 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval
-from pipeline.compare import Settings as Comparison
-from pipeline.compare import evaluated_points, frontier_at, method_series, optimal_series
+from pipeline.evaluations import policy_folders
+from pipeline.frontiers import (
+    Comparison,
+    evaluated_points,
+    frontier_at,
+    method_series,
+    optimal_series,
+)
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS
 from pipeline.settings import read
-from pipeline.table import policy_folders
 
 log = get_logger("leaderboard")
 

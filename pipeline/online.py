@@ -2,8 +2,8 @@
 samples.
 
 Each iteration draws `ppo.rollout_size / G` training prompts and samples G completions of each
-from the current policy with PPO's rollout (pipeline.ppo.collect: pure sampling, the true reward,
-the policy's and pi_ref's token log-probs), then makes `ppo.ppo_epochs` passes over it in
+from the current policy with PPO's rollout (pipeline.rollout.collect: pure sampling, the true
+reward, the policy's and pi_ref's token log-probs), then makes `ppo.ppo_epochs` passes over it in
 minibatches of `ppo.minibatch_size` samples (whole groups). What is learned from a group is the
 method's (its record names the objective below):
 - GRPO: G = sample.n_per_prompt; group-normalised advantages on every token, the clipped
@@ -40,8 +40,8 @@ from pipeline.losses import (
 from pipeline.methods import method, policy_id, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.ppo import Section, collect, policy_and_reference, training_prompts
-from pipeline.score import make_scorer
+from pipeline.rewards import make_scorer
+from pipeline.rollout import Section, collect, policy_and_reference, training_prompts
 from pipeline.settings import read, rest
 
 log = get_logger("train_online")
@@ -49,8 +49,8 @@ log = get_logger("train_online")
 
 @dataclass(frozen=True)
 class Settings(Section):
-    """The `train_online` rule's settings: the ppo section's (pipeline.ppo.Section), the method's
-    own, sample.n_per_prompt, the true reward and `train.tracking`."""
+    """The `train_online` rule's settings: the ppo section's (pipeline.rollout.Section), the
+    method's own, sample.n_per_prompt, the true reward and `train.tracking`."""
 
     n_per_prompt: int  # G, the samples per prompt of a group, unless the record fixes it
     # the method's own settings, which its objective reads by name: the built-ins' beta (the

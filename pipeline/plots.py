@@ -25,10 +25,10 @@ import pandas as pd
 from matplotlib.ticker import ScalarFormatter
 
 from pipeline import cli, io
+from pipeline.evaluations import policy_folders
 from pipeline.logs import get_logger
 from pipeline.methods import FAMILIES, METHODS, REFERENCE, parse_policy_id, split_policy_id
 from pipeline.settings import read
-from pipeline.table import policy_folders
 
 log = get_logger("plots")
 

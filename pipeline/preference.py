@@ -48,9 +48,9 @@ from pipeline.methods import RANKED_PAIRS, Method, method, policy_id, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.rewards import Reward, make_scorer
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer
-from pipeline.score import Reward, make_scorer
 from pipeline.settings import read, rest
 
 log = get_logger("train_pairwise")

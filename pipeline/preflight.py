@@ -39,18 +39,18 @@ from pipeline import cli, io, online, ppo, preference, sft
 from pipeline.batching import reference_column, response_columns
 from pipeline.best_of_n import Settings as BestOfN
 from pipeline.evaluate import Settings as Evaluate
-from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
 from pipeline.lora import adapt, reference
+from pipeline.measures import kl_measures
 from pipeline.methods import METHODS, RANKINGS, UNPAIRED, load_extensions
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm
 from pipeline.prompts import Settings as Prompts
 from pipeline.reference import Settings as Reference
+from pipeline.rewards import Reward, make_scorer
 from pipeline.safe_loading import bos_ids, load_tokenizer
-from pipeline.sample import Settings as Sample
-from pipeline.sample import sample
-from pipeline.score import Reward, make_scorer
+from pipeline.sampling import Settings as Sample
+from pipeline.sampling import sample
 from pipeline.settings import read
 
 log = get_logger("preflight")

@@ -23,24 +23,21 @@ like p(positive), whatever the training happened to do to the offset.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import AutoModel
 
 from pipeline import cli, io
 from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
-from pipeline.logprobs import Batch
+from pipeline.classifiers import RewardModel, save_reward_model
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, tracker_for, update
 from pipeline.losses import bradley_terry_loss
-from pipeline.models import autocast, device, load_causal_lm, scalar_head, train_mode
+from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
-from pipeline.safe_loading import from_pretrained_safe, load_tokenizer
+from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
 
 log = get_logger("reward_model")
@@ -62,72 +59,6 @@ class Settings:
     seed: int  # the validation split, the head's initial weights and the data order
     tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
     tracking_dir: str
-
-
-HEAD_FILE = "reward_head.safetensors"
-
-
-class RewardModel(torch.nn.Module):
-    """A transformer trunk plus a scalar head on the last position; `forward` gives raw rewards."""
-
-    def __init__(self, trunk):
-        super().__init__()
-        self.trunk = trunk
-        self.head = scalar_head(trunk.config.hidden_size)
-        # the standardisation statistics, saved with the head
-        self.register_buffer("reward_mean", torch.zeros(()))
-        self.register_buffer("reward_std", torch.ones(()))
-
-    def forward(self, batch: Batch) -> torch.Tensor:
-        hidden = self.trunk(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            position_ids=batch.position_ids,
-            use_cache=False,
-        ).last_hidden_state
-        # the head in fp32 even under bf16 autocast: rewards are compared, standardised, fed to PPO
-        with torch.autocast(hidden.device.type, enabled=False):
-            return self.head(hidden[:, -1].float()).squeeze(-1)
-
-    def standardised(self, batch: Batch) -> torch.Tensor:
-        return (self(batch) - self.reward_mean) / self.reward_std
-
-
-def head_state(model: RewardModel) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict().items() if not k.startswith("trunk.")}
-
-
-def save_reward_model(model: RewardModel, tok, folder) -> None:
-    """The trunk (safetensors) and tokenizer as a transformers folder, the head beside them."""
-    model.trunk.save_pretrained(folder, safe_serialization=True)
-    tok.save_pretrained(folder)
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in head_state(model).items()},
-        str(Path(folder) / HEAD_FILE),
-    )
-
-
-def load_reward_model(folder: str, key: str) -> RewardModel:
-    """A reward model saved by `save_reward_model`, in eval mode, from safetensors only."""
-    head_path = Path(folder).expanduser() / HEAD_FILE
-    if not head_path.is_file():
-        raise FileNotFoundError(
-            f"{key} '{folder}': no {HEAD_FILE}; expected a folder written by the reward_model stage"
-        )
-    model = RewardModel(
-        from_pretrained_safe(AutoModel.from_pretrained, str(folder), key, use_safetensors=True)
-    )
-    head = load_file(str(head_path))
-    expected = set(head_state(model))
-    if set(head) != expected:
-        raise ValueError(
-            f"{key} '{folder}': {HEAD_FILE} holds {sorted(head)}, expected {sorted(expected)}"
-        )
-    try:
-        model.load_state_dict(head, strict=False)  # the trunk is loaded already
-    except RuntimeError as err:
-        raise ValueError(f"{key} '{folder}': {HEAD_FILE} does not fit the trunk ({err})") from None
-    return model.eval()
 
 
 def split_by_prompt(pairs: pd.DataFrame, fraction: float, seed: int):

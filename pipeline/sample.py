@@ -1,143 +1,15 @@
-"""Stage `sample`: n completions per training prompt from pi_ref, by ancestral sampling.
-
-Default: pure sampling (temperature 1, top_k 0, top_p 1), the distribution whose log-probs the
-trainers and the evaluation compute. The sampling loop is ours, not `generate`, so that left
-padding, position ids, the random generator and the logit warping are explicit and shared.
-"""
-
-from dataclasses import dataclass
-
-import pandas as pd
-import torch
+"""Stage `sample`: n completions per training prompt from pi_ref, by ancestral sampling
+(pipeline.sampling; by default pure sampling, the distribution whose log-probs are measured)."""
 
 from pipeline import cli, io
-from pipeline.logprobs import left_pad
-from pipeline.logs import get_logger, progress
-from pipeline.models import autocast, device, load_causal_lm
+from pipeline.logs import get_logger
+from pipeline.models import device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
+from pipeline.sampling import Settings, sample_table
 from pipeline.settings import read
 from pipeline.sources import check_context, context_length
 
 log = get_logger("sample")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The `sample` rule's settings (config section `sample`; a later round's seed is
-    sample.seed + round - 1)."""
-
-    n_per_prompt: int  # completions drawn per training prompt
-    max_new_tokens: int  # a completion stops here if it has not reached EOS
-    temperature: float  # logits divided by this before sampling (1: the policy's own)
-    top_k: int  # keep only the k most likely tokens; 0: all
-    top_p: float  # nucleus: keep the most likely tokens up to this mass; 1: all
-    batch_size: int  # sequences sampled at a time
-    seed: int  # the random generator of the draws
-
-
-def warp_logits(
-    logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
-) -> torch.Tensor:
-    """The sampling distribution's logits: temperature, then top-k, then nucleus (top-p) filtering.
-
-    Identity at the defaults. Anything that measures log-probs of samples drawn with other
-    settings must apply the same warping.
-    """
-    logits = logits / temperature
-    if top_k > 0 and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        # drop a token once the mass before it already reaches top_p; the first always stays
-        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        logits = logits.masked_fill(drop, float("-inf"))
-    return logits
-
-
-@torch.no_grad()
-def sample(
-    model,
-    prompts: list[list[int]],
-    max_new_tokens: int,
-    eos_id: int,
-    pad_id: int,
-    generator: torch.Generator,
-    temperature=1.0,
-    top_k=0,
-    top_p=1.0,
-) -> list[list[int]]:
-    """One completion per prompt; each is cut after its first EOS (the EOS is kept)."""
-    dev = next(model.parameters()).device
-    start = left_pad(prompts, [[] for _ in prompts], pad_id).to(dev)
-    ids, mask, pos = start.input_ids, start.attention_mask, start.position_ids
-    done = torch.zeros(len(prompts), dtype=torch.bool, device=dev)
-    out, cache, step_ids = [], None, ids
-    for _ in range(max_new_tokens):
-        with autocast(dev):
-            res = model(
-                input_ids=step_ids,
-                attention_mask=mask,
-                position_ids=pos,
-                cache=cache,
-                use_cache=True,
-            )
-        cache = res.cache
-        logits = warp_logits(res.logits[:, -1].float(), temperature, top_k, top_p)
-        probs = logits.softmax(-1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
-        out.append(nxt)
-        done |= nxt == eos_id
-        if done.all():
-            break
-        step_ids = nxt.unsqueeze(-1)
-        mask = torch.cat([mask, torch.ones_like(step_ids)], dim=-1)
-        pos = pos[:, -1:] + 1
-    tokens = torch.stack(out, dim=-1).tolist()
-    return [row[: row.index(eos_id) + 1] if eos_id in row else row for row in tokens]
-
-
-def sample_table(model, tok, prompts: pd.DataFrame, p: Settings) -> pd.DataFrame:
-    """`n_per_prompt` samples of every prompt, batched; one row per sample."""
-    rows = [
-        (r.prompt_id, k, list(r.prompt_ids))
-        for r in prompts.itertuples()
-        for k in range(p.n_per_prompt)
-    ]
-    gen = torch.Generator(device=next(model.parameters()).device).manual_seed(p.seed)
-    completions = []
-    bs = p.batch_size
-    for start in progress(range(0, len(rows), bs), desc="sample", unit="batch"):
-        chunk = [r[2] for r in rows[start : start + bs]]
-        completions += sample(
-            model,
-            chunk,
-            p.max_new_tokens,
-            tok.eos_token_id,
-            tok.pad_token_id,
-            gen,
-            p.temperature,
-            p.top_k,
-            p.top_p,
-        )
-    eos = tok.eos_token_id
-    return pd.DataFrame(
-        {
-            "prompt_id": [r[0] for r in rows],
-            "sample_id": [r[1] for r in rows],
-            "prompt_ids": [r[2] for r in rows],
-            "completion_ids": completions,
-            "ended": [bool(c) and c[-1] == eos for c in completions],
-            "completion": tok.batch_decode(completions, skip_special_tokens=True),
-            # the scored text: prompt and completion decoded together, as the DPO paper scores it
-            "text": tok.batch_decode(
-                [r[2] + c for r, c in zip(rows, completions)], skip_special_tokens=True
-            ),
-        }
-    )
 
 
 def main(argv=None):

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
+from pipeline.evaluations import policy_folders
 from pipeline.logs import get_logger
 from pipeline.methods import parse_policy_id
 from pipeline.settings import read
-from pipeline.table import policy_folders
 
 log = get_logger("side_by_side")
 

@@ -14,7 +14,6 @@ response tokens), distinct_2, ess (optimal rows only: the effective sample size 
 The full table appends the optimal frontier's rows (pipeline.optimal) from `--optimal`.
 """
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
+from pipeline.evaluations import group_policies, policy_folders, read_eval, with_points
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS, parse_policy_id
 from pipeline.settings import read
@@ -63,56 +63,6 @@ COLUMNS = [
     "distinct_2",
     "ess",
 ]
-
-
-EVAL_FILES = ("samples.parquet", "reverse_kl.parquet", "summary.json")
-
-
-def policy_folders(policies: list[str], files: list[str], names=EVAL_FILES) -> dict[str, Path]:
-    """Each policy's folder (results/eval/<policy id>, results/policies/<policy id>) from the files
-    its rule declared: every policy's `names`, and nothing else, so that a stage reads only the
-    files Snakemake tracks."""
-    given = {Path(f) for f in files}
-    folders = {}
-    for pid in policies:
-        found = [f for f in given if f.name in names and f.parent.as_posix().endswith(f"/{pid}")]
-        folder = {f.parent for f in found}
-        if len(folder) != 1 or len(found) != len(names):
-            raise ValueError(f"the files {names} of {pid} are not among the inputs")
-        folders[pid] = folder.pop()
-        given -= set(found)
-    if given:
-        raise ValueError(f"files of no policy given: {sorted(map(str, given))[:3]}")
-    return folders
-
-
-def read_eval(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
-    """One policy's evaluation: its samples, pi_ref's samples' reverse KL, its distinct-2."""
-    samples = io.read_parquet(
-        folder / "samples.parquet", ["prompt_id", "score", "kl", "kl_k1", "length"]
-    )
-    reverse = io.read_parquet(folder / "reverse_kl.parquet", ["kl_reverse"])
-    return samples, reverse, json.loads((folder / "summary.json").read_text())["distinct_2"]
-
-
-def group_policies(policies: list[str]) -> dict[tuple, list[str]]:
-    """The trained policies of each (method, param, value, round, at), one per seed, in order."""
-    groups = {}
-    for pid in policies:
-        meta = parse_policy_id(pid)
-        if meta["method"] != "pi_ref":
-            key = (meta["method"], meta["param"], meta["value"], meta["round"], meta["at"])
-            groups.setdefault(key, []).append(pid)
-    return groups
-
-
-def with_points(columns: list[str], table: pd.DataFrame) -> list[str]:
-    """The columns, with `at` after `round` when the table holds points along runs (without them
-    the table keeps the columns it had before runs had points)."""
-    if not (table["at"] < 1).any():
-        return columns
-    i = columns.index("round") + 1
-    return columns[:i] + ["at"] + columns[i:]
 
 
 def summarise(evals: list[tuple], n_boot: int, seed: int) -> dict:

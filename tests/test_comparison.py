@@ -8,8 +8,15 @@ import pytest
 from conftest import fake_evaluation
 
 from pipeline.bootstrap import ci_over, interval, replicates
-from pipeline.compare import COLUMNS, Settings, build_comparison, compare, frontier_at
-from pipeline.optimal import beta_grid, optimal_frontier, optimal_per_prompt, optimal_weights
+from pipeline.compare import COLUMNS, Settings, build_comparison
+from pipeline.frontiers import (
+    beta_grid,
+    compare,
+    frontier_at,
+    optimal_per_prompt,
+    optimal_weights,
+)
+from pipeline.optimal import optimal_frontier
 from pipeline.settings import read
 from pipeline.table import build_table
 

@@ -12,8 +12,8 @@ from conftest import fake_evaluation
 
 from pipeline import evaluate
 from pipeline.bootstrap import interval, replicates
-from pipeline.evaluate import distinct_2, draw, kl_measures, select_prompts, token_kl
 from pipeline.logprobs import forward_logprobs, left_pad
+from pipeline.measures import distinct_2, draw, kl_measures, select_prompts, token_kl
 from pipeline.models import build_gpt2
 from pipeline.table import COLUMNS, build_table
 
@@ -133,7 +133,7 @@ def test_sampling_and_logprobs_use_the_same_distribution(policy):
     """No hidden top-k: single-token sample frequencies match exp(log-prob), the tail included."""
     n = 6000
     gen = torch.Generator().manual_seed(0)
-    from pipeline.sample import sample
+    from pipeline.sampling import sample
 
     tokens = torch.tensor(
         [c[0] for c in sample(policy, [[5, 6]] * n, 1, eos_id=-1, pad_id=0, generator=gen)]
@@ -262,7 +262,7 @@ def test_best_of_n_takes_the_best_of_each_prompts_first_n_samples_and_reports_th
 
 
 def test_a_report_stage_reads_only_the_files_its_rule_declared(tmp_path):
-    from pipeline.table import policy_folders
+    from pipeline.evaluations import policy_folders
 
     files = [
         str(tmp_path / "eval" / pid / name)

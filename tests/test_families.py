@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline.evaluate import kl_measures
 from pipeline.logprobs import left_pad, response_logprobs
+from pipeline.measures import kl_measures
 from pipeline.models import load_causal_lm
 from pipeline.prompts import make_prompts
 from pipeline.safe_loading import bos_ids, load_tokenizer
-from pipeline.sample import Settings as Sampling
-from pipeline.sample import sample, sample_table
+from pipeline.sampling import Settings as Sampling
+from pipeline.sampling import sample, sample_table
 from pipeline.sft import encode
 
 ADDS_BOS = {"gpt2": False, "smollm2": False, "llama_bos": True, "qwen2": False}

@@ -15,8 +15,8 @@ from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.loop import save_policy
 from pipeline.lora import AdapterDisabled, Lora, adapt, adapted, merged, reference, trainable
 from pipeline.models import load_causal_lm
+from pipeline.rewards import Reward, make_scorer
 from pipeline.safe_loading import bos_ids, load_tokenizer
-from pipeline.score import Reward, make_scorer
 from pipeline.settings import read
 
 LORA = {"r": 4, "alpha": 8.0, "target_modules": "all-linear"}

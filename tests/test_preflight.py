@@ -10,7 +10,7 @@ import torch
 from runner import CORES, planned_jobs, snakemake
 
 from pipeline import preflight
-from pipeline.score import Reward
+from pipeline.rewards import Reward
 
 TORCH_RULES = {
     "sft",

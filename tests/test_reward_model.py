@@ -13,17 +13,14 @@ import pytest
 import torch
 from conftest import TRACKING
 
+from pipeline.classifiers import HEAD_FILE, RewardModel, load_reward_model, save_reward_model
 from pipeline.logprobs import left_pad
 from pipeline.models import load_causal_lm
 from pipeline.reward_model import (
-    HEAD_FILE,
-    RewardModel,
-    load_reward_model,
     main,
-    save_reward_model,
     split_by_prompt,
 )
-from pipeline.score import Reward, make_scorer
+from pipeline.rewards import Reward, make_scorer
 
 PARAMS = {
     "lr": 3e-3,

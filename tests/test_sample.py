@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import torch
 
-from pipeline.sample import Settings, sample, sample_table, warp_logits
+from pipeline.sampling import Settings, sample, sample_table, warp_logits
 
 
 def test_warp_is_identity_at_pure_sampling_defaults():

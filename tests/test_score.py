@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pipeline.classifiers import ClassifierScorer
-from pipeline.score import Reward, VaderScorer, make_scorer
+from pipeline.rewards import Reward, VaderScorer, make_scorer
 
 
 def test_vader_maps_compound_to_probability():
