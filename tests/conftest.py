@@ -295,3 +295,21 @@ def micro_study(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("study")
     snakemake(workdir, "--cores", CORES)
     return workdir
+
+
+def train_pairwise(params: dict, pair_files, policy_dir, out) -> None:
+    """The pairwise trainer's stage, in this process, on `pair_files`' pairs from `policy_dir`:
+    the policy, its metrics and the points along its run under `out`."""
+    from pipeline import preference
+
+    preference.main(
+        [
+            "--params", json.dumps(params),
+            "--pairs", str(pair_files / "pairs.parquet"),
+            "--reference", str(pair_files / "ref.parquet"),
+            "--policy", str(policy_dir),
+            "--model", str(out / "model"),
+            "--metrics", str(out / "metrics.csv"),
+            "--trajectory", str(out / "at"),
+        ]
+    )  # fmt: skip

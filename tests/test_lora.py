@@ -2,15 +2,13 @@
 the base model with them switched off (its log-probs unchanged, no second copy), and the saved
 policy is a plain model folder whose log-probs are the adapted policy's."""
 
-import json
-
 import hub_formats
 import pandas as pd
 import pytest
 import torch
-from conftest import PAIRWISE_PARAMS, PPO_PARAMS, VADER
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS, VADER, train_pairwise
 
-from pipeline import ppo, preference
+from pipeline import ppo
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.loop import save_policy
 from pipeline.lora import AdapterDisabled, Lora, adapt, adapted, merged, reference, trainable
@@ -76,16 +74,7 @@ def test_only_the_adapters_train_and_merging_keeps_the_adapted_policy(family, tm
 def test_a_lora_dpo_run_moves_the_policy_through_its_adapters(pair_files, policy_dir, tmp_path):
     params = PAIRWISE_PARAMS | {"method": "dpo", "beta": 0.1, "epochs": 2, "lora": LORA}
     out = tmp_path / "run"
-    preference.main(
-        [
-            "--params", json.dumps(params),
-            "--pairs", str(pair_files / "pairs.parquet"),
-            "--reference", str(pair_files / "ref.parquet"),
-            "--policy", str(policy_dir),
-            "--model", str(out / "model"),
-            "--metrics", str(out / "metrics.csv"),
-        ]
-    )  # fmt: skip
+    train_pairwise(params, pair_files, policy_dir, out)
     tok = load_tokenizer(str(policy_dir), "policy")
     batch = batch_of(tok)
     with torch.no_grad():

@@ -6,9 +6,8 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import PAIRWISE_PARAMS
+from conftest import PAIRWISE_PARAMS, train_pairwise
 
-from pipeline import preference
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.loop import Trajectory
 from pipeline.models import load_causal_lm
@@ -41,17 +40,7 @@ def test_a_run_saves_its_points_and_moves_through_them(pair_files, policy_dir, t
     params = PAIRWISE_PARAMS | {"method": "dpo", "beta": 0.1, "epochs": 2, "lr": 3e-3}
     params |= {"trajectory": [0.25, 0.5]}
     out = tmp_path / "run"
-    preference.main(
-        [
-            "--params", json.dumps(params),
-            "--pairs", str(pair_files / "pairs.parquet"),
-            "--reference", str(pair_files / "ref.parquet"),
-            "--policy", str(policy_dir),
-            "--model", str(out / "model"),
-            "--metrics", str(out / "metrics.csv"),
-            "--trajectory", str(out / "at"),
-        ]
-    )  # fmt: skip
+    train_pairwise(params, pair_files, policy_dir, out)
     assert sorted(p.name for p in (out / "at").iterdir()) == ["0.25", "0.5"]
     assert not list(tmp_path.glob(".*staging*")) and not list(out.glob(".*"))
     steps = [json.loads((out / "at" / f / "point.json").read_text()) for f in ("0.25", "0.5")]
