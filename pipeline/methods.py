@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import yaml
+
 # What a method trains on (`Method.data`).
 PAIRS = "pairs"  # the 6 preference pairs per prompt (results/pairs.parquet)
 RANKINGS = "rankings"  # each prompt's samples ranked best first, one row per prompt
@@ -523,6 +525,41 @@ register(
         },
     )
 )
+
+
+def filled_schema(path) -> dict:
+    """The config schema file with the method lists filled from the records (train.full_methods'
+    default: every built-in method but train.methods' default), and a section for each method
+    that keeps its schema in its record."""
+    schema = yaml.safe_load(Path(path).read_text())
+    sections = schema["properties"]
+    train = sections["train"]["properties"]
+    for key in ("methods", "full_methods"):
+        train[key]["items"]["enum"] = list(METHODS)
+    train["full_methods"]["default"] = [
+        m for m in METHODS if m not in EXTENSION_OF and m not in train["methods"]["default"]
+    ]
+    sections["iterative"]["properties"]["methods"]["items"]["enum"] = [
+        m for m, r in METHODS.items() if r.iterable
+    ]
+    for record in METHODS.values():
+        if record.name in sections:
+            continue
+        if record.section is None:
+            where = EXTENSION_OF.get(record.name)
+            raise ValueError(
+                f"method {record.name}"
+                + (f" (train.extensions '{where}')" if where else "")
+                + ": registered without a `section` schema for its config keys"
+            )
+        sections[record.name] = {
+            "type": "object",
+            "additionalProperties": False,
+            "default": {},
+            "properties": record.section,
+        }
+    return schema
+
 
 LATER_ROUND = r"[2-9]|[1-9]\d+"  # rounds with a /round<r> suffix: round 1 is the ordinary run
 POINT = r"\d[0-9.e-]*"  # a point along a run: the fraction of its steps, as point_name writes it

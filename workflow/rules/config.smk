@@ -7,10 +7,10 @@ import importlib.util
 from pathlib import Path
 
 import jsonschema
-import yaml
 from snakemake.exceptions import WorkflowError
 
-from pipeline.methods import EXTENSION_OF, METHODS, RANKED_PAIRS, RANKINGS, load_extensions
+from pipeline.methods import (EXTENSION_OF, METHODS, RANKED_PAIRS, RANKINGS, filled_schema,
+                              load_extensions)
 from pipeline.sources import (check_context, context_length, gguf_path, is_gguf, model_config,
                               model_folder)
 
@@ -18,25 +18,10 @@ SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 
 
 def config_schema() -> dict:
-    """The schema file with the method lists filled from the records, and a section for each
-    method an extension registered with one."""
-    schema = yaml.safe_load(SCHEMA.read_text())
-    sections = schema["properties"]
-    for key in ("methods", "full_methods"):
-        sections["train"]["properties"][key]["items"]["enum"] = list(METHODS)
-    sections["iterative"]["properties"]["methods"]["items"]["enum"] = [
-        m for m, r in METHODS.items() if r.iterable]
-    for record in METHODS.values():
-        if record.name in sections:
-            continue
-        if record.section is None:
-            where = EXTENSION_OF.get(record.name)
-            raise WorkflowError(f"method {record.name}"
-                                + (f" (train.extensions '{where}')" if where else "")
-                                + ": registered without a `section` schema for its config keys")
-        sections[record.name] = {"type": "object", "additionalProperties": False, "default": {},
-                                 "properties": record.section}
-    return schema
+    try:
+        return filled_schema(SCHEMA)
+    except ValueError as err:
+        raise WorkflowError(str(err))
 
 
 def filling_defaults(validator_class):
