@@ -31,6 +31,7 @@ import torch
 
 from pipeline import cli, io
 from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
+from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.classifiers import RewardModel, save_reward_model
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, tracker_for, update
@@ -57,6 +58,7 @@ class Settings:
     warmup_steps: int
     max_grad_norm: float  # gradient clipping
     seed: int  # the validation split, the head's initial weights and the data order
+    checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
     tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
     tracking_dir: str
 
@@ -104,8 +106,10 @@ def train(
     pad_id: int,
     p: Settings,
     tracker: Tracker | None = None,
+    ckpt: Checkpoint | None = None,
 ) -> pd.DataFrame:
-    """Train in place on `pairs`; return the per-step metrics."""
+    """Train in place on `pairs`; return the per-step metrics. With `ckpt`, resume from its last
+    checkpoint and write one every `ckpt.every` steps."""
     dev = next(model.parameters()).device
     gen = torch.Generator().manual_seed(p.seed)
     bs = p.batch_size
@@ -113,11 +117,15 @@ def train(
     total = steps_per_epoch * p.epochs
     opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
     train_mode(model, gradient_checkpointing=False, dropout=False)
-    run = Run("reward_model", total, model, opt, tracker=tracker)
+    run = Run("reward_model", total, model, opt, ckpt, tracker=tracker)
+    order, order_epoch = None, -1
+    if run.restored:
+        order, order_epoch = run.restored["order"], run.restored["order_epoch"]
+        gen.set_state(run.restored["gen"])
     while run.done < total:
         epoch, pos = divmod(run.done, steps_per_epoch)
-        if pos == 0:
-            order = epoch_order(pairs["prompt_id"], p.batch_order, gen)
+        if order_epoch != epoch:
+            order, order_epoch = epoch_order(pairs["prompt_id"], p.batch_order, gen), epoch
         idx = order[pos * bs : (pos + 1) * bs]
         lr = warmup_constant(run.done, p.warmup_steps, p.lr)
         set_lr(opt, lr)
@@ -142,12 +150,19 @@ def train(
                 "lr": lr,
             }
         )
+        run.end_step(lambda: {"order": order, "order_epoch": order_epoch, "gen": gen.get_state()})
     run.close()
     return pd.DataFrame(run.metrics)
 
 
 def main(argv=None):
-    args = cli.parse(__doc__, ["pairs", "policy"], ["model", "metrics", "summary"], argv)
+    args = cli.parse(
+        __doc__,
+        ["pairs", "policy", "checkpoint"],
+        ["model", "metrics", "summary"],
+        argv,
+        optional=("checkpoint",),
+    )
     p = read(Settings, args.params, "reward_model")
     pairs = io.read_parquet(args.pairs, PAIR_COLUMNS + ["prompt_id"])
     if pairs.empty:
@@ -163,7 +178,10 @@ def main(argv=None):
         val_pairs["prompt_id"].nunique(),
     )
 
-    metrics = train(model, train_pairs, tok.pad_token_id, p, tracker_for(p, "reward_model"))
+    ckpt = Checkpoint(
+        args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.pairs, args.policy)
+    )
+    metrics = train(model, train_pairs, tok.pad_token_id, p, tracker_for(p, "reward_model"), ckpt)
     model.eval()
     chosen, rejected = pair_rewards(model, train_pairs, tok.pad_token_id, p.batch_size)
     rewards = torch.cat([chosen, rejected])
@@ -203,6 +221,7 @@ def main(argv=None):
         save_reward_model(model, tok, tmp)
     io.write_csv(metrics, args.metrics)
     io.write_json(summary, args.summary)
+    ckpt.clear()
 
 
 if __name__ == "__main__":

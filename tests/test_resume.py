@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS, TRACKING
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
@@ -187,6 +187,35 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
     assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
+
+
+def test_the_reward_model_resumes_to_the_same_weights(pair_files, policy_dir):
+    params = {
+        "lr": 1e-3,
+        "batch_size": 4,
+        "epochs": 6,
+        "warmup_steps": 2,
+        "max_grad_norm": 1.0,
+        "optimizer": "adamw",
+        "holdout_fraction": 0.25,
+        "seed": 0,
+        "batch_order": "pair",
+        "checkpoint_every": 7,
+    } | TRACKING
+
+    def args(out):
+        return [
+            "--params", json.dumps(params),
+            "--pairs", str(pair_files / "pairs.parquet"),
+            "--policy", str(policy_dir),
+            "--model", str(out / "model"),
+            "--metrics", str(out / "metrics.csv"),
+            "--summary", str(out / "summary.json"),
+            "--checkpoint", str(out / "checkpoint"),
+        ]  # fmt: skip
+
+    weights = kill_then_resume("reward_model", args, pair_files)
+    assert [w.name for w in weights] == ["model.safetensors", "reward_head.safetensors"]
 
 
 def test_sft_resumes_to_the_same_weights(tmp_path, sft_args):

@@ -32,6 +32,7 @@ PARAMS = {
     "holdout_fraction": 0.25,
     "seed": 0,
     "batch_order": "pair",
+    "checkpoint_every": 0,
 } | TRACKING
 N_PROMPTS, PAIRS_PER_PROMPT = 40, 3
 

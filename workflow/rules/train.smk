@@ -73,7 +73,7 @@ rule reward_model:
     shell:
         "python -m pipeline.reward_model --params {params.cfg} --pairs {input.pairs}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
-        " --summary {output.summary} > {log} 2>&1"
+        " --summary {output.summary} --checkpoint results/checkpoints/reward_model > {log} 2>&1"
 
 
 rule train_ppo:
