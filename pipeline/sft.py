@@ -264,7 +264,8 @@ def main(argv=None):
     ckpt = Checkpoint(
         args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.sft, args.tokenizer)
     )
-    metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world, tracker_for(p, "sft"))
+    tracker = tracker_for(p, "sft") if world.main else None
+    metrics = train(model, train_ids, tok.pad_token_id, p, dev, ckpt, world, tracker)
     teardown(world)
     if not world.main:
         return
