@@ -6,7 +6,8 @@ returned unreduced; trainers take the mean. The pairwise losses' argument names 
 pairwise trainer feeds them by (pipeline.preference.loss_step): policy_chosen, policy_rejected,
 ref_chosen, ref_rejected (summed log-probs), chosen_length, rejected_length (response tokens),
 chosen_token_logps, rejected_token_logps, chosen_mask, rejected_mask (per token), and the method's
-settings.
+settings. Beside PPO's losses lie the quantities they are built from: the KL-penalised per-token
+reward, GAE's advantages and returns, whitening.
 """
 
 import math
@@ -161,28 +162,6 @@ def ppo_value_loss(
     """L^V = 1/2 E[max((V - R)^2, (clip(V, V_old - eps, V_old + eps) - R)^2)]."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return 0.5 * masked_mean(torch.maximum((values - returns) ** 2, (clipped - returns) ** 2), mask)
-
-
-class AdaptiveKLController:
-    """Ziegler et al. 2019, eq. 2: beta <- beta * (1 + K_beta * e_t), with the proportional error
-    e_t = clip(KL_t / KL_target - 1, -0.2, 0.2) and K_beta = n_samples / horizon."""
-
-    def __init__(self, init_kl_coef: float, target: float, horizon: int):
-        self.value, self.target, self.horizon = init_kl_coef, target, horizon
-
-    def update(self, kl: float, n_samples: int) -> None:
-        error = min(max(kl / self.target - 1.0, -0.2), 0.2)
-        self.value *= 1.0 + error * n_samples / self.horizon
-
-
-class FixedKLController:
-    """A constant KL coefficient beta."""
-
-    def __init__(self, kl_coef: float):
-        self.value = kl_coef
-
-    def update(self, kl: float, n_samples: int) -> None:
-        pass
 
 
 # --- The DPO paper's other baselines, and variants robust to noisy labels ---------------------

@@ -25,8 +25,6 @@ from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
 from pipeline.lora import trainable
 from pipeline.losses import (
-    AdaptiveKLController,
-    FixedKLController,
     gae,
     kl_penalised_rewards,
     masked_mean,
@@ -61,6 +59,28 @@ class Settings(Section):
 def entropy(logp: torch.Tensor) -> torch.Tensor:
     """The entropy of each position's next-token distribution, from its log-probs."""
     return -(logp.exp() * logp).sum(-1)
+
+
+class AdaptiveKLController:
+    """Ziegler et al. 2019, eq. 2: beta <- beta * (1 + K_beta * e_t), with the proportional error
+    e_t = clip(KL_t / KL_target - 1, -0.2, 0.2) and K_beta = n_samples / horizon."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, kl: float, n_samples: int) -> None:
+        error = min(max(kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * n_samples / self.horizon
+
+
+class FixedKLController:
+    """A constant KL coefficient beta."""
+
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, kl: float, n_samples: int) -> None:
+        pass
 
 
 def kl_controller(p: Settings):

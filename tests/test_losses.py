@@ -6,8 +6,6 @@ import pytest
 import torch
 
 from pipeline.losses import (
-    AdaptiveKLController,
-    FixedKLController,
     bradley_terry_loss,
     ce_loss,
     conservative_dpo_loss,
@@ -24,6 +22,7 @@ from pipeline.losses import (
     unlikelihood_loss,
     whiten,
 )
+from pipeline.ppo import AdaptiveKLController, FixedKLController
 
 t = torch.tensor
 
