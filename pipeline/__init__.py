@@ -1,7 +1,8 @@
-"""Stages of the IMDb controlled-sentiment study, one module per stage.
+"""The IMDb controlled-sentiment study: one module per stage and the helpers below them.
 
-Every stage module has a `main()` reached as `python -m pipeline.<stage>`; none of them
-imports snakemake, so each can be run and tested on its own.
+Every stage module has a `main()` that one rule runs as `python -m pipeline.<stage>`; none of them
+imports snakemake, so each can be run and tested on its own. What two stages share lies in a
+helper, which imports no stage (docs/stages.md lists them).
 """
 
 import os

@@ -1,11 +1,11 @@
 """Stage `train_pairwise`: a policy trained on the preference pairs with one pairwise loss.
 
-The slides' methods: DPO and Pairwise Cringe. The DPO paper's other baselines: IPO, Unlikelihood
-and Preferred-FT (SFT on the chosen responses). The noisy-label study: DPO (`dpo_noisy`) and
-conservative DPO (`cdpo_noisy`) on pairs whose labels are flipped at `rate` (pipeline.noise).
-Best-choice data: Plackett-Luce listwise DPO on the rankings (each prompt's samples, best first)
-and, to compare at the same data, DPO on those rankings' pairs (`dpo_ranked`).
-Starts from pi_ref. Each step takes a batch of (prompt, chosen, rejected) token ids, or of
+Every offline method of the catalogue (pipeline.methods): the slides' DPO and Pairwise Cringe, the
+DPO paper's other baselines, the noisy-label study, best-choice data (Plackett-Luce on rankings,
+DPO on the same rankings' pairs), TRL's DPO loss family, f-DPO, the reference-free losses, KTO on
+unpaired samples, and any method an extension registers. Each is a pure loss fed by its
+arguments' names (`loss_step`) or a step of its own (Cringe, Plackett-Luce, KTO).
+Starts from pi_ref (or, with policy.lora, from adapters on it). Each step takes a batch of (prompt, chosen, rejected) token ids, or of
 (prompt, rank0, ..., rank3), and runs every response through the policy in one forward pass; the
 DPO family reads pi_ref's log-probs from the cached `reference` table. Dropout is off so that
 log-probs are those of the policy itself.
