@@ -5,8 +5,9 @@ DPO paper's other baselines, the noisy-label study, best-choice data (Plackett-L
 DPO on the same rankings' pairs), TRL's DPO loss family, f-DPO, the reference-free losses, KTO on
 unpaired samples, and any method an extension registers. Each is a pure loss fed by its
 arguments' names (`loss_step`) or a step of its own (Cringe, Plackett-Luce, KTO).
-Starts from pi_ref (or, with policy.lora, from adapters on it). Each step takes a batch of (prompt, chosen, rejected) token ids, or of
-(prompt, rank0, ..., rank3), and runs every response through the policy in one forward pass; the
+Starts from pi_ref (or, with policy.lora, from adapters on it). Each step takes a batch of
+(prompt, chosen, rejected) token ids, or of (prompt, rank0, ..., rank3), and runs every response
+through the policy in one forward pass; the
 DPO family reads pi_ref's log-probs from the cached `reference` table. Dropout is off so that
 log-probs are those of the policy itself.
 Every `reward_every` steps and at the end, the policy samples one completion for `reward_prompts`
