@@ -184,37 +184,46 @@ P = "pipeline.preference:"
 # The slides' table
 register(
     Method(
-        "dpo",
-        "DPO (beta)",
-        "tab:blue",
-        "beta",
-        PAIRS,
-        "DPO: margin losses",
+        name="dpo",
+        label="DPO (beta)",
+        colour="tab:blue",
+        swept="beta",
+        data=PAIRS,
+        family="DPO: margin losses",
         loss=L + "dpo_loss",
         needs_reference=True,
     )
 )
 register(
     Method(
-        "cringe",
-        "Pairwise Cringe (b)",
-        "tab:green",
-        "b",
-        PAIRS,
-        "reference-free",
+        name="cringe",
+        label="Pairwise Cringe (b)",
+        colour="tab:green",
+        swept="b",
+        data=PAIRS,
+        family="reference-free",
         step=P + "cringe_step",
     )
 )
-register(Method("ppo", "PPO, true reward (target KL)", "tab:red", "target_kl", ONLINE, "online RL"))
+register(
+    Method(
+        name="ppo",
+        label="PPO, true reward (target KL)",
+        colour="tab:red",
+        swept="target_kl",
+        data=ONLINE,
+        family="online RL",
+    )
+)
 # The DPO paper's other baselines
 register(
     Method(
-        "ipo",
-        "IPO (tau)",
-        "tab:purple",
-        "tau",
-        PAIRS,
-        "DPO: margin losses",
+        name="ipo",
+        label="IPO (tau)",
+        colour="tab:purple",
+        swept="tau",
+        data=PAIRS,
+        family="DPO: margin losses",
         loss=L + "ipo_loss",
         needs_reference=True,
         settings_from="dpo",
@@ -222,39 +231,48 @@ register(
 )
 register(
     Method(
-        "unlikelihood",
-        "Unlikelihood (alpha)",
-        "tab:brown",
-        "alpha",
-        PAIRS,
-        "reference-free",
+        name="unlikelihood",
+        label="Unlikelihood (alpha)",
+        colour="tab:brown",
+        swept="alpha",
+        data=PAIRS,
+        family="reference-free",
         loss=L + "unlikelihood_loss",
         settings_from="dpo",
     )
 )
 register(
     Method(
-        "preferred_ft",
-        "Preferred-FT (epochs)",
-        "tab:olive",
-        "epochs",
-        PAIRS,
-        "reference-free",
+        name="preferred_ft",
+        label="Preferred-FT (epochs)",
+        colour="tab:olive",
+        swept="epochs",
+        data=PAIRS,
+        family="reference-free",
         loss=L + "preferred_ft_loss",
         settings_from="dpo",
         chosen_only=True,
     )
 )
-register(Method("best_of_n", "Best-of-N (N; KL: the bound)", "tab:gray", "n", NOTHING, "sampling"))
+register(
+    Method(
+        name="best_of_n",
+        label="Best-of-N (N; KL: the bound)",
+        colour="tab:gray",
+        swept="n",
+        data=NOTHING,
+        family="sampling",
+    )
+)
 # Noisy labels
 register(
     Method(
-        "dpo_noisy",
-        "DPO, noisy labels (rate)",
-        "tab:cyan",
-        "rate",
-        PAIRS,
-        "noisy labels",
+        name="dpo_noisy",
+        label="DPO, noisy labels (rate)",
+        colour="tab:cyan",
+        swept="rate",
+        data=PAIRS,
+        family="noisy labels",
         loss=L + "dpo_loss",
         needs_reference=True,
         settings_from="dpo",
@@ -263,12 +281,12 @@ register(
 )
 register(
     Method(
-        "cdpo_noisy",
-        "conservative DPO, noisy labels (rate)",
-        "tab:pink",
-        "rate",
-        PAIRS,
-        "noisy labels",
+        name="cdpo_noisy",
+        label="conservative DPO, noisy labels (rate)",
+        colour="tab:pink",
+        swept="rate",
+        data=PAIRS,
+        family="noisy labels",
         loss=L + "conservative_dpo_loss",
         needs_reference=True,
         settings_from="dpo",
@@ -278,12 +296,12 @@ register(
 # The RLHF route
 register(
     Method(
-        "ppo_rm",
-        "PPO, learned reward (target KL)",
-        "tab:orange",
-        "target_kl",
-        ONLINE,
-        "online RL",
+        name="ppo_rm",
+        label="PPO, learned reward (target KL)",
+        colour="tab:orange",
+        swept="target_kl",
+        data=ONLINE,
+        family="online RL",
         settings_from="ppo",
         learned_reward=True,
     )
@@ -291,12 +309,12 @@ register(
 # Best-choice data
 register(
     Method(
-        "plackett_luce",
-        "Plackett-Luce on rankings (beta)",
-        "gold",
-        "beta",
-        RANKINGS,
-        "rankings",
+        name="plackett_luce",
+        label="Plackett-Luce on rankings (beta)",
+        colour="gold",
+        swept="beta",
+        data=RANKINGS,
+        family="rankings",
         step=P + "plackett_luce_step",
         needs_reference=True,
         settings_from="dpo",
@@ -304,12 +322,12 @@ register(
 )
 register(
     Method(
-        "dpo_ranked",
-        "DPO on the rankings' pairs (beta)",
-        "navy",
-        "beta",
-        RANKED_PAIRS,
-        "rankings",
+        name="dpo_ranked",
+        label="DPO on the rankings' pairs (beta)",
+        colour="navy",
+        swept="beta",
+        data=RANKED_PAIRS,
+        family="rankings",
         loss=L + "dpo_loss",
         needs_reference=True,
         settings_from="dpo",
@@ -352,12 +370,12 @@ def pairwise(
     JSON schemas of its other settings."""
     return register(
         Method(
-            name,
-            label,
-            colour,
-            swept_key,
-            PAIRS,
-            family,
+            name=name,
+            label=label,
+            colour=colour,
+            swept=swept_key,
+            data=PAIRS,
+            family=family,
             loss=L + loss,
             needs_reference=needs_reference,
             settings_from="dpo",
@@ -464,12 +482,12 @@ pairwise(
 ONLINE_STEPS = "pipeline.online:"
 register(
     Method(
-        "grpo",
-        "GRPO, true reward (beta)",
-        "firebrick",
-        "beta",
-        ONLINE,
-        "online RL",
+        name="grpo",
+        label="GRPO, true reward (beta)",
+        colour="firebrick",
+        swept="beta",
+        data=ONLINE,
+        family="online RL",
         step=ONLINE_STEPS + "GRPO",
         settings_from="ppo",
         module="online",
@@ -478,12 +496,12 @@ register(
 )
 register(
     Method(
-        "rloo",
-        "RLOO, true reward (beta)",
-        "salmon",
-        "beta",
-        ONLINE,
-        "online RL",
+        name="rloo",
+        label="RLOO, true reward (beta)",
+        colour="salmon",
+        swept="beta",
+        data=ONLINE,
+        family="online RL",
         step=ONLINE_STEPS + "RLOO",
         settings_from="ppo",
         module="online",
@@ -492,12 +510,12 @@ register(
 )
 register(
     Method(
-        "online_dpo",
-        "online DPO, true reward (beta)",
-        "mediumblue",
-        "beta",
-        ONLINE,
-        "online RL",
+        name="online_dpo",
+        label="online DPO, true reward (beta)",
+        colour="mediumblue",
+        swept="beta",
+        data=ONLINE,
+        family="online RL",
         step=ONLINE_STEPS + "ONLINE_DPO",
         settings_from="ppo",
         module="online",
@@ -509,12 +527,12 @@ register(
 # KTO: unpaired desirable and undesirable samples (each prompt's above and below its median)
 register(
     Method(
-        "kto",
-        "KTO (beta)",
-        "darkorange",
-        "beta",
-        UNPAIRED,
-        "unpaired",
+        name="kto",
+        label="KTO (beta)",
+        colour="darkorange",
+        swept="beta",
+        data=UNPAIRED,
+        family="unpaired",
         step=P + "kto_step",
         needs_reference=True,
         settings_from="dpo",
