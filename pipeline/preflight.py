@@ -92,7 +92,7 @@ class Counts:
     jobs: dict[str, int]  # per trained method: swept values x seeds
     policies: int  # evaluated: pi_ref and every trained policy
     best_of_n_jobs: int
-    cpu_jobs: dict[str, int]  # per rule without torch
+    cpu_jobs: dict[str, int]  # per rule without torch, in the order they run
 
 
 @dataclass(frozen=True)
@@ -465,18 +465,6 @@ def cpu_stage_startup() -> float:
 # --- the projection --------------------------------------------------------------------------
 
 CHANGE_SFT = "sft.micro_batch_size (accumulates up to sft.batch_size) or sft.gradient_checkpointing"
-# the stages without torch, in the order they run: their cost is a process's start
-CPU_RULES = [
-    "data",
-    "tokenizer",
-    "prompts",
-    "pairs",
-    "table",
-    "optimal",
-    "comparison",
-    "plots",
-    "side_by_side",
-]
 
 
 def rows_per_prompt(data: str, n: int) -> int:
@@ -608,8 +596,7 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
         "evaluate.batch_size",
         extra=pool * scored["text"],
     )
-    for rule in CPU_RULES:
-        jobs = c.cpu_jobs[rule]
+    for rule, jobs in c.cpu_jobs.items():  # the stages without torch: a process's start each
         rows.append(
             {
                 "rule": rule,

@@ -129,7 +129,7 @@ def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
             jobs={"ipo": 2, "ppo": 1},
             policies=4,
             best_of_n_jobs=1,
-            cpu_jobs=dict.fromkeys(preflight.CPU_RULES, 1),
+            cpu_jobs=dict.fromkeys(["data", "tokenizer", "prompts", "pairs", "table"], 1),
         ),
     )
     table = preflight.projection(q, measured, 0.5, sft_reviews=200).set_index(["rule", "method"])
