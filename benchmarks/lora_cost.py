@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import record
+import yaml
 
 TRAINED = {"sft", "train_pairwise", "train_ppo", "train_online"}
 
@@ -27,8 +28,10 @@ def preflight(study: Path, configfile: str, lora: str | None) -> pd.DataFrame:
     out = study / "results/preflight.csv"
     command = [sys.executable, "-m", "snakemake", "preflight", "--cores", "2", "--forcerun",
                "preflight", "--configfile", str(Path(configfile).resolve())]  # fmt: skip
-    if lora:
-        command += ["--config", f"policy={{lora: {lora}}}"]
+    if lora:  # an overlay file: --config would read the nested numbers as strings
+        overlay = study / "lora.yaml"
+        overlay.write_text(yaml.safe_dump({"policy": {"lora": yaml.safe_load(lora)}}))
+        command.append(str(overlay))
     subprocess.run(command, cwd=study, check=True, env=record.ENVIRON | {"HF_HUB_OFFLINE": "1"})
     table = pd.read_csv(out)
     shutil.copy(out, out.with_name(f"preflight-{'lora' if lora else 'full'}.csv"))
