@@ -7,6 +7,7 @@ Run as `python tests/ppo_fixed_rollouts.py <the stage's arguments>`, or under to
 import numpy as np
 
 import pipeline.ppo
+import pipeline.rollout
 from pipeline import cli
 
 
@@ -24,5 +25,6 @@ def fixed_rollout(model, tok, prompts, scorer, max_new_tokens, generator, batch_
 
 
 if __name__ == "__main__":
-    pipeline.ppo.rollout = fixed_rollout
+    # collect, which both PPO and the online trainer call, samples through rollout.rollout
+    pipeline.rollout.rollout = fixed_rollout
     cli.run(pipeline.ppo.main)

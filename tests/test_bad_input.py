@@ -57,7 +57,10 @@ def dry_run_error(tmp_path, config) -> str:
             {"dpo": {"trajectory": [0.5, 1.0]}},
             "config key dpo.trajectory.1: 1.0 is greater than or equal to the maximum of 1",
         ),
-        ({"resources": {"threads": {"train": 0}}}, "config key resources.threads.train: 0 is not"),
+        (
+            {"resources": {"threads": {"train": 0}}},
+            "config key resources.threads.train: 0 is less than the minimum of 1",
+        ),
     ],
 )
 def test_config_errors_name_the_key_before_any_job_runs(tmp_path, config, message):
