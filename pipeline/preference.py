@@ -84,6 +84,7 @@ class Settings:
     extensions: list[str]  # modules registering methods of one's own (train.extensions)
     tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
     tracking_dir: str
+    round: int = 1  # of an iterated method (rounds.smk): its tracker's run is named after it
     # the method's own: its swept key and what its loss or step reads by name (beta, tau, k, ...),
     # and for the noisy-label methods the noise's rate and mode
     own: dict = rest()
@@ -428,7 +429,8 @@ def main(argv=None):
             args.params | {"processes": world.size}, args.pairs, args.reference, args.policy
         ),
     )
-    tracker = tracker_for(p, policy_id(record.name, p.swept, p.seed)) if world.main else None
+    name = policy_id(record.name, p.swept, p.seed, p.round)
+    tracker = tracker_for(p, name) if world.main else None
     points = Trajectory(p.trajectory, f"{record.settings}.trajectory", args.trajectory, ckpt)
     metrics = train(model, tok, pairs, ref, p, make_scorer(p.reward), ckpt, world, tracker, points)
     teardown(world)

@@ -60,6 +60,7 @@ use rule train_pairwise as train_round with:
     wildcard_constraints:
         method="|".join(sorted(m for m, r in METHODS.items() if r.iterable)),
     params:
+        cfg=lambda w: as_arg(trainer_config(w.method, w.value, w.seed) | {"round": int(w.round)}),
         checkpoint=policy_path(LATER, "checkpoint"),
     log:
         job_log("train", LATER),
