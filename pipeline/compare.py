@@ -112,10 +112,7 @@ def main(argv=None):
     p = read(Settings, args.params, "comparison")
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
     table = build_comparison(policy_folders(p.policies, args.evals), pool, p)
-    out = table.copy()
-    out["round"] = out["round"].astype("Int64")
-    with io.atomic_output(args.out) as tmp:
-        out.to_csv(tmp, index=False, float_format="%.6g")
+    io.write_csv(table, args.out, ["round"], io.SIX_DIGITS)
     log.info("\n%s", "\n".join(describe(r) for r in table.itertuples()))
 
 

@@ -33,9 +33,15 @@ def write_parquet(df: pd.DataFrame, path) -> None:
         df.to_parquet(tmp, index=False)
 
 
-def write_csv(df: pd.DataFrame, path) -> None:
+# the study's tables' numbers: six significant digits, more than any of their intervals resolves
+SIX_DIGITS = "%.6g"
+
+
+def write_csv(df: pd.DataFrame, path, integers=(), float_format=None) -> None:
+    """`df` as CSV, the columns `integers` written as integers (blank where missing)."""
+    df = df.astype({c: "Int64" for c in integers})
     with atomic_output(path) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, float_format=float_format)
 
 
 def write_json(obj, path) -> None:

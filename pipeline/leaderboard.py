@@ -130,10 +130,7 @@ def main(argv=None):
     p = read(Settings, args.params, "leaderboard")
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
     table = build_leaderboard(policy_folders(p.policies, args.evals), pool, p)
-    out = table.copy()
-    out["rank"] = out["rank"].astype("Int64")
-    with io.atomic_output(args.out) as tmp:
-        out.to_csv(tmp, index=False, float_format="%.6g")
+    io.write_csv(table, args.out, ["rank"], io.SIX_DIGITS)
     for budget, rows in table.groupby("budget"):
         ranked = rows.dropna(subset=["sentiment"])
         log.info(

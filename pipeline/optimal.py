@@ -57,8 +57,7 @@ def main(argv=None):
     pool = io.read_parquet(args.pool, ["prompt_id", "sample_id", "score"])
     betas = beta_grid(p.beta_min, p.beta_max, p.n_beta)
     frontier = optimal_frontier(pool, betas, p.bootstrap, p.seed)
-    with io.atomic_output(args.out) as tmp:
-        frontier.to_csv(tmp, index=False, float_format="%.6g")
+    io.write_csv(frontier, args.out, float_format=io.SIX_DIGITS)
     drawn = frontier[frontier["ess"] >= p.min_ess]
     log.info(
         "pi* from %d samples of pi_ref per prompt: reward %.3f to %.3f for KL %.2f to %.2f"

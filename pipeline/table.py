@@ -133,13 +133,6 @@ def build_table(
     return sort_rows(table)
 
 
-def write_table(table: pd.DataFrame, path) -> None:
-    table = table.copy()
-    table[["seed", "round"]] = table[["seed", "round"]].astype("Int64")
-    with io.atomic_output(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-
-
 def main(argv=None):
     args = cli.parse(
         __doc__, ["evals", "optimal"], ["out"], argv, optional=("optimal",), lists=("evals",)
@@ -148,7 +141,7 @@ def main(argv=None):
     optimal = pd.read_csv(args.optimal) if args.optimal else None
     folders = policy_folders(p.policies, args.evals)
     table = build_table(folders, p.bootstrap, p.seed, optimal)
-    write_table(table, args.out)
+    io.write_csv(table, args.out, ["seed", "round"], io.SIX_DIGITS)
     log.info(
         "\n%s",
         table[
