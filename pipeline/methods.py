@@ -2,9 +2,10 @@
 
 A record is the one place that says what a method is: its name (its config section and the first
 part of its policy ids), label and plot colour, what it trains on, whether it needs pi_ref's
-log-probs, the key its sweep runs over, the section it takes its optimiser settings from, and the
-loss (or step) that trains it. The DAG, the schema's method lists, the trainers, the plots and the
-tests all read these records. A method of one's own is a loss function and a `register(Method(...))`
+log-probs, the key its sweep runs over, the section it takes its optimiser settings from, the
+loss (or step) that trains it, and the JSON schema of its config section (type, default and
+description of each key). The DAG, the config schema, the trainers, the plots and the tests all
+read these records. A method of one's own is a loss function and a `register(Method(...))`
 in a module named in `train.extensions` (docs/adding-a-method.md).
 
 Kept free of heavy imports: the Snakefile uses it to lay out the DAG, so losses and steps are
@@ -61,7 +62,7 @@ class Method:
     learned_reward: bool = False  # online, against the learned reward model
     module: str | None = None  # the trainer module, when not the one its data implies
     group_size: int | None = None  # online groups: samples per prompt (None: sample.n_per_prompt)
-    section: dict | None = None  # JSON schema of its section's keys (new methods)
+    section: dict | None = None  # the JSON schemas of its config section's keys
 
     @property
     def trainer(self) -> str | None:
@@ -179,6 +180,110 @@ def load_extensions(paths: list[str]) -> None:
         EXTENSION_OF.update(dict.fromkeys(set(METHODS) - before, entry))
 
 
+# The JSON schemas of a method's config keys, which its record keeps (`Method.section`).
+def swept(
+    default: list,
+    description: str = "swept; one policy per value",
+    minimum: float | None = 0,
+    exclusive: bool = True,
+    maximum: float | None = None,
+    kind: str = "number",
+) -> dict:
+    """A swept key: a list of distinct values (numbers above `minimum`, unless it is None)."""
+    items = {"type": kind}
+    if minimum is not None:
+        items["exclusiveMinimum" if exclusive else "minimum"] = minimum
+    if maximum is not None:
+        items["maximum"] = maximum
+    return {
+        "description": description,
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": True,
+        "items": items,
+        "default": default,
+    }
+
+
+def number(default: float, description: str | None = None, **bounds) -> dict:
+    described = {} if description is None else {"description": description}
+    return {"type": "number", "default": default, **described, **bounds}
+
+
+def integer(default: int, description: str | None = None, minimum: int = 1) -> dict:
+    described = {} if description is None else {"description": description}
+    return {"type": "integer", "minimum": minimum, "default": default, **described}
+
+
+def choice(default: str, *others: str) -> dict:
+    return {"type": "string", "enum": [default, *others], "default": default}
+
+
+def training_keys(unit: str, checkpoint_every: int) -> dict:
+    """The keys of every trainer's section after its optimiser's: memory, compilation,
+    checkpoints and points along the run, counted in its `unit` (steps or iterations)."""
+    return {
+        "gradient_checkpointing": {
+            "type": "boolean",
+            "default": False,
+            "description": "recompute activations in the backward pass: less memory, one more"
+            " forward pass per step",
+        },
+        "compile": {
+            "type": "boolean",
+            "default": False,
+            "description": "torch.compile the training forward pass (fused kernels; the first"
+            " steps compile, so only long runs gain)",
+        },
+        "checkpoint_every": integer(
+            checkpoint_every,
+            f"{unit} between checkpoints (0: none); a rerun resumes from the last",
+            minimum=0,
+        ),
+        "trajectory": {
+            "description": f"fractions of each run's {unit} (strictly between 0 and 1) at which"
+            " the policy is also saved and evaluated: points along the run, drawn as its"
+            " trajectory",
+            "type": "array",
+            "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+            "uniqueItems": True,
+            "default": [],
+        },
+    }
+
+
+# the optimiser and batches of the pairwise trainers (dpo's and cringe's sections; the other
+# offline methods take dpo's)
+PAIRWISE_TRAINING = {
+    "optimizer": choice("adamw", "rmsprop"),
+    "lr": number(5.0e-4, exclusiveMinimum=0),
+    "batch_size": integer(32),
+    "epochs": integer(1),
+    "warmup_steps": integer(10),
+    "max_grad_norm": number(10.0, exclusiveMinimum=0),
+    "micro_batch_size": {
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "default": None,
+        "description": "rows per forward pass (gradient accumulation up to batch_size); null:"
+        " the whole batch",
+    },
+    **training_keys("steps", 50),
+}
+BETAS = [0.1, 1.0]
+NOISE_RATE = swept(
+    [0.2, 0.4],
+    "swept; flip: the fraction of labels flipped; outliers: the fraction replaced by a coin flip",
+    minimum=0,
+    exclusive=False,
+    maximum=1,
+)
+NOISE = {
+    "mode": choice("flip", "outliers"),
+    "beta": number(0.1, exclusiveMinimum=0),
+}
+
+
 L = "pipeline.losses:"
 P = "pipeline.preference:"
 # The slides' table
@@ -192,6 +297,7 @@ register(
         family="DPO: margin losses",
         loss=L + "dpo_loss",
         needs_reference=True,
+        section={"beta": swept(BETAS), **PAIRWISE_TRAINING},
     )
 )
 register(
@@ -203,6 +309,17 @@ register(
         data=PAIRS,
         family="reference-free",
         step=P + "cringe_step",
+        section={
+            "b": swept([0.0], "swept; margin of the gate g = sigmoid((b - M) / tau)", None),
+            "tau": number(1.0, exclusiveMinimum=0),
+            "k": integer(5, "top-k candidates for the positive token"),
+            "gate_ce": {
+                "type": "boolean",
+                "default": True,
+                "description": "true: g * (L_CE + L_Cr); false: L_CE + g * L_Cr",
+            },
+            **PAIRWISE_TRAINING,
+        },
     )
 )
 register(
@@ -213,6 +330,28 @@ register(
         swept="target_kl",
         data=ONLINE,
         family="online RL",
+        section={
+            "target_kl": swept(
+                [2.0, 6.0], "swept; target of the adaptive KL controller (nats per sequence)"
+            ),
+            "adaptive_kl": {"type": "boolean", "default": True},
+            "init_kl_coef": number(0.05, minimum=0),
+            "horizon": integer(256),
+            "iterations": integer(25),
+            "rollout_size": integer(64, minimum=2),
+            "minibatch_size": integer(16),
+            "ppo_epochs": integer(4),
+            "optimizer": choice("adamw", "rmsprop"),
+            "lr": number(2.0e-4, exclusiveMinimum=0),
+            "warmup_steps": integer(5),
+            "cliprange": number(0.2, exclusiveMinimum=0),
+            "cliprange_value": number(0.2, exclusiveMinimum=0),
+            "vf_coef": number(0.1, minimum=0),
+            "gamma": number(1.0, minimum=0, maximum=1),
+            "lam": number(0.95, minimum=0, maximum=1),
+            "max_grad_norm": number(1.0, exclusiveMinimum=0),
+            **training_keys("iterations", 5),
+        },
     )
 )
 # The DPO paper's other baselines
@@ -227,6 +366,9 @@ register(
         loss=L + "ipo_loss",
         needs_reference=True,
         settings_from="dpo",
+        section={
+            "tau": swept([0.05, 0.5], "swept; IPO regresses the log-ratio margin onto 1 / (2 tau)")
+        },
     )
 )
 register(
@@ -239,6 +381,7 @@ register(
         family="reference-free",
         loss=L + "unlikelihood_loss",
         settings_from="dpo",
+        section={"alpha": swept([0.1, 1.0], exclusive=False)},
     )
 )
 register(
@@ -252,6 +395,7 @@ register(
         loss=L + "preferred_ft_loss",
         settings_from="dpo",
         chosen_only=True,
+        section={"epochs": swept([1], minimum=1, exclusive=False, kind="integer")},
     )
 )
 register(
@@ -262,6 +406,15 @@ register(
         swept="n",
         data=NOTHING,
         family="sampling",
+        section={
+            "n": swept(
+                [4, 16, 64],
+                "swept; all values share one pool of max(n) samples per prompt",
+                minimum=1,
+                exclusive=False,
+                kind="integer",
+            )
+        },
     )
 )
 # Noisy labels
@@ -277,6 +430,7 @@ register(
         needs_reference=True,
         settings_from="dpo",
         noisy_labels=True,
+        section={"rate": NOISE_RATE, **NOISE},
     )
 )
 register(
@@ -291,6 +445,11 @@ register(
         needs_reference=True,
         settings_from="dpo",
         noisy_labels=True,
+        section={
+            "rate": NOISE_RATE,
+            **NOISE,
+            "label_smoothing": number(0.2, minimum=0, exclusiveMaximum=0.5),
+        },
     )
 )
 # The RLHF route
@@ -304,6 +463,7 @@ register(
         family="online RL",
         settings_from="ppo",
         learned_reward=True,
+        section={"target_kl": swept([2.0, 6.0])},
     )
 )
 # Best-choice data
@@ -318,6 +478,7 @@ register(
         step=P + "plackett_luce_step",
         needs_reference=True,
         settings_from="dpo",
+        section={"beta": swept([0.1])},
     )
 )
 register(
@@ -331,28 +492,9 @@ register(
         loss=L + "dpo_loss",
         needs_reference=True,
         settings_from="dpo",
+        section={"beta": swept([0.1])},
     )
 )
-
-
-def swept(default: list, minimum: float = 0.0, exclusive: bool = True) -> dict:
-    """The JSON schema of a swept key: a list of distinct numbers above `minimum`."""
-    bound = "exclusiveMinimum" if exclusive else "minimum"
-    return {
-        "description": "swept; one policy per value",
-        "type": "array",
-        "minItems": 1,
-        "uniqueItems": True,
-        "items": {"type": "number", bound: minimum},
-        "default": default,
-    }
-
-
-def number(default: float, description: str, **bounds) -> dict:
-    return {"type": "number", "default": default, "description": description, **bounds}
-
-
-BETAS = [0.1, 1.0]
 
 
 def pairwise(
@@ -561,8 +703,6 @@ def filled_schema(path) -> dict:
         m for m, r in METHODS.items() if r.iterable
     ]
     for record in METHODS.values():
-        if record.name in sections:
-            continue
         if record.section is None:
             where = EXTENSION_OF.get(record.name)
             raise ValueError(

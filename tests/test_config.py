@@ -1,10 +1,16 @@
 """config.yaml spells out the defaults for a reader; the schema (with the sections the method
-records keep) is where each default is declared. They must not drift apart."""
+records keep) is where each setting's type, default and description are declared; each stage's
+Settings record declares the type it reads. They must not drift apart."""
+
+import dataclasses
+import importlib
+import types
+import typing
 
 import yaml
 from runner import REPO
 
-from pipeline.methods import filled_schema
+from pipeline.methods import METHODS, filled_schema
 
 
 def test_config_yaml_repeats_every_default_of_the_schema_exactly():
@@ -25,3 +31,90 @@ def test_config_yaml_repeats_every_default_of_the_schema_exactly():
         if key not in schema[section]["properties"]
     ]
     assert unknown == []
+
+
+# Each config section and the Settings record of the stage that reads it. A method's section is
+# read by its trainer's record (the swept key as one value, the method's own keys collected).
+SECTION_READERS = {
+    "data": "pipeline.sources:Data",
+    "sft": "pipeline.sft:Settings",
+    "prompts": "pipeline.prompts:Settings",
+    "sample": "pipeline.sampling:Settings",
+    "reference": "pipeline.reference:Settings",
+    "reward_model": "pipeline.reward_model:Settings",
+    "evaluate": "pipeline.evaluate:Settings",
+    "optimal": "pipeline.frontiers:Optimal",
+    "leaderboard": "pipeline.leaderboard:Settings",
+    "table": "pipeline.table:Settings",
+    "side_by_side": "pipeline.side_by_side:Settings",
+}
+JSON_TYPES = {"integer": int, "number": float, "boolean": bool, "null": type(None)}
+
+
+def python_types(spec: dict) -> set:
+    """What a JSON schema admits, as the Python types (and a string enum's values) a record
+    would declare for it."""
+    if "enum" in spec:
+        return {("str", v) for v in spec["enum"]}
+    if "const" in spec:
+        return {("str", spec["const"])}
+    if "oneOf" in spec or "anyOf" in spec:
+        return set().union(*map(python_types, spec.get("oneOf", spec.get("anyOf"))))
+    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    return {
+        list if k == "array" else dict if k == "object" else str if k == "string" else JSON_TYPES[k]
+        for k in kinds
+    }
+
+
+def hinted_types(hint) -> set:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return set().union(*map(hinted_types, typing.get_args(hint)))
+    if origin is typing.Literal:
+        return {("str", v) for v in typing.get_args(hint)}
+    if origin in (list, dict):
+        return {origin}
+    return {dict if dataclasses.is_dataclass(hint) else hint}
+
+
+def disagreements(record, section: str, keys: dict, swept: str | None = None) -> list[str]:
+    """Each key of a config section whose schema type the stage's record does not declare."""
+    hints = typing.get_type_hints(record)
+    collects = any(f.metadata.get("rest") for f in dataclasses.fields(record))
+    found = []
+    for key, spec in keys.items():
+        spec = spec["items"] if key == swept else spec  # the job reads one value of the sweep
+        if key not in hints:
+            if not collects:
+                found.append(f"{section}.{key}: not a field of {record.__qualname__}")
+        elif python_types(spec) != hinted_types(hints[key]):
+            found.append(
+                f"{section}.{key}: schema {sorted(map(str, python_types(spec)))},"
+                f" {record.__module__}.{record.__qualname__} {hints[key]}"
+            )
+    return found
+
+
+def test_every_config_key_has_the_type_its_stages_record_declares():
+    """The schema (with the method records' sections) and each stage's Settings record hold a
+    setting's type; a key the record lacks or types otherwise fails here, not in a job."""
+    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
+    found = []
+    for section, reader in SECTION_READERS.items():
+        module, name = reader.split(":")
+        record = getattr(importlib.import_module(module), name)
+        found += disagreements(record, section, schema[section]["properties"])
+    for m in METHODS.values():
+        if m.trainer is None:  # Best-of-N: its n is the best_of_n stage's
+            continue
+        record = importlib.import_module(f"pipeline.{m.trainer}").Settings
+        found += disagreements(record, m.name, schema[m.name]["properties"], m.swept)
+    assert found == []
+
+
+def test_no_method_keeps_its_section_in_the_schema_file():
+    """A method's section is its record's (`Method.section`), built-in or an extension's."""
+    raw = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
+    assert sorted(set(raw["properties"]) & set(METHODS)) == []
+    assert all(m.section for m in METHODS.values())
