@@ -1,10 +1,10 @@
 """What every trainer's loop shares, in one place: resuming from the last checkpoint and writing the
 next ones, the points along the run (the policy saved at chosen fractions of its steps), the clock,
 the metrics it logs (each row to `metrics.csv` and, opt-in, live to an experiment tracker), the
-progress bar, the optimizer update (gradient clipping, then the step) and the trained policy's
-outputs. Each trainer keeps what is its own: its batches, its schedule,
-its loss, its statistics. Steps are counted after they are taken: a row logged with `step` n
-follows n updates.
+progress bar, the random generators' seeds, the optimizer update (a non-finite loss stopped,
+gradient clipping, then the step) and the trained policy's outputs. Each trainer keeps what is
+its own: its batches, its schedule, its loss, its statistics. Steps are counted after they are
+taken: a row logged with `step` n follows n updates.
 
 Tracking (`train.tracking`): none (the default), tensorboard, mlflow, wandb or trackio, each an
 optional package; `metrics.csv` stays the record and the tracker a live view of it (a run per
@@ -16,6 +16,7 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import torch
@@ -26,6 +27,7 @@ from pipeline.distributed import SINGLE, World
 from pipeline.logs import get_logger, progress
 from pipeline.lora import merged
 from pipeline.methods import point_name
+from pipeline.optim import check_finite
 
 log = get_logger("loop")
 
@@ -211,6 +213,15 @@ class Run:
                 self.bar.set_postfix({postfix: f"{row[postfix]:.3f}"}, refresh=False)
         return row
 
+    def update(self, loss, max_grad_norm: float, batch: str, step: int | None = None) -> float:
+        """The optimizer step after the gradient is accumulated: stop at a non-finite loss, naming
+        the step (`done`, or the trainer's own count) and the batch; else clip the gradient to
+        `max_grad_norm` and step. Returns the norm before clipping."""
+        check_finite(torch.as_tensor(loss), self.name, self.done if step is None else step, batch)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_grad_norm)
+        self.opt.step()
+        return grad_norm.item()
+
     def end_step(self, state) -> None:
         """After each step: save the point along the run due there, then write a checkpoint when
         one is due (and the run not over). `state()` gives the trainer's own state; it runs in
@@ -251,9 +262,19 @@ def save_policy(
         ckpt.clear()
 
 
-def update(model: torch.nn.Module, opt, max_grad_norm: float) -> float:
-    """Clip the accumulated gradient to `max_grad_norm` and take the optimizer step; the norm
-    before clipping."""
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    opt.step()
-    return grad_norm.item()
+class Generators(NamedTuple):
+    """A trainer's random streams, each seeded from the run's seed in one way for every trainer."""
+
+    order: torch.Generator  # the data order, prompts and minibatches: the same in every process
+    sampling: torch.Generator  # samples drawn while training (rollouts, the reward monitor)
+    tokens: torch.Generator  # draws inside a loss (Cringe's positive tokens)
+
+
+def generators(seed: int, world: World = SINGLE, device=None) -> Generators:
+    """The order on the CPU from `seed` in every process; the sampling stream from seed + rank and
+    the loss's draws from seed + 1 + rank, on `device`: one stream per process."""
+    return Generators(
+        torch.Generator().manual_seed(seed),
+        torch.Generator(device=device).manual_seed(seed + world.rank),
+        torch.Generator(device=device).manual_seed(seed + 1 + world.rank),
+    )

@@ -27,7 +27,7 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import trainable
 from pipeline.losses import (
     dpo_loss,
@@ -39,7 +39,7 @@ from pipeline.losses import (
 )
 from pipeline.methods import method, policy_id, resolve
 from pipeline.models import autocast, train_mode
-from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.rewards import make_scorer
 from pipeline.rollout import Section, collect, policy_and_reference, training_prompts
 from pipeline.settings import read, rest
@@ -156,8 +156,7 @@ def train(
     objective, G = resolve(record.step), record.group_size or p.n_per_prompt
     check_settings(objective, p)
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches
-    sample_gen = torch.Generator(device=dev).manual_seed(p.seed)
+    gen, sample_gen, _ = generators(p.seed, device=dev)  # prompts and minibatches; rollouts
     opt = make_optimizer(trainable(model), p.optimizer, p.lr)
     train_mode(model, p.gradient_checkpointing, dropout=False)
     if points is not None:
@@ -193,12 +192,10 @@ def train(
                 with autocast(dev):
                     logps = token_logprobs(forward_logprobs(ddp, sub), sub)
                 loss = objective.loss(logps, r, rows, p, G).mean()
-                check_finite(
-                    loss.detach(), p.method, step, f"iteration {it}, groups {mb[:4].tolist()}..."
-                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
-                update(model, opt, p.max_grad_norm)
+                batch_name = f"iteration {it}, groups {mb[:4].tolist()}..."
+                run.update(loss.detach(), p.max_grad_norm, batch_name, step)
                 step += 1
                 losses.append(loss.item())
         run.done += 1

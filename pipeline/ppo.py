@@ -22,7 +22,7 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, setup, teardown, wrap
 from pipeline.logprobs import token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import trainable
 from pipeline.losses import (
     gae,
@@ -34,7 +34,7 @@ from pipeline.losses import (
 )
 from pipeline.methods import policy_id
 from pipeline.models import autocast, device, train_mode
-from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.rewards import make_scorer
 from pipeline.rollout import (
     PolicyWithValue,
@@ -105,8 +105,7 @@ def train(
     `ckpt.every` iterations (the main process writes it); with `points`, save the policy at its
     fractions of the run."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p.seed)  # prompts and minibatches: the same everywhere
-    sample_gen = torch.Generator(device=dev).manual_seed(p.seed + world.rank)
+    gen, sample_gen, _ = generators(p.seed, world, dev)  # prompts and minibatches; rollouts
     opt = make_optimizer(trainable(model), p.optimizer, p.lr)
     kl_ctl = kl_controller(p)
     # dropout off: the ratio pi / pi_old must compare the same function
@@ -174,16 +173,18 @@ def train(
                     )
                     row = world.sum(torch.cat([row, tokens.float().view(1)]))
                     row = row[:-1] / row[-1]
-                # the minibatch's loss, the same in every process: all stop together
-                check_finite(
-                    row[0], p.method, step, f"iteration {it}, rollout rows {mb[:4].tolist()}..."
-                )
                 # this share's tokens over the minibatch's, times the processes DDP averages
                 # over: exactly 1 in one process
                 weight = tokens * world.size / mask[mb.to(dev)].sum()
                 opt.zero_grad(set_to_none=True)
                 (loss * weight).backward()
-                update(model, opt, p.max_grad_norm)
+                # the minibatch's loss, the same in every process: all stop together
+                run.update(
+                    row[0],
+                    p.max_grad_norm,
+                    f"iteration {it}, rollout rows {mb[:4].tolist()}...",
+                    step,
+                )
                 step += 1
                 stats.append(row[1:].tolist())
         kl_coef = kl_ctl.value

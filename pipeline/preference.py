@@ -34,7 +34,7 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import Lora, adapt, trainable
 from pipeline.losses import (
     ce_loss,
@@ -48,7 +48,7 @@ from pipeline.losses import (
 from pipeline.methods import RANKED_PAIRS, Method, method, policy_id, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
-from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.rewards import Reward, make_scorer
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer
@@ -278,10 +278,8 @@ def train(
     `points`, save the policy at its fractions of the run.
     Under torchrun, data-parallel; the main process alone monitors the reward and checkpoints."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p.seed)  # the data order: the same in every process
-    sample_gen = torch.Generator(device=dev).manual_seed(p.seed)
-    # Cringe's positive-token draws, on the logits' device; one stream per process
-    token_gen = torch.Generator(device=dev).manual_seed(p.seed + 1 + world.rank)
+    # the data order; the reward monitor's samples (the main process's); Cringe's token draws
+    gen, sample_gen, token_gen = generators(p.seed, world, dev)
     monitor = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]][
         : p.reward_prompts
     ]
@@ -353,13 +351,9 @@ def train(
         row = {
             k: v / len(idx) for k, v in accumulate(ddp, parts, pair_losses, len(idx), world).items()
         }
-        check_finite(
-            torch.tensor(row["loss"]),
-            p.method,
-            run.done,
-            f"pairs {idx[:4].tolist()}... of epoch {epoch}",
+        grad_norm = run.update(
+            row["loss"], p.max_grad_norm, f"pairs {idx[:4].tolist()}... of epoch {epoch}"
         )
-        grad_norm = update(model, opt, p.max_grad_norm)
         run.done += 1
         row.update(step=run.done, epoch=epoch, lr=lr, grad_norm=grad_norm)
         if run.done % p.reward_every == 0 or run.done == total:

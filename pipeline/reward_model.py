@@ -34,10 +34,10 @@ from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.classifiers import RewardModel, save_reward_model
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, tracker_for, update
+from pipeline.loop import Run, Tracker, generators, tracker_for
 from pipeline.losses import bradley_terry_loss
 from pipeline.models import autocast, device, load_causal_lm, train_mode
-from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_constant
+from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
 
@@ -111,7 +111,7 @@ def train(
     """Train in place on `pairs`; return the per-step metrics. With `ckpt`, resume from its last
     checkpoint and write one every `ckpt.every` steps."""
     dev = next(model.parameters()).device
-    gen = torch.Generator().manual_seed(p.seed)
+    gen = generators(p.seed).order
     bs = p.batch_size
     steps_per_epoch = max(1, len(pairs) // bs)
     total = steps_per_epoch * p.epochs
@@ -133,12 +133,9 @@ def train(
         with autocast(dev):
             chosen, rejected = model(batch.to(dev))[index.to(dev)]
         loss = bradley_terry_loss(chosen, rejected).mean()
-        check_finite(
-            loss, "reward_model", run.done, f"pairs {idx[:4].tolist()}... of epoch {epoch}"
-        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        update(model, opt, p.max_grad_norm)
+        run.update(loss.detach(), p.max_grad_norm, f"pairs {idx[:4].tolist()}... of epoch {epoch}")
         run.done += 1
         run.log(
             {

@@ -25,10 +25,10 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, save_policy, tracker_for, update
+from pipeline.loop import Run, Tracker, generators, save_policy, tracker_for
 from pipeline.lora import Lora, adapt, trainable
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
-from pipeline.optim import check_finite, make_optimizer, set_lr, warmup_cosine
+from pipeline.optim import make_optimizer, set_lr, warmup_cosine
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.settings import read
 from pipeline.sources import check_context, context_length
@@ -129,7 +129,7 @@ def train(
 ):
     """Train in place; return the per-step metrics. With `ckpt`, resume from
     its last checkpoint and write one every `ckpt.every` steps. Under torchrun, data-parallel."""
-    gen = torch.Generator().manual_seed(p.seed)
+    gen = generators(p.seed).order
     bs = p.batch_size
     steps_per_epoch = len(train_ids) // bs
     if steps_per_epoch == 0:
@@ -159,10 +159,9 @@ def train(
         opt.zero_grad(set_to_none=True)
         parts = world.micro_batches(idx, p.micro_batch_size, "sft.batch_size")
         loss = accumulate(ddp, parts, step_nll, n_tokens, world)["loss"] / n_tokens
-        check_finite(
-            torch.tensor(loss), "sft", run.done, f"reviews {idx[:4].tolist()}... of epoch {epoch}"
+        grad_norm = run.update(
+            loss, p.max_grad_norm, f"reviews {idx[:4].tolist()}... of epoch {epoch}"
         )
-        grad_norm = update(model, opt, p.max_grad_norm)
         run.done += 1
         run.log(
             {

@@ -189,6 +189,38 @@ def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
     assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
 
 
+def test_an_online_method_resumes_to_the_same_weights(tmp_path, policy_dir):
+    """GRPO (the online trainer: one process, its sampling generator restored)."""
+    pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
+        tmp_path / "prompts.parquet"
+    )
+    ppo_section = {k: v for k, v in PPO_PARAMS.items() if k != "target_kl"}
+    params = ppo_section | {
+        "method": "grpo",
+        "beta": 0.04,
+        "n_per_prompt": 2,
+        "iterations": 30,
+        "checkpoint_every": 3,
+        "trajectory": [0.5],
+    }
+
+    def args(out):
+        return [
+            "--params", json.dumps(params),
+            "--prompts", str(tmp_path / "prompts.parquet"),
+            "--policy", str(policy_dir),
+            "--model", str(out / "model"),
+            "--metrics", str(out / "metrics.csv"),
+            "--trajectory", str(out / "at"),
+            "--checkpoint", str(out / "checkpoint"),
+        ]  # fmt: skip
+
+    assert len(kill_then_resume("online", args, tmp_path)) == 2  # the point at 15, the end
+    a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
+    assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
+
+
 def test_the_reward_model_resumes_to_the_same_weights(pair_files, policy_dir):
     params = {
         "lr": 1e-3,
