@@ -79,6 +79,19 @@ PAIRWISE_PARAMS = (
     | TRACKING
     | RUN
 )
+# the reward model stage's config
+REWARD_MODEL_PARAMS = {
+    "lr": 3e-3,
+    "batch_size": 16,
+    "epochs": 5,
+    "warmup_steps": 2,
+    "max_grad_norm": 1.0,
+    "optimizer": "adamw",
+    "holdout_fraction": 0.25,
+    "seed": 0,
+    "batch_order": "pair",
+    "checkpoint_every": 0,
+} | TRACKING
 # the PPO stage's config; tests add iterations and checkpoint_every
 PPO_PARAMS = (
     {

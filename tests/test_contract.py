@@ -8,20 +8,8 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS, TRACKING
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS, REWARD_MODEL_PARAMS, SFT_PARAMS
 
-REWARD_MODEL_PARAMS = {
-    "lr": 1e-3,
-    "batch_size": 4,
-    "epochs": 1,
-    "warmup_steps": 1,
-    "max_grad_norm": 1.0,
-    "optimizer": "adamw",
-    "holdout_fraction": 0.25,
-    "seed": 0,
-    "batch_order": "pair",
-    "checkpoint_every": 0,
-} | TRACKING
 ONLINE_PARAMS = {k: v for k, v in PPO_PARAMS.items() if k != "target_kl"} | {
     "method": "grpo",
     "beta": 0.04,
@@ -35,7 +23,11 @@ TRAINERS = {
         PAIRWISE_PARAMS | {"method": "dpo", "beta": 0.1, "epochs": 1},
         "dpo/0.1/seed0",
     ),
-    "reward_model": ("reward_model", REWARD_MODEL_PARAMS, "reward_model"),
+    "reward_model": (
+        "reward_model",
+        REWARD_MODEL_PARAMS | {"batch_size": 4, "epochs": 1},
+        "reward_model",
+    ),
     "ppo": ("ppo", PPO_PARAMS | {"iterations": 2, "checkpoint_every": 0}, "ppo/6.0/seed0"),
     "online": (
         "online",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS, TRACKING
+from conftest import PAIRWISE_PARAMS, PPO_PARAMS, REWARD_MODEL_PARAMS, SFT_PARAMS
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
@@ -222,18 +222,12 @@ def test_an_online_method_resumes_to_the_same_weights(tmp_path, policy_dir):
 
 
 def test_the_reward_model_resumes_to_the_same_weights(pair_files, policy_dir):
-    params = {
+    params = REWARD_MODEL_PARAMS | {
         "lr": 1e-3,
         "batch_size": 4,
         "epochs": 6,
-        "warmup_steps": 2,
-        "max_grad_norm": 1.0,
-        "optimizer": "adamw",
-        "holdout_fraction": 0.25,
-        "seed": 0,
-        "batch_order": "pair",
         "checkpoint_every": 7,
-    } | TRACKING
+    }
 
     def args(out):
         return [

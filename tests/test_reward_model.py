@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import TRACKING
+from conftest import REWARD_MODEL_PARAMS
 
 from pipeline.classifiers import HEAD_FILE, RewardModel, load_reward_model, save_reward_model
 from pipeline.logprobs import left_pad
@@ -22,18 +22,6 @@ from pipeline.reward_model import (
 )
 from pipeline.rewards import Reward, make_scorer
 
-PARAMS = {
-    "lr": 3e-3,
-    "batch_size": 16,
-    "epochs": 5,
-    "warmup_steps": 2,
-    "max_grad_norm": 1.0,
-    "optimizer": "adamw",
-    "holdout_fraction": 0.25,
-    "seed": 0,
-    "batch_order": "pair",
-    "checkpoint_every": 0,
-} | TRACKING
 N_PROMPTS, PAIRS_PER_PROMPT = 40, 3
 
 
@@ -75,7 +63,7 @@ def to_pairs(texts: pd.DataFrame, tok) -> pd.DataFrame:
     )
 
 
-def run_main(tmp, policy_dir, pairs_path, params=PARAMS):
+def run_main(tmp, policy_dir, pairs_path, params=REWARD_MODEL_PARAMS):
     main(
         [
             "--params",
@@ -170,7 +158,9 @@ def test_scorer_returns_standardised_rewards_that_rank_chosen_first(trained):
             }
         )
     )
-    train, val = split_by_prompt(texts, PARAMS["holdout_fraction"], PARAMS["seed"])
+    train, val = split_by_prompt(
+        texts, REWARD_MODEL_PARAMS["holdout_fraction"], REWARD_MODEL_PARAMS["seed"]
+    )
     # standardised with the training sequences' own mean and std
     r = scorer(
         (train["prompt"] + train["chosen"]).tolist()
@@ -202,7 +192,7 @@ def test_a_holdout_that_leaves_a_side_empty_is_refused(
             tmp_path,
             policy_dir,
             tmp_path / "pairs.parquet",
-            {**PARAMS, "holdout_fraction": fraction},
+            {**REWARD_MODEL_PARAMS, "holdout_fraction": fraction},
         )
 
 
@@ -214,7 +204,7 @@ def test_an_empty_pairs_file_stops_the_stage_with_one_line(tmp_path, policy_dir,
             "-m",
             "pipeline.reward_model",
             "--params",
-            json.dumps(PARAMS),
+            json.dumps(REWARD_MODEL_PARAMS),
             "--pairs",
             str(tmp_path / "pairs.parquet"),
             "--policy",
