@@ -125,6 +125,14 @@ PPO_PARAMS = (
 )
 
 
+# the online trainer's config (GRPO): the ppo section's keys but the KL target, and its own
+ONLINE_PARAMS = {k: v for k, v in PPO_PARAMS.items() if k != "target_kl"} | {
+    "method": "grpo",
+    "beta": 0.04,
+    "n_per_prompt": 2,
+}
+
+
 def pytest_collection_modifyitems(items):
     """The SLURM tests last: once SLURM is installed, every snakemake start runs the slurm
     plugin's `scontrol show config` probe, which waits 10 s when no controller is up."""

@@ -8,13 +8,8 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import PAIRWISE_PARAMS, PPO_PARAMS, REWARD_MODEL_PARAMS, SFT_PARAMS
+from conftest import ONLINE_PARAMS, PAIRWISE_PARAMS, PPO_PARAMS, REWARD_MODEL_PARAMS, SFT_PARAMS
 
-ONLINE_PARAMS = {k: v for k, v in PPO_PARAMS.items() if k != "target_kl"} | {
-    "method": "grpo",
-    "beta": 0.04,
-    "n_per_prompt": 2,
-}
 # trainer: (its module, its params, the run name its tracker uses)
 TRAINERS = {
     "sft": ("sft", SFT_PARAMS | {"epochs": 1, "batch_size": 4, "checkpoint_every": 0}, "sft"),

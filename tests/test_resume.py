@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import PAIRWISE_PARAMS, PPO_PARAMS, REWARD_MODEL_PARAMS, SFT_PARAMS
+from conftest import ONLINE_PARAMS, PAIRWISE_PARAMS, PPO_PARAMS, REWARD_MODEL_PARAMS, SFT_PARAMS
 from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
@@ -156,53 +156,27 @@ def test_preference_trainer_resumes_to_the_same_weights(pair_files, policy_dir, 
 
 
 # PPO on two processes (each restores its own sampling generator) where gloo is there, else on
-# one: the one-process run is the same code with one generator, and costs the suite a run more
-@pytest.mark.parametrize("processes", [2 if torch.distributed.is_gloo_available() else 1])
-def test_ppo_resumes_to_the_same_weights(tmp_path, policy_dir, processes):
+# one: the one-process run is the same code with one generator, and costs the suite a run more;
+# GRPO, the online trainer, in its one process. Each keeps the points saved before the kill.
+@pytest.mark.parametrize(
+    "module, params, processes, points",
+    [
+        (
+            "ppo",
+            PPO_PARAMS | {"iterations": 40, "trajectory": [0.05, 0.5]},
+            2 if torch.distributed.is_gloo_available() else 1,
+            2,  # at iterations 2 (before the kill) and 20
+        ),
+        ("online", ONLINE_PARAMS | {"iterations": 30, "trajectory": [0.5]}, 1, 1),
+    ],
+)
+def test_an_online_trainer_resumes_to_the_same_weights(
+    tmp_path, policy_dir, module, params, processes, points
+):
     pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
         tmp_path / "prompts.parquet"
     )
-    params = PPO_PARAMS | {"iterations": 40, "checkpoint_every": 3, "trajectory": [0.05, 0.5]}
-
-    def args(out):
-        return [
-            "--params",
-            json.dumps(params),
-            "--prompts",
-            str(tmp_path / "prompts.parquet"),
-            "--policy",
-            str(policy_dir),
-            "--model",
-            str(out / "model"),
-            "--metrics",
-            str(out / "metrics.csv"),
-            "--trajectory",
-            str(out / "at"),
-            "--checkpoint",
-            str(out / "checkpoint"),
-        ]
-
-    weights = kill_then_resume("ppo", args, tmp_path, processes)
-    assert len(weights) == 3  # the points at iterations 2 (before the kill) and 20, the end
-    a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
-    b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
-    assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
-
-
-def test_an_online_method_resumes_to_the_same_weights(tmp_path, policy_dir):
-    """GRPO (the online trainer: one process, its sampling generator restored)."""
-    pd.DataFrame({"prompt_ids": [[5, 6], [7, 8, 9], [10], [11, 12]]}).to_parquet(
-        tmp_path / "prompts.parquet"
-    )
-    ppo_section = {k: v for k, v in PPO_PARAMS.items() if k != "target_kl"}
-    params = ppo_section | {
-        "method": "grpo",
-        "beta": 0.04,
-        "n_per_prompt": 2,
-        "iterations": 30,
-        "checkpoint_every": 3,
-        "trajectory": [0.5],
-    }
+    params = params | {"checkpoint_every": 3}
 
     def args(out):
         return [
@@ -215,7 +189,7 @@ def test_an_online_method_resumes_to_the_same_weights(tmp_path, policy_dir):
             "--checkpoint", str(out / "checkpoint"),
         ]  # fmt: skip
 
-    assert len(kill_then_resume("online", args, tmp_path)) == 2  # the point at 15, the end
+    assert len(kill_then_resume(module, args, tmp_path, processes)) == points + 1  # and the end
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv")
     b = pd.read_csv(tmp_path / "killed" / "metrics.csv")
     assert a.drop(columns="seconds").equals(b.drop(columns="seconds"))
