@@ -1,7 +1,8 @@
 """One contract for the five trainers (SFT, the pairwise trainer, the reward model, PPO, the
 online methods), each run through its stage's entry point: its tracker's run is named after what
-it trains, a non-finite loss stops it at once naming the trainer and the step, and its random
-streams come from `pipeline.loop.generators` (resuming after a kill: tests/test_resume.py)."""
+it trains, and a non-finite loss stops it at once naming the trainer and the step. (The rest of
+the contract: the random streams every trainer takes from `pipeline.loop.generators`; resuming
+after a kill, tests/test_resume.py.)"""
 
 import importlib
 import json
