@@ -40,7 +40,7 @@ from pipeline.losses import (
 from pipeline.methods import method, policy_id, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.optim import make_optimizer, set_lr, warmup_constant
-from pipeline.rewards import make_scorer
+from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import Section, collect, policy_and_reference, training_prompts
 from pipeline.settings import read, rest
 
@@ -232,7 +232,9 @@ def main(argv=None):
         raise ValueError(f"{p.method} runs in one process: set resources.data_parallel to 1")
     tok, model, ref = policy_and_reference(args.policy, p.lora)
     ckpt = Checkpoint(
-        args.checkpoint, p.checkpoint_every, fingerprint(args.params, args.prompts, args.policy)
+        args.checkpoint,
+        p.checkpoint_every,
+        fingerprint(args.params, args.prompts, args.policy, learned(p.reward)),
     )
     tracker = tracker_for(p, policy_id(p.method, p.own[method(p.method).swept], p.seed))
     points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)

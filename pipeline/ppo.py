@@ -35,7 +35,7 @@ from pipeline.losses import (
 from pipeline.methods import policy_id
 from pipeline.models import autocast, device, train_mode
 from pipeline.optim import make_optimizer, set_lr, warmup_constant
-from pipeline.rewards import make_scorer
+from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import (
     PolicyWithValue,
     Section,
@@ -224,12 +224,13 @@ def main(argv=None):
     world = setup()
     tok, policy, ref = policy_and_reference(args.policy, p.lora)
     model = PolicyWithValue(policy).to(device())
-    learned = p.reward.model if p.reward.backend == "reward_model" else None
     # per-process generator states: a checkpoint of another number of processes is stale
     ckpt = Checkpoint(
         args.checkpoint,
         p.checkpoint_every,
-        fingerprint(args.params | {"processes": world.size}, args.prompts, args.policy, learned),
+        fingerprint(
+            args.params | {"processes": world.size}, args.prompts, args.policy, learned(p.reward)
+        ),
     )
     tracker = tracker_for(p, policy_id(p.method, p.target_kl, p.seed)) if world.main else None
     points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)

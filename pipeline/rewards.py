@@ -47,6 +47,12 @@ def check_finite_scores(scores: np.ndarray, texts: list[str]) -> np.ndarray:
     return scores
 
 
+def learned(p: Reward) -> str | None:
+    """The folder of the reward model the study trained, when the reward is one: an input of the
+    trainer that a checkpoint depends on (a classifier is a fixed input, VADER has none)."""
+    return p.model if p.backend == "reward_model" else None
+
+
 def make_scorer(p: Reward) -> Scorer:
     if p.backend == "vader":
         return VaderScorer()

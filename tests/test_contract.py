@@ -91,3 +91,31 @@ def test_a_non_finite_loss_stops_the_run_naming_the_trainer_and_the_step(job, tm
     with pytest.raises(FloatingPointError, match=rf"^{trainer}: non-finite value at step 1 \("):
         run(params | {"lr": float("inf"), "warmup_steps": 1})
     assert not (tmp_path / "out" / "model").exists()
+
+
+@pytest.mark.parametrize("job", ["ppo", "online"], indirect=True)
+def test_a_checkpoint_is_stale_once_the_learned_reward_model_changes(job, tmp_path, monkeypatch):
+    """Snakemake reruns a trainer whose reward model was retrained, and the rerun must not resume
+    the checkpoint the old reward model led to: the fingerprint reads the reward model's files."""
+    from pipeline import checkpoint
+
+    module, params, _, run = job
+    stage = importlib.import_module(f"pipeline.{module}")
+    seen = []
+
+    class Fingerprinted(Exception):
+        pass
+
+    def fingerprint(*args):
+        seen.append(checkpoint.fingerprint(*args))
+        raise Fingerprinted
+
+    monkeypatch.setattr(stage, "fingerprint", fingerprint)
+    learned = tmp_path / "reward_model"
+    learned.mkdir()
+    reward = {"backend": "reward_model", "model": str(learned), "batch_size": 4, "max_length": 16}
+    for weights in (b"before", b"after retraining"):
+        (learned / "model.safetensors").write_bytes(weights)
+        with pytest.raises(Fingerprinted):
+            run(params | {"reward": reward})
+    assert seen[0] != seen[1]
