@@ -7,7 +7,10 @@ Reads `<folder>/results/preflight.csv` (`snakemake preflight` with the study's c
 Snakemake log of the run that made the study: each job's start and end are the timestamps
 Snakemake prints before its job block and before its "Finished jobid" line. Per rule: the jobs,
 their summed wall time against the preflight's projected total, and the ratio; overall: the run's
-wall time (first start to last end) and its summed job time against the projected study.
+wall time (first start to last end) and its summed job time against the projected study. Per
+method (its trainers and the evaluations of its policies, read from the jobs' wildcards): the
+measured time against the preflight's seconds per job for those jobs, so that one target's share
+of a study (say the field's methods beside the main ones) has its own figure.
 """
 
 import argparse
@@ -18,24 +21,47 @@ from pathlib import Path
 import pandas as pd
 import record
 
+from pipeline.methods import split_policy_id
 from pipeline.preflight import study_seconds
 
 
 def job_times(log: Path) -> pd.DataFrame:
-    """One row per job: rule, jobid, start and end (seconds since the epoch)."""
-    stamp, started, rows, rule = None, {}, [], None
+    """One row per job: rule, method (its `method` wildcard, or that of its `policy` wildcard;
+    "" for a job of no one method), jobid, start and end (seconds since the epoch)."""
+    stamp, started, rows, rule, jobid = None, {}, [], None, None
     for line in log.read_text().splitlines():
         if m := re.match(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", line):
             stamp = datetime.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
         elif m := re.match(r"(?:local)?rule (\w+):$", line):
             rule = m.group(1)
         elif (m := re.match(r"\s+jobid: (\d+)$", line)) and rule:
-            started[int(m.group(1))] = (rule, stamp)
+            jobid = int(m.group(1))
+            started[jobid] = {"rule": rule, "method": "", "jobid": jobid, "start": stamp}
             rule = None
+        elif (m := re.match(r"\s+wildcards: (.*)$", line)) and jobid is not None:
+            wildcards = dict(w.split("=", 1) for w in m.group(1).split(", "))
+            policy = wildcards.get("policy", "sft")  # pi_ref's evaluation is no method's
+            started[jobid]["method"] = wildcards.get("method") or (
+                "" if policy == "sft" else split_policy_id(policy).method
+            )
         elif m := re.match(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
-            name, start = started[int(m.group(1))]
-            rows.append({"rule": name, "jobid": int(m.group(1)), "start": start, "end": stamp})
+            rows.append(started[int(m.group(1))] | {"end": stamp})
     return pd.DataFrame(rows)
+
+
+def priced(jobs: pd.DataFrame, projected: pd.DataFrame) -> pd.Series:
+    """Each job's projected seconds: the preflight's seconds per job of its rule and method, or of
+    its rule when the preflight prices the rule's jobs alike (an evaluation); a rule it does not
+    list (a table of one target, such as the leaderboard) costs a process's start."""
+    per_job = projected.assign(method=projected["method"].fillna("")).set_index(["rule", "method"])[
+        "seconds_per_job"
+    ]
+    per_rule = projected.groupby("rule")["seconds_per_job"].first()
+    cpu_start = projected.loc[projected["unit"] == "job", "seconds_start"].iloc[0]
+    return jobs.apply(
+        lambda j: per_job.get((j["rule"], j["method"]), per_rule.get(j["rule"], cpu_start)),
+        axis=1,
+    )
 
 
 def main():
@@ -70,9 +96,19 @@ def main():
             for rule, row in table.iterrows()
         },
     }
+    by_method = (
+        jobs[jobs["method"] != ""]
+        .assign(projected_s=priced(jobs, projected))
+        .groupby("method")
+        .agg(jobs=("jobid", "size"), wall_s=("wall_s", "sum"), projected_s=("projected_s", "sum"))
+    )
+    result["methods"] = {
+        m: {k: round(float(v), 1) for k, v in row.items()} for m, row in by_method.iterrows()
+    }
     result["ratio_wall"] = round(result["measured_wall_s"] / result["projected_study_s"], 2)
     result["ratio_jobs_sum"] = round(result["measured_jobs_sum_s"] / result["projected_study_s"], 2)
     print(table.round(2).to_string())
+    print(by_method.round(1).to_string())
     print(
         f"projected {result['projected_study_s']:.0f} s; measured wall "
         f"{result['measured_wall_s']:.0f} s (x{result['ratio_wall']}), jobs summed "
