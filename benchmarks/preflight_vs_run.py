@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import record
 
-from pipeline.methods import split_policy_id
+from pipeline.methods import REFERENCE, split_policy_id
 from pipeline.preflight import study_seconds
 
 
@@ -40,9 +40,9 @@ def job_times(log: Path) -> pd.DataFrame:
             rule = None
         elif (m := re.match(r"\s+wildcards: (.*)$", line)) and jobid is not None:
             wildcards = dict(w.split("=", 1) for w in m.group(1).split(", "))
-            policy = wildcards.get("policy", "sft")  # pi_ref's evaluation is no method's
+            policy = wildcards.get("policy", REFERENCE)  # pi_ref's evaluation is no method's
             started[jobid]["method"] = wildcards.get("method") or (
-                "" if policy == "sft" else split_policy_id(policy).method
+                "" if policy == REFERENCE else split_policy_id(policy).method
             )
         elif m := re.match(r"Finished jobid: (\d+) \(Rule: (\w+)\)", line):
             rows.append(started[int(m.group(1))] | {"end": stamp})
@@ -51,15 +51,14 @@ def job_times(log: Path) -> pd.DataFrame:
 
 def priced(jobs: pd.DataFrame, projected: pd.DataFrame) -> pd.Series:
     """Each job's projected seconds: the preflight's seconds per job of its rule and method, or of
-    its rule when the preflight prices the rule's jobs alike (an evaluation); a rule it does not
-    list (a table of one target, such as the leaderboard) costs a process's start."""
+    its rule alone where it prices the rule's jobs alike (an evaluation); a rule it does not list
+    (a table of one target, such as the leaderboard) costs a process's start."""
     per_job = projected.assign(method=projected["method"].fillna("")).set_index(["rule", "method"])[
         "seconds_per_job"
     ]
-    per_rule = projected.groupby("rule")["seconds_per_job"].first()
     cpu_start = projected.loc[projected["unit"] == "job", "seconds_start"].iloc[0]
     return jobs.apply(
-        lambda j: per_job.get((j["rule"], j["method"]), per_rule.get(j["rule"], cpu_start)),
+        lambda j: per_job.get((j["rule"], j["method"]), per_job.get((j["rule"], ""), cpu_start)),
         axis=1,
     )
 
