@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from pipeline.logprobs import left_pad
 from pipeline.logs import progress
@@ -52,6 +53,34 @@ def warp_logits(
     return logits
 
 
+def categorical(logits: torch.Tensor, generator: torch.Generator, block: int = 256) -> torch.Tensor:
+    """One draw per row from softmax(logits), (B, V) -> (B,): one uniform per row, inverted
+    through the cumulative distribution in two levels (which block of `block` entries, then which
+    entry in it).
+
+    `torch.multinomial` draws an exponential variate for every vocabulary entry of every row, most
+    of a decoding step's cost beside a small model (217 ms at 128 x 49,152 on 2 cores; this: 22).
+    The running sums are float64 and short (the block masses, then one block's entries), so a rare
+    token late in a 50k vocabulary keeps its mass, which one float32 running sum over the whole
+    vocabulary would round away."""
+    rows, vocab = logits.shape
+    weights = (logits - logits.amax(-1, keepdim=True)).exp()  # unnormalised: the draw scales u
+    weights = F.pad(weights, (0, -vocab % block)).view(rows, -1, block)
+    mass = weights.sum(-1).double().cumsum(-1)  # (B, blocks): mass up to each block's end
+    zero = torch.zeros((rows, 1), dtype=torch.float64, device=logits.device)
+    u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=logits.device)
+    # u stays below the total, so that the block and the entry found hold mass (never a padding
+    # entry or a token the warp removed), also where rounding brings u up to the total
+    u = torch.minimum(u * mass[:, -1:], torch.nextafter(mass[:, -1:], zero))
+    b = torch.searchsorted(mass, u, right=True)  # the first block whose end passes u
+    u = u - torch.cat([zero, mass], -1).gather(-1, b)
+    within = weights[torch.arange(rows, device=logits.device), b.squeeze(-1)].double().cumsum(-1)
+    i = torch.searchsorted(
+        within, torch.minimum(u, torch.nextafter(within[:, -1:], zero)), right=True
+    )
+    return (b * block + i).squeeze(-1)
+
+
 @torch.no_grad()
 def sample(
     model,
@@ -81,8 +110,7 @@ def sample(
             )
         cache = res.cache
         logits = warp_logits(res.logits[:, -1].float(), temperature, top_k, top_p)
-        probs = logits.softmax(-1)
-        nxt = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        nxt = categorical(logits, generator)
         nxt = torch.where(done, torch.full_like(nxt, pad_id), nxt)
         out.append(nxt)
         done |= nxt == eos_id

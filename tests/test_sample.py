@@ -1,9 +1,13 @@
+"""The sampler: its warps, its draws against the categorical they sample, padding and EOS."""
+
 import math
 
 import pandas as pd
+import pytest
 import torch
+from scipy import stats
 
-from pipeline.sampling import Settings, sample, sample_table, warp_logits
+from pipeline.sampling import Settings, categorical, sample, sample_table, warp_logits
 
 
 def test_warp_is_identity_at_pure_sampling_defaults():
@@ -58,3 +62,41 @@ def test_sample_table_is_seeded_and_has_n_samples_per_prompt(policy, tokenizer):
     assert a["sample_id"].tolist()[:4] == [0, 1, 2, 3]
     assert all(t.startswith(tokenizer.decode(p)[:2]) for t, p in zip(a["text"], a["prompt_ids"]))
     assert not math.isnan(a["completion_ids"].map(len).mean())
+
+
+# (temperature, top_k, top_p): pure sampling, then each warp alone and all three together
+WARPS = [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.0, 4, 1.0), (1.0, 0, 0.8), (1.5, 6, 0.9)]
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", WARPS)
+def test_draws_follow_the_categorical_they_sample(temperature, top_k, top_p):
+    """200,000 draws over 10 tokens: a chi-square test against softmax(warped logits) passes, a
+    token the warp removed is never drawn, and the same test rejects the distribution whose most
+    likely token's logit is 0.05 higher (so it has the power to fail)."""
+    logits = torch.tensor([2.0, 1.5, 1.0, 0.5, 0.0, -0.5, -1.0, -2.0, -3.0, -4.0])
+    n = 200_000
+    warped = warp_logits(logits.expand(n, -1), temperature, top_k, top_p)
+    draws = categorical(warped, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=len(logits)).numpy()
+    expected = warped[0].double().softmax(-1).numpy()
+    kept = expected > 0
+    assert counts[~kept].sum() == 0
+    assert stats.chisquare(counts[kept], n * expected[kept]).pvalue > 1e-3
+    off = warped[0].double().clone()
+    off[0] += 0.05
+    other = off.softmax(-1).numpy()
+    assert stats.chisquare(counts[kept], n * other[kept]).pvalue < 1e-6
+
+
+def test_draws_reach_the_last_tokens_of_a_vocabulary_that_fills_no_whole_block():
+    """GPT-2's 50,257 entries, the draw's blocks of 256 padded past the last one: the last 300
+    tokens (10% of the mass, in the padded block and the one before it) are drawn as often as
+    their mass says, and nothing past the vocabulary is ever drawn."""
+    vocab, tail = 50_257, 300
+    probs = torch.full((vocab,), 0.1 / tail, dtype=torch.float64)
+    probs[: vocab - tail] = 0.9 / (vocab - tail)
+    n, gen, rows = 20_000, torch.Generator().manual_seed(1), probs.log().float().expand(500, -1)
+    draws = torch.cat([categorical(rows, gen) for _ in range(n // len(rows))])
+    assert draws.max() < vocab
+    freq = (draws >= vocab - tail).double().mean().item()
+    assert abs(freq - 0.1) < 4 * math.sqrt(0.1 * 0.9 / n)
