@@ -7,9 +7,15 @@ value reruns that stage (and what depends on it) and nothing else.
 import argparse
 import gc
 import json
+import os
 import sys
 
 from pipeline.methods import load_extensions
+
+# A torch stage's number format on a CPU (resources.cpu_precision), for this process and the
+# processes it starts; pipeline.models reads it.
+CPU_PRECISION = "PIPELINE_CPU_PRECISION"
+PRECISIONS = ("fp32", "bf16", "auto")
 
 
 def parse(
@@ -23,9 +29,15 @@ def parse(
     """The stage's arguments: one path each, or several for the inputs named in `lists` (a rule's
     list of files, each of which it declares). A stage that reads method records gets
     `extensions` in its params (train.extensions): their methods are registered here, before the
-    stage looks one up."""
+    stage looks one up. A torch stage's rule passes `--precision`: set here for the process and
+    the processes it starts."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--params", type=json.loads, default={}, help="config section as JSON")
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        help="a torch stage's number format on a CPU (resources.cpu_precision; CUDA: bf16)",
+    )
     for name in inputs + outputs:
         parser.add_argument(
             f"--{name.replace('_', '-')}",
@@ -34,6 +46,8 @@ def parse(
         )
     args = parser.parse_args(argv)
     load_extensions(args.params.get("extensions", []))
+    if args.precision:
+        os.environ[CPU_PRECISION] = args.precision
     return args
 
 

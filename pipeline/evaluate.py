@@ -10,17 +10,22 @@ sample:
 - `kl_k1`: the single-sample log-ratio estimate sum_t log pi(y_t) - log pi_ref(y_t), same samples;
 - `length`: response tokens.
 Beside it, on pi_ref's own evaluation samples, the reverse KL(pi_ref || pi), exact per position
-(`reverse_kl.parquet`). The summary adds distinct-2 (distinct token bigrams / bigrams over all
-completions), a guard against degenerate text.
+(`reverse_kl.parquet`). pi_ref's side of it is the same in every evaluation: pi_ref's own
+evaluation writes its final hidden states there (`--states`), and the others apply pi_ref's output
+layer to them (`--ref-states`) instead of running pi_ref over its samples again. The summary adds
+distinct-2 (distinct token bigrams / bigrams over all completions), a guard against degenerate
+text.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
 from pipeline import cli, io
 from pipeline.logs import get_logger
-from pipeline.measures import distinct_2, draw, kl_measures, select_prompts
+from pipeline.measures import distinct_2, draw, final_states, kl_measures, select_prompts
 from pipeline.models import device, load_causal_lm
 from pipeline.rewards import Reward, make_scorer
 from pipeline.safe_loading import load_tokenizer
@@ -45,10 +50,10 @@ class Settings:
 def main(argv=None):
     args = cli.parse(
         __doc__,
-        ["prompts", "policy", "reference", "ref_samples"],
-        ["samples", "reverse_kl", "summary"],
+        ["prompts", "policy", "reference", "ref_samples", "ref_states"],
+        ["samples", "reverse_kl", "summary", "states"],
         argv,
-        optional=("ref_samples",),
+        optional=("ref_samples", "ref_states", "states"),
     )
     p = read(Settings, args.params, "evaluate")
     dev = device()
@@ -88,14 +93,16 @@ def main(argv=None):
             "--ref-samples (pi_ref's evaluation samples) is required unless the"
             " evaluated policy is the reference"
         )
+    ref_prompts = [list(x) for x in ref_samples["prompt_ids"]]
+    ref_completions = [list(x) for x in ref_samples["completion_ids"]]
+    cached = read_states(args.ref_states, ref_completions) if args.ref_states else None
     reverse = kl_measures(
-        ref,
-        policy,
-        [list(x) for x in ref_samples["prompt_ids"]],
-        [list(x) for x in ref_samples["completion_ids"]],
-        tok.pad_token_id,
-        p.batch_size,
+        ref, policy, ref_prompts, ref_completions, tok.pad_token_id, p.batch_size, cached
     )
+    if args.states:
+        states = final_states(ref, ref_prompts, ref_completions, tok.pad_token_id, p.batch_size)
+        if states is None:
+            log.info("%s: logits are not its output layer's: the evaluations run it", args.policy)
     reverse_kl = ref_samples[["prompt_id", "sample_id"]].assign(kl_reverse=reverse["kl"])
 
     summary = {
@@ -112,6 +119,8 @@ def main(argv=None):
         raise FloatingPointError(f"non-finite evaluation of {args.policy}: {summary}")
     io.write_parquet(samples, args.samples)
     io.write_parquet(reverse_kl, args.reverse_kl)
+    if args.states:
+        write_states(states, args.states)
     io.write_json(summary, args.summary)
     log.info(
         "%s: sentiment %.3f, KL %.2f (k1 %.2f, reverse %.2f), length %.1f, distinct-2 %.3f",
@@ -123,6 +132,26 @@ def main(argv=None):
         summary["length"],
         summary["distinct_2"],
     )
+
+
+def write_states(states: torch.Tensor | None, path) -> None:
+    """pi_ref's final hidden states, or an empty tensor where they cannot stand in for it."""
+    with io.atomic_output(path) as tmp:
+        save_file({"states": torch.empty(0, 0) if states is None else states}, str(tmp))
+
+
+def read_states(path, completions: list[list[int]]) -> torch.Tensor | None:
+    """The states `write_states` wrote, one row per response token of pi_ref's samples."""
+    states = load_file(str(path))["states"]
+    if states.numel() == 0:
+        return None
+    expected = sum(map(len, completions))
+    if states.size(0) != expected:
+        raise ValueError(
+            f"{path}: {states.size(0)} states, but pi_ref's samples hold {expected} response"
+            " tokens; rerun pi_ref's evaluation"
+        )
+    return states
 
 
 if __name__ == "__main__":

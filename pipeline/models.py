@@ -1,6 +1,7 @@
 """Loading and building models, safely: safetensors only, never remote code (tokenizers:
 pipeline.safe_loading)."""
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from transformers import (
 )
 
 from pipeline.artifacts import check_weights
+from pipeline.cli import CPU_PRECISION, PRECISIONS
 from pipeline.safe_loading import from_pretrained_safe
 
 # Snakemake sets OMP_NUM_THREADS to a rule's `threads`, which may exceed the cores this process
@@ -30,9 +32,46 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+# The number format of the matrix products on a CPU: `resources.cpu_precision`, which the stage's
+# rule passes as --precision (pipeline.cli). CUDA always runs bf16 autocast. One format for the
+# whole process, so that the samples, the training steps and every KL come from the same policy.
+@functools.cache
+def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU multiplies bf16 in hardware: x86's AVX512-BF16 or AMX-BF16, Arm's BF16.
+    Elsewhere torch emulates bf16, 50-200x slower than fp32 (an AVX2-only EPYC, measured)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:  # not Linux: no way to ask, so no bf16
+            return False
+    flags = {
+        flag
+        for line in cpuinfo.splitlines()
+        if line.startswith(("flags", "Features"))
+        for flag in line.partition(":")[2].split()
+    }
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def precision(dev: torch.device) -> str:
+    """The number format of the matrix products on `dev`: bf16 on CUDA; on a CPU, the one chosen
+    (fp32 unless set; "auto": bf16 where the CPU has bf16 instructions)."""
+    if dev.type == "cuda":
+        return "bf16"
+    chosen = os.environ.get(CPU_PRECISION, "fp32")
+    if chosen not in PRECISIONS:
+        raise ValueError(f"{CPU_PRECISION} = {chosen!r}: one of {', '.join(PRECISIONS)}")
+    if chosen == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    return chosen
+
+
 def autocast(dev: torch.device):
-    """bf16 autocast on CUDA; fp32 on CPU, where bf16 is several times slower."""
-    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+    """bf16 autocast where `precision` says bf16, else fp32. The weights, their gradients and the
+    optimiser stay fp32 either way."""
+    return torch.autocast(
+        device_type=dev.type, dtype=torch.bfloat16, enabled=precision(dev) == "bf16"
+    )
 
 
 def train_mode(

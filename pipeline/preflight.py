@@ -42,9 +42,15 @@ from pipeline.evaluate import Settings as Evaluate
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
 from pipeline.lora import adapt, reference
-from pipeline.measures import kl_measures
+from pipeline.measures import final_states, kl_measures
 from pipeline.methods import METHODS, RANKINGS, UNPAIRED, load_extensions
-from pipeline.models import autocast, build_gpt2, device, load_causal_lm
+from pipeline.models import (
+    autocast,
+    build_gpt2,
+    device,
+    load_causal_lm,
+    precision,
+)
 from pipeline.prompts import Settings as Prompts
 from pipeline.reference import Settings as Reference
 from pipeline.rewards import Reward, make_scorer
@@ -335,8 +341,8 @@ def measure_online(inputs: Inputs, method: str) -> dict:
 
 
 def measure_kl(inputs: Inputs) -> dict:
-    """An evaluation's batch: its samples, and the exact KL (policy and pi_ref both run), which
-    the evaluation takes on the policy's samples and, for the reverse KL, on pi_ref's."""
+    """An evaluation's batch: its samples, the exact KL on them (policy and pi_ref both run), and
+    the reverse KL on pi_ref's samples (the policy runs, pi_ref's side from its final states)."""
     q, steps = inputs.params, inputs.params.preflight.steps
     tok, model, load = policy(inputs)
     t0 = time.perf_counter()
@@ -346,11 +352,14 @@ def measure_kl(inputs: Inputs) -> dict:
     bs = batch_sizes(q)["evaluate"]
     prompts = prompts_of(inputs, tok, bs, gen)
     completions = random_ids(tok, bs, q.sample.max_new_tokens, gen)
+    model.eval(), ref.eval()
+    states = final_states(ref, prompts, completions, tok.pad_token_id, bs)
     return {
         "batch": timed(
-            lambda: kl_measures(
-                model.eval(), ref.eval(), prompts, completions, tok.pad_token_id, bs
-            ),
+            lambda: kl_measures(model, ref, prompts, completions, tok.pad_token_id, bs), steps
+        ),
+        "reverse_batch": timed(
+            lambda: kl_measures(ref, model, prompts, completions, tok.pad_token_id, bs, states),
             steps,
         ),
         "sample_batch": sampling(inputs, model, tok, bs),
@@ -575,7 +584,7 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
             )
     # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
     batches = math.ceil(c.eval_samples / bs["evaluate"])
-    per_batch = measured["kl"]["sample_batch"] + 2 * measured["kl"]["batch"]
+    per_batch = sum(measured["kl"][k] for k in ("sample_batch", "batch", "reverse_batch"))
     add(
         "evaluate",
         c.policies,
@@ -666,10 +675,12 @@ def main(argv=None):
     q = read(Settings, args.params, "preflight")
     q = replace(q, trainers={m: trainer_settings(m, t) for m, t in q.trainers.items()})
     sft_reviews = len(io.read_parquet(args.sft, ["text"]))
-    inputs = Inputs(q, args.sft, args.tokenizer)
     dev = device()
+    inputs = Inputs(q, args.sft, args.tokenizer)
     where = (
-        torch.cuda.get_device_name(0) if dev.type == "cuda" else f"the CPU, {q.threads.cores} cores"
+        torch.cuda.get_device_name(0)
+        if dev.type == "cuda"
+        else f"the CPU, {q.threads.cores} cores, {precision(dev)}"
     )
     measured = {}
     for kind in kinds(q):

@@ -9,12 +9,22 @@ import pandas as pd
 import pytest
 import torch
 from conftest import fake_evaluation
+from safetensors.torch import save_file
 
 from pipeline import evaluate
 from pipeline.bootstrap import interval, replicates
+from pipeline.cli import CPU_PRECISION
 from pipeline.logprobs import forward_logprobs, left_pad
-from pipeline.measures import distinct_2, draw, kl_measures, select_prompts, token_kl
-from pipeline.models import build_gpt2
+from pipeline.measures import (
+    distinct_2,
+    draw,
+    final_states,
+    kl_measures,
+    select_prompts,
+    token_kl,
+)
+from pipeline.models import autocast, build_gpt2, load_causal_lm
+from pipeline.safe_loading import load_tokenizer
 from pipeline.table import COLUMNS, build_table
 
 
@@ -50,7 +60,12 @@ def test_exact_kl_is_non_negative_for_random_models(tokenizer):
     assert (per_token[~batch.response_mask] == 0).all()
 
 
-def test_exact_kl_agrees_with_the_monte_carlo_log_ratio(policy, tokenizer):
+@pytest.mark.parametrize("cpu_precision", ["fp32", "bf16"])
+def test_exact_kl_agrees_with_the_monte_carlo_log_ratio(
+    policy, tokenizer, cpu_precision, monkeypatch
+):
+    """In bf16 too: the samples, the exact KL and k1 all come from the bf16 policy."""
+    monkeypatch.setenv(CPU_PRECISION, cpu_precision)
     q = perturbed(policy, 0.05, seed=0)
     prompts = pd.DataFrame({"prompt_id": range(8), "prompt_ids": [[5 + i, 6] for i in range(8)]})
     samples = draw(policy, tokenizer, prompts, n=100, batch_size=400, max_new_tokens=6, seed=0)
@@ -68,10 +83,60 @@ def test_exact_kl_agrees_with_the_monte_carlo_log_ratio(policy, tokenizer):
     assert abs(diff.mean()) < 4 * se, (out["kl"].mean(), out["kl_k1"].mean(), se)
 
 
+EVALUATE = {
+    "n_prompts": 2,
+    "samples_per_prompt": 3,
+    "batch_size": 4,
+    "seed": 0,
+    "max_new_tokens": 5,
+    "reward": {
+        "backend": "vader",
+        "model": None,
+        "positive_label": "POSITIVE",
+        "batch_size": 8,
+        "max_length": 64,
+    },
+}
+
+
+def run_evaluate(folder, prompts, policy, reference, *extra) -> dict:
+    """The evaluate stage; its outputs, in `folder`, by name."""
+    folder.mkdir(exist_ok=True)
+    out = {k: folder / f"{k}.out" for k in ("samples", "reverse_kl", "summary")}
+    args = ["--params", json.dumps(EVALUATE), "--prompts", str(prompts)]
+    args += ["--policy", str(policy), "--reference", str(reference), *map(str, extra)]
+    evaluate.main(args + [f"--{k.replace('_', '-')}={v}" for k, v in out.items()])
+    return out
+
+
+def test_the_reverse_kl_reads_pi_refs_final_states_as_its_own_pass_would_give_it(
+    policy_dir, tmp_path
+):
+    """pi_ref's evaluation writes its states once; a policy's evaluation that reads them has the
+    reverse KL of one that runs pi_ref again. States of other samples are refused, named."""
+    prompts = tmp_path / "prompts.parquet"
+    pd.DataFrame({"prompt_id": [0, 1], "prompt_ids": [[5, 6], [7, 8]]}).to_parquet(prompts)
+    states = tmp_path / "states.safetensors"
+    ref = run_evaluate(tmp_path / "ref", prompts, policy_dir, policy_dir, "--states", states)
+    other = perturbed(load_causal_lm(str(policy_dir), "policy"), 0.05, seed=3)
+    other.save_pretrained(tmp_path / "other")
+    load_tokenizer(str(policy_dir), "policy").save_pretrained(tmp_path / "other")
+    policy = [prompts, tmp_path / "other", policy_dir, "--ref-samples", ref["samples"]]
+    reverse = {
+        name: pd.read_parquet(run_evaluate(tmp_path / name, *policy, *extra)["reverse_kl"])
+        for name, extra in {"whole": [], "states": ["--ref-states", states]}.items()
+    }
+    assert (reverse["whole"]["kl_reverse"] > 0).all()
+    np.testing.assert_allclose(
+        reverse["states"]["kl_reverse"], reverse["whole"]["kl_reverse"], rtol=1e-4, atol=1e-6
+    )
+    save_file({"states": torch.zeros(2, other.config.n_embd)}, str(states))
+    with pytest.raises(ValueError, match="states.safetensors: 2 states"):
+        run_evaluate(tmp_path / "bad", *policy, "--ref-states", states)
+
+
 def test_evaluation_samples_come_from_the_evaluated_policy(policy_dir, tmp_path, tokenizer):
     """A policy that almost always says token 42: pi_ref's samples would not."""
-    from pipeline.models import load_causal_lm
-
     skewed = load_causal_lm(str(policy_dir), "policy")
     with torch.no_grad():  # final hidden state = u for every input, and u is token 42's embedding
         u = torch.full((skewed.config.n_embd,), 3.0)
@@ -83,44 +148,17 @@ def test_evaluation_samples_come_from_the_evaluated_policy(policy_dir, tmp_path,
     tokenizer.save_pretrained(folder)
     prompts = pd.DataFrame({"prompt_id": [0, 1], "prompt_ids": [[5, 6], [7, 8]]})
     prompts.to_parquet(tmp_path / "prompts.parquet")
-    params = {
-        "n_prompts": 2,
-        "samples_per_prompt": 3,
-        "batch_size": 8,
-        "seed": 0,
-        "max_new_tokens": 5,
-        "reward": {
-            "backend": "vader",
-            "model": None,
-            "positive_label": "POSITIVE",
-            "batch_size": 8,
-            "max_length": 64,
-        },
-    }
     ref_samples = tmp_path / "ref_samples.parquet"
     pd.DataFrame(
         {"prompt_id": [0], "sample_id": [0], "prompt_ids": [[5, 6]], "completion_ids": [[9, 10]]}
     ).to_parquet(ref_samples)
-    out = {k: tmp_path / f"{k}.out" for k in ("samples", "reverse_kl", "summary")}
-    evaluate.main(
-        [
-            "--params",
-            json.dumps(params),
-            "--prompts",
-            str(tmp_path / "prompts.parquet"),
-            "--policy",
-            str(folder),
-            "--reference",
-            str(policy_dir),
-            "--ref-samples",
-            str(ref_samples),
-            "--samples",
-            str(out["samples"]),
-            "--reverse-kl",
-            str(out["reverse_kl"]),
-            "--summary",
-            str(out["summary"]),
-        ]
+    out = run_evaluate(
+        tmp_path / "eval",
+        tmp_path / "prompts.parquet",
+        folder,
+        policy_dir,
+        "--ref-samples",
+        ref_samples,
     )
     samples = pd.read_parquet(out["samples"])
     tokens = np.concatenate(samples["completion_ids"].to_numpy())
@@ -129,8 +167,11 @@ def test_evaluation_samples_come_from_the_evaluated_policy(policy_dir, tmp_path,
     assert summary["kl"] > 5 and summary["n"] == 6
 
 
-def test_sampling_and_logprobs_use_the_same_distribution(policy):
-    """No hidden top-k: single-token sample frequencies match exp(log-prob), the tail included."""
+@pytest.mark.parametrize("cpu_precision", ["fp32", "bf16"])
+def test_sampling_and_logprobs_use_the_same_distribution(policy, cpu_precision, monkeypatch):
+    """No hidden top-k: single-token sample frequencies match exp(log-prob), the tail included,
+    in bf16 as in fp32 (both sides under the same autocast)."""
+    monkeypatch.setenv(CPU_PRECISION, cpu_precision)
     n = 6000
     gen = torch.Generator().manual_seed(0)
     from pipeline.sampling import sample
@@ -138,8 +179,8 @@ def test_sampling_and_logprobs_use_the_same_distribution(policy):
     tokens = torch.tensor(
         [c[0] for c in sample(policy, [[5, 6]] * n, 1, eos_id=-1, pad_id=0, generator=gen)]
     )
-    with torch.no_grad():
-        probs = policy(torch.tensor([[5, 6]])).logits[0, -1].softmax(-1)
+    with torch.no_grad(), autocast(torch.device("cpu")):
+        probs = policy(torch.tensor([[5, 6]])).logits[0, -1].float().softmax(-1)
     top = probs.argsort(descending=True)
     tail_mass = probs[top[50:]].sum().item()
     tail_freq = torch.isin(tokens, top[50:]).float().mean().item()
@@ -148,6 +189,32 @@ def test_sampling_and_logprobs_use_the_same_distribution(policy):
     for tok in top[:5]:
         p = probs[tok].item()
         assert abs((tokens == tok).float().mean().item() - p) < 4 * math.sqrt(p * (1 - p) / n)
+
+
+def test_a_model_whose_logits_are_not_its_output_layers_keeps_its_whole_pass():
+    """Gemma 2 soft-caps its logits after the output layer: its final states cannot stand in for
+    it, and the reverse KL then runs it over pi_ref's samples as before."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    config = Gemma2Config(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        pad_token_id=0,
+        final_logit_softcapping=2.0,
+    )
+    torch.manual_seed(0)
+    capped = Gemma2ForCausalLM(config).eval()
+    assert final_states(capped, [[3, 4]], [[5, 6, 7]], 0, 2) is None
+    config.final_logit_softcapping = None
+    assert final_states(Gemma2ForCausalLM(config).eval(), [[3, 4]], [[5, 6, 7]], 0, 2).shape == (
+        3,
+        16,
+    )
 
 
 def test_distinct_2():

@@ -5,12 +5,13 @@ rows than tokens). Prompts and SFT reviews start with a BOS exactly where the to
 a response's log-probs hold its own tokens and its EOS, never a BOS, a padding or a prompt token."""
 
 import hub_formats
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from pipeline.logprobs import left_pad, response_logprobs
-from pipeline.measures import kl_measures
+from pipeline.measures import final_states, kl_measures
 from pipeline.models import load_causal_lm
 from pipeline.prompts import make_prompts
 from pipeline.safe_loading import bos_ids, load_tokenizer
@@ -127,6 +128,28 @@ def test_exact_kl_is_zero_against_itself_and_positive_against_another_policy(fam
             weight.add_(0.05 * torch.randn_like(weight))
     kl = kl_measures(other, model, prompts, completions, tok.pad_token_id, 2)["kl"]
     assert (kl > 0).all()
+
+
+def test_the_reverse_kl_from_pi_refs_final_states_is_the_one_from_its_whole_pass(family):
+    """pi_ref's side of every reverse KL comes from its final hidden states through its output
+    layer (tied to the input embedding or not): the same KL and k1 as its whole forward pass."""
+    name, tok, model = family
+    bos = bos_ids(tok)
+    prompts = [bos + [40, 41], bos + [42, 43, 44], bos + [45]]
+    completions = sample(
+        model, prompts, 6, tok.eos_token_id, tok.pad_token_id, torch.Generator().manual_seed(0)
+    )
+    other = load_causal_lm(model.name_or_path, "policy").eval()
+    with torch.no_grad():
+        for weight in other.parameters():
+            weight.add_(0.05 * torch.randn_like(weight))
+    states = final_states(model, prompts, completions, tok.pad_token_id, 2)
+    assert states.shape == (sum(map(len, completions)), model.config.hidden_size)
+    whole = kl_measures(model, other, prompts, completions, tok.pad_token_id, 2)
+    cached = kl_measures(model, other, prompts, completions, tok.pad_token_id, 2, states)
+    for key in ("kl", "kl_k1"):
+        np.testing.assert_allclose(cached[key], whole[key], rtol=1e-4, atol=1e-5)
+    assert (whole["kl"] > 0).all()
 
 
 def test_ppo_value_head_reads_each_family_and_its_log_probs_are_the_policys(family):

@@ -96,7 +96,7 @@ def stage_modules() -> set[str]:
     """The modules the rules run (`python -m pipeline.<stage>`, or through `{params.launch}`)."""
     rules = PIPELINE.parent / "workflow" / "rules"
     text = "".join(f.read_text() for f in rules.glob("*.smk"))
-    return set(re.findall(r"pipeline\.(\w+) --params", text))
+    return set(re.findall(r"(?:python -m|\{params\.launch\}) pipeline\.(\w+) ", text))
 
 
 def test_stages_import_helpers_and_no_module_imports_a_stage():

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from pipeline.models import load_causal_lm
+from pipeline import cli, models
+from pipeline.cli import CPU_PRECISION
+from pipeline.models import autocast, cpu_has_bf16, load_causal_lm, precision
 from pipeline.safe_loading import load_tokenizer
 
 
@@ -136,3 +138,37 @@ def test_stages_let_torch_threads_spin_briefly_unless_told_otherwise():
     assert wait() == ["1000", "None"]
     assert wait(OMP_WAIT_POLICY="passive") == ["None", "passive"]
     assert wait(GOMP_SPINCOUNT="0") == ["0", "None"]
+
+
+AVX2_ONLY = "flags\t\t: fpu sse sse2 fma avx avx2 bmi2\n"
+SAPPHIRE_RAPIDS = "flags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
+GRAVITON3 = "Features\t: fp asimd evtstrm sve bf16 i8mm\n"
+
+
+@pytest.mark.parametrize(
+    "cpuinfo,native",
+    [(AVX2_ONLY, False), (SAPPHIRE_RAPIDS, True), (GRAVITON3, True), ("", False)],
+)
+def test_bf16_counts_as_the_cpus_own_only_with_its_instructions(cpuinfo, native):
+    assert cpu_has_bf16(cpuinfo) is native
+
+
+def test_the_cpu_precision_comes_from_the_stage_argument_and_auto_asks_the_cpu(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.delenv(CPU_PRECISION, raising=False)  # restored after, whatever cli sets
+    assert precision(cpu) == "fp32"
+    cli.parse("a stage", [], [], ["--precision", "bf16"])
+    assert precision(cpu) == "bf16"
+    with autocast(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+    for native in (True, False):
+        monkeypatch.setattr(models, "cpu_has_bf16", lambda native=native: native)
+        cli.parse("a stage", [], [], ["--precision", "auto"])
+        assert precision(cpu) == ("bf16" if native else "fp32")
+    cli.parse("a stage", [], [], ["--precision", "fp32"])
+    with autocast(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    assert precision(torch.device("cuda")) == "bf16"  # CUDA: bf16 whatever the CPU's setting
+    monkeypatch.setenv(CPU_PRECISION, "fp16")
+    with pytest.raises(ValueError, match=CPU_PRECISION):
+        precision(cpu)

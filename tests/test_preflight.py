@@ -110,7 +110,8 @@ def test_a_batch_that_does_not_fit_names_the_key_that_sets_it():
         "train:ipo": ok
         | {"step": 0.2, "monitor_batch": 1.0, "fits": False, "error": "out of memory"},
         "train:ppo": ok | {"iteration": 3.0, "fits": False, "error": "out of memory"},
-        "kl": ok | {"batch": 0.5, "sample_batch": 1.0, "fits": False, "error": "out of memory"},
+        "kl": ok
+        | {"batch": 0.5, "reverse_batch": 0.4, "sample_batch": 1.0, "fits": False, "error": "oom"},
     }
     q = NS(
         sft=NS(holdout=10, batch_size=8, epochs=1),

@@ -101,6 +101,10 @@ def evaluated_policies(study):
     ]
 
 
+# pi_ref's final hidden states on its evaluation samples: pi_ref's side of every reverse KL
+REFERENCE_STATES = policy_path(REFERENCE, "eval", "states.safetensors")
+
+
 def evaluations(study):
     """The evaluation files of every policy of a study."""
     return expand(policy_path("{policy}", "eval", "{f}"), policy=evaluated_policies(study),
@@ -280,6 +284,11 @@ def sampler(wildcards):
 def previous_round(wildcards):
     """The policy round r starts from and samples its data with: round r - 1's."""
     return policy_path(sampler(wildcards)[0], "model")
+
+
+# The number format of the torch stages on a CPU, passed to each as --precision and a param of
+# its rule, so that changing it reruns them (their numbers change with it).
+PRECISION = config["resources"]["cpu_precision"]
 
 
 # What each job asks a cluster for: `resources.gpu_rules` for the torch stages and

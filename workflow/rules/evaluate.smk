@@ -1,20 +1,24 @@
+# Every policy but pi_ref: its reverse KL reads pi_ref's samples and pi_ref's final hidden states
+# on them, which pi_ref's own evaluation (below) writes once.
 rule evaluate:
     input:
         prompts="results/prompts/eval.parquet",
         policy=policy_folder,
         reference="results/sft/model",
-        ref_samples=lambda w: [] if w.policy == REFERENCE else "results/eval/sft/samples.parquet",
+        ref_samples=policy_path(REFERENCE, "eval", "samples.parquet"),
+        ref_states=REFERENCE_STATES,
     output:
         samples=policy_path("{policy}", "eval", "samples.parquet"),
         reverse_kl=policy_path("{policy}", "eval", "reverse_kl.parquet"),
         summary=policy_path("{policy}", "eval", "summary.json"),
     wildcard_constraints:
-        policy=rf"sft|{policy_id_pattern(m for m, r in METHODS.items() if r.trainer)}",
+        policy=policy_id_pattern(m for m, r in METHODS.items() if r.trainer),
     params:
         cfg=as_arg(evaluate_config()),
         recipe=lambda w: digest(recipe_eval(w.policy)),
-        ref_samples=lambda w, input: f"--ref-samples {input.ref_samples}" if input.ref_samples else "",
         policy=lambda w: policy_model(w.policy),
+        reference=lambda w, input: f"--ref-samples {input.ref_samples} --ref-states {input.ref_states}",
+        precision=PRECISION,
     threads: threads_of("evaluate")
     resources:
         **GPU,
@@ -23,10 +27,29 @@ rule evaluate:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.evaluate --params {params.cfg} --prompts {input.prompts}"
-        " --policy {params.policy} --reference {input.reference} {params.ref_samples}"
-        " --samples {output.samples} --reverse-kl {output.reverse_kl} --summary {output.summary}"
-        " > {log} 2>&1"
+        "python -m pipeline.evaluate --precision {params.precision}"
+        " --params {params.cfg}"
+        " --prompts {input.prompts} --policy {params.policy} --reference {input.reference}"
+        " {params.reference} --samples {output.samples} --reverse-kl {output.reverse_kl}"
+        " --summary {output.summary} > {log} 2>&1"
+
+
+use rule evaluate as evaluate_reference with:
+    input:
+        prompts="results/prompts/eval.parquet",
+        policy="results/sft/model",
+        reference="results/sft/model",
+    output:
+        samples=policy_path(REFERENCE, "eval", "samples.parquet"),
+        reverse_kl=policy_path(REFERENCE, "eval", "reverse_kl.parquet"),
+        summary=policy_path(REFERENCE, "eval", "summary.json"),
+        states=REFERENCE_STATES,
+    params:
+        recipe=digest(recipe_eval(REFERENCE)),
+        policy="results/sft/model",
+        reference=lambda w, output: f"--states {output.states}",
+    log:
+        f"results/logs/evaluate/{REFERENCE}.log",
 
 
 rule best_of_n:
@@ -39,6 +62,7 @@ rule best_of_n:
                for f in ["samples.parquet", "reverse_kl.parquet", "summary.json"]],
         pool=policy_path(policy_id("best_of_n", "pool", "{seed}"), "pool"),
     params:
+        precision=PRECISION,
         cfg=lambda w: as_arg(best_of_n_config(w.seed)),
         recipe=lambda w: digest(recipe_best_of_n(w.seed)),
         # each N's evaluation folder, in best_of_n.n's order
@@ -51,7 +75,8 @@ rule best_of_n:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.best_of_n --params {params.cfg} --prompts {input.prompts}"
+        "python -m pipeline.best_of_n --precision {params.precision}"
+        " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --evals {params.evals} --pool {output.pool} > {log} 2>&1"
 
 

@@ -45,6 +45,7 @@ rule sft:
         metrics="results/sft/metrics.csv",
         eval="results/sft/heldout.json",
     params:
+        precision=PRECISION,
         cfg=as_arg(sft_config()),
         recipe=digest(recipe_sft()),
         launch=LAUNCH,
@@ -56,6 +57,7 @@ rule sft:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "{params.launch} pipeline.sft --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
+        "{params.launch} pipeline.sft --precision {params.precision}"
+        " --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
         " --checkpoint results/checkpoints/sft --model {output.model} --metrics {output.metrics}"
         " --eval {output.eval} > {log} 2>&1"

@@ -27,6 +27,7 @@ rule sample:
     output:
         "results/samples.parquet",
     params:
+        precision=PRECISION,
         cfg=as_arg(sample_config()),
         recipe=lambda w: digest(recipe_samples(*sampler(w))),
     threads: all_cores()
@@ -37,7 +38,8 @@ rule sample:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.sample --params {params.cfg} --prompts {input.prompts}"
+        "python -m pipeline.sample --precision {params.precision}"
+        " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --out {output} > {log} 2>&1"
 
 
@@ -47,6 +49,7 @@ rule score:
     output:
         "results/scores.parquet",
     params:
+        precision=PRECISION,
         cfg=as_arg(config["reward"]),
         recipe=lambda w: digest(recipe_scores(*sampler(w))),
     threads: all_cores()
@@ -57,7 +60,8 @@ rule score:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.score --params {params.cfg} --samples {input} --out {output} > {log} 2>&1"
+        "python -m pipeline.score --precision {params.precision}"
+        " --params {params.cfg} --samples {input} --out {output} > {log} 2>&1"
 
 
 rule pairs:

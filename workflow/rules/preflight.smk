@@ -11,6 +11,7 @@ rule preflight:
     output:
         "results/preflight.csv",
     params:
+        precision=PRECISION,
         cfg=as_arg(preflight_config()),
     threads: all_cores()
     resources:
@@ -20,5 +21,6 @@ rule preflight:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.preflight --params {params.cfg} --sft {input.sft}"
+        "python -m pipeline.preflight --precision {params.precision}"
+        " --params {params.cfg} --sft {input.sft}"
         " --tokenizer {input.tokenizer} --out {output} 2>&1 | tee {log}"

@@ -26,7 +26,8 @@ def recipe_tokenizer():
 
 
 def recipe_sft():
-    return recipe_tokenizer() | {"sft": sft_config()}
+    """Every torch stage's artifact descends from SFT's: the CPU's number format enters here."""
+    return recipe_tokenizer() | {"sft": sft_config(), "cpu_precision": PRECISION}
 
 
 def recipe_prompts(split):

@@ -7,6 +7,7 @@ rule reference:
     wildcard_constraints:
         data="pairs|rankings|unpaired",
     params:
+        precision=PRECISION,
         cfg=as_arg(config["reference"]),
         recipe=lambda w: digest(recipe_reference(*sampler(w))),
     threads: all_cores()
@@ -17,7 +18,8 @@ rule reference:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.reference --params {params.cfg} --pairs {input.data}"
+        "python -m pipeline.reference --precision {params.precision}"
+        " --params {params.cfg} --pairs {input.data}"
         " --policy {input.policy} --out {output} > {log} 2>&1"
 
 
@@ -34,6 +36,7 @@ rule train_pairwise:
     wildcard_constraints:
         method=methods_trained_by("preference"),
     params:
+        precision=PRECISION,
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
@@ -46,7 +49,8 @@ rule train_pairwise:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "{params.launch} pipeline.preference --params {params.cfg} --pairs {input.pairs}"
+        "{params.launch} pipeline.preference --precision {params.precision}"
+        " --params {params.cfg} --pairs {input.pairs}"
         " --reference '{input.reference}' --policy {input.policy} --model {output.model}"
         " --metrics {output.metrics} --trajectory {output.trajectory}"
         " --checkpoint {params.checkpoint} > {log} 2>&1"
@@ -61,6 +65,7 @@ rule reward_model:
         metrics="results/reward_model/metrics.csv",
         summary="results/reward_model/summary.json",
     params:
+        precision=PRECISION,
         cfg=as_arg(reward_model_config()),
         recipe=digest(recipe_reward_model()),
     threads: all_cores()
@@ -71,7 +76,8 @@ rule reward_model:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.reward_model --params {params.cfg} --pairs {input.pairs}"
+        "python -m pipeline.reward_model --precision {params.precision}"
+        " --params {params.cfg} --pairs {input.pairs}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --summary {output.summary} --checkpoint results/checkpoints/reward_model > {log} 2>&1"
 
@@ -88,6 +94,7 @@ rule train_ppo:
     wildcard_constraints:
         method=methods_trained_by("ppo"),
     params:
+        precision=PRECISION,
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         launch=LAUNCH,
@@ -100,7 +107,8 @@ rule train_ppo:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "{params.launch} pipeline.ppo --params {params.cfg} --prompts {input.prompts}"
+        "{params.launch} pipeline.ppo --precision {params.precision}"
+        " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --trajectory {output.trajectory}"
         " --checkpoint {params.checkpoint}"
@@ -118,6 +126,7 @@ rule train_online:
     wildcard_constraints:
         method=methods_trained_by("online"),
     params:
+        precision=PRECISION,
         cfg=trainer_params,
         recipe=lambda w: digest(recipe_policy(trained_policy(w))),
         checkpoint=policy_path(RUN, "checkpoint"),
@@ -129,7 +138,8 @@ rule train_online:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.online --params {params.cfg} --prompts {input.prompts}"
+        "python -m pipeline.online --precision {params.precision}"
+        " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --trajectory {output.trajectory}"
         " --checkpoint {params.checkpoint}"
