@@ -39,7 +39,8 @@ def warp_logits(
     Identity at the defaults. Anything that measures log-probs of samples drawn with other
     settings must apply the same warping.
     """
-    logits = logits / temperature
+    if temperature != 1.0:
+        logits = logits / temperature
     if top_k > 0 and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -65,7 +66,9 @@ def categorical(logits: torch.Tensor, generator: torch.Generator, block: int = 2
     vocabulary would round away."""
     rows, vocab = logits.shape
     weights = (logits - logits.amax(-1, keepdim=True)).exp()  # unnormalised: the draw scales u
-    weights = F.pad(weights, (0, -vocab % block)).view(rows, -1, block)
+    if vocab % block:
+        weights = F.pad(weights, (0, -vocab % block))
+    weights = weights.view(rows, -1, block)
     mass = weights.sum(-1).double().cumsum(-1)  # (B, blocks): mass up to each block's end
     zero = torch.zeros((rows, 1), dtype=torch.float64, device=logits.device)
     u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=logits.device)
