@@ -5,8 +5,8 @@ nothing else (no warp, no draw: the most a sampler of this model can reach).
 
     python benchmarks/sampler.py --model results/pretrained/model --batch-sizes 48,64,128 \\
         --new-tokens 32 --json benchmarks/results/sampler-smollm2.json
-    python benchmarks/sampler.py --model <default study>/results/sft/model --batch-sizes 64,128,256 \\
-        --new-tokens 48 --json benchmarks/results/sampler-default.json
+    python benchmarks/sampler.py --model <default study>/results/sft/model \\
+        --batch-sizes 64,128,256 --new-tokens 48 --json benchmarks/results/sampler-default.json
 
 Every row generates exactly `--new-tokens` tokens (EOS is never taken as the end), from prompts of
 8 random tokens. The three loops alternate, `--repeats` times each after one untimed warm-up, on
