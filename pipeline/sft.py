@@ -5,8 +5,8 @@ From scratch (policy.init = "scratch", the embedded default) a GPT-2 sized by th
 (only the first ~64 matter: prompt <= 8 tokens plus the completion); a review that fits ends
 with EOS, so the policy learns to stop. Loss: mean next-token cross-entropy, computed with the
 shared response log-prob helper (the whole review is the "response", with no prompt).
-AdamW, linear warmup then cosine decay, gradient clipping at `sft.max_grad_norm`; fp32 on CPU,
-bf16 autocast on CUDA.
+AdamW, linear warmup then cosine decay, gradient clipping at `sft.max_grad_norm`; bf16 autocast on
+CUDA, and on a CPU where `resources.cpu_precision` says so.
 The held-out loss is measured before and after training; if SFT made it worse (a learning rate
 made for training from scratch does that to a pretrained model), the stage stops and says which
 key to change, unless `sft.allow_worse` is set.

@@ -1,13 +1,15 @@
-"""LoRA against full fine-tuning, side by side: each kind of trained job's seconds per step and
-peak memory, as `snakemake preflight` measures them with and without `policy.lora`.
+"""A config overlay's cost, side by side: each kind of job's seconds per unit and peak memory as
+`snakemake preflight` measures them without and with the overlay (LoRA, a CPU number format).
 
-    python benchmarks/lora_cost.py --study <folder> --configfile workflow/presets/smollm2.yaml \\
-        --json benchmarks/results/<name>.json [--lora '{r: 16, alpha: 32}'] [--repeats 2]
+    python benchmarks/preflight_ab.py --study <folder> --configfile workflow/presets/smollm2.yaml \\
+        --overlay '{policy: {lora: {r: 16, alpha: 32, target_modules: all-linear}}}' \\
+        --json benchmarks/results/lora-cost-smollm2.json [--repeats 2]
+    python benchmarks/preflight_ab.py --study <folder> --configfile workflow/presets/smollm2.yaml \\
+        --overlay '{resources: {cpu_precision: bf16}}' --json benchmarks/results/<name>.json
 
 The study folder needs the preflight's inputs (its data, tokenizer and, for a GGUF policy, the
 model folder: `snakemake preflight` makes them). Runs the preflight alternately without and with
-the adapters, `--repeats` times each, and keeps every run's rows for SFT and each trainer (the
-jobs that train; sampling, scoring and evaluation read merged model folders either way).
+the overlay, `--repeats` times each, and keeps every run's rows for the torch jobs.
 """
 
 import argparse
@@ -20,22 +22,22 @@ import pandas as pd
 import record
 import yaml
 
-TRAINED = {"sft", "train_pairwise", "train_ppo", "train_online"}
+TORCH = {"sft", "sample", "reference", "train_pairwise", "train_ppo", "train_online", "evaluate",
+         "best_of_n"}  # fmt: skip
 
 
-def preflight(study: Path, configfile: str, lora: str | None) -> pd.DataFrame:
-    """One preflight run's rows for the jobs that train (its csv kept beside the study's)."""
+def preflight(study: Path, configfile: str, overlay: dict | None) -> pd.DataFrame:
+    """One preflight run's rows for the torch jobs (its csv kept beside the study's)."""
     out = study / "results/preflight.csv"
     command = [sys.executable, "-m", "snakemake", "preflight", "--cores", "2", "--forcerun",
                "preflight", "--configfile", str(Path(configfile).resolve())]  # fmt: skip
-    if lora:  # an overlay file: --config would read the nested numbers as strings
-        overlay = study / "lora.yaml"
-        overlay.write_text(yaml.safe_dump({"policy": {"lora": yaml.safe_load(lora)}}))
-        command.append(str(overlay))
+    if overlay:  # an overlay file: --config would read the nested numbers as strings
+        (study / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+        command.append(str(study / "overlay.yaml"))
     subprocess.run(command, cwd=study, check=True, env=record.ENVIRON | {"HF_HUB_OFFLINE": "1"})
     table = pd.read_csv(out)
-    shutil.copy(out, out.with_name(f"preflight-{'lora' if lora else 'full'}.csv"))
-    return table[table["rule"].isin(TRAINED)]
+    shutil.copy(out, out.with_name(f"preflight-{'overlay' if overlay else 'base'}.csv"))
+    return table[table["rule"].isin(TORCH)]
 
 
 def main():
@@ -44,14 +46,15 @@ def main():
     )
     parser.add_argument("--study", required=True, type=Path)
     parser.add_argument("--configfile", required=True)
-    parser.add_argument("--lora", default="{r: 16, alpha: 32, target_modules: all-linear}")
+    parser.add_argument("--overlay", required=True, help="the config overlay, as YAML")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
+    overlay = yaml.safe_load(args.overlay)
     runs = []
     for repeat in range(args.repeats):
-        for name, lora in (("full", None), ("lora", args.lora)):
-            rows = preflight(args.study, args.configfile, lora)
+        for name, setting in (("base", None), ("overlay", overlay)):
+            rows = preflight(args.study, args.configfile, setting)
             runs.append(rows.assign(setting=name, repeat=repeat))
     table = pd.concat(runs)
     table["job"] = (table["rule"] + " " + table["method"].fillna("")).str.strip()
@@ -61,17 +64,13 @@ def main():
         values=["seconds_per_unit", "peak_memory_mb"],
         aggfunc="mean",
     )
-    side[("seconds_per_unit", "ratio")] = (
-        side[("seconds_per_unit", "lora")] / side[("seconds_per_unit", "full")]
-    )
-    side[("peak_memory_mb", "ratio")] = (
-        side[("peak_memory_mb", "lora")] / side[("peak_memory_mb", "full")]
-    )
+    for what in ("seconds_per_unit", "peak_memory_mb"):
+        side[(what, "ratio")] = side[(what, "overlay")] / side[(what, "base")]
     print(side.round(3).to_string())
     result = record.provenance() | {
         "study": str(args.study),
         "configfile": args.configfile,
-        "lora": args.lora,
+        "overlay": overlay,
         "repeats": args.repeats,
         "unit": {r.job: r.unit for r in table.drop_duplicates("job").itertuples()},
         "jobs": {
