@@ -24,9 +24,6 @@ import record
 from pipeline.methods import REFERENCE, split_policy_id
 from pipeline.preflight import study_seconds
 
-# a rule the preflight counts among another's jobs: pi_ref's evaluation is one of the evaluations
-SAME_JOBS = {"evaluate_reference": "evaluate"}
-
 
 def job_times(log: Path) -> pd.DataFrame:
     """One row per job: rule, method (its `method` wildcard, or that of its `policy` wildcard;
@@ -36,7 +33,7 @@ def job_times(log: Path) -> pd.DataFrame:
         if m := re.match(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", line):
             stamp = datetime.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y").timestamp()
         elif m := re.match(r"(?:local)?rule (\w+):$", line):
-            rule = SAME_JOBS.get(m.group(1), m.group(1))
+            rule = m.group(1)
         elif (m := re.match(r"\s+jobid: (\d+)$", line)) and rule:
             jobid = int(m.group(1))
             started[jobid] = {"rule": rule, "method": "", "jobid": jobid, "start": stamp}

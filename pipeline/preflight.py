@@ -583,17 +583,14 @@ def projection(q: Settings, measured: dict, cpu_start: float, sft_reviews: int) 
                 method=method,
             )
     # an evaluation: its samples, their reward, the exact KL on its own and on pi_ref's samples
+    # (pi_ref's side from its states); pi_ref's own: its samples, then three passes of pi_ref
+    # (the KL, the reverse KL, the states), each half of a KL batch's two
     batches = math.ceil(c.eval_samples / bs["evaluate"])
-    per_batch = sum(measured["kl"][k] for k in ("sample_batch", "batch", "reverse_batch"))
-    add(
-        "evaluate",
-        c.policies,
-        "kl",
-        batches,
-        "batch",
-        per_batch + bs["evaluate"] * scored["text"],
-        "evaluate.batch_size",
-    )
+    kl, scoring = measured["kl"], bs["evaluate"] * scored["text"]
+    per_batch = kl["sample_batch"] + kl["batch"] + kl["reverse_batch"] + scoring
+    add("evaluate", c.policies - 1, "kl", batches, "batch", per_batch, "evaluate.batch_size")
+    per_batch = kl["sample_batch"] + 1.5 * kl["batch"] + scoring
+    add("evaluate_reference", 1, "kl", batches, "batch", per_batch, "evaluate.batch_size")
     pool = c.eval_prompts * max(q.best_of_n.n)
     add(
         "best_of_n",

@@ -20,6 +20,7 @@ GPU_RULES = {
     "train_pairwise",
     "train_ppo",
     "evaluate",
+    "evaluate_reference",
     "best_of_n",
 }
 SWEPT = {"dpo": "beta", "cringe": "b", "ppo": "target_kl"}
@@ -61,6 +62,7 @@ def test_every_stage_sweep_value_and_seed_is_planned(paper):
         "train_pairwise",
         "train_ppo",
         "evaluate",
+        "evaluate_reference",
         "table",
         "plots",
         "side_by_side",
@@ -80,7 +82,8 @@ def test_every_stage_sweep_value_and_seed_is_planned(paper):
     ]
     assert sorted(trained) == sorted(expected) and len(expected) == 4 * 3 + 2 * 3 + 4 * 3
     evaluated = [j["wildcards"]["policy"] for j in jobs if j["rule"] == "evaluate"]
-    assert len(evaluated) == len(set(evaluated)) == len(expected) + 1  # and pi_ref
+    assert len(evaluated) == len(set(evaluated)) == len(expected)
+    assert [j["rule"] for j in jobs].count("evaluate_reference") == 1  # pi_ref's
     # the DPO paper's batch order, in which a prompt's pairs share their responses
     assert all(
         '"batch_order": "prompt"' in j["shell"] for j in jobs if j["rule"] == "train_pairwise"

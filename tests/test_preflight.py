@@ -20,6 +20,7 @@ TORCH_RULES = {
     "train_pairwise",
     "train_ppo",
     "evaluate",
+    "evaluate_reference",
     "best_of_n",
 }
 

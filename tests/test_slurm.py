@@ -17,7 +17,15 @@ CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
 PROFILE = REPO / "profiles" / "slurm"
 # Poll SLURM more often than the profile does, to keep the test short (6 s, tried, took longer).
 FAST = ["--seconds-between-status-checks", "2", "--slurm-init-seconds-before-status-checks", "2"]
-GPU_RULES = {"sft", "sample", "reference", "train_pairwise", "train_ppo", "evaluate"}
+GPU_RULES = {
+    "sft",
+    "sample",
+    "reference",
+    "train_pairwise",
+    "train_ppo",
+    "evaluate",
+    "evaluate_reference",
+}
 # DPO alone, at one beta, instead of the micro study's two betas, Cringe and PPO: six jobs fewer,
 # each of which pays its start-up twice here (snakemake inside the job, then the stage). Beside
 # them, in the same run, a Cringe policy whose cringe.k exceeds the vocabulary: its job fails, is

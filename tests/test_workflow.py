@@ -61,6 +61,7 @@ TRAINERS = {
     "train_pairwise",
     "train_ppo",
     "evaluate",
+    "evaluate_reference",
     "table",
     "comparison",
     "plots",
@@ -96,7 +97,7 @@ REPORT = {"table": 1, "comparison": 1, "plots": 1, "side_by_side": 1, "all": 1}
         ({"dpo": {"beta": [0.1, 1.0, 5.0]}}, {"train_pairwise": 1, "evaluate": 1}),  # the new value
         ({"reference": {"batch_size": 3}}, {"reference": 1, "train_pairwise": 2, "evaluate": 2}),
         ({"train": {"reward_every": 3}}, {"train_pairwise": 3, "evaluate": 4}),
-        ({"evaluate": {"seed": 1}}, {"evaluate": 7}),
+        ({"evaluate": {"seed": 1}}, {"evaluate": 6, "evaluate_reference": 1}),
     ],
 )
 def test_a_trainer_edit_reruns_only_its_policies(study, edit, expected):
@@ -326,7 +327,8 @@ def test_every_other_method_trains_with_the_command_the_dag_plans(
         for line in plan.stdout.splitlines()
         if re.search(r"python -m pipeline\.(preference|online) ", line)
     ]
-    planned = [json.loads(shlex.split(argv)[1])["method"] for _, argv in commands]
+    params = [shlex.split(argv) for _, argv in commands]
+    planned = [json.loads(argv[argv.index("--params") + 1])["method"] for argv in params]
     assert sorted(planned) == sorted(others)
     monkeypatch.chdir(study)  # the planned commands' inputs are the study's own files
     for module, command in commands:

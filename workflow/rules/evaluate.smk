@@ -46,7 +46,7 @@ use rule evaluate as evaluate_reference with:
         states=REFERENCE_STATES,
     params:
         recipe=digest(recipe_eval(REFERENCE)),
-        policy="results/sft/model",
+        policy=lambda w, input: input.policy,
         reference=lambda w, output: f"--states {output.states}",
     log:
         f"results/logs/evaluate/{REFERENCE}.log",
