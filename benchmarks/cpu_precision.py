@@ -4,10 +4,10 @@ in bf16, and what `resources.cpu_precision: auto` picks here (bf16 only with bf1
     python benchmarks/cpu_precision.py --json benchmarks/results/cpu-precision-<machine>.json
 
 The shapes are SmolLM2-135M's (hidden 576, MLP 1536, vocabulary 49,152) and the embedded
-default's GPT-2 (width 128, MLP 512, vocabulary 2,048), at 512 rows (a training micro-batch's
-tokens). Each product runs until `--seconds` have passed, after one untimed run. The stages' own
-seconds per step under each format: `benchmarks/preflight_ab.py --overlay
-'{resources: {cpu_precision: bf16}}'`.
+default's GPT-2 (width 128, MLP 512, vocabulary 2,048), at 128 rows (a decoding step's batch;
+an emulated bf16 output layer takes seconds a product). Each product runs until `--seconds` have
+passed, after one untimed run. The stages' own seconds per step under each format:
+`benchmarks/preflight_ab.py --overlay '{resources: {cpu_precision: bf16}}'`.
 """
 
 import argparse
@@ -19,12 +19,12 @@ import torch
 from pipeline.models import cpu_has_bf16
 
 SHAPES = {  # (rows, inner, outer)
-    "smollm2 attention projection": (512, 576, 576),
-    "smollm2 MLP": (512, 576, 1536),
-    "smollm2 output layer": (512, 576, 49152),
-    "gpt2-default attention projection": (512, 128, 128),
-    "gpt2-default MLP": (512, 128, 512),
-    "gpt2-default output layer": (512, 128, 2048),
+    "smollm2 attention projection": (128, 576, 576),
+    "smollm2 MLP": (128, 576, 1536),
+    "smollm2 output layer": (128, 576, 49152),
+    "gpt2-default attention projection": (128, 128, 128),
+    "gpt2-default MLP": (128, 128, 512),
+    "gpt2-default output layer": (128, 128, 2048),
 }
 
 

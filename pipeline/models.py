@@ -38,7 +38,7 @@ def device() -> torch.device:
 @functools.cache
 def cpu_has_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU multiplies bf16 in hardware: x86's AVX512-BF16 or AMX-BF16, Arm's BF16.
-    Elsewhere torch emulates bf16, 50-200x slower than fp32 (an AVX2-only EPYC, measured)."""
+    Elsewhere torch emulates bf16, 10-200x slower than fp32 (an AVX2-only EPYC, measured)."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()

@@ -1,6 +1,7 @@
 """The README is short and in the order a newcomer reads it; every relative link in it and in
 docs/ resolves; no prose names an issue number."""
 
+import fnmatch
 import re
 from pathlib import Path
 
@@ -68,3 +69,20 @@ def test_every_method_record_has_a_row_in_the_methods_catalogue():
     text = (REPO / "docs/methods.md").read_text()
     rows = set(re.findall(r"^\| `([a-z0-9_]+)` \(`[a-z_]+`\) \|", text, re.M))
     assert rows == set(METHODS)
+
+
+def test_every_file_under_benchmarks_is_named_by_a_document():
+    """A script a reader can rerun, a record a page cites: named, or matched by a name pattern
+    (`main-job-*.json`), in the README or a page of docs/."""
+    text = "\n".join(p.read_text() for p in [README, *DOCS])
+    names = set(re.findall(r"[\w.*-]+\.(?:py|sh|json)", text))
+    patterns = [n for n in names if "*" in n]
+    files = [
+        p for p in (REPO / "benchmarks").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    unnamed = [
+        str(p.relative_to(REPO))
+        for p in files
+        if p.name not in names and not any(fnmatch.fnmatch(p.name, n) for n in patterns)
+    ]
+    assert unnamed == []
