@@ -25,12 +25,12 @@ import torch
 
 from pipeline.models import load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.ppo import PolicyWithValue
-from pipeline.ppo import Settings as PPOSettings
-from pipeline.ppo import train as train_ppo
-from pipeline.preference import Settings as PairwiseSettings
-from pipeline.preference import train as train_pairwise
-from pipeline.reference import reference_logps
+from pipeline.stages.ppo import PolicyWithValue
+from pipeline.stages.ppo import Settings as PPOSettings
+from pipeline.stages.ppo import train as train_ppo
+from pipeline.stages.preference import Settings as PairwiseSettings
+from pipeline.stages.preference import train as train_pairwise
+from pipeline.stages.reference import reference_logps
 from pipeline.settings import read
 from ppo_vs_trl import ppo_params
 from throughput import TRAINER_UNTIMED

@@ -30,7 +30,7 @@ import json, sys, time, copy
 import torch
 import pandas as pd
 sys.path.insert(0, "benchmarks")
-from pipeline import sft
+from pipeline.stages import sft
 from pipeline.models import device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
 from pipeline.sampling import sample

@@ -1,5 +1,5 @@
-"""PPO rollouts per second: our trainer (pipeline/ppo.py) against TRL 1.12.0's PPOTrainer, side by
-side, on the same policy, prompts and reward, runs alternating (ours, TRL, ours, TRL, ...).
+"""PPO rollouts per second: our trainer (pipeline/stages/ppo.py) against TRL 1.12.0's PPOTrainer,
+side by side, on the same policy, prompts and reward, runs alternating (ours, TRL, ours, TRL, ...).
 
 TRL 1.12.0 is the last release with PPO (`trl.experimental.ppo`). Its pins accept this project's
 torch and transformers, but it is kept out of the shared environment, in a virtual environment
@@ -46,7 +46,8 @@ import pandas as pd
 import torch
 
 import record
-from pipeline import ppo, rollout
+from pipeline import rollout
+from pipeline.stages import ppo
 from pipeline.models import load_causal_lm
 from pipeline.safe_loading import load_tokenizer
 from pipeline.classifiers import RewardModel, save_reward_model

@@ -22,7 +22,7 @@ import pandas as pd
 import record
 
 from pipeline.methods import REFERENCE, split_policy_id
-from pipeline.preflight import study_seconds
+from pipeline.stages.preflight import study_seconds
 
 
 def job_times(log: Path) -> pd.DataFrame:

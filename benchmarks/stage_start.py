@@ -52,7 +52,7 @@ HEAVY = [
 def start(stage: str, env: dict, *flags: str) -> subprocess.CompletedProcess:
     # in the checkout: `-m` puts the working directory first on sys.path, before PYTHONPATH
     return subprocess.run(
-        [sys.executable, *flags, "-m", f"pipeline.{stage}", "--help"],
+        [sys.executable, *flags, "-m", f"pipeline.stages.{stage}", "--help"],
         env=env,
         cwd=env["PYTHONPATH"],
         capture_output=True,

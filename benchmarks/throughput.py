@@ -29,11 +29,11 @@ import pandas as pd
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from pipeline import ppo, preference, sft
 from pipeline.models import FAST_GELU, device
-from pipeline.ppo import PolicyWithValue
 from pipeline.sampling import sample
 from pipeline.settings import read
+from pipeline.stages import ppo, preference, sft
+from pipeline.stages.ppo import PolicyWithValue
 
 # The fields of the stages' settings records that the timed functions do not read: the policy is
 # built here (SIZES), and nothing is checkpointed, tracked or scored (NoReward)

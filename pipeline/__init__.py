@@ -1,8 +1,9 @@
-"""The IMDb controlled-sentiment study: one module per stage and the helpers below them.
+"""The IMDb controlled-sentiment study: the stages in `pipeline/stages/`, one module per rule, and
+below them the helpers in `pipeline/`, which import no stage (tests/test_imports.py).
 
-Every stage module has a `main()` that one rule runs as `python -m pipeline.<stage>`; none of them
-imports snakemake, so each can be run and tested on its own. What two stages share lies in a
-helper, which imports no stage (docs/stages.md lists them).
+Every stage module has a `main()` that one rule runs as `python -m pipeline.stages.<stage>`; none
+of them imports snakemake, so each can be run and tested on its own. What two stages share lies in
+a helper (docs/stages.md lists them).
 """
 
 import os

@@ -1,8 +1,8 @@
 """The rewards that are models, scored in batches on the device: a Hugging Face sequence
 classifier's p(positive) (`reward.backend: hf`; siebert at paper scale) and the RLHF route's
 learned reward (`reward_model`: the model, its saved form and its scorer; the stage
-pipeline.reward_model trains it). pipeline.rewards builds them; this module is apart so that the
-VADER default's score stage does not load torch and transformers.
+pipeline.stages.reward_model trains it). pipeline.rewards builds them; this module is apart so
+that the VADER default's score stage does not load torch and transformers.
 """
 
 from pathlib import Path

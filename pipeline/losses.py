@@ -3,7 +3,7 @@
 Notation: y_w the preferred (chosen) response, y_l the rejected one; log pi(y|x) is the sum of the
 response's token log-probs with prompt tokens masked (pipeline.logprobs). Per-example losses are
 returned unreduced; trainers take the mean. The pairwise losses' argument names are what the
-pairwise trainer feeds them by (pipeline.preference.loss_step): policy_chosen, policy_rejected,
+pairwise trainer feeds them by (pipeline.steps.loss_step): policy_chosen, policy_rejected,
 ref_chosen, ref_rejected (summed log-probs), chosen_length, rejected_length (response tokens),
 chosen_token_logps, rejected_token_logps, chosen_mask, rejected_mask (per token), and the method's
 settings. Beside PPO's losses lie the quantities they are built from: the KL-penalised per-token

@@ -51,7 +51,7 @@ class Method:
     swept: str  # the key of its section swept, one policy per value
     data: str  # one of DATA
     family: str  # the panel of the full frontier figure it is drawn in
-    loss: str | Callable | None = None  # a pure loss, fed by name (pipeline.preference.loss_step)
+    loss: str | Callable | None = None  # a pure loss, fed by name (pipeline.steps.loss_step)
     step: str | Callable | None = (
         None  # or a step of its own, when a loss needs more than log-probs
     )
@@ -285,7 +285,7 @@ NOISE = {
 
 
 L = "pipeline.losses:"
-P = "pipeline.preference:"
+S = "pipeline.steps:"
 # The slides' table
 register(
     Method(
@@ -308,7 +308,7 @@ register(
         swept="b",
         data=PAIRS,
         family="reference-free",
-        step=P + "cringe_step",
+        step=S + "cringe_step",
         section={
             "b": swept([0.0], "swept; margin of the gate g = sigmoid((b - M) / tau)", None),
             "tau": number(1.0, exclusiveMinimum=0),
@@ -475,7 +475,7 @@ register(
         swept="beta",
         data=RANKINGS,
         family="rankings",
-        step=P + "plackett_luce_step",
+        step=S + "plackett_luce_step",
         needs_reference=True,
         settings_from="dpo",
         section={"beta": swept([0.1])},
@@ -620,8 +620,7 @@ pairwise(
     values=[0.1, 1.0],
 )
 
-# Online, without a value head, each on groups of its own samples per prompt (pipeline.online)
-ONLINE_STEPS = "pipeline.online:"
+# Online, without a value head, each on groups of its own samples per prompt (stages.online)
 register(
     Method(
         name="grpo",
@@ -630,7 +629,7 @@ register(
         swept="beta",
         data=ONLINE,
         family="online RL",
-        step=ONLINE_STEPS + "GRPO",
+        step=S + "GRPO",
         settings_from="ppo",
         module="online",
         section={"beta": swept([0.04, 0.2], exclusive=False)},
@@ -644,7 +643,7 @@ register(
         swept="beta",
         data=ONLINE,
         family="online RL",
-        step=ONLINE_STEPS + "RLOO",
+        step=S + "RLOO",
         settings_from="ppo",
         module="online",
         section={"beta": swept([0.05, 0.2], exclusive=False)},
@@ -658,7 +657,7 @@ register(
         swept="beta",
         data=ONLINE,
         family="online RL",
-        step=ONLINE_STEPS + "ONLINE_DPO",
+        step=S + "ONLINE_DPO",
         settings_from="ppo",
         module="online",
         group_size=2,
@@ -675,7 +674,7 @@ register(
         swept="beta",
         data=UNPAIRED,
         family="unpaired",
-        step=P + "kto_step",
+        step=S + "kto_step",
         needs_reference=True,
         settings_from="dpo",
         section={

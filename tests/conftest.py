@@ -146,7 +146,7 @@ def reviews() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from pipeline.tokenizer import train_bpe
+    from pipeline.stages.tokenizer import train_bpe
 
     return train_bpe(REVIEWS, vocab_size=300, model_max_length=64)
 
@@ -321,7 +321,7 @@ def micro_study(tmp_path_factory):
 def train_pairwise(params: dict, pair_files, policy_dir, out) -> None:
     """The pairwise trainer's stage, in this process, on `pair_files`' pairs from `policy_dir`:
     the policy, its metrics and the points along its run under `out`."""
-    from pipeline import preference
+    from pipeline.stages import preference
 
     preference.main(
         [

@@ -6,8 +6,8 @@ Run as `python tests/ppo_fixed_rollouts.py <the stage's arguments>`, or under to
 
 import numpy as np
 
-import pipeline.ppo
 import pipeline.rollout
+import pipeline.stages.ppo
 from pipeline import cli
 
 
@@ -27,4 +27,4 @@ def fixed_rollout(model, tok, prompts, scorer, max_new_tokens, generator, batch_
 if __name__ == "__main__":
     # collect, which both PPO and the online trainer call, samples through rollout.rollout
     pipeline.rollout.rollout = fixed_rollout
-    cli.run(pipeline.ppo.main)
+    cli.run(pipeline.stages.ppo.main)

@@ -10,7 +10,8 @@ import sys
 import pytest
 from conftest import shared_pairs
 
-from pipeline import artifacts, cli, reference
+from pipeline import artifacts, cli
+from pipeline.stages import reference
 
 
 def cut_in_half(path):

@@ -108,7 +108,7 @@ def test_a_hub_policy_not_yet_downloaded_is_checked_when_sft_reads_its_config(
     """The same check in the SFT stage, for a policy whose config was not on disk at the start."""
     from conftest import SFT_PARAMS
 
-    from pipeline import sft
+    from pipeline.stages import sft
 
     params = SFT_PARAMS | {
         "init": str(hub_inputs["gpt2"]),

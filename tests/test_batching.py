@@ -18,8 +18,8 @@ from pipeline.logprobs import (
     token_logprobs,
 )
 from pipeline.losses import ce_loss, cringe_gate, cringe_token_loss, dpo_loss, pairwise_cringe_loss
-from pipeline.preference import cringe_step, loss_step
-from pipeline.reference import reference_logps
+from pipeline.stages.reference import reference_logps
+from pipeline.steps import cringe_step, loss_step
 
 
 def two_sequences_per_pair(pairs, pad_id):

@@ -8,7 +8,6 @@ import pytest
 from conftest import fake_evaluation
 
 from pipeline.bootstrap import ci_over, interval, replicates
-from pipeline.compare import COLUMNS, Settings, build_comparison
 from pipeline.frontiers import (
     beta_grid,
     compare,
@@ -16,9 +15,10 @@ from pipeline.frontiers import (
     optimal_per_prompt,
     optimal_weights,
 )
-from pipeline.optimal import optimal_frontier
 from pipeline.settings import read
-from pipeline.table import build_table
+from pipeline.stages.compare import COLUMNS, Settings, build_comparison
+from pipeline.stages.optimal import optimal_frontier
+from pipeline.stages.table import build_table
 
 # a toy prompt with three responses: pi_ref's probabilities and the true reward of each
 P_REF = np.array([0.5, 0.25, 0.25])
@@ -312,7 +312,7 @@ def test_comparison_on_hand_made_evaluations(hand_made):
 
 
 def test_the_leaderboard_reads_each_frontier_at_the_budgets_and_its_gap_to_pi_star(hand_made):
-    from pipeline import leaderboard
+    from pipeline.stages import leaderboard
 
     evals, pool, params = hand_made
     params = read(leaderboard.Settings, params | {"budgets": [2.0, 5.0, 10.0]}, "leaderboard")
@@ -339,7 +339,7 @@ def test_points_along_a_run_are_rows_of_the_table_and_points_of_its_method_front
     such points keeps its columns. In the comparison the points join their method's frontier, so
     Cringe's point can be read against PPO's line through (1.0, 0.62), the quarter point and
     (6.0, 0.72)."""
-    from pipeline.table import COLUMNS as TABLE_COLUMNS
+    from pipeline.stages.table import COLUMNS as TABLE_COLUMNS
 
     evals, pool, params = hand_made
     assert list(build_table(evals, n_boot=50, seed=0).columns) == TABLE_COLUMNS

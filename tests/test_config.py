@@ -37,16 +37,16 @@ def test_config_yaml_repeats_every_default_of_the_schema_exactly():
 # read by its trainer's record (the swept key as one value, the method's own keys collected).
 SECTION_READERS = {
     "data": "pipeline.sources:Data",
-    "sft": "pipeline.sft:Settings",
-    "prompts": "pipeline.prompts:Settings",
+    "sft": "pipeline.stages.sft:Settings",
+    "prompts": "pipeline.stages.prompts:Settings",
     "sample": "pipeline.sampling:Settings",
-    "reference": "pipeline.reference:Settings",
-    "reward_model": "pipeline.reward_model:Settings",
-    "evaluate": "pipeline.evaluate:Settings",
+    "reference": "pipeline.stages.reference:Settings",
+    "reward_model": "pipeline.stages.reward_model:Settings",
+    "evaluate": "pipeline.stages.evaluate:Settings",
     "optimal": "pipeline.frontiers:Optimal",
-    "leaderboard": "pipeline.leaderboard:Settings",
-    "table": "pipeline.table:Settings",
-    "side_by_side": "pipeline.side_by_side:Settings",
+    "leaderboard": "pipeline.stages.leaderboard:Settings",
+    "table": "pipeline.stages.table:Settings",
+    "side_by_side": "pipeline.stages.side_by_side:Settings",
 }
 JSON_TYPES = {"integer": int, "number": float, "boolean": bool, "null": type(None)}
 
@@ -108,7 +108,7 @@ def test_every_config_key_has_the_type_its_stages_record_declares():
     for m in METHODS.values():
         if m.trainer is None:  # Best-of-N: its n is the best_of_n stage's
             continue
-        record = importlib.import_module(f"pipeline.{m.trainer}").Settings
+        record = importlib.import_module(f"pipeline.stages.{m.trainer}").Settings
         found += disagreements(record, m.name, schema[m.name]["properties"], m.swept)
     assert found == []
 

@@ -60,7 +60,7 @@ def job(request, tmp_path, pair_files, policy_dir, sft_args):
         ] + outputs,
     }  # fmt: skip
     inputs["online"] = inputs["ppo"]
-    stage = importlib.import_module(f"pipeline.{module}")
+    stage = importlib.import_module(f"pipeline.stages.{module}")
 
     def run(p):
         stage.main(["--params", json.dumps(p)] + inputs[module](p))
@@ -100,7 +100,7 @@ def test_a_checkpoint_is_stale_once_the_learned_reward_model_changes(job, tmp_pa
     from pipeline import checkpoint
 
     module, params, _, run = job
-    stage = importlib.import_module(f"pipeline.{module}")
+    stage = importlib.import_module(f"pipeline.stages.{module}")
     seen = []
 
     class Fingerprinted(Exception):

@@ -4,7 +4,7 @@ import re
 import pandas as pd
 import pytest
 
-from pipeline import data
+from pipeline.stages import data
 
 
 def test_clean_text_strips_html_and_whitespace():

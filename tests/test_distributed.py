@@ -25,7 +25,7 @@ def launch(module, args, out, processes=1) -> tuple[subprocess.Popen, Path]:
     script = (
         [str(Path(__file__).parent / module)]
         if module.endswith(".py")
-        else ["-m", f"pipeline.{module}"]
+        else ["-m", f"pipeline.stages.{module}"]
     )
     with open(out.with_suffix(".log"), "w") as log:
         return subprocess.Popen(

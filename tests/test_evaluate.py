@@ -11,7 +11,6 @@ import torch
 from conftest import fake_evaluation
 from safetensors.torch import save_file
 
-from pipeline import evaluate
 from pipeline.bootstrap import interval, replicates
 from pipeline.cli import CPU_PRECISION
 from pipeline.logprobs import forward_logprobs, left_pad
@@ -25,7 +24,8 @@ from pipeline.measures import (
 )
 from pipeline.models import autocast, build_gpt2, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.table import COLUMNS, build_table
+from pipeline.stages import evaluate
+from pipeline.stages.table import COLUMNS, build_table
 
 
 def perturbed(policy, scale, seed):
@@ -305,14 +305,14 @@ def test_a_malformed_policy_id_is_refused(pid):
 
 def test_every_method_has_its_own_colour_and_legend_entry():
     from pipeline.methods import METHODS
-    from pipeline.plots import colour, legend
+    from pipeline.stages.plots import colour, legend
 
     names = ["pi_ref", *METHODS]
     assert len({colour(m) for m in names}) == len({legend(m) for m in names}) == len(names)
 
 
 def test_best_of_n_takes_the_best_of_each_prompts_first_n_samples_and_reports_the_kl_bound():
-    from pipeline.best_of_n import best_of, kl_bound
+    from pipeline.stages.best_of_n import best_of, kl_bound
 
     samples = pd.DataFrame(
         {

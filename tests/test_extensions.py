@@ -37,7 +37,7 @@ ONLINE_EXTENSION = '''
 
 from pipeline.losses import leave_one_out_advantages
 from pipeline.methods import ONLINE, Method, register, swept
-from pipeline.online import Objective
+from pipeline.steps import Objective
 
 
 def targets(rollout, p, G):

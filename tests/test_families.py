@@ -13,11 +13,11 @@ import torch
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.measures import final_states, kl_measures
 from pipeline.models import load_causal_lm
-from pipeline.prompts import make_prompts
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.sampling import Settings as Sampling
 from pipeline.sampling import sample, sample_table
-from pipeline.sft import encode
+from pipeline.stages.prompts import make_prompts
+from pipeline.stages.sft import encode
 
 ADDS_BOS = {"gpt2": False, "smollm2": False, "llama_bos": True, "qwen2": False}
 
@@ -156,7 +156,7 @@ def test_ppo_value_head_reads_each_family_and_its_log_probs_are_the_policys(fami
     """PPO's policy-with-value on the family: the policy's own next-token log-probs, and one value
     per position from its last hidden state, the same for a row alone and left-padded."""
     from pipeline.logprobs import next_token_logprobs
-    from pipeline.ppo import PolicyWithValue
+    from pipeline.stages.ppo import PolicyWithValue
 
     name, tok, model = family
     bos, eos = bos_ids(tok), tok.eos_token_id

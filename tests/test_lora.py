@@ -8,7 +8,6 @@ import pytest
 import torch
 from conftest import PAIRWISE_PARAMS, PPO_PARAMS, VADER, train_pairwise
 
-from pipeline import ppo
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.loop import save_policy
 from pipeline.lora import AdapterDisabled, Lora, adapt, adapted, merged, reference, trainable
@@ -16,6 +15,7 @@ from pipeline.models import load_causal_lm
 from pipeline.rewards import Reward, make_scorer
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.settings import read
+from pipeline.stages import ppo
 
 LORA = {"r": 4, "alpha": 8.0, "target_modules": "all-linear"}
 

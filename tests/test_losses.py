@@ -22,7 +22,7 @@ from pipeline.losses import (
     unlikelihood_loss,
     whiten,
 )
-from pipeline.ppo import AdaptiveKLController, FixedKLController
+from pipeline.stages.ppo import AdaptiveKLController, FixedKLController
 
 t = torch.tensor
 

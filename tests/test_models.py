@@ -109,7 +109,8 @@ def test_the_tokenizer_prompts_and_vader_score_stages_do_not_import_torch():
     import sys
 
     code = (
-        "import sys, pipeline.tokenizer, pipeline.prompts, pipeline.score, pipeline.rewards;"
+        "import sys, pipeline.stages.tokenizer, pipeline.stages.prompts, pipeline.stages.score,"
+        " pipeline.rewards;"
         " from pipeline.rewards import Reward, make_scorer;"
         " make_scorer(Reward('vader', None, 1, 1))(['a fine film']);"
         " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))"

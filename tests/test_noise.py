@@ -49,7 +49,7 @@ def test_unknown_mode_is_refused():
 
 
 def pair_table(n: int) -> pd.DataFrame:
-    """The columns of pipeline.pairs plus the cached reference log-probs; chosen always wins."""
+    """The columns of the pairs stage plus the cached reference log-probs; chosen always wins."""
     return pd.DataFrame(
         {
             "prompt_id": range(n),

@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 import torch
 
 from pipeline.losses import dpo_loss
-from pipeline.online import GRPO, ONLINE_DPO, RLOO
+from pipeline.steps import GRPO, ONLINE_DPO, RLOO
 
 t = torch.tensor
 

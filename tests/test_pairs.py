@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.pairs import make_pairs, make_unpaired
+from pipeline.stages.pairs import make_pairs, make_unpaired
 
 
 def scored(scores_per_prompt):
@@ -43,7 +43,7 @@ def test_nan_score_is_an_error_naming_the_row():
 
 
 def test_rankings_order_each_prompt_best_first_and_leave_out_prompts_with_a_tie():
-    from pipeline.pairs import make_rankings
+    from pipeline.stages.pairs import make_rankings
 
     rankings = make_rankings(scored([[0.1, 0.9, 0.5, 0.3], [0.5, 0.5, 0.6, 0.8]]))
     assert rankings["prompt_id"].tolist() == [0]  # prompt 1 has a tie
@@ -53,8 +53,8 @@ def test_rankings_order_each_prompt_best_first_and_leave_out_prompts_with_a_tie(
 
 
 def test_a_rankings_pairs_are_its_six_ordered_pairs_with_pi_refs_log_probs():
-    from pipeline.pairs import make_rankings
-    from pipeline.preference import ranking_pairs
+    from pipeline.stages.pairs import make_rankings
+    from pipeline.stages.preference import ranking_pairs
 
     rankings = make_rankings(scored([[0.1, 0.9, 0.5, 0.3]]))
     ref = pd.DataFrame({f"ref_rank{k}": [-float(k)] for k in range(4)})

@@ -158,7 +158,7 @@ def test_the_preset_runs_end_to_end_on_inputs_in_the_hubs_formats(
     (tests/hub_formats.py: SmolLM2's Llama with a tokenizer that adds its BOS, Qwen2)."""
     import pandas as pd
 
-    from pipeline import data
+    from pipeline.stages import data
 
     workdir, methods = family_studies[family]
     preset = yaml.safe_load(PRESET.read_text())

@@ -9,8 +9,8 @@ import pytest
 import torch
 from runner import CORES, planned_jobs, snakemake
 
-from pipeline import preflight
 from pipeline.rewards import Reward
+from pipeline.stages import preflight
 
 TORCH_RULES = {
     "sft",

@@ -11,8 +11,8 @@ from conftest import SFT_PARAMS
 from runner import CORES, planned_jobs, snakemake
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipeline import pretrained, sft
 from pipeline.sources import gguf_path
+from pipeline.stages import pretrained, sft
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,8 @@ def test_a_gguf_inside_a_package_is_found_and_a_missing_one_named(gguf_package, 
 
 
 def test_a_file_that_is_not_gguf_stops_the_stage_in_one_line_naming_the_key(tmp_path, capsys):
-    from pipeline import cli, pretrained
+    from pipeline import cli
+    from pipeline.stages import pretrained
 
     fake = tmp_path / "model.gguf"
     fake.write_text("a text file, not a model")

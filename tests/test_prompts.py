@@ -1,6 +1,6 @@
 import pandas as pd
 
-from pipeline.prompts import make_prompts
+from pipeline.stages.prompts import make_prompts
 
 
 def test_prompts_are_2_to_8_token_prefixes_and_seeded(tokenizer, reviews):

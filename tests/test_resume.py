@@ -57,7 +57,7 @@ def launch(module, args, workdir, name, processes=1) -> subprocess.Popen:
         env = ENV | {"CUDA_VISIBLE_DEVICES": ""}
     with open(workdir / f"{name}.log", "a") as log:
         return subprocess.Popen(
-            launcher + ["-m", f"pipeline.{module}"] + args(workdir / name),
+            launcher + ["-m", f"pipeline.stages.{module}"] + args(workdir / name),
             env=env,
             stdout=log,
             stderr=log,

@@ -16,11 +16,11 @@ from conftest import REWARD_MODEL_PARAMS
 from pipeline.classifiers import HEAD_FILE, RewardModel, load_reward_model, save_reward_model
 from pipeline.logprobs import left_pad
 from pipeline.models import load_causal_lm
-from pipeline.reward_model import (
+from pipeline.rewards import Reward, make_scorer
+from pipeline.stages.reward_model import (
     main,
     split_by_prompt,
 )
-from pipeline.rewards import Reward, make_scorer
 
 N_PROMPTS, PAIRS_PER_PROMPT = 40, 3
 
@@ -202,7 +202,7 @@ def test_an_empty_pairs_file_stops_the_stage_with_one_line(tmp_path, policy_dir,
         [
             sys.executable,
             "-m",
-            "pipeline.reward_model",
+            "pipeline.stages.reward_model",
             "--params",
             json.dumps(REWARD_MODEL_PARAMS),
             "--pairs",

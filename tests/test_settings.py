@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import pytest
 from conftest import PAIRWISE_PARAMS, PPO_PARAMS, SFT_PARAMS
 
-from pipeline import ppo, preference, sft
 from pipeline.settings import read, rest
+from pipeline.stages import ppo, preference, sft
 
 
 @dataclass(frozen=True)

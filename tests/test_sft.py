@@ -6,7 +6,7 @@ from conftest import REVIEWS
 from hub_formats import GPT2_TOKENIZER
 
 from pipeline.safe_loading import load_tokenizer
-from pipeline.sft import encode
+from pipeline.stages.sft import encode
 
 # The test reviews, and texts whose start is cut at an awkward place: runs of spaces and newlines,
 # no whitespace at all, shorter than any cut, punctuation and digits at the cut.

@@ -7,8 +7,8 @@ import re
 import pandas as pd
 import pytest
 
-from pipeline import side_by_side
-from pipeline.side_by_side import build, choose_prompts, markdown_cell, to_html, to_markdown
+from pipeline.stages import side_by_side
+from pipeline.stages.side_by_side import build, choose_prompts, markdown_cell, to_html, to_markdown
 
 POLICIES = ["sft", "dpo/0.1/seed0", "ppo/3.0/seed0/round2"]
 

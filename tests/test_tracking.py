@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import PAIRWISE_PARAMS, SFT_PARAMS, train_pairwise
 
-from pipeline import sft
 from pipeline.loop import Tracker
+from pipeline.stages import sft
 
 
 def test_a_tensorboard_run_holds_every_logged_row_of_metrics_csv(tmp_path, sft_args):

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from test_trainers import PAIRS, ConstantScorer, dpo_config, pairwise, pairwise_config
 
-from pipeline import preference, reference
-from pipeline.preference import train as train_pairwise
 from pipeline.rollout import rollout
+from pipeline.stages import preference, reference
+from pipeline.stages.preference import train as train_pairwise
 
 REWARD = {
     "backend": "vader",

@@ -11,12 +11,12 @@ from conftest import PAIRWISE_PARAMS, PPO_PARAMS
 from pipeline.batching import pair_batch
 from pipeline.logprobs import response_logprobs
 from pipeline.losses import dpo_loss
-from pipeline.ppo import PolicyWithValue
-from pipeline.ppo import Settings as PPOSettings
-from pipeline.ppo import train as train_ppo
-from pipeline.preference import Settings as PairwiseSettings
-from pipeline.preference import train as train_pairwise
 from pipeline.settings import read
+from pipeline.stages.ppo import PolicyWithValue
+from pipeline.stages.ppo import Settings as PPOSettings
+from pipeline.stages.ppo import train as train_ppo
+from pipeline.stages.preference import Settings as PairwiseSettings
+from pipeline.stages.preference import train as train_pairwise
 
 PAIRS = pd.DataFrame(
     {
@@ -181,8 +181,8 @@ def test_ppo_raises_a_toy_reward_within_a_few_iterations(policy, tokenizer):
 def test_each_online_method_raises_a_toy_reward_within_a_few_iterations(
     policy, tokenizer, method, beta
 ):
-    from pipeline.online import Settings as OnlineSettings
-    from pipeline.online import train as train_online
+    from pipeline.stages.online import Settings as OnlineSettings
+    from pipeline.stages.online import train as train_online
 
     torch.manual_seed(0)
     model = copy.deepcopy(policy)
@@ -229,7 +229,7 @@ def test_plackett_luce_and_dpo_on_the_same_rankings_train_through_the_stage_cli(
     rankings.to_parquet(tmp_path / "rankings.parquet")
 
     def stage(module, *args):
-        importlib.import_module(f"pipeline.{module}").main(list(args))
+        importlib.import_module(f"pipeline.stages.{module}").main(list(args))
 
     stage(
         "reference",

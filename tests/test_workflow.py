@@ -323,9 +323,9 @@ def test_every_other_method_trains_with_the_command_the_dag_plans(
     ids = {m: policy_id(m, MICRO_CONFIG[m][METHODS[m].swept][0], 0) for m in others}
     plan = snakemake(study, "-n", "-p", *(f"results/policies/{i}/model" for i in ids.values()))
     commands = [  # "Shell command: python -m pipeline.<trainer> <argv> > <log> 2>&1"
-        re.search(r"python -m pipeline\.(\w+) (.*?) > ", line).groups()
+        re.search(r"python -m pipeline\.stages\.(\w+) (.*?) > ", line).groups()
         for line in plan.stdout.splitlines()
-        if re.search(r"python -m pipeline\.(preference|online) ", line)
+        if re.search(r"python -m pipeline\.stages\.(preference|online) ", line)
     ]
     params = [shlex.split(argv) for _, argv in commands]
     planned = [json.loads(argv[argv.index("--params") + 1])["method"] for argv in params]
@@ -336,7 +336,7 @@ def test_every_other_method_trains_with_the_command_the_dag_plans(
         for flag in ("--model", "--metrics", "--checkpoint"):
             at = argv.index(flag) + 1
             argv[at] = str(tmp_path / argv[at])
-        importlib.import_module(f"pipeline.{module}").main(argv)
+        importlib.import_module(f"pipeline.stages.{module}").main(argv)
     assert re.search(r"flip labels: \d+ of \d+ pairs flipped \(rate 0.4\)", caplog.text)
     for method, pid in ids.items():
         metrics = pd.read_csv(tmp_path / "results/policies" / pid / "metrics.csv")
@@ -360,10 +360,14 @@ def test_one_more_round_runs_only_that_round_from_the_last_one(study):
     plan = snakemake(study, "-n", "-p", "results/table_full.csv", config=rounds3).stdout
     for beta in ("0.1", "1.0"):
         last = f"results/policies/dpo/{beta}/seed0/round2/model"
-        assert re.search(rf"pipeline.sample .* --policy {last} .*round3/samples.parquet", plan)
-        assert re.search(rf"pipeline.preference .* --policy {last} --model .*round3/model", plan)
         assert re.search(
-            r"pipeline.reference .*round3/pairs.parquet --policy results/sft/model", plan
+            rf"pipeline.stages.sample .* --policy {last} .*round3/samples.parquet", plan
+        )
+        assert re.search(
+            rf"pipeline.stages.preference .* --policy {last} --model .*round3/model", plan
+        )
+        assert re.search(
+            r"pipeline.stages.reference .*round3/pairs.parquet --policy results/sft/model", plan
         )
 
 
@@ -376,12 +380,12 @@ def test_a_ranked_method_iterates_on_its_rounds_rankings(study):
     plan = snakemake(study, "-n", "-p", "results/table_full.csv", config=ranked).stdout
     data = "results/rounds/plackett_luce/0.1/seed0/round2"
     assert re.search(
-        rf"pipeline.reference .* --pairs {data}/rankings.parquet --policy "
+        rf"pipeline.stages.reference .* --pairs {data}/rankings.parquet --policy "
         rf"results/sft/model --out {data}/reference/rankings.parquet",
         plan,
     )
     assert re.search(
-        rf"pipeline.preference .* --pairs {data}/rankings.parquet --reference "
+        rf"pipeline.stages.preference .* --pairs {data}/rankings.parquet --reference "
         rf"'{data}/reference/rankings.parquet' --policy "
         r"results/policies/plackett_luce/0.1/seed0/model ",
         plan,

@@ -75,7 +75,7 @@ STUDIES = {
 }
 PLOTS = {"plots": "table", "plots_full": "table_full"}  # plot folder -> its table
 COMPARISONS = {"comparison": "table", "comparison_full": "table_full"}  # comparison -> its table
-# pi*'s samples: the Best-of-N pool of the first seed (pipeline.optimal)
+# pi*'s samples: the Best-of-N pool of the first seed (pipeline.stages.optimal)
 OPTIMAL_POOL = policy_path(policy_id("best_of_n", "pool", config["train"]["seeds"][0]), "pool")
 
 

@@ -13,7 +13,7 @@ rule data:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.data --params {params.cfg} --sft {output.sft}"
+        "python -m pipeline.stages.data --params {params.cfg} --sft {output.sft}"
         " --train {output.train} --eval {output.eval} > {log} 2>&1"
 
 
@@ -28,4 +28,4 @@ rule download:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.download --params {params.cfg} 2>&1 | tee {log}"
+        "python -m pipeline.stages.download --params {params.cfg} 2>&1 | tee {log}"

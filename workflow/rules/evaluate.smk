@@ -27,7 +27,7 @@ rule evaluate:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.evaluate --precision {params.precision}"
+        "python -m pipeline.stages.evaluate --precision {params.precision}"
         " --params {params.cfg}"
         " --prompts {input.prompts} --policy {params.policy} --reference {input.reference}"
         " {params.reference} --samples {output.samples} --reverse-kl {output.reverse_kl}"
@@ -75,7 +75,7 @@ rule best_of_n:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.best_of_n --precision {params.precision}"
+        "python -m pipeline.stages.best_of_n --precision {params.precision}"
         " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --evals {params.evals} --pool {output.pool} > {log} 2>&1"
 
@@ -95,7 +95,7 @@ rule optimal:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.optimal --params {params.cfg} --pool {input} --out {output} > {log} 2>&1"
+        "python -m pipeline.stages.optimal --params {params.cfg} --pool {input} --out {output} > {log} 2>&1"
 
 
 rule table:
@@ -118,7 +118,7 @@ rule table:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.table --params {params.cfg} --evals {input.evals} {params.optimal}"
+        "python -m pipeline.stages.table --params {params.cfg} --evals {input.evals} {params.optimal}"
         " --out {output} > {log} 2>&1"
 
 
@@ -142,7 +142,7 @@ rule comparison:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.compare --params {params.cfg} --evals {input.evals}"
+        "python -m pipeline.stages.compare --params {params.cfg} --evals {input.evals}"
         " --pool {input.pool} --out {output} > {log} 2>&1"
 
 
@@ -176,7 +176,7 @@ rule plots:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.plots --params {params.cfg} --table {input.table} --optimal {input.optimal}"
+        "python -m pipeline.stages.plots --params {params.cfg} --table {input.table} --optimal {input.optimal}"
         " --samples {input.samples} {params.metrics} --frontier {output.frontier}"
         " --sentiment {output.sentiment} --training {output.training} > {log} 2>&1"
 
@@ -199,5 +199,5 @@ rule leaderboard:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.leaderboard --params {params.cfg} --evals {input.evals}"
+        "python -m pipeline.stages.leaderboard --params {params.cfg} --evals {input.evals}"
         " --pool {input.pool} --out {output} > {log} 2>&1"

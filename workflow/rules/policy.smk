@@ -12,7 +12,7 @@ rule pretrained:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.pretrained --params {params.cfg} --out {output} > {log} 2>&1"
+        "python -m pipeline.stages.pretrained --params {params.cfg} --out {output} > {log} 2>&1"
 
 
 rule tokenizer:
@@ -31,7 +31,7 @@ rule tokenizer:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.tokenizer --params {params.cfg} --sft {input.sft} --out {output}"
+        "python -m pipeline.stages.tokenizer --params {params.cfg} --sft {input.sft} --out {output}"
         " > {log} 2>&1"
 
 
@@ -57,7 +57,7 @@ rule sft:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "{params.launch} pipeline.sft --precision {params.precision}"
+        "{params.launch} pipeline.stages.sft --precision {params.precision}"
         " --params {params.cfg} --sft {input.sft} --tokenizer {input.tokenizer}"
         " --checkpoint results/checkpoints/sft --model {output.model} --metrics {output.metrics}"
         " --eval {output.eval} > {log} 2>&1"

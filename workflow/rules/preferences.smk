@@ -16,7 +16,7 @@ rule prompts:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.prompts --params {params.cfg} --reviews {input.reviews}"
+        "python -m pipeline.stages.prompts --params {params.cfg} --reviews {input.reviews}"
         " --tokenizer {input.tokenizer} --out {output} > {log} 2>&1"
 
 
@@ -38,7 +38,7 @@ rule sample:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.sample --precision {params.precision}"
+        "python -m pipeline.stages.sample --precision {params.precision}"
         " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --out {output} > {log} 2>&1"
 
@@ -60,7 +60,7 @@ rule score:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.score --precision {params.precision}"
+        "python -m pipeline.stages.score --precision {params.precision}"
         " --params {params.cfg} --samples {input} --out {output} > {log} 2>&1"
 
 
@@ -80,5 +80,5 @@ rule pairs:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.pairs --scores {input} --out {output.pairs}"
+        "python -m pipeline.stages.pairs --scores {input} --out {output.pairs}"
         " --rankings {output.rankings} --unpaired {output.unpaired} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # `snakemake preflight`: a few steps of each kind of torch job with the configured models and
-# batch sizes, on this machine, and the study's wall time projected from them (pipeline.preflight).
+# batch sizes, on this machine, and the study's wall time projected from them (pipeline.stages.preflight).
 # Needs only the data and the tokenizer (and a GGUF policy's folder); it trains nothing.
 
 
@@ -21,6 +21,6 @@ rule preflight:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.preflight --precision {params.precision}"
+        "python -m pipeline.stages.preflight --precision {params.precision}"
         " --params {params.cfg} --sft {input.sft}"
         " --tokenizer {input.tokenizer} --out {output} 2>&1 | tee {log}"

@@ -16,5 +16,5 @@ rule side_by_side:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.side_by_side --params {params.cfg} --prompts {input.prompts}"
+        "python -m pipeline.stages.side_by_side --params {params.cfg} --prompts {input.prompts}"
         " --samples {input.samples} --markdown {output.markdown} --html {output.html} > {log} 2>&1"

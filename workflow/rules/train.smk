@@ -18,7 +18,7 @@ rule reference:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.reference --precision {params.precision}"
+        "python -m pipeline.stages.reference --precision {params.precision}"
         " --params {params.cfg} --pairs {input.data}"
         " --policy {input.policy} --out {output} > {log} 2>&1"
 
@@ -49,7 +49,7 @@ rule train_pairwise:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "{params.launch} pipeline.preference --precision {params.precision}"
+        "{params.launch} pipeline.stages.preference --precision {params.precision}"
         " --params {params.cfg} --pairs {input.pairs}"
         " --reference '{input.reference}' --policy {input.policy} --model {output.model}"
         " --metrics {output.metrics} --trajectory {output.trajectory}"
@@ -76,7 +76,7 @@ rule reward_model:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.reward_model --precision {params.precision}"
+        "python -m pipeline.stages.reward_model --precision {params.precision}"
         " --params {params.cfg} --pairs {input.pairs}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --summary {output.summary} --checkpoint results/checkpoints/reward_model > {log} 2>&1"
@@ -107,7 +107,7 @@ rule train_ppo:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "{params.launch} pipeline.ppo --precision {params.precision}"
+        "{params.launch} pipeline.stages.ppo --precision {params.precision}"
         " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --trajectory {output.trajectory}"
@@ -138,7 +138,7 @@ rule train_online:
     conda:
         "../../envs/pipeline.yaml"
     shell:
-        "python -m pipeline.online --precision {params.precision}"
+        "python -m pipeline.stages.online --precision {params.precision}"
         " --params {params.cfg} --prompts {input.prompts}"
         " --policy {input.policy} --model {output.model} --metrics {output.metrics}"
         " --trajectory {output.trajectory}"

@@ -9,7 +9,7 @@ be read against:
   values' final policies and the points along their runs: its "frontier"), read at the point's KL
   by linear interpolation between the series' points sorted by KL, inside the series' measured KL
   range only (no extrapolation: outside, the row says `outside range` and carries no value);
-- the optimal frontier pi* (pipeline.optimal), on its grid points whose ESS is at least
+- the optimal frontier pi* (pipeline.stages.optimal), on its grid points whose ESS is at least
   `min_ess`; its `difference` is minus the gap to the optimum. The optimal reward can only grow
   with the KL budget, so a point beyond pi*'s reliable range is read against pi* at the range's
   end, a lower bound of the optimum at the point's KL (`read_as = lower bound`: the difference

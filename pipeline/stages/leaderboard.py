@@ -5,10 +5,11 @@ along their runs) and every KL budget of
 `leaderboard.budgets` (nats of KL(pi || pi_ref) per response): the method's reward at that KL,
 read on its own frontier by linear interpolation inside its measured KL range (outside it: no
 number, `read_as = outside range`, as the comparison does), with a 95% bootstrap interval; pi*'s
-reward at the same KL (pipeline.optimal; beyond its reliable range its last reliable reward, a
-lower bound of the optimum); and the gap, the method's reward minus pi*'s, with the interval of
-that paired difference (the same bootstrap draws of seeds and prompts for both). Rows are ranked
-by reward within each budget. Best-of-N's KL is the closed-form bound, so its row reads a bound.
+reward at the same KL (pipeline.stages.optimal; beyond its reliable range its last reliable
+reward, a lower bound of the optimum); and the gap, the method's reward minus pi*'s, with the
+interval of that paired difference (the same bootstrap draws of seeds and prompts for both). Rows
+are ranked by reward within each budget. Best-of-N's KL is the closed-form bound, so its row
+reads a bound.
 """
 
 from dataclasses import dataclass

@@ -6,7 +6,7 @@ first N samples (the pools are nested, so the N's are compared on the same draws
 trained model: the stage writes, per N, the three files the `evaluate` stage writes for a policy
 (results/eval/best_of_n/<N>/seed<s>/), one sample per prompt, and the whole pool's scores
 (`--pool`: prompt_id, sample_id, score, length; max(N) samples per prompt), from which
-pipeline.optimal estimates the optimal frontier.
+pipeline.stages.optimal estimates the optimal frontier.
 
 KL: the closed form KL(pi_BoN || pi_ref) = log N - (N - 1) / N, exact for a reward without ties
 and an upper bound in general (Beirami et al. 2024), is reported in `kl` (docs/methods.md says which

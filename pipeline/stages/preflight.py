@@ -35,10 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import cli, io, online, ppo, preference, sft
+from pipeline import cli, io
 from pipeline.batching import reference_column, response_columns
-from pipeline.best_of_n import Settings as BestOfN
-from pipeline.evaluate import Settings as Evaluate
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
 from pipeline.lora import adapt, reference
@@ -51,13 +49,16 @@ from pipeline.models import (
     load_causal_lm,
     precision,
 )
-from pipeline.prompts import Settings as Prompts
-from pipeline.reference import Settings as Reference
 from pipeline.rewards import Reward, make_scorer
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.sampling import Settings as Sample
 from pipeline.sampling import sample
 from pipeline.settings import read
+from pipeline.stages import online, ppo, preference, sft
+from pipeline.stages.best_of_n import Settings as BestOfN
+from pipeline.stages.evaluate import Settings as Evaluate
+from pipeline.stages.prompts import Settings as Prompts
+from pipeline.stages.reference import Settings as Reference
 
 log = get_logger("preflight")
 
@@ -123,7 +124,7 @@ class Settings:
 def trainer_settings(method: str, params: dict):
     """A trainer's settings, as its own rule's job would read them: the Settings of the module
     its record names."""
-    module = importlib.import_module(f"pipeline.{METHODS[method].trainer}")
+    module = importlib.import_module(f"pipeline.stages.{METHODS[method].trainer}")
     return read(module.Settings, params, f"preflight.trainers.{method}")
 
 

@@ -32,19 +32,9 @@ from pipeline.batching import (
 )
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
-from pipeline.logprobs import forward_logits, forward_logprobs, next_token_logprobs, token_logprobs
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import Lora, adapt, trainable
-from pipeline.losses import (
-    ce_loss,
-    cringe_gate,
-    cringe_token_loss,
-    kto_loss,
-    kto_reference_point,
-    pairwise_cringe_loss,
-    plackett_luce_loss,
-)
 from pipeline.methods import RANKED_PAIRS, Method, method, policy_id, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
@@ -53,6 +43,7 @@ from pipeline.rewards import Reward, make_scorer
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read, rest
+from pipeline.steps import TENSORS, loss_step
 
 log = get_logger("train_pairwise")
 
@@ -118,22 +109,6 @@ def ranking_pairs(rankings: pd.DataFrame, ref: pd.DataFrame) -> tuple[pd.DataFra
     return pd.concat(pairs, ignore_index=True), pd.concat(refs, ignore_index=True)
 
 
-# A step gets the distinct responses' batch and the index (K, n) of each row's responses in it
-# (pipeline.batching.response_batch); it returns per-row losses and per-row statistics,
-# which the trainer sums and averages.
-def sequence_logps(model, batch, index):
-    """log pi(y|x) of each row's response in each column: (K, n)."""
-    return token_logprobs(forward_logprobs(model, batch), batch).sum(-1)[index]
-
-
-# What a pure pairwise loss may ask for by the name of an argument; any other name is a setting.
-TENSORS = {f"{kind}_{side}" for side in ("chosen", "rejected") for kind in ("policy", "ref")} | {
-    f"{side}_{kind}"
-    for side in ("chosen", "rejected")
-    for kind in ("length", "token_logps", "mask")
-}
-
-
 NOISE = ("rate", "mode")  # the noisy-label methods' own settings (pipeline.noise)
 
 
@@ -154,106 +129,6 @@ def check_settings(loss, p: Settings) -> None:
             f"{p.method}: setting(s) {unread} are read by neither its loss"
             f" {loss.__name__} nor its trainer"
         )
-
-
-def loss_step(loss):
-    """The step of a method given by a pure loss: the batch's log-probs, pi_ref's and the lengths
-    passed to it by its arguments' names, its settings from the method's section. Logged: the
-    implicit reward margin (log-ratio margin, times beta where the loss has one; without a
-    reference, the log-prob margin) and how often it is positive."""
-    wanted = list(inspect.signature(loss).parameters)
-
-    def step(model, batch, index, ref, own, generator, chunk=None):
-        token_logps = token_logprobs(forward_logprobs(model, batch), batch)
-        lengths = batch.response_mask.sum(-1).to(token_logps.dtype)
-        sides = ["chosen", "rejected"][: len(index)]
-        tensors = {}
-        for side, rows in zip(sides, index):
-            tensors |= {
-                f"policy_{side}": token_logps.sum(-1)[rows],
-                f"{side}_length": lengths[rows],
-                f"{side}_token_logps": token_logps[rows],
-                f"{side}_mask": batch.response_mask[rows],
-            }
-        if ref is not None:
-            tensors |= dict(zip([f"ref_{side}" for side in sides], ref))
-        out = loss(**{n: tensors[n] if n in tensors else own[n] for n in wanted})
-        if len(sides) == 1:
-            return out, {}
-        chosen, rejected = tensors["policy_chosen"].detach(), tensors["policy_rejected"].detach()
-        if ref is not None:  # the implicit rewards, beta (log pi - log ref)
-            scale = own["beta"] if "beta" in wanted else 1.0
-            chosen, rejected = scale * (chosen - ref[0]), scale * (rejected - ref[1])
-            stats = (
-                {"reward_chosen": chosen, "reward_rejected": rejected} if "beta" in wanted else {}
-            )
-        else:
-            stats = {}
-        margin = chosen - rejected
-        return out, stats | {"reward_accuracy": (margin > 0).float(), "reward_margin": margin}
-
-    return step
-
-
-def plackett_luce_step(model, batch, index, ref, own, generator, chunk=None):
-    """The listwise DPO loss on each prompt's K responses, ranked best first (ref: K x B)."""
-    logps = sequence_logps(model, batch, index).T
-    loss = plackett_luce_loss(logps, ref.T, own["beta"])
-    margin = (logps - ref.T)[:, :-1] - (logps - ref.T)[:, 1:]  # adjacent ranks' log-ratio margins
-    return loss, {
-        "reward_accuracy": (margin > 0).float().mean(-1).detach(),
-        "reward_margin": margin.mean(-1).detach(),
-    }
-
-
-def cringe_step(model, batch, index, ref, own, generator, chunk=None):
-    chosen, rejected = index
-    logits = forward_logits(model, batch)
-    token_logps = token_logprobs(next_token_logprobs(logits), batch)
-    logps = token_logps.sum(-1)
-    gate = cringe_gate(logps[chosen], logps[rejected], own["b"], own["tau"])
-    ce = ce_loss(token_logps[chosen])
-    # each pair draws its own positive tokens, also where pairs share their rejected response
-    cr = cringe_token_loss(
-        logits[rejected, :-1],
-        batch.input_ids[rejected, 1:],
-        batch.response_mask[rejected],
-        own["k"],
-        generator,
-    )
-    loss = pairwise_cringe_loss(gate, ce, cr, own["gate_ce"])
-    margin = (logps[chosen] - logps[rejected]).detach()
-    return loss, {
-        "gate": gate.detach(),
-        "ce": ce.detach(),
-        "cringe": cr.detach(),
-        "reward_accuracy": (margin > 0).float(),
-        "reward_margin": margin,
-    }
-
-
-def kto_step(model, batch, index, ref, own, generator, chunk):
-    """KTO on unpaired samples: each row's completion (index[0]), desirable or not
-    (`chunk.desirable`), and beside it another prompt's response (index[1]), whose log-ratio
-    estimates the reference point z0 over the (micro-)batch."""
-    logps = sequence_logps(model, batch, index)
-    desirable = torch.as_tensor(chunk["desirable"].to_numpy(), device=logps.device)
-    z0 = kto_reference_point(logps[1], ref[1])
-    loss = kto_loss(
-        logps[0],
-        ref[0],
-        desirable,
-        z0,
-        own["beta"],
-        own["desirable_weight"],
-        own["undesirable_weight"],
-    )
-    reward = own["beta"] * (logps[0] - ref[0]).detach()
-    return loss, {
-        "reward": reward,
-        "kl_reference_point": z0.expand_as(reward),
-        "desirable_share": desirable.float(),
-    }
 
 
 def step_function(record: Method):

@@ -8,7 +8,7 @@
   Points along a run (`trajectory`) belong to their method's series; each run's path from pi_ref
   through its points to its final policy is drawn finely dotted.
   With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats. On the forward-KL
-  panel, the optimal frontier pi* (pipeline.optimal, estimated from N samples of pi_ref per
+  panel, the optimal frontier pi* (pipeline.stages.optimal, estimated from N samples of pi_ref per
   prompt) as a line with its 95% band, drawn only where its effective sample size is at least
   `min_ess`, and beyond that a dotted level: the optimum at a larger KL is at least pi*'s last
   reliable reward. (pi*_beta is the optimum for the forward KL only, so the reverse panel has none.)

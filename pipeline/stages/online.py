@@ -16,7 +16,6 @@ No value head. The optimiser, iterations and batch sizes are the ppo section's, 
 methods see as many samples per iteration as PPO. Dropout is off: the ratios compare one function.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -29,20 +28,13 @@ from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import trainable
-from pipeline.losses import (
-    dpo_loss,
-    group_advantages,
-    grpo_loss,
-    kl_penalised_scores,
-    leave_one_out_advantages,
-    rloo_loss,
-)
 from pipeline.methods import method, policy_id, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import Section, collect, policy_and_reference, training_prompts
 from pipeline.settings import read, rest
+from pipeline.steps import Objective
 
 log = get_logger("train_online")
 
@@ -58,19 +50,6 @@ class Settings(Section):
     own: dict = rest()
 
 
-@dataclass(frozen=True)
-class Objective:
-    """What an online method learns from a rollout of groups of G samples per prompt (G: the
-    record's group_size). `targets(rollout, p, G)` runs once per rollout (advantages, pairs);
-    `loss(logps, rollout, rows, p, G)` gives one loss per group of the minibatch `rows` (sequence
-    indices, whole groups) from the policy's token log-probs `logps` of those rows. `settings`:
-    the keys of the method's section it reads from `p.own`."""
-
-    targets: Callable
-    loss: Callable
-    settings: tuple[str, ...] = ("beta",)
-
-
 def check_settings(objective: Objective, p: Settings) -> None:
     """Refuse, before the first iteration, a section without a key the objective reads, or with
     one it does not."""
@@ -81,62 +60,6 @@ def check_settings(objective: Objective, p: Settings) -> None:
             f"{p.method}: its objective reads {list(objective.settings)} from its section;"
             f" missing {missing}, not read {unread}"
         )
-
-
-def grpo_targets(r, p, G):
-    return {"advantages": group_advantages(r["scores"].float(), G)}
-
-
-def grpo_group_loss(logps, r, rows, p, G):
-    per_sample = grpo_loss(
-        logps,
-        r["old"][rows],
-        r["ref"][rows],
-        r["advantages"][rows],
-        r["mask"][rows],
-        p.own["beta"],
-        p.cliprange,
-    )
-    return per_sample.view(-1, G).mean(-1)
-
-
-def rloo_targets(r, p, G):
-    rewards = kl_penalised_scores(r["scores"].float(), r["old"], r["ref"], p.own["beta"])
-    return {"advantages": leave_one_out_advantages(rewards, G)}
-
-
-def rloo_group_loss(logps, r, rows, p, G):
-    per_sample = rloo_loss(
-        logps.sum(-1), r["old"][rows].sum(-1), r["advantages"][rows], p.cliprange
-    )
-    return per_sample.view(-1, G).mean(-1)
-
-
-def online_dpo_targets(r, p, G):
-    """Each pair's winner first: `order` indexes (winner, loser) within each group of 2."""
-    scores = r["scores"].view(-1, 2)
-    first_wins = scores[:, 0] >= scores[:, 1]
-    order = torch.stack([torch.where(first_wins, 0, 1), torch.where(first_wins, 1, 0)], -1)
-    # stored per sample as the other targets are: a group's two entries are (winner, loser)
-    return {
-        "order": order.view(-1),
-        "decided": (scores[:, 0] != scores[:, 1]).repeat_interleave(2).float(),
-    }
-
-
-def online_dpo_group_loss(logps, r, rows, p, G):
-    """DPO on each group's (winner, loser); a tied pair's loss is multiplied by 0."""
-    seq = logps.sum(-1).view(-1, 2)
-    ref = r["ref"][rows].sum(-1).view(-1, 2)
-    order = r["order"][rows].view(-1, 2)
-    pick = seq.gather(-1, order), ref.gather(-1, order)
-    loss = dpo_loss(pick[0][:, 0], pick[0][:, 1], pick[1][:, 0], pick[1][:, 1], p.own["beta"])
-    return loss * r["decided"][rows].view(-1, 2)[:, 0]
-
-
-GRPO = Objective(grpo_targets, grpo_group_loss)
-RLOO = Objective(rloo_targets, rloo_group_loss)
-ONLINE_DPO = Objective(online_dpo_targets, online_dpo_group_loss)
 
 
 def train(

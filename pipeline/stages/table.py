@@ -11,7 +11,7 @@ n_seeds, sentiment and kl (means) each with the bounds of a 95% percentile boots
 `prompts`, or `seeds+prompts` on an aggregate row of two seeds or more), kl_k1 (log-ratio estimate
 on the same samples), kl_reverse (exact KL(pi_ref || pi) on pi_ref's samples), length (mean
 response tokens), distinct_2, ess (optimal rows only: the effective sample size of the estimate).
-The full table appends the optimal frontier's rows (pipeline.optimal) from `--optimal`.
+The full table appends the optimal frontier's rows (pipeline.stages.optimal) from `--optimal`.
 """
 
 from dataclasses import dataclass
