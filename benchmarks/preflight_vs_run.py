@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 import record
 
-from pipeline.methods import REFERENCE, split_policy_id
+from pipeline.methods import REFERENCE
+from pipeline.paths import split_policy_id
 from pipeline.stages.preflight import study_seconds
 
 

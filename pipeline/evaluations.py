@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import io
-from pipeline.methods import parse_policy_id
+from pipeline.paths import parse_policy_id
 
 EVAL_FILES = ("samples.parquet", "reverse_kl.parquet", "summary.json")
 

@@ -26,8 +26,8 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.distributed import SINGLE, World
 from pipeline.logs import get_logger, progress
 from pipeline.lora import merged
-from pipeline.methods import point_name
 from pipeline.optim import check_finite
+from pipeline.paths import point_name
 
 log = get_logger("loop")
 

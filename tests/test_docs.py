@@ -63,12 +63,14 @@ def test_no_prose_names_an_issue_number(path):
     assert not re.search(r"\b[Ii]ssues? #?\d+", path.read_text())
 
 
-def test_every_method_record_has_a_row_in_the_methods_catalogue():
+def test_the_methods_catalogue_names_registered_methods_and_the_main_ones():
+    """A row per method a reader looks up (the main table's at least); none for a method that is
+    not registered. A new built-in method needs no row to run (docs/adding-a-method.md)."""
     from pipeline.methods import METHODS
 
     text = (REPO / "docs/methods.md").read_text()
     rows = set(re.findall(r"^\| `([a-z0-9_]+)` \(`[a-z_]+`\) \|", text, re.M))
-    assert rows == set(METHODS)
+    assert {"dpo", "cringe", "ppo"} <= rows <= set(METHODS)
 
 
 def test_every_file_under_benchmarks_is_named_by_a_document():

@@ -274,7 +274,7 @@ def test_table_schema_and_rows(tmp_path):
     ],
 )
 def test_policy_ids_round_trip(pid, meta):
-    from pipeline.methods import parse_policy_id, policy_id
+    from pipeline.paths import parse_policy_id, policy_id
 
     parsed = parse_policy_id(pid)
     if meta is None:
@@ -297,7 +297,7 @@ def test_policy_ids_round_trip(pid, meta):
     ],
 )
 def test_a_malformed_policy_id_is_refused(pid):
-    from pipeline.methods import parse_policy_id
+    from pipeline.paths import parse_policy_id
 
     with pytest.raises(ValueError, match="not a policy id"):
         parse_policy_id(pid)

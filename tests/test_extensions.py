@@ -36,7 +36,7 @@ ONLINE_EXTENSION = '''
 """REINFORCE with a leave-one-out baseline on rewards scaled by `scale`."""
 
 from pipeline.losses import leave_one_out_advantages
-from pipeline.methods import ONLINE, Method, register, swept
+from pipeline.methods import online, swept
 from pipeline.steps import Objective
 
 
@@ -48,22 +48,22 @@ def loss(logps, rollout, rows, p, G):
     return -(rollout["advantages"][rows] * logps.sum(-1)).view(-1, G).mean(-1)
 
 
-register(Method("reinforce_loo", "REINFORCE, leave-one-out (scale)", "teal", "scale", ONLINE,
-                "online RL", step=Objective(targets, loss, settings=("scale",)),
-                settings_from="ppo", module="online", section={"scale": swept([2.0])}))
+online("reinforce_loo", "REINFORCE, leave-one-out (scale)", "teal",
+       Objective(targets, loss, settings=("scale",)), swept([2.0]), swept_key="scale")
 '''
 
 
 def test_the_extensions_loss_by_hand_and_its_record(tmp_path, monkeypatch):
-    from pipeline import methods
+    from pipeline import registry
 
-    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))  # the catalogue as it was after
+    # the registry as it was is put back after the test
+    monkeypatch.setattr(registry, "METHODS", dict(registry.METHODS))
     (tmp_path / "margin_hinge.py").write_text(EXTENSION)
-    methods.load_extensions([str(tmp_path / "margin_hinge.py")])
+    registry.load_extensions([str(tmp_path / "margin_hinge.py")])
     loss = sys.modules.pop("extension_margin_hinge").margin_hinge_loss
     t = torch.tensor  # D = 2: max(0, 2 - 0.5 * 2) = 1
     assert loss(t([-1.0]), t([-3.0]), t([-2.0]), t([-2.0]), 0.5, 2.0).item() == 1.0
-    record = methods.METHODS["margin_hinge"]
+    record = registry.METHODS["margin_hinge"]
     assert record.trainer == "preference" and record.reads == "pairs" and record.loss is loss
 
 

@@ -1,17 +1,17 @@
-"""One path template for a policy's artifacts (pipeline.methods.policy_path), built from the one
+"""One path template for a policy's artifacts (pipeline.paths.policy_path), built from the one
 policy-id function: no rule or script writes a policy's path by hand."""
 
 import re
 from pathlib import Path
 
-from pipeline.methods import job_log, policy_id, policy_path
+from pipeline.paths import job_log, policy_id, policy_path
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_no_rule_or_script_spells_a_policy_path_outside_the_template():
     sources = [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")]
-    sources += [p for p in (REPO / "pipeline").glob("*.py") if p.name != "methods.py"]
+    sources += [p for p in (REPO / "pipeline").rglob("*.py") if p.name != "paths.py"]
     sources += list((REPO / "benchmarks").glob("*.py"))
     found = [
         f"{p.relative_to(REPO)}:{i}: {line.strip()}"

@@ -15,13 +15,21 @@ import pytest
 import yaml
 from runner import CORES, MICRO, REPO, planned_jobs, snakemake, why_no_slurm
 
-from pipeline.methods import METHODS, RANKED_PAIRS, RANKINGS, policy_id
+from pipeline.methods import METHODS, RANKED_PAIRS, RANKINGS
+from pipeline.paths import policy_id
 
 pytestmark = pytest.mark.slow  # runs Snakemake or several processes: not in the inner loop
 
 MICRO_CONFIG = yaml.safe_load(MICRO.read_text())
 # the methods of the micro study's tables: config.yaml's train section extended by the micro one's
 TRAIN = yaml.safe_load((REPO / "config.yaml").read_text())["train"] | MICRO_CONFIG["train"]
+
+
+def first_value(method: str):
+    """The first swept value a micro study trains: micro.yaml's, else the record's default."""
+    record = METHODS[method]
+    default = record.section[record.swept]["default"]
+    return MICRO_CONFIG.get(method, {}).get(record.swept, default)[0]
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +328,7 @@ def test_every_other_method_trains_with_the_command_the_dag_plans(
     rankings = {m for m, r in METHODS.items() if r.data in (RANKINGS, RANKED_PAIRS)}
     others = [m for m in others if m not in rankings]
     assert len(others) >= 20 and in_dag | set(others) | rankings == set(METHODS)
-    ids = {m: policy_id(m, MICRO_CONFIG[m][METHODS[m].swept][0], 0) for m in others}
+    ids = {m: policy_id(m, first_value(m), 0) for m in others}
     plan = snakemake(study, "-n", "-p", *(f"results/policies/{i}/model" for i in ids.values()))
     commands = [  # "Shell command: python -m pipeline.<trainer> <argv> > <log> 2>&1"
         re.search(r"python -m pipeline\.stages\.(\w+) (.*?) > ", line).groups()

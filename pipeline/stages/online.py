@@ -28,9 +28,10 @@ from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import trainable
-from pipeline.methods import method, policy_id, resolve
+from pipeline.methods import method, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.optim import make_optimizer, set_lr, warmup_constant
+from pipeline.paths import policy_id
 from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import Section, collect, policy_and_reference, training_prompts
 from pipeline.settings import read, rest

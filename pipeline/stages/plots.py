@@ -27,7 +27,8 @@ from matplotlib.ticker import ScalarFormatter
 from pipeline import cli, io
 from pipeline.evaluations import policy_folders
 from pipeline.logs import get_logger
-from pipeline.methods import FAMILIES, METHODS, REFERENCE, parse_policy_id, split_policy_id
+from pipeline.methods import FAMILIES, METHODS, REFERENCE
+from pipeline.paths import parse_policy_id, split_policy_id
 from pipeline.settings import read
 
 log = get_logger("plots")

@@ -32,9 +32,9 @@ from pipeline.losses import (
     ppo_value_loss,
     whiten,
 )
-from pipeline.methods import policy_id
 from pipeline.models import autocast, device, train_mode
 from pipeline.optim import make_optimizer, set_lr, warmup_constant
+from pipeline.paths import policy_id
 from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import (
     PolicyWithValue,

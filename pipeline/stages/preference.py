@@ -35,10 +35,11 @@ from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wra
 from pipeline.logs import get_logger
 from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
 from pipeline.lora import Lora, adapt, trainable
-from pipeline.methods import RANKED_PAIRS, Method, method, policy_id, resolve
+from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
 from pipeline.optim import make_optimizer, set_lr, warmup_constant
+from pipeline.paths import policy_id
 from pipeline.rewards import Reward, make_scorer
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer

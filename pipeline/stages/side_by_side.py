@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline import cli, io
 from pipeline.evaluations import policy_folders
 from pipeline.logs import get_logger
-from pipeline.methods import parse_policy_id
+from pipeline.paths import parse_policy_id
 from pipeline.settings import read
 
 log = get_logger("side_by_side")

@@ -24,7 +24,8 @@ from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
 from pipeline.evaluations import group_policies, policy_folders, read_eval, with_points
 from pipeline.logs import get_logger
-from pipeline.methods import METHODS, parse_policy_id
+from pipeline.methods import METHODS
+from pipeline.paths import parse_policy_id
 from pipeline.settings import read
 
 log = get_logger("table")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from pipeline.methods import (LATER_ROUND, METHODS, NOTHING, REFERENCE, job_log, policy_id,
-                              policy_id_pattern, policy_path, run_of, split_policy_id)
+from pipeline.methods import METHODS, NOTHING, REFERENCE
+from pipeline.paths import (LATER_ROUND, job_log, policy_id, policy_id_pattern, policy_path, run_of,
+                            split_policy_id)
 from pipeline.sources import is_gguf
 
 
