@@ -64,3 +64,27 @@ def epoch_order(prompt_ids: pd.Series, by: str, generator: torch.Generator) -> t
     position = torch.empty(len(uniques), dtype=torch.long)
     position[torch.randperm(len(uniques), generator=generator)] = torch.arange(len(uniques))
     return torch.argsort(position[torch.from_numpy(codes)], stable=True)
+
+
+class Epochs:
+    """The rows each step trains on, `batch_size` at a time: every epoch a new `epoch_order`
+    drawn from `generator`. `state()` goes into a checkpoint; `restored` (that state) resumes
+    the order and the generator where the checkpoint left them."""
+
+    def __init__(self, prompt_ids: pd.Series, by: str, batch_size: int, generator, restored=None):
+        self.prompt_ids, self.by, self.batch_size, self.gen = prompt_ids, by, batch_size, generator
+        self.steps = max(1, len(prompt_ids) // batch_size)  # per epoch
+        self.order, self.epoch = None, -1
+        if restored:
+            self.order, self.epoch = restored["order"], restored["order_epoch"]
+            generator.set_state(restored["gen"])
+
+    def rows(self, step: int) -> tuple[int, torch.Tensor]:
+        """The epoch of step `step` (0-based) and the rows of its batch."""
+        epoch, pos = divmod(step, self.steps)
+        if self.epoch != epoch:
+            self.order, self.epoch = epoch_order(self.prompt_ids, self.by, self.gen), epoch
+        return epoch, self.order[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+    def state(self) -> dict:
+        return {"order": self.order, "order_epoch": self.epoch, "gen": self.gen.get_state()}

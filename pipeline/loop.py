@@ -22,8 +22,8 @@ import pandas as pd
 import torch
 
 from pipeline import io
-from pipeline.checkpoint import Checkpoint
-from pipeline.distributed import SINGLE, World
+from pipeline.checkpoint import Checkpoint, fingerprint
+from pipeline.distributed import SINGLE, World, teardown
 from pipeline.logs import get_logger, progress
 from pipeline.lora import merged
 from pipeline.optim import check_finite
@@ -260,6 +260,40 @@ def save_policy(
         points.publish()
     if ckpt is not None:
         ckpt.clear()
+
+
+class Job(NamedTuple):
+    """What a policy trainer's job keeps beside its loop: its checkpoint, its tracker run (the
+    main process's), the points along its run, and its processes."""
+
+    ckpt: Checkpoint
+    tracker: Tracker | None
+    points: Trajectory
+    world: World
+
+
+def start_job(args, p, world: World, run: str, section: str, *inputs) -> Job:
+    """A trainer job's checkpoint, stale once its config, its inputs or its number of processes
+    (each holds its own generator states) differ; its tracker run, named `run`; and the points
+    along it (`<section>.trajectory`), folder `args.trajectory`."""
+    params = args.params | {"processes": world.size}
+    ckpt = Checkpoint(args.checkpoint, p.checkpoint_every, fingerprint(params, *inputs))
+    tracker = tracker_for(p, run) if world.main else None
+    return Job(
+        ckpt,
+        tracker,
+        Trajectory(p.trajectory, f"{section}.trajectory", args.trajectory, ckpt),
+        world,
+    )
+
+
+def finish_job(job: Job, policy, tok, metrics: pd.DataFrame, args) -> bool:
+    """The processes torn down; the main one writes the policy's outputs (`save_policy`).
+    Whether this is the main process."""
+    teardown(job.world)
+    if job.world.main:
+        save_policy(policy, tok, metrics, args.model, args.metrics, job.ckpt, job.points)
+    return job.world.main
 
 
 class Generators(NamedTuple):

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import shared_pairs
 
-from pipeline.batching import distinct_responses, epoch_order, pair_batch
+from pipeline.batching import Epochs, distinct_responses, epoch_order, pair_batch
 from pipeline.logprobs import (
     forward_logits,
     left_pad,
@@ -121,3 +121,23 @@ def test_the_prompt_order_is_random_and_pair_order_shuffles_rows():
     pair = epoch_order(prompt_ids, "pair", torch.Generator().manual_seed(0))
     visited = prompt_ids[pair.numpy()].tolist()
     assert sum(a != b for a, b in zip(visited, visited[1:])) > 20  # prompts interleaved
+
+
+@pytest.mark.parametrize("stop", [3, 5, 6])
+def test_epochs_resumed_from_their_state_give_the_uninterrupted_rows(stop):
+    """A new order every epoch, each row once per epoch; a job resumed from a checkpoint's
+    state (mid-epoch or at an epoch's end) trains on the rows it would have trained on."""
+    prompt_ids = pd.Series(range(12)).floordiv(2)
+    whole = Epochs(prompt_ids, "prompt", 4, torch.Generator().manual_seed(0))
+    rows = [whole.rows(step) for step in range(9)]
+    assert [e for e, _ in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for epoch in range(3):
+        seen = torch.cat([r for e, r in rows if e == epoch]).tolist()
+        assert sorted(seen) == list(range(12))
+    assert rows[0][1].tolist() != rows[3][1].tolist()
+    first = Epochs(prompt_ids, "prompt", 4, torch.Generator().manual_seed(0))
+    for step in range(stop):
+        first.rows(step)
+    resumed = Epochs(prompt_ids, "prompt", 4, torch.Generator().manual_seed(1), first.state())
+    for step in range(stop, 9):
+        assert resumed.rows(step)[1].tolist() == rows[step][1].tolist()

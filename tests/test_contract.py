@@ -97,10 +97,9 @@ def test_a_non_finite_loss_stops_the_run_naming_the_trainer_and_the_step(job, tm
 def test_a_checkpoint_is_stale_once_the_learned_reward_model_changes(job, tmp_path, monkeypatch):
     """Snakemake reruns a trainer whose reward model was retrained, and the rerun must not resume
     the checkpoint the old reward model led to: the fingerprint reads the reward model's files."""
-    from pipeline import checkpoint
+    from pipeline import checkpoint, loop
 
-    module, params, _, run = job
-    stage = importlib.import_module(f"pipeline.stages.{module}")
+    _, params, _, run = job
     seen = []
 
     class Fingerprinted(Exception):
@@ -110,7 +109,7 @@ def test_a_checkpoint_is_stale_once_the_learned_reward_model_changes(job, tmp_pa
         seen.append(checkpoint.fingerprint(*args))
         raise Fingerprinted
 
-    monkeypatch.setattr(stage, "fingerprint", fingerprint)
+    monkeypatch.setattr(loop, "fingerprint", fingerprint)  # start_job's
     learned = tmp_path / "reward_model"
     learned.mkdir()
     reward = {"backend": "reward_model", "model": str(learned), "batch_size": 4, "max_length": 16}

@@ -22,11 +22,11 @@ import pandas as pd
 import torch
 
 from pipeline import cli
-from pipeline.checkpoint import Checkpoint, fingerprint
-from pipeline.distributed import SINGLE, setup, teardown, wrap
+from pipeline.checkpoint import Checkpoint
+from pipeline.distributed import SINGLE, setup, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
+from pipeline.loop import Run, Tracker, Trajectory, finish_job, generators, start_job
 from pipeline.lora import trainable
 from pipeline.methods import method, resolve
 from pipeline.models import autocast, train_mode
@@ -155,16 +155,11 @@ def main(argv=None):
     if world.size > 1:
         raise ValueError(f"{p.method} runs in one process: set resources.data_parallel to 1")
     tok, model, ref = policy_and_reference(args.policy, p.lora)
-    ckpt = Checkpoint(
-        args.checkpoint,
-        p.checkpoint_every,
-        fingerprint(args.params, args.prompts, args.policy, learned(p.reward)),
-    )
-    tracker = tracker_for(p, policy_id(p.method, p.own[method(p.method).swept], p.seed))
-    points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
-    metrics = train(model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, tracker, points)
-    teardown(world)
-    save_policy(model, tok, metrics, args.model, args.metrics, ckpt, points)
+    name = policy_id(p.method, p.own[method(p.method).swept], p.seed)
+    job = start_job(args, p, world, name, "ppo", args.prompts, args.policy, learned(p.reward))
+    scorer = make_scorer(p.reward)
+    metrics = train(model, ref, tok, prompts, scorer, p, job.ckpt, job.tracker, job.points)
+    finish_job(job, model, tok, metrics, args)
     log.info(
         "%s: reward %.3f -> %.3f, KL %.2f after %d iterations (%.1f s)",
         p.method,

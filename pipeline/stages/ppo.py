@@ -18,11 +18,11 @@ import pandas as pd
 import torch
 
 from pipeline import cli
-from pipeline.checkpoint import Checkpoint, fingerprint
-from pipeline.distributed import SINGLE, World, setup, teardown, wrap
+from pipeline.checkpoint import Checkpoint
+from pipeline.distributed import SINGLE, World, setup, wrap
 from pipeline.logprobs import token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
+from pipeline.loop import Run, Tracker, Trajectory, finish_job, generators, start_job
 from pipeline.lora import trainable
 from pipeline.losses import (
     gae,
@@ -224,23 +224,12 @@ def main(argv=None):
     world = setup()
     tok, policy, ref = policy_and_reference(args.policy, p.lora)
     model = PolicyWithValue(policy).to(device())
-    # per-process generator states: a checkpoint of another number of processes is stale
-    ckpt = Checkpoint(
-        args.checkpoint,
-        p.checkpoint_every,
-        fingerprint(
-            args.params | {"processes": world.size}, args.prompts, args.policy, learned(p.reward)
-        ),
-    )
-    tracker = tracker_for(p, policy_id(p.method, p.target_kl, p.seed)) if world.main else None
-    points = Trajectory(p.trajectory, "ppo.trajectory", args.trajectory, ckpt)
-    metrics = train(
-        model, ref, tok, prompts, make_scorer(p.reward), p, ckpt, world, tracker, points
-    )
-    teardown(world)
-    if not world.main:
+    name = policy_id(p.method, p.target_kl, p.seed)
+    job = start_job(args, p, world, name, "ppo", args.prompts, args.policy, learned(p.reward))
+    scorer = make_scorer(p.reward)
+    metrics = train(model, ref, tok, prompts, scorer, p, job.ckpt, world, job.tracker, job.points)
+    if not finish_job(job, model.policy, tok, metrics, args):
         return
-    save_policy(model.policy, tok, metrics, args.model, args.metrics, ckpt, points)
     log.info(
         "%s: reward %.3f -> %.3f, KL %.2f, kl_coef %.3f after %d iterations (%.1f s)",
         p.method,

@@ -25,15 +25,15 @@ import torch
 from pipeline import cli, io
 from pipeline.batching import (
     PAIR_COLUMNS,
-    epoch_order,
+    Epochs,
     reference_column,
     response_batch,
     response_columns,
 )
-from pipeline.checkpoint import Checkpoint, fingerprint
-from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
+from pipeline.checkpoint import Checkpoint
+from pipeline.distributed import SINGLE, World, accumulate, setup, wrap
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, generators, save_policy, tracker_for
+from pipeline.loop import Run, Tracker, Trajectory, finish_job, generators, start_job
 from pipeline.lora import Lora, adapt, trainable
 from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
@@ -160,8 +160,7 @@ def train(
         : p.reward_prompts
     ]
     bs = p.batch_size
-    steps_per_epoch = max(1, len(pairs) // bs)
-    total = steps_per_epoch * p.epochs
+    total = max(1, len(pairs) // bs) * p.epochs
     opt = make_optimizer(trainable(model), p.optimizer, p.lr)
     if points is not None:
         points.plan(total, model, tok)
@@ -183,10 +182,8 @@ def train(
         return float(scores.mean())
 
     run = Run(p.method, total, model, opt, ckpt, world, tracker, points=points)
-    order, order_epoch = None, -1
+    epochs = Epochs(pairs["prompt_id"], p.batch_order, bs, gen, run.restored)
     if run.restored:
-        order, order_epoch = run.restored["order"], run.restored["order_epoch"]
-        gen.set_state(run.restored["gen"])
         sample_gen.set_state(run.restored["sample_gen"])
         token_gen.set_state(run.restored["token_gen"][world.rank])
     else:
@@ -207,19 +204,13 @@ def train(
         return loss.sum(), stats
 
     def own_state():
-        return {
-            "order": order,
-            "order_epoch": order_epoch,
-            "gen": gen.get_state(),
+        return epochs.state() | {
             "sample_gen": sample_gen.get_state(),
             "token_gen": world.gather(token_gen.get_state()),
         }  # each process draws its own
 
     while run.done < total:
-        epoch, pos = divmod(run.done, steps_per_epoch)
-        if order_epoch != epoch:
-            order, order_epoch = epoch_order(pairs["prompt_id"], p.batch_order, gen), epoch
-        idx = order[pos * bs : (pos + 1) * bs]
+        epoch, idx = epochs.rows(run.done)
         lr = warmup_constant(run.done, p.warmup_steps, p.lr)
         set_lr(opt, lr)
         opt.zero_grad(set_to_none=True)
@@ -291,22 +282,13 @@ def main(argv=None):
             f"cringe.k = {p.own['k']} exceeds the vocabulary size minus one"
             f" ({model.config.vocab_size - 1})"
         )
-    # per-process generator states: a checkpoint of another number of processes is stale
-    ckpt = Checkpoint(
-        args.checkpoint,
-        p.checkpoint_every,
-        fingerprint(
-            args.params | {"processes": world.size}, args.pairs, args.reference, args.policy
-        ),
-    )
     name = policy_id(record.name, p.swept, p.seed, p.round)
-    tracker = tracker_for(p, name) if world.main else None
-    points = Trajectory(p.trajectory, f"{record.settings}.trajectory", args.trajectory, ckpt)
-    metrics = train(model, tok, pairs, ref, p, make_scorer(p.reward), ckpt, world, tracker, points)
-    teardown(world)
-    if not world.main:
+    job = start_job(args, p, world, name, record.settings, args.pairs, args.reference, args.policy)
+    metrics = train(
+        model, tok, pairs, ref, p, make_scorer(p.reward), job.ckpt, world, job.tracker, job.points
+    )
+    if not finish_job(job, model, tok, metrics, args):
         return
-    save_policy(model, tok, metrics, args.model, args.metrics, ckpt, points)
     first, last = metrics["sample_reward"].dropna().iloc[[0, -1]]
     log.info(
         "%s: sample reward %.3f -> %.3f over %d steps in %.1f s",

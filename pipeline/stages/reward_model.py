@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from pipeline import cli, io
-from pipeline.batching import PAIR_COLUMNS, epoch_order, pair_batch
+from pipeline.batching import PAIR_COLUMNS, Epochs, pair_batch
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.classifiers import RewardModel, save_reward_model
 from pipeline.logs import get_logger
@@ -112,21 +112,13 @@ def train(
     checkpoint and write one every `ckpt.every` steps."""
     dev = next(model.parameters()).device
     gen = generators(p.seed).order
-    bs = p.batch_size
-    steps_per_epoch = max(1, len(pairs) // bs)
-    total = steps_per_epoch * p.epochs
+    total = max(1, len(pairs) // p.batch_size) * p.epochs
     opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
     train_mode(model, gradient_checkpointing=False, dropout=False)
     run = Run("reward_model", total, model, opt, ckpt, tracker=tracker)
-    order, order_epoch = None, -1
-    if run.restored:
-        order, order_epoch = run.restored["order"], run.restored["order_epoch"]
-        gen.set_state(run.restored["gen"])
+    epochs = Epochs(pairs["prompt_id"], p.batch_order, p.batch_size, gen, run.restored)
     while run.done < total:
-        epoch, pos = divmod(run.done, steps_per_epoch)
-        if order_epoch != epoch:
-            order, order_epoch = epoch_order(pairs["prompt_id"], p.batch_order, gen), epoch
-        idx = order[pos * bs : (pos + 1) * bs]
+        epoch, idx = epochs.rows(run.done)
         lr = warmup_constant(run.done, p.warmup_steps, p.lr)
         set_lr(opt, lr)
         batch, index = pair_batch(pairs.iloc[idx.numpy()], pad_id)
@@ -147,7 +139,7 @@ def train(
                 "lr": lr,
             }
         )
-        run.end_step(lambda: {"order": order, "order_epoch": order_epoch, "gen": gen.get_state()})
+        run.end_step(epochs.state)
     run.close()
     return pd.DataFrame(run.metrics)
 
