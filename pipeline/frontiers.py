@@ -50,10 +50,10 @@ class Optimal:
 
     beta_min: float  # the smallest beta of the grid (the most reward, the most KL)
     beta_max: float  # the largest finite beta of the grid (the closest to pi_ref)
-    n_beta: int  # log-spaced betas between them; inf (pi_ref itself) is added
-    min_ess: float  # points whose mean effective sample size is below this are not drawn
-    bootstrap: int  # resamples of the prompts for the 95% intervals, as the table's
-    seed: int  # the bootstrap's draws, the table's (paired with a one-seed policy's)
+    n_beta: int
+    min_ess: float
+    bootstrap: int  # table.bootstrap: resamples of the prompts for the 95% intervals
+    seed: int  # table.seed: the bootstrap's draws (paired with a one-seed policy's)
 
 
 @dataclass(frozen=True)

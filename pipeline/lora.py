@@ -21,9 +21,9 @@ import torch
 class Lora:
     """Config key `policy.lora` (null: full fine-tuning)."""
 
-    r: int  # rank of each adapter's update
-    alpha: float  # the update is scaled by alpha / r
-    target_modules: str | list[str]  # "all-linear" (every linear layer but the head) or names
+    r: int
+    alpha: float
+    target_modules: str | list[str]
 
 
 def adapt(model: torch.nn.Module, lora: Lora | None) -> torch.nn.Module:

@@ -17,6 +17,7 @@ from pipeline.registry import (
     NOTHING,
     ONLINE,
     PAIRS,
+    PAIRWISE_TRAINING,
     RANKED_PAIRS,
     RANKINGS,
     REFERENCE,
@@ -67,24 +68,6 @@ __all__ = [
     "UNPAIRED",
 ]
 
-# the optimiser and batches of the pairwise trainers (dpo's and cringe's sections; the other
-# offline methods take dpo's)
-PAIRWISE_TRAINING = {
-    "optimizer": choice("adamw", "rmsprop"),
-    "lr": number(5.0e-4, exclusiveMinimum=0),
-    "batch_size": integer(32),
-    "epochs": integer(1),
-    "warmup_steps": integer(10),
-    "max_grad_norm": number(10.0, exclusiveMinimum=0),
-    "micro_batch_size": {
-        "type": ["integer", "null"],
-        "minimum": 1,
-        "default": None,
-        "description": "rows per forward pass (gradient accumulation up to batch_size); null:"
-        " the whole batch",
-    },
-    **training_keys("steps", 50),
-}
 BETAS = [0.1, 1.0]
 NOISE_RATE = swept(
     [0.2, 0.4],

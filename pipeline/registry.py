@@ -217,10 +217,10 @@ def choice(default: str, *others: str) -> dict:
     return {"type": "string", "enum": [default, *others], "default": default}
 
 
-def training_keys(unit: str, checkpoint_every: int) -> dict:
+def training_keys(unit: str, checkpoint_every: int, trajectory: bool = True) -> dict:
     """The keys of every trainer's section after its optimiser's: memory, compilation,
     checkpoints and points along the run, counted in its `unit` (steps or iterations)."""
-    return {
+    keys = {
         "gradient_checkpointing": {
             "type": "boolean",
             "default": False,
@@ -238,7 +238,9 @@ def training_keys(unit: str, checkpoint_every: int) -> dict:
             f"{unit} between checkpoints (0: none); a rerun resumes from the last",
             minimum=0,
         ),
-        "trajectory": {
+    }
+    if trajectory:
+        keys["trajectory"] = {
             "description": f"fractions of each run's {unit} (strictly between 0 and 1) at which"
             " the policy is also saved and evaluated: points along the run, drawn as its"
             " trajectory",
@@ -246,8 +248,38 @@ def training_keys(unit: str, checkpoint_every: int) -> dict:
             "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
             "uniqueItems": True,
             "default": [],
-        },
-    }
+        }
+    return keys
+
+
+MICRO_BATCH_SIZE = {
+    "type": ["integer", "null"],
+    "minimum": 1,
+    "default": None,
+    "description": "rows per forward pass (gradient accumulation up to batch_size); null: the"
+    " whole batch",
+}
+OPTIMISER = {
+    "optimizer": choice("adamw", "rmsprop"),
+    "lr": number(5.0e-4, exclusiveMinimum=0),
+    "batch_size": integer(32),
+    "epochs": integer(1),
+    "warmup_steps": integer(10),
+    "max_grad_norm": number(10.0, exclusiveMinimum=0),
+}
+# the pairwise trainers' optimiser and batches (dpo's and cringe's sections; the other offline
+# methods take dpo's)
+PAIRWISE_TRAINING = {
+    **OPTIMISER,
+    "micro_batch_size": MICRO_BATCH_SIZE,
+    **training_keys("steps", 50),
+}
+# The keys a stage's section (in the schema file) shares with the trainers' sections, declared
+# here once and filled in by `filled_schema`.
+STAGE_KEYS = {
+    "sft": {"micro_batch_size": MICRO_BATCH_SIZE, **training_keys("steps", 100, trajectory=False)},
+    "reward_model": {**OPTIMISER, "checkpoint_every": PAIRWISE_TRAINING["checkpoint_every"]},
+}
 
 
 LOSSES = "pipeline.losses:"  # where `pairwise`'s losses are
@@ -314,8 +346,8 @@ def online(
 
 def filled_schema(path) -> dict:
     """The config schema file with the method lists filled from the records (train.full_methods'
-    default: every built-in method but train.methods' default), and a section for each method
-    that keeps its schema in its record."""
+    default: every built-in method but train.methods' default), the keys stages share with the
+    trainers (`STAGE_KEYS`), and a section for each method that keeps its schema in its record."""
     schema = yaml.safe_load(Path(path).read_text())
     sections = schema["properties"]
     train = sections["train"]["properties"]
@@ -324,6 +356,8 @@ def filled_schema(path) -> dict:
     train["full_methods"]["default"] = [
         m for m in METHODS if m not in EXTENSION_OF and m not in train["methods"]["default"]
     ]
+    for section, keys in STAGE_KEYS.items():
+        sections[section]["properties"] |= keys
     sections["iterative"]["properties"]["methods"]["items"]["enum"] = [
         m for m, r in METHODS.items() if r.iterable
     ]

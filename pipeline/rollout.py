@@ -61,9 +61,9 @@ class Section:
     rollout_size: int  # samples per rollout
     minibatch_size: int  # samples per optimizer step (and per log-prob pass over a rollout)
     ppo_epochs: int
-    sample_batch_size: int  # prompts per generate call while sampling (sample.batch_size)
-    max_new_tokens: int  # of each sampled completion (sample.max_new_tokens)
-    reward: Reward  # what scores the samples: the true reward, or for ppo_rm the learned one
+    sample_batch_size: int  # sample.batch_size: prompts per generate call while sampling
+    max_new_tokens: int  # sample.max_new_tokens
+    reward: Reward  # reward: the true one, or for ppo_rm the learned one, scores the samples
     adaptive_kl: bool  # the KL coefficient steered towards target_kl (Ziegler et al.), or fixed
     init_kl_coef: float
     horizon: int  # the adaptive controller's horizon, in samples
@@ -75,16 +75,16 @@ class Section:
     optimizer: Literal["adamw", "rmsprop"]
     lr: float  # reached after warmup, then constant
     warmup_steps: int  # optimizer steps
-    max_grad_norm: float  # gradient clipping
-    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory
-    compile: bool  # torch.compile the training forward pass
+    max_grad_norm: float
+    gradient_checkpointing: bool
+    compile: bool
     seed: int  # prompts, minibatches and samples
-    checkpoint_every: int  # iterations between checkpoints (0: none)
-    trajectory: list[float]  # fractions of the run's iterations at which the policy is also saved
-    lora: Lora | None  # policy.lora: adapters trained instead of the weights (pipeline.lora)
-    extensions: list[str]  # modules registering methods of one's own (train.extensions)
-    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
-    tracking_dir: str
+    checkpoint_every: int
+    trajectory: list[float]
+    lora: Lora | None  # policy.lora
+    extensions: list[str]  # train.extensions
+    tracking: str  # train.tracking
+    tracking_dir: str  # train.tracking_dir
 
 
 class PolicyWithValue(torch.nn.Module):

@@ -25,7 +25,7 @@ class Settings:
     n_per_prompt: int  # completions drawn per training prompt
     max_new_tokens: int  # a completion stops here if it has not reached EOS
     temperature: float  # logits divided by this before sampling (1: the policy's own)
-    top_k: int  # keep only the k most likely tokens; 0: all
+    top_k: int
     top_p: float  # nucleus: keep the most likely tokens up to this mass; 1: all
     batch_size: int  # sequences sampled at a time
     seed: int  # the random generator of the draws

@@ -21,10 +21,10 @@ class Data:
     """Where the reviews come from and how they are split: the `data` rule's settings (config
     section `data`), which the download target also reads."""
 
-    source: Literal["embedded", "hf", "file"]  # where the reviews come from (module docstring)
+    source: Literal["embedded", "hf", "file"]
     path: str | None  # hf: dataset id or folder; file: the table; embedded: unused
-    split: str | list[str]  # hf: the split(s) giving SFT text and training prompts
-    eval_split: str | None  # hf: the split evaluation prompts come from; None: the same pool
+    split: str | list[str]
+    eval_split: str | None
     n_train_prompts: int  # reviews set aside whose prefixes become training prompts
     n_eval_prompts: int  # reviews set aside whose prefixes become held-out prompts
     max_sft_reviews: int | None  # cap on the SFT reviews (the rest of the pool); None: all

@@ -4,6 +4,8 @@ Settings record declares the type it reads. They must not drift apart."""
 
 import dataclasses
 import importlib
+import inspect
+import re
 import types
 import typing
 
@@ -130,3 +132,99 @@ def test_no_method_keeps_its_section_in_the_schema_file():
     raw = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
     assert sorted(set(raw["properties"]) & set(METHODS)) == []
     assert all(m.section for m in METHODS.values())
+
+
+def schema_descriptions(node: dict, path: str = "") -> dict[str, str]:
+    """Every description of the filled schema, by the dotted key it describes."""
+    found = {path: node["description"]} if path and isinstance(node.get("description"), str) else {}
+    for key, sub in node.get("properties", {}).items():
+        found |= schema_descriptions(sub, f"{path}.{key}".lstrip("."))
+    for sub in node.get("oneOf", []):
+        found |= schema_descriptions(sub, path)
+    return found
+
+
+# The records that read config sections besides SECTION_READERS: the trainers' and their parts.
+RECORDS = [
+    "pipeline.stages.preference:Settings",
+    "pipeline.stages.ppo:Settings",
+    "pipeline.stages.online:Settings",
+    "pipeline.rollout:Section",
+    "pipeline.lora:Lora",
+    "pipeline.stages.best_of_n:Settings",
+]
+
+
+def declared_text() -> dict[str, str]:
+    """Where settings are declared (the schema file, the method records and their helpers) and
+    every Settings record's source, each with its whitespace collapsed (a folded YAML description
+    or a Python string split over lines reads as one line)."""
+    texts = {
+        name: (REPO / name).read_text().replace('"\n', "")
+        for name in (
+            "workflow/schemas/config.schema.yaml",
+            "pipeline/registry.py",
+            "pipeline/methods.py",
+        )
+    }
+    for reader in [*SECTION_READERS.values(), *RECORDS]:
+        module, name = reader.split(":")
+        texts[reader] = inspect.getsource(getattr(importlib.import_module(module), name))
+    return {name: " ".join(text.split()) for name, text in texts.items()}
+
+
+def test_each_setting_is_described_in_one_place():
+    """A setting's description is written once: in the schema file or a record's section (a
+    section shared by several methods or stages counts once), not again in a stage's Settings
+    comment or a second section. Its opening words (six, or all of a shorter one) find a copy."""
+    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")
+    sources = declared_text()
+    copies = {}
+    for key, text in schema_descriptions(schema).items():
+        opening = " ".join(text.split()[:6])
+        where = [f"{name} x{n}" for name, body in sources.items() if (n := body.count(opening))]
+        if sum(int(w.rsplit("x", 1)[1]) for w in where) > 1:
+            copies[opening] = copies.get(opening, set()) | {key} | set(where)
+    assert copies == {}
+
+
+# Sections a trainer's record reads besides its method's: (section, record).
+TRAINER_READS = [
+    ("dpo", "pipeline.stages.preference:Settings"),
+    ("ppo", "pipeline.rollout:Section"),
+    ("ppo", "pipeline.stages.ppo:Settings"),
+    ("train", "pipeline.stages.preference:Settings"),
+    ("policy", "pipeline.stages.sft:Settings"),
+    ("best_of_n", "pipeline.stages.best_of_n:Settings"),
+]
+
+
+def test_a_record_does_not_describe_a_setting_again():
+    """A Settings field whose key the schema describes says nothing more of it in a comment,
+    unless the comment starts by naming the section it is borrowed from (`# policy.lora`)."""
+    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
+    again = []
+    for section, reader in [*SECTION_READERS.items(), *TRAINER_READS]:
+        module, name = reader.split(":")
+        source = inspect.getsource(getattr(importlib.import_module(module), name))
+        for key, comment in re.findall(r"^    (\w+): [^#\n]+#\s*(.*)$", source, re.MULTILINE):
+            described = "description" in schema[section]["properties"].get(key, {})
+            if described and not re.match(r"[a-z_]+\.[a-z_]+\b", comment):
+                again.append(f"{reader}.{key}: # {comment}")
+    assert again == []
+
+
+def test_no_record_declares_a_default_of_a_setting():
+    """A setting's default is the schema's (or its method record's): a stage's Settings field
+    has none, so a rule that forgets to pass it fails in `read`, not with a second default."""
+    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
+    defaulted = []
+    for section, reader in [*SECTION_READERS.items(), *TRAINER_READS]:
+        module, name = reader.split(":")
+        for field in dataclasses.fields(getattr(importlib.import_module(module), name)):
+            has = field.default is not dataclasses.MISSING or (
+                field.default_factory is not dataclasses.MISSING and not field.metadata.get("rest")
+            )
+            if has and field.name in schema[section]["properties"]:
+                defaulted.append(f"{reader}.{field.name}")
+    assert defaulted == []

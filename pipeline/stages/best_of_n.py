@@ -37,12 +37,12 @@ class Settings:
     """The `best_of_n` rule's settings (config section `best_of_n`, with evaluate.n_prompts and
     batch_size, reward, sample.max_new_tokens, and the job's seed from train.seeds)."""
 
-    n: list[int]  # the N's swept; one pool of max(n) samples per prompt serves them all
-    n_prompts: int  # evaluation prompts (the first n of the held-out prompts), as evaluate's
-    batch_size: int  # sequences sampled at a time
-    max_new_tokens: int  # a sample's length limit, as in training's samples
+    n: list[int]
+    n_prompts: int  # evaluate.n_prompts
+    batch_size: int  # evaluate.batch_size: sequences sampled at a time
+    max_new_tokens: int  # sample.max_new_tokens
     seed: int  # the random generator of the pool; names the output folders (seed<s>)
-    reward: Reward  # the ground-truth reward that picks the best and scores it
+    reward: Reward  # reward: the ground-truth reward that picks the best and scores it
 
 
 def kl_bound(n: int) -> float:

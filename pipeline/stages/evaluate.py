@@ -39,12 +39,12 @@ class Settings:
     """The `evaluate` rule's settings (config section `evaluate`, with reward and
     sample.max_new_tokens)."""
 
-    n_prompts: int  # evaluation prompts (the first n of the held-out prompts)
+    n_prompts: int
     samples_per_prompt: int  # pure samples the policy draws per prompt
-    max_new_tokens: int  # a sample's length limit, as in training's samples
+    max_new_tokens: int  # sample.max_new_tokens
     batch_size: int  # sequences per batch, sampling and KL alike
     seed: int  # the random generator of the samples
-    reward: Reward  # the ground-truth reward that scores the samples
+    reward: Reward  # reward: the ground-truth reward that scores the samples
 
 
 def main(argv=None):

@@ -40,7 +40,7 @@ class Settings(Comparison):
     """The `leaderboard` rule's settings (config section `leaderboard`, with the comparison's:
     pi*'s settings from `optimal` and `table`, the full study's policies and train.extensions)."""
 
-    budgets: list[float]  # KL(pi || pi_ref) per response, nats, at which every method is read
+    budgets: list[float]
 
 
 COLUMNS = [

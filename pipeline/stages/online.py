@@ -45,7 +45,7 @@ class Settings(Section):
     """The `train_online` rule's settings: the ppo section's (pipeline.rollout.Section), the
     method's own, sample.n_per_prompt, the true reward and `train.tracking`."""
 
-    n_per_prompt: int  # G, the samples per prompt of a group, unless the record fixes it
+    n_per_prompt: int  # sample.n_per_prompt: G, the samples of a group, unless the record fixes it
     # the method's own settings, which its objective reads by name: the built-ins' beta (the
     # weight of the KL to pi_ref for GRPO and RLOO, DPO's beta for online DPO), an extension's own
     own: dict = rest()

@@ -53,7 +53,7 @@ class Settings(Section):
     """The `train_ppo` rule's settings: config section `ppo` (for ppo_rm, `ppo` with its own
     target_kl), sample.batch_size, sample.max_new_tokens, the reward and `train.tracking`."""
 
-    target_kl: float  # swept: the adaptive controller's target, nats per sequence
+    target_kl: float
 
 
 def entropy(logp: torch.Tensor) -> torch.Tensor:

@@ -57,25 +57,25 @@ class Settings:
     method: str  # the method record (pipeline.methods) that says what it trains on and with
     epochs: int
     batch_size: int  # rows (pairs, rankings or samples) per optimizer step
-    micro_batch_size: int | None  # rows per forward pass (accumulated); None: the batch
-    batch_order: Literal["pair", "prompt"]  # rows shuffled, or prompts (their rows together)
+    micro_batch_size: int | None
+    batch_order: Literal["pair", "prompt"]  # train.batch_order
     optimizer: Literal["adamw", "rmsprop"]
     lr: float  # reached after warmup, then constant (the DPO paper's schedule)
     warmup_steps: int
-    max_grad_norm: float  # gradient clipping
-    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory
-    compile: bool  # torch.compile the training forward pass
+    max_grad_norm: float
+    gradient_checkpointing: bool
+    compile: bool
     seed: int  # the data order, label noise, the monitor's samples, Cringe's token draws
-    checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
-    trajectory: list[float]  # fractions of the run's steps at which the policy is also saved
-    lora: Lora | None  # policy.lora: adapters trained instead of the weights (pipeline.lora)
-    reward_prompts: int  # training prompts sampled to watch the true reward while training
-    reward_every: int  # steps between those samples (and at the end)
-    max_new_tokens: int  # of each monitor sample (sample.max_new_tokens)
-    reward: Reward  # the true reward, which scores the monitor's samples
-    extensions: list[str]  # modules registering methods of one's own (train.extensions)
-    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
-    tracking_dir: str
+    checkpoint_every: int
+    trajectory: list[float]
+    lora: Lora | None  # policy.lora
+    reward_prompts: int  # train.reward_prompts
+    reward_every: int  # train.reward_every
+    max_new_tokens: int  # sample.max_new_tokens: of each monitor sample
+    reward: Reward  # reward: the true reward, which scores the monitor's samples
+    extensions: list[str]  # train.extensions
+    tracking: str  # train.tracking
+    tracking_dir: str  # train.tracking_dir
     round: int = 1  # of an iterated method (rounds.smk): its tracker's run is named after it
     # the method's own: its swept key and what its loss or step reads by name (beta, tau, k, ...),
     # and for the noisy-label methods the noise's rate and mode

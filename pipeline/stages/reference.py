@@ -27,7 +27,7 @@ log = get_logger("reference")
 class Settings:
     """The `reference` rule's settings (config section `reference`)."""
 
-    batch_size: int  # distinct sequences per forward pass of pi_ref
+    batch_size: int
 
 
 @torch.no_grad()

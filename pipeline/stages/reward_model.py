@@ -49,18 +49,18 @@ class Settings:
     """The `reward_model` rule's settings: config section `reward_model`, `train.batch_order`
     and `train.tracking`."""
 
-    holdout_fraction: float  # of the prompts, with all their pairs, held out for validation
+    holdout_fraction: float
     epochs: int
     batch_size: int  # pairs per optimizer step
-    batch_order: Literal["pair", "prompt"]  # the pairs shuffled, or the prompts (pairs together)
+    batch_order: Literal["pair", "prompt"]  # train.batch_order
     optimizer: Literal["adamw", "rmsprop"]
     lr: float  # reached after warmup, then constant
     warmup_steps: int
-    max_grad_norm: float  # gradient clipping
+    max_grad_norm: float
     seed: int  # the validation split, the head's initial weights and the data order
-    checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
-    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
-    tracking_dir: str
+    checkpoint_every: int
+    tracking: str  # train.tracking
+    tracking_dir: str  # train.tracking_dir
 
 
 def split_by_prompt(pairs: pd.DataFrame, fraction: float, seed: int):

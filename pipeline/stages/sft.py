@@ -40,29 +40,29 @@ log = get_logger("sft")
 class Settings:
     """The `sft` rule's settings: config sections `policy` and `sft`, and `train.tracking`."""
 
-    init: str  # "scratch", or the folder of a pretrained causal LM (a GGUF init, converted)
+    init: str  # policy.init (a GGUF one: the folder rule pretrained made of it)
     n_layer: int  # from scratch: transformer blocks,
     n_embd: int  # width,
     n_head: int  # attention heads,
     n_positions: int  # and context length of the GPT-2 built
     vocab_size: int  # the tokenizer stage's size; the model takes its own from the tokenizer
-    max_length: int  # tokens kept of each review (EOS included when it ends before them)
-    holdout: int  # reviews held out to measure the loss before and after (at most 10%)
+    max_length: int
+    holdout: int
     epochs: int
     batch_size: int  # reviews per optimizer step
-    micro_batch_size: int | None  # reviews per forward pass (accumulated); None: the batch
+    micro_batch_size: int | None
     lr: float  # AdamW's peak learning rate, reached after warmup, then cosine decay to 10%
     weight_decay: float
     warmup_steps: int
-    max_grad_norm: float  # gradient clipping
-    gradient_checkpointing: bool  # recompute activations in the backward pass: less memory
-    compile: bool  # torch.compile the training forward pass
+    max_grad_norm: float
+    gradient_checkpointing: bool
+    compile: bool
     seed: int  # the held-out split, the initial weights and the data order
-    checkpoint_every: int  # steps between checkpoints (0: none); a rerun resumes from the last
-    allow_worse: bool  # keep a policy whose held-out loss SFT made worse (else stop)
-    lora: Lora | None  # policy.lora: adapters trained instead of the weights, then merged
-    tracking: str  # where metrics go live besides metrics.csv (pipeline.loop.Tracker)
-    tracking_dir: str
+    checkpoint_every: int
+    allow_worse: bool
+    lora: Lora | None  # policy.lora
+    tracking: str  # train.tracking
+    tracking_dir: str  # train.tracking_dir
 
 
 # Characters of a review encoded per token kept: well above what IMDb text takes per token with

@@ -36,8 +36,8 @@ class Settings:
     results/table.csv and train.extensions)."""
 
     policies: list[str]  # pi_ref first, then in the table's order; each names its samples
-    prompts: int  # evaluation prompts shown, each with every policy's first sample
-    extremes: int  # per policy, this many highest- and this many lowest-reward samples
+    prompts: int
+    extremes: int
     seed: int  # the draw of the prompts shown
     extensions: list[str]  # files registering methods of one's own, to parse their policy ids
 

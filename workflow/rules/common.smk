@@ -157,13 +157,38 @@ def policy_config():
     return config["policy"] | ({"init": PRETRAINED} if pretrained_input() else {})
 
 
-def tracking_config():
-    """Where the trainers send their metrics live (train.tracking), besides metrics.csv."""
-    return {k: config["train"][k] for k in ("tracking", "tracking_dir")}
+# What a stage takes from other config sections besides its own, under the name its Settings
+# record reads: the one place a setting is borrowed (the record's field names its source).
+TRACKING = {"tracking": "train.tracking", "tracking_dir": "train.tracking_dir"}
+BORROWED = {
+    "sft": TRACKING,
+    "reward_model": {"batch_order": "train.batch_order", **TRACKING},
+    "evaluate": {"reward": "reward", "max_new_tokens": "sample.max_new_tokens"},
+    "best_of_n": {"n_prompts": "evaluate.n_prompts", "batch_size": "evaluate.batch_size",
+                  "reward": "reward", "max_new_tokens": "sample.max_new_tokens"},
+    "optimal": {"bootstrap": "table.bootstrap", "seed": "table.seed"},
+    # every trainer, then what each kind adds: the reward monitor of the preference trainers;
+    # PPO's and the online methods' rollouts, sampled as the sample stage does; the online
+    # methods' groups of sample.n_per_prompt samples per prompt
+    "trainer": {"reward": "reward", "max_new_tokens": "sample.max_new_tokens",
+                "extensions": "train.extensions", "lora": "policy.lora", **TRACKING},
+    "preference": {k: f"train.{k}" for k in ("reward_prompts", "reward_every", "batch_order")},
+    "ppo": {"sample_batch_size": "sample.batch_size"},
+    "online": {"sample_batch_size": "sample.batch_size", "n_per_prompt": "sample.n_per_prompt"},
+}
+
+
+def borrowed(stage):
+    """The settings a stage borrows (`BORROWED`), with their values."""
+    values = {}
+    for key, source in BORROWED[stage].items():
+        section, _, name = source.partition(".")
+        values[key] = config[section][name] if name else config[section]
+    return values
 
 
 def sft_config():
-    return policy_config() | config["sft"] | tracking_config()
+    return policy_config() | config["sft"] | borrowed("sft")
 
 
 def tokenizer_config():
@@ -176,28 +201,24 @@ def sample_config(rnd=1):
 
 
 def reward_model_config():
-    return config["reward_model"] | {"batch_order": config["train"]["batch_order"]} | tracking_config()
+    return config["reward_model"] | borrowed("reward_model")
 
 
 def evaluate_config():
-    return config["evaluate"] | {"reward": config["reward"],
-                                 "max_new_tokens": config["sample"]["max_new_tokens"]}
+    return config["evaluate"] | borrowed("evaluate")
 
 
 def best_of_n_config(seed):
-    return config["best_of_n"] | {"n_prompts": config["evaluate"]["n_prompts"],
-                                  "batch_size": config["evaluate"]["batch_size"],
-                                  "seed": int(seed), "reward": config["reward"],
-                                  "max_new_tokens": config["sample"]["max_new_tokens"]}
+    return config["best_of_n"] | borrowed("best_of_n") | {"seed": int(seed)}
 
 
 def optimal_config():
-    return config["optimal"] | config["table"]
+    return config["optimal"] | borrowed("optimal")
 
 
 def trainer_config(method, value, seed):
     """A trainer's config: its method section with the swept list replaced by this job's value,
-    on top of the section it takes its optimiser settings from."""
+    on top of the section it takes its optimiser settings from, and what its trainer borrows."""
     record = METHODS[method]
     values = {str(v): v for v in config[method][record.swept]}
     if value not in values:
@@ -206,21 +227,9 @@ def trainer_config(method, value, seed):
     if record.settings_from:
         other = config[record.settings_from]
         base = {k: v for k, v in other.items() if k != METHODS[record.settings_from].swept}
-    section = base | config[method] | {
-        record.swept: values[value],
-        "method": method,
-        "seed": int(seed),
-        "reward": config["reward"],
-        "max_new_tokens": config["sample"]["max_new_tokens"],
-        "extensions": config["train"]["extensions"],
-        "lora": config["policy"]["lora"],
-    } | tracking_config()
-    if record.trainer == "preference":  # PPO's rollouts are its reward monitor
-        section |= {k: config["train"][k] for k in ("reward_prompts", "reward_every", "batch_order")}
-    else:  # PPO samples its rollouts as the sample stage does, that many sequences at a time
-        section["sample_batch_size"] = config["sample"]["batch_size"]
-    if record.trainer == "online":  # groups of sample.n_per_prompt samples per prompt
-        section["n_per_prompt"] = config["sample"]["n_per_prompt"]
+    section = base | config[method] | {record.swept: values[value], "method": method,
+                                       "seed": int(seed)}
+    section |= borrowed("trainer") | borrowed(record.trainer)
     if record.learned_reward:  # trained on the learned reward; evaluated, like all, on the true one
         section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
                              "batch_size": config["reward"]["batch_size"],
