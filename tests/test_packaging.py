@@ -15,11 +15,10 @@ def test_conda_env_matches_pyproject_dependencies():
 
 @pytest.mark.parametrize("preset", ["paper", "smollm2"])
 def test_a_preset_overrides_only_known_keys(preset):
-    from pipeline.methods import METHODS
+    from pipeline.methods import filled_schema
 
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    sections = {name: r.section for name, r in METHODS.items() if r.section}
-    sections |= {name: s["properties"] for name, s in schema["properties"].items()}
+    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")
+    sections = {name: s["properties"] for name, s in schema["properties"].items()}
     preset = yaml.safe_load((REPO / f"workflow/presets/{preset}.yaml").read_text())
     for section, values in preset.items():
         assert section in sections, section
