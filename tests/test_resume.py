@@ -229,7 +229,7 @@ def test_sft_resumes_to_the_same_weights(tmp_path, sft_args):
 
 def test_a_stale_checkpoint_is_not_restored(tmp_path, policy):
     from pipeline.checkpoint import Checkpoint, fingerprint
-    from pipeline.optim import make_optimizer
+    from pipeline.loop import make_optimizer
 
     opt = make_optimizer(policy.parameters(), "adamw", 1e-3)
     old = Checkpoint(tmp_path / "ck", 1, fingerprint({"lr": 1e-3}))
@@ -241,8 +241,7 @@ def test_a_stale_checkpoint_is_not_restored(tmp_path, policy):
 
 def test_a_checkpoint_whose_points_are_gone_starts_the_run_again(tmp_path, policy):
     from pipeline.checkpoint import Checkpoint, fingerprint
-    from pipeline.loop import Trajectory
-    from pipeline.optim import make_optimizer
+    from pipeline.loop import Trajectory, make_optimizer
 
     opt = make_optimizer(policy.parameters(), "adamw", 1e-3)
     ckpt = Checkpoint(tmp_path / "ck", 1, fingerprint({"lr": 1e-3}))

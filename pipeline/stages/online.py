@@ -26,11 +26,20 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.distributed import SINGLE, setup, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, finish_job, generators, start_job
+from pipeline.loop import (
+    Run,
+    Tracker,
+    Trajectory,
+    finish_job,
+    generators,
+    make_optimizer,
+    set_lr,
+    start_job,
+    warmup_constant,
+)
 from pipeline.lora import trainable
 from pipeline.methods import method, resolve
 from pipeline.models import autocast, train_mode
-from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.paths import policy_id
 from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import Section, collect, policy_and_reference, training_prompts

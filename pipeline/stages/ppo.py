@@ -22,7 +22,17 @@ from pipeline.checkpoint import Checkpoint
 from pipeline.distributed import SINGLE, World, setup, wrap
 from pipeline.logprobs import token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, finish_job, generators, start_job
+from pipeline.loop import (
+    Run,
+    Tracker,
+    Trajectory,
+    finish_job,
+    generators,
+    make_optimizer,
+    set_lr,
+    start_job,
+    warmup_constant,
+)
 from pipeline.lora import trainable
 from pipeline.losses import (
     gae,
@@ -33,7 +43,6 @@ from pipeline.losses import (
     whiten,
 )
 from pipeline.models import autocast, device, train_mode
-from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.paths import policy_id
 from pipeline.rewards import learned, make_scorer
 from pipeline.rollout import (

@@ -33,12 +33,21 @@ from pipeline.batching import (
 from pipeline.checkpoint import Checkpoint
 from pipeline.distributed import SINGLE, World, accumulate, setup, wrap
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, Trajectory, finish_job, generators, start_job
+from pipeline.loop import (
+    Run,
+    Tracker,
+    Trajectory,
+    finish_job,
+    generators,
+    make_optimizer,
+    set_lr,
+    start_job,
+    warmup_constant,
+)
 from pipeline.lora import Lora, adapt, trainable
 from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
-from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.paths import policy_id
 from pipeline.rewards import Reward, make_scorer
 from pipeline.rollout import rollout

@@ -34,10 +34,17 @@ from pipeline.batching import PAIR_COLUMNS, Epochs, pair_batch
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.classifiers import RewardModel, save_reward_model
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, generators, tracker_for
+from pipeline.loop import (
+    Run,
+    Tracker,
+    generators,
+    make_optimizer,
+    set_lr,
+    tracker_for,
+    warmup_constant,
+)
 from pipeline.losses import bradley_terry_loss
 from pipeline.models import autocast, device, load_causal_lm, train_mode
-from pipeline.optim import make_optimizer, set_lr, warmup_constant
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
 

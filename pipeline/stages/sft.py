@@ -25,10 +25,18 @@ from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
-from pipeline.loop import Run, Tracker, generators, save_policy, tracker_for
+from pipeline.loop import (
+    Run,
+    Tracker,
+    generators,
+    make_optimizer,
+    save_policy,
+    set_lr,
+    tracker_for,
+    warmup_cosine,
+)
 from pipeline.lora import Lora, adapt, trainable
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
-from pipeline.optim import make_optimizer, set_lr, warmup_cosine
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.settings import read
 from pipeline.sources import check_context, context_length
