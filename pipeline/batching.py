@@ -68,16 +68,17 @@ def epoch_order(prompt_ids: pd.Series, by: str, generator: torch.Generator) -> t
 
 class Epochs:
     """The rows each step trains on, `batch_size` at a time: every epoch a new `epoch_order`
-    drawn from `generator`. `state()` goes into a checkpoint; `restored` (that state) resumes
-    the order and the generator where the checkpoint left them."""
+    drawn from `generator`. `state()` goes into a checkpoint; `restore` (that state) resumes the
+    order and the generator where the checkpoint left them."""
 
-    def __init__(self, prompt_ids: pd.Series, by: str, batch_size: int, generator, restored=None):
+    def __init__(self, prompt_ids: pd.Series, by: str, batch_size: int, generator):
         self.prompt_ids, self.by, self.batch_size, self.gen = prompt_ids, by, batch_size, generator
         self.steps = max(1, len(prompt_ids) // batch_size)  # per epoch
         self.order, self.epoch = None, -1
-        if restored:
-            self.order, self.epoch = restored["order"], restored["order_epoch"]
-            generator.set_state(restored["gen"])
+
+    def restore(self, state: dict) -> None:
+        self.order, self.epoch = state["order"], state["order_epoch"]
+        self.gen.set_state(state["gen"])
 
     def rows(self, step: int) -> tuple[int, torch.Tensor]:
         """The epoch of step `step` (0-based) and the rows of its batch."""

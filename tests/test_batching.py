@@ -138,6 +138,7 @@ def test_epochs_resumed_from_their_state_give_the_uninterrupted_rows(stop):
     first = Epochs(prompt_ids, "prompt", 4, torch.Generator().manual_seed(0))
     for step in range(stop):
         first.rows(step)
-    resumed = Epochs(prompt_ids, "prompt", 4, torch.Generator().manual_seed(1), first.state())
+    resumed = Epochs(prompt_ids, "prompt", 4, torch.Generator().manual_seed(1))
+    resumed.restore(first.state())
     for step in range(stop, 9):
         assert resumed.rows(step)[1].tolist() == rows[step][1].tolist()

@@ -168,8 +168,8 @@ def train(
     monitor = [list(x) for x in pairs.drop_duplicates("prompt_id")["prompt_ids"]][
         : p.reward_prompts
     ]
-    bs = p.batch_size
-    total = max(1, len(pairs) // bs) * p.epochs
+    epochs = Epochs(pairs["prompt_id"], p.batch_order, p.batch_size, gen)
+    total = epochs.steps * p.epochs
     opt = make_optimizer(trainable(model), p.optimizer, p.lr)
     if points is not None:
         points.plan(total, model, tok)
@@ -191,8 +191,8 @@ def train(
         return float(scores.mean())
 
     run = Run(p.method, total, model, opt, ckpt, world, tracker, points=points)
-    epochs = Epochs(pairs["prompt_id"], p.batch_order, bs, gen, run.restored)
     if run.restored:
+        epochs.restore(run.restored)
         sample_gen.set_state(run.restored["sample_gen"])
         token_gen.set_state(run.restored["token_gen"][world.rank])
     else:

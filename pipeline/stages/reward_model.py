@@ -119,11 +119,13 @@ def train(
     checkpoint and write one every `ckpt.every` steps."""
     dev = next(model.parameters()).device
     gen = generators(p.seed).order
-    total = max(1, len(pairs) // p.batch_size) * p.epochs
+    epochs = Epochs(pairs["prompt_id"], p.batch_order, p.batch_size, gen)
+    total = epochs.steps * p.epochs
     opt = make_optimizer(model.parameters(), p.optimizer, p.lr)
     train_mode(model, gradient_checkpointing=False, dropout=False)
     run = Run("reward_model", total, model, opt, ckpt, tracker=tracker)
-    epochs = Epochs(pairs["prompt_id"], p.batch_order, p.batch_size, gen, run.restored)
+    if run.restored:
+        epochs.restore(run.restored)
     while run.done < total:
         epoch, idx = epochs.rows(run.done)
         lr = warmup_constant(run.done, p.warmup_steps, p.lr)
