@@ -6,7 +6,9 @@
   KL(pi_ref || pi) (Best-of-N has none: its KL is the closed-form bound). An iterated method's
   later rounds are series of their own (dashed), each chain's rounds joined by a dotted line.
   Points along a run (`trajectory`) belong to their method's series; each run's path from pi_ref
-  through its points to its final policy is drawn finely dotted.
+  through its points to its final policy is drawn finely dotted. Where a point is the mean of
+  several seeds, each seed's policy is a small dot of its method's colour around it: the spread
+  the interval summarises.
   With a policy beyond 30 nats, the x axis turns logarithmic above 10 nats. On the forward-KL
   panel, the optimal frontier pi* (pipeline.stages.optimal, estimated from N samples of pi_ref per
   prompt) as a line with its 95% band, drawn only where its effective sample size is at least
@@ -160,6 +162,34 @@ def series(ax, points: pd.DataFrame, kl: str, muted: bool = False, start=None) -
                 ax.plot(xs, ys, ls=(0, (1, 2)), lw=1.2, color=colour(method), alpha=0.7)
 
 
+KEYS = ["method", "value", "round", "at"]  # one point of a frontier: its seeds share these
+
+
+def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
+    """The policy rows behind each aggregate point of two seeds or more (none in a one-seed
+    study, whose points are their policies)."""
+    keys = [k for k in KEYS if k in table]
+    several = table[(table["kind"] == "aggregate") & (table["n_seeds"] >= 2)][keys]
+    return table[table["kind"] == "policy"].merge(several, on=keys)
+
+
+def seeds(ax, spread: pd.DataFrame, kl: str) -> None:
+    """Each seed's policy as a small dot, under the means and their intervals."""
+    spread = spread.dropna(subset=[kl])
+    if spread.empty:
+        return
+    ax.scatter(
+        spread[kl],
+        spread["sentiment"],
+        s=14,
+        c=[colour(m) for m in spread["method"]],
+        alpha=0.5,
+        lw=0,
+        zorder=1,
+        label=f"one seed's policy (the means of {spread['seed'].nunique()} seeds have intervals)",
+    )
+
+
 def kl_axis(ax, points: pd.DataFrame, kl: str, xlabel: str) -> None:
     if points[kl].max() > RUNAWAY_KL:  # keep the others readable: log scale beyond 10 nats
         ax.set_xscale("symlog", linthresh=10, linscale=2)
@@ -179,6 +209,7 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
     fig, axes = plt.subplots(1, 2, figsize=(13, 6.5), sharey=True)
     ref = table[table["method"] == "pi_ref"].iloc[0]
     agg = table[table["kind"] == "aggregate"]
+    spread = seed_spread(table)
     for ax, kl, xlabel in [
         (axes[0], "kl", "KL(pi || pi_ref) per response, nats (exact, on the policy's samples)"),
         (axes[1], "kl_reverse", "KL(pi_ref || pi) per response, nats (exact, on pi_ref's samples)"),
@@ -188,6 +219,7 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
             optimal_line(ax, optimal, kl, min_ess, right=1.05 * agg["kl_hi"].max())
         points = agg.dropna(subset=[kl])
         series(ax, points, kl, start=ref["sentiment"])
+        seeds(ax, spread, kl)
         kl_axis(ax, points, kl, xlabel)
     axes[0].set_ylabel("mean sentiment p(positive) on held-out prompts")
     over = " and ".join(sorted(set(agg["ci_over"].dropna())))
