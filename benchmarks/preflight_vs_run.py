@@ -1,13 +1,16 @@
 """The preflight's projection next to what the study then took, rule by rule.
 
     python benchmarks/preflight_vs_run.py --study <folder> --snakemake-log <its .snakemake/log/...>
-        --json benchmarks/results/<name>.json
+        [<the log of a later sitting> ...] --json benchmarks/results/<name>.json
 
 Reads `<folder>/results/preflight.csv` (`snakemake preflight` with the study's config) and the
-Snakemake log of the run that made the study: each job's start and end are the timestamps
-Snakemake prints before its job block and before its "Finished jobid" line. Per rule: the jobs,
-their summed wall time against the preflight's projected total, and the ratio; overall: the run's
-wall time (first start to last end) and its summed job time against the projected study. Per
+Snakemake log of the run that made the study, or one log per sitting of a study that was stopped
+and taken up again (Snakemake reruns only what is missing): each job's start and end are the
+timestamps Snakemake prints before its job block and before its "Finished jobid" line. A job a
+sitting stopped is not counted: a stopped Snakemake prints no time, and the next sitting runs
+the job again. Per rule: the jobs, their summed wall time against the preflight's projected total,
+and the ratio; overall: the sittings' wall time (each from its first job's start to its last
+job's end, summed) and the jobs' summed time against the projected study. Per
 method (its trainers and the evaluations of its policies, read from the jobs' wildcards): the
 measured time against the preflight's seconds per job for those jobs, so that one target's share
 of a study (say the field's methods beside the main ones) has its own figure.
@@ -27,8 +30,8 @@ from pipeline.stages.preflight import study_seconds
 
 
 def job_times(log: Path) -> pd.DataFrame:
-    """One row per job: rule, method (its `method` wildcard, or that of its `policy` wildcard;
-    "" for a job of no one method), jobid, start and end (seconds since the epoch)."""
+    """One row per finished job: rule, method (its `method` wildcard, or that of its `policy`
+    wildcard; "" for a job of no one method), jobid, start and end (seconds since the epoch)."""
     stamp, started, rows, rule, jobid = None, {}, [], None, None
     for line in log.read_text().splitlines():
         if m := re.match(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", line):
@@ -69,12 +72,14 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--study", required=True)
-    parser.add_argument("--snakemake-log", required=True)
+    parser.add_argument("--snakemake-log", required=True, nargs="+", help="one per sitting")
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
     projected = pd.read_csv(Path(args.study) / "results/preflight.csv")
-    jobs = job_times(Path(args.snakemake_log))
+    sittings = [job_times(Path(log)) for log in args.snakemake_log]
+    jobs = pd.concat(sittings, ignore_index=True)
     jobs["wall_s"] = jobs["end"] - jobs["start"]
+    wall = sum(s["end"].max() - s["start"].min() for s in sittings if not s.empty)
     measured = (
         jobs[jobs["rule"] != "all"]
         .groupby("rule")
@@ -89,8 +94,9 @@ def main():
         "study": str(args.study),
         "device": projected["device"].iloc[0],
         "projected_study_s": round(study_seconds(projected, int(projected["cores"].iloc[0])), 1),
+        "sittings": len(sittings),
         "measured_jobs_sum_s": round(float(measured["wall_s"].sum()), 1),
-        "measured_wall_s": round(float(jobs["end"].max() - jobs["start"].min()), 1),
+        "measured_wall_s": round(float(wall), 1),
         "rules": {
             rule: {k: (None if pd.isna(v) else round(float(v), 2)) for k, v in row.items()}
             for rule, row in table.iterrows()
@@ -111,8 +117,9 @@ def main():
     print(by_method.round(1).to_string())
     print(
         f"projected {result['projected_study_s']:.0f} s; measured wall "
-        f"{result['measured_wall_s']:.0f} s (x{result['ratio_wall']}), jobs summed "
-        f"{result['measured_jobs_sum_s']:.0f} s (x{result['ratio_jobs_sum']})"
+        f"{result['measured_wall_s']:.0f} s in {len(sittings)} sitting(s)"
+        f" (x{result['ratio_wall']}), jobs summed {result['measured_jobs_sum_s']:.0f} s"
+        f" (x{result['ratio_jobs_sum']})"
     )
     record.write(result, args.json)
 
