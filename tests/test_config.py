@@ -188,6 +188,34 @@ def test_each_setting_is_described_in_one_place():
     assert copies == {}
 
 
+# What a schema node may hold. Anything else is a setting's description cut short: unquoted YAML
+# ends a flow mapping's value at a comma and reads the rest as a key, which JSON Schema ignores.
+KEYWORDS = {
+    "$schema", "description", "type", "additionalProperties", "properties", "default", "enum",
+    "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "items", "minItems",
+    "uniqueItems", "minLength", "oneOf", "anyOf", "required",
+}  # fmt: skip
+
+
+def stray_words(node: dict, path: str = "") -> list[str]:
+    """The keys of `node` and its subschemas that are not JSON Schema's, by dotted path."""
+    found = [f"{path}: {key!r}" for key in node if key not in KEYWORDS]
+    subschemas = [*node.get("properties", {}).items(), *enumerate(node.get("oneOf", []))]
+    if isinstance(node.get("items"), dict):
+        subschemas.append(("items", node["items"]))
+    for key, sub in subschemas:
+        found += stray_words(sub, f"{path}.{key}".lstrip("."))
+    return found
+
+
+def test_the_schema_holds_no_stray_words():
+    """Every key of the filled schema is a JSON Schema keyword (catches a description that YAML
+    cut at its comma: `{description: a, b}` leaves a key `b`)."""
+    cut = yaml.safe_load("{properties: {n: {type: integer, description: held out, the first}}}")
+    assert stray_words(cut) == ["n: 'the first'"]
+    assert stray_words(filled_schema(REPO / "workflow/schemas/config.schema.yaml")) == []
+
+
 # Sections a trainer's record reads besides its method's: (section, record).
 TRAINER_READS = [
     ("dpo", "pipeline.stages.preference:Settings"),
