@@ -42,14 +42,16 @@ def read_eval(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     return samples, reverse, json.loads((folder / "summary.json").read_text())["distinct_2"]
 
 
+POINT = ("method", "param", "value", "round", "at")  # one point of a frontier; its seeds share it
+
+
 def group_policies(policies: list[str]) -> dict[tuple, list[str]]:
-    """The trained policies of each (method, param, value, round, at), one per seed, in order."""
+    """The trained policies of each `POINT`, one per seed, in order."""
     groups = {}
     for pid in policies:
         meta = parse_policy_id(pid)
         if meta["method"] != "pi_ref":
-            key = (meta["method"], meta["param"], meta["value"], meta["round"], meta["at"])
-            groups.setdefault(key, []).append(pid)
+            groups.setdefault(tuple(meta[k] for k in POINT), []).append(pid)
     return groups
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.ticker import ScalarFormatter
 
 from pipeline import cli, io
-from pipeline.evaluations import policy_folders
+from pipeline.evaluations import POINT, policy_folders
 from pipeline.logs import get_logger
 from pipeline.methods import FAMILIES, METHODS, REFERENCE
 from pipeline.paths import parse_policy_id, split_policy_id
@@ -162,13 +162,10 @@ def series(ax, points: pd.DataFrame, kl: str, muted: bool = False, start=None) -
                 ax.plot(xs, ys, ls=(0, (1, 2)), lw=1.2, color=colour(method), alpha=0.7)
 
 
-KEYS = ["method", "value", "round", "at"]  # one point of a frontier: its seeds share these
-
-
 def seed_spread(table: pd.DataFrame) -> pd.DataFrame:
     """The policy rows behind each aggregate point of two seeds or more (none in a one-seed
     study, whose points are their policies)."""
-    keys = [k for k in KEYS if k in table]
+    keys = [k for k in POINT if k in table]
     several = table[(table["kind"] == "aggregate") & (table["n_seeds"] >= 2)][keys]
     return table[table["kind"] == "policy"].merge(several, on=keys)
 
