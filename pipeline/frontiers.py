@@ -32,38 +32,34 @@ as a lower bound (its last reliable point). `compare` reads a point on a frontie
 bootstrap interval of the difference.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline import config
 from pipeline.bootstrap import ci_over, draw, interval, replicates
+from pipeline.config import borrow, given, record
 from pipeline.evaluations import group_policies, read_eval
 from pipeline.methods import REFERENCE
 
 
-@dataclass(frozen=True)
-class Optimal:
-    """pi*'s frontier's settings (config sections `optimal` and `table`): the `optimal` rule's, and
-    the comparison's and the leaderboard's reading of it."""
+@record
+class Optimal(config.Optimal):
+    """pi*'s frontier's settings (config section `optimal`, with the table's bootstrap): the
+    `optimal` rule's, and the comparison's and the leaderboard's reading of it."""
 
-    beta_min: float  # the smallest beta of the grid (the most reward, the most KL)
-    beta_max: float  # the largest finite beta of the grid (the closest to pi_ref)
-    n_beta: int
-    min_ess: float
-    bootstrap: int  # table.bootstrap: resamples of the prompts for the 95% intervals
-    seed: int  # table.seed: the bootstrap's draws (paired with a one-seed policy's)
+    bootstrap: borrow("table.bootstrap")
+    seed: borrow("table.seed")  # paired with a one-seed policy's draws
 
 
-@dataclass(frozen=True)
+@record
 class Comparison(Optimal):
-    """The `comparison` rule's settings (config sections `optimal` and `table`: pi*'s, as the
-    optimal stage reads them; with the study's policies and train.extensions), and the
-    leaderboard's under its own."""
+    """The `comparison` rule's settings (pi*'s, as the optimal stage reads them, with the study's
+    policies), and the leaderboard's under its own."""
 
-    policies: list[str]  # the study's policy ids; each names its evaluation folder
-    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+    policies: list[str] = given("the study's policy ids; each names its evaluation folder")
+    extensions: borrow("train.extensions")  # to parse the policy ids of methods of one's own
 
 
 def pool_matrix(pool: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

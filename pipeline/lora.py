@@ -12,18 +12,10 @@ evaluation and every later stage read it as they read any policy.
 """
 
 import copy
-from dataclasses import dataclass
 
 import torch
 
-
-@dataclass(frozen=True)
-class Lora:
-    """Config key `policy.lora` (null: full fine-tuning)."""
-
-    r: int
-    alpha: float
-    target_modules: str | list[str]
+from pipeline.config import Lora
 
 
 def adapt(model: torch.nn.Module, lora: Lora | None) -> torch.nn.Module:

@@ -7,9 +7,9 @@ import pandas as pd
 import torch
 
 from pipeline import io
+from pipeline.config import Sample
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.models import autocast, precision
-from pipeline.sampling import Settings as Sampling
 from pipeline.sampling import sample_table
 
 
@@ -98,7 +98,7 @@ def draw(
     policy, tok, prompts: pd.DataFrame, n: int, batch_size: int, max_new_tokens: int, seed: int
 ) -> pd.DataFrame:
     """`n` pure samples of each prompt from the evaluated policy, with their lengths."""
-    pure = Sampling(
+    pure = Sample(
         n_per_prompt=n,
         max_new_tokens=max_new_tokens,
         temperature=1.0,

@@ -8,6 +8,7 @@ Losses and steps are named as strings ("pipeline.losses:dpo_loss", "pipeline.ste
 that the Snakefile and the stages without torch read the catalogue without importing torch.
 """
 
+from pipeline import config
 from pipeline.registry import (
     DATA,
     EXTENSION_OF,
@@ -30,13 +31,13 @@ from pipeline.registry import (
     integer,
     load_extensions,
     method,
+    method_setting,
     number,
     online,
     pairwise,
     register,
     resolve,
     swept,
-    training_keys,
 )
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "Method",
     "method",
     "METHODS",
+    "method_setting",
     "NOTHING",
     "number",
     "ONLINE",
@@ -64,7 +66,6 @@ __all__ = [
     "resolve",
     "swept",
     "TRAINERS",
-    "training_keys",
     "UNPAIRED",
 ]
 
@@ -132,23 +133,7 @@ register(
             "target_kl": swept(
                 [2.0, 6.0], "swept; target of the adaptive KL controller (nats per sequence)"
             ),
-            "adaptive_kl": {"type": "boolean", "default": True},
-            "init_kl_coef": number(0.05, minimum=0),
-            "horizon": integer(256),
-            "iterations": integer(25),
-            "rollout_size": integer(64, minimum=2),
-            "minibatch_size": integer(16),
-            "ppo_epochs": integer(4),
-            "optimizer": choice("adamw", "rmsprop"),
-            "lr": number(2.0e-4, exclusiveMinimum=0),
-            "warmup_steps": integer(5),
-            "cliprange": number(0.2, exclusiveMinimum=0),
-            "cliprange_value": number(0.2, exclusiveMinimum=0),
-            "vf_coef": number(0.1, minimum=0),
-            "gamma": number(1.0, minimum=0, maximum=1),
-            "lam": number(0.95, minimum=0, maximum=1),
-            "max_grad_norm": number(1.0, exclusiveMinimum=0),
-            **training_keys("iterations", 5),
+            **config.properties(config.Ppo),
         },
     )
 )

@@ -19,8 +19,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
-import yaml
+from pipeline import config
 
 # What a method trains on (`Method.data`).
 PAIRS = "pairs"  # the 6 preference pairs per prompt (results/pairs.parquet)
@@ -217,69 +218,9 @@ def choice(default: str, *others: str) -> dict:
     return {"type": "string", "enum": [default, *others], "default": default}
 
 
-def training_keys(unit: str, checkpoint_every: int, trajectory: bool = True) -> dict:
-    """The keys of every trainer's section after its optimiser's: memory, compilation,
-    checkpoints and points along the run, counted in its `unit` (steps or iterations)."""
-    keys = {
-        "gradient_checkpointing": {
-            "type": "boolean",
-            "default": False,
-            "description": "recompute activations in the backward pass: less memory, one more"
-            " forward pass per step",
-        },
-        "compile": {
-            "type": "boolean",
-            "default": False,
-            "description": "torch.compile the training forward pass (fused kernels; the first"
-            " steps compile, so only long runs gain)",
-        },
-        "checkpoint_every": integer(
-            checkpoint_every,
-            f"{unit} between checkpoints (0: none); a rerun resumes from the last",
-            minimum=0,
-        ),
-    }
-    if trajectory:
-        keys["trajectory"] = {
-            "description": f"fractions of each run's {unit} (strictly between 0 and 1) at which"
-            " the policy is also saved and evaluated: points along the run, drawn as its"
-            " trajectory",
-            "type": "array",
-            "items": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-            "uniqueItems": True,
-            "default": [],
-        }
-    return keys
-
-
-MICRO_BATCH_SIZE = {
-    "type": ["integer", "null"],
-    "minimum": 1,
-    "default": None,
-    "description": "rows per forward pass (gradient accumulation up to batch_size); null: the"
-    " whole batch",
-}
-OPTIMISER = {
-    "optimizer": choice("adamw", "rmsprop"),
-    "lr": number(5.0e-4, exclusiveMinimum=0),
-    "batch_size": integer(32),
-    "epochs": integer(1),
-    "warmup_steps": integer(10),
-    "max_grad_norm": number(10.0, exclusiveMinimum=0),
-}
-# the pairwise trainers' optimiser and batches (dpo's and cringe's sections; the other offline
-# methods take dpo's)
-PAIRWISE_TRAINING = {
-    **OPTIMISER,
-    "micro_batch_size": MICRO_BATCH_SIZE,
-    **training_keys("steps", 50),
-}
-# The keys a stage's section (in the schema file) shares with the trainers' sections, declared
-# here once and filled in by `filled_schema`.
-STAGE_KEYS = {
-    "sft": {"micro_batch_size": MICRO_BATCH_SIZE, **training_keys("steps", 100, trajectory=False)},
-    "reward_model": {**OPTIMISER, "checkpoint_every": PAIRWISE_TRAINING["checkpoint_every"]},
-}
+# The keys the pairwise trainers share: dpo's and cringe's sections' (the other offline methods
+# take dpo's).
+PAIRWISE_TRAINING = config.properties(config.Pairwise)
 
 
 LOSSES = "pipeline.losses:"  # where `pairwise`'s losses are
@@ -344,23 +285,36 @@ def online(
     )
 
 
-def filled_schema(path) -> dict:
-    """The config schema file with the method lists filled from the records (train.full_methods'
-    default: every built-in method but train.methods' default), the keys stages share with the
-    trainers (`STAGE_KEYS`), and a section for each method that keeps its schema in its record."""
-    schema = yaml.safe_load(Path(path).read_text())
-    sections = schema["properties"]
+def method_setting(name: str, key: str):
+    """A stage's field that is a key of a method's section, declared in its record (`borrow` for
+    the stages' sections)."""
+    return Annotated[
+        config.python_type(method(name).section[key]), config.Borrowed(f"{name}.{key}")
+    ]
+
+
+def filled_schema() -> dict:
+    """The config schema: the stages' sections from their records (pipeline.config), the method
+    lists filled from the method records (train.full_methods' default: every built-in method but
+    train.methods' default), and a section for each method from its record."""
+    sections = {name: config.section_schema(cls) for name, cls in config.SECTIONS.items()}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "description": "Configuration of the IMDb controlled-sentiment pipeline. Unknown keys are"
+        " rejected; missing keys take the defaults of pipeline/config.py and the method records.",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": sections,
+    }
     train = sections["train"]["properties"]
     for key in ("methods", "full_methods"):
-        train[key]["items"]["enum"] = list(METHODS)
+        train[key]["items"] |= {"enum": list(METHODS)} | METHOD_LIST
     train["full_methods"]["default"] = [
         m for m in METHODS if m not in EXTENSION_OF and m not in train["methods"]["default"]
     ]
-    for section, keys in STAGE_KEYS.items():
-        sections[section]["properties"] |= keys
-    sections["iterative"]["properties"]["methods"]["items"]["enum"] = [
-        m for m, r in METHODS.items() if r.iterable
-    ]
+    sections["iterative"]["properties"]["methods"]["items"] |= {
+        "enum": [m for m, r in METHODS.items() if r.iterable]
+    } | METHOD_LIST
     for record in METHODS.values():
         if record.section is None:
             where = EXTENSION_OF.get(record.name)
@@ -376,3 +330,6 @@ def filled_schema(path) -> dict:
             "properties": record.section,
         }
     return schema
+
+
+METHOD_LIST = {"description": "the enum is filled from pipeline/methods.py's records"}

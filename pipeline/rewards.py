@@ -2,26 +2,16 @@
 - `vader`: VADER's compound score c in [-1, 1] mapped to p = (c + 1) / 2 (offline default);
 - `hf`: a Hugging Face sequence classifier (hub id or local folder; siebert at paper scale),
   p(positive) = softmax(logits)[the label named `reward.positive_label`];
-- `reward_model`: the RLHF route's learned reward (pipeline.classifiers), standardised.
+- the RLHF route's learned reward (pipeline.classifiers), standardised, for ppo_rm.
 The last two are models (pipeline.classifiers), loaded only when the config names them. The score
 stage, the trainers' rollouts and monitors, the evaluation and Best-of-N all score through it.
 """
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 
-
-@dataclass(frozen=True)
-class Reward:
-    """The reward's settings (config section `reward`, or the learned reward's)."""
-
-    backend: Literal["vader", "hf", "reward_model"]
-    model: str | None  # hub id or folder of the classifier (hf) or the reward model
-    batch_size: int  # texts per forward pass
-    max_length: int  # tokens of each text the model reads
-    positive_label: str | None = None  # hf: the classifier's label for positive sentiment
+from pipeline.config import Reward
 
 
 class Scorer(Protocol):
@@ -47,22 +37,16 @@ def check_finite_scores(scores: np.ndarray, texts: list[str]) -> np.ndarray:
     return scores
 
 
-def learned(p: Reward) -> str | None:
-    """The folder of the reward model the study trained, when the reward is one: an input of the
-    trainer that a checkpoint depends on (a classifier is a fixed input, VADER has none)."""
-    return p.model if p.backend == "reward_model" else None
-
-
-def make_scorer(p: Reward) -> Scorer:
-    if p.backend == "vader":
+def make_scorer(p: Reward, reward_model: str | None = None) -> Scorer:
+    """The true reward of config section `reward`; or, given the folder of the reward model the
+    study trained (ppo_rm), that learned reward, read with the section's batch size and length."""
+    if p.backend == "vader" and reward_model is None:
         return VaderScorer()
     # here, not at the top: torch and transformers take ~3 s to load, which VADER never needs
     from pipeline.classifiers import ClassifierScorer, RewardModelScorer
 
+    if reward_model is not None:
+        return RewardModelScorer(reward_model, p.batch_size, p.max_length)
     if not p.model:
-        raise ValueError(f"reward.model is required when reward.backend is '{p.backend}'")
-    if p.backend == "reward_model":
-        return RewardModelScorer(p.model, p.batch_size, p.max_length)
-    if not p.positive_label:
-        raise ValueError("reward.positive_label is required when reward.backend is 'hf'")
+        raise ValueError("reward.model is required when reward.backend is 'hf'")
     return ClassifierScorer(p.model, p.positive_label, p.batch_size, p.max_length)

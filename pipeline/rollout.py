@@ -5,18 +5,16 @@ online methods use; with the settings they share (`Section`, the ppo config sect
 start (`policy_and_reference`).
 """
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import torch
 
 from pipeline import io
+from pipeline.config import Ppo, Trainer, borrow, given, record
 from pipeline.distributed import SINGLE, World
 from pipeline.logprobs import forward_logprobs, left_pad, next_token_logprobs, token_logprobs
 from pipeline.lora import Lora, adapt, reference
 from pipeline.models import autocast, device, load_causal_lm, scalar_head
-from pipeline.rewards import Reward, check_finite_scores
+from pipeline.rewards import check_finite_scores
 from pipeline.safe_loading import load_tokenizer
 from pipeline.sampling import sample
 
@@ -51,40 +49,21 @@ def rollout(
     return completions, check_finite_scores(np.asarray(scorer(texts), dtype=np.float64), texts)
 
 
-@dataclass(frozen=True)
-class Section:
+@record
+class Section(Ppo, Trainer):
     """The ppo section's settings, with what the rule adds: PPO's, and the online methods' (which
-    take their optimiser and batch sizes from it and leave the KL controller and value head)."""
+    take their optimiser and rollouts from it and leave the KL controller and value head)."""
 
-    method: str  # ppo (the true reward) or ppo_rm (the learned one); the online method's name
-    iterations: int  # rollouts, each followed by ppo_epochs passes over it
-    rollout_size: int  # samples per rollout
-    minibatch_size: int  # samples per optimizer step (and per log-prob pass over a rollout)
-    ppo_epochs: int
-    sample_batch_size: int  # sample.batch_size: prompts per generate call while sampling
-    max_new_tokens: int  # sample.max_new_tokens
-    reward: Reward  # reward: the true one, or for ppo_rm the learned one, scores the samples
-    adaptive_kl: bool  # the KL coefficient steered towards target_kl (Ziegler et al.), or fixed
-    init_kl_coef: float
-    horizon: int  # the adaptive controller's horizon, in samples
-    cliprange: float  # of the policy ratio
-    cliprange_value: float  # of the value head's update
-    vf_coef: float  # weight of the value loss
-    gamma: float  # discount
-    lam: float  # GAE's lambda
-    optimizer: Literal["adamw", "rmsprop"]
-    lr: float  # reached after warmup, then constant
-    warmup_steps: int  # optimizer steps
-    max_grad_norm: float
-    gradient_checkpointing: bool
-    compile: bool
-    seed: int  # prompts, minibatches and samples
-    checkpoint_every: int
-    trajectory: list[float]
-    lora: Lora | None  # policy.lora
-    extensions: list[str]  # train.extensions
-    tracking: str  # train.tracking
-    tracking_dir: str  # train.tracking_dir
+    method: str = given(
+        "ppo (the true reward) or ppo_rm (the learned one); the online method's name"
+    )
+    seed: int = given("the job's seed, one of train.seeds: prompts, minibatches and samples")
+    reward_model: str | None = given(
+        "ppo_rm: the folder of the reward model the study trained, which scores the samples in"
+        " place of the true reward",
+        None,
+    )
+    sample_batch_size: borrow("sample.batch_size")
 
 
 class PolicyWithValue(torch.nn.Module):

@@ -6,29 +6,14 @@ padding, position ids, the random generator and the logit warping are explicit a
 sample stage, the trainers' rollouts and monitors, the evaluation and Best-of-N all draw here.
 """
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from pipeline.config import Sample
 from pipeline.logprobs import left_pad
 from pipeline.logs import progress
 from pipeline.models import autocast
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How to sample: the `sample` rule's settings (config section `sample`; a later round's seed
-    is sample.seed + round - 1), and the evaluation's pure sampling."""
-
-    n_per_prompt: int  # completions drawn per training prompt
-    max_new_tokens: int  # a completion stops here if it has not reached EOS
-    temperature: float  # logits divided by this before sampling (1: the policy's own)
-    top_k: int
-    top_p: float  # nucleus: keep the most likely tokens up to this mass; 1: all
-    batch_size: int  # sequences sampled at a time
-    seed: int  # the random generator of the draws
 
 
 def warp_logits(
@@ -126,7 +111,7 @@ def sample(
     return [row[: row.index(eos_id) + 1] if eos_id in row else row for row in tokens]
 
 
-def sample_table(model, tok, prompts: pd.DataFrame, p: Settings) -> pd.DataFrame:
+def sample_table(model, tok, prompts: pd.DataFrame, p: Sample) -> pd.DataFrame:
     """`n_per_prompt` samples of every prompt, batched; one row per sample."""
     rows = [
         (r.prompt_id, k, list(r.prompt_ids))

@@ -1,10 +1,11 @@
 """A stage's settings as one typed record, read once from the JSON its rule passes (`--params`).
 
-Each stage declares a dataclass (its `Settings`) whose fields are every setting it reads, with
-their types and meaning, as CleanRL's `Args` or nanoGPT's `GPTConfig` do. `read` builds it from
-the rule's JSON and refuses, before any work, a setting that is missing, unknown or of the wrong
-type, naming the stage and the key: the schema checks the config a user writes, this checks that
-what a rule passes is what its stage reads.
+Each stage has a record (its `Settings`) whose fields are every setting it reads, as CleanRL's
+`Args` or nanoGPT's `GPTConfig` do: its section's keys inherited from their declarations in
+pipeline.config, other sections' keys borrowed by name, what its rule computes. `read` builds
+it from the rule's JSON and refuses, before any work, a setting that is missing, unknown or of the
+wrong type, naming the stage and the key: the schema checks the config a user writes, this checks
+that what a rule passes is what its stage reads.
 
 A field typed by another dataclass is a nested section (e.g. `reward`). A field marked `rest()`
 collects the keys the record does not name: a method's own settings (beta, k, ...), which the

@@ -4,9 +4,7 @@ to check the config before any job runs."""
 import importlib.util
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from huggingface_hub import try_to_load_from_cache
 
@@ -14,21 +12,6 @@ HUB_UNREACHABLE = (
     "the Hugging Face hub is unreachable (offline)"
     " - download it on a machine with internet access and set {key} to the local folder"
 )
-
-
-@dataclass(frozen=True)
-class Data:
-    """Where the reviews come from and how they are split: the `data` rule's settings (config
-    section `data`), which the download target also reads."""
-
-    source: Literal["embedded", "hf", "file"]
-    path: str | None  # hf: dataset id or folder; file: the table; embedded: unused
-    split: str | list[str]
-    eval_split: str | None
-    n_train_prompts: int  # reviews set aside whose prefixes become training prompts
-    n_eval_prompts: int  # reviews set aside whose prefixes become held-out prompts
-    max_sft_reviews: int | None  # cap on the SFT reviews (the rest of the pool); None: all
-    seed: int  # the permutation that splits the reviews
 
 
 def embedded_reviews_csv() -> Path:

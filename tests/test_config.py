@@ -1,18 +1,19 @@
-"""config.yaml spells out the defaults for a reader; the schema (with the sections the method
-records keep) is where each setting's type, default and description are declared; each stage's
-Settings record declares the type it reads. They must not drift apart."""
+"""Each setting is declared once: its type, default, bounds and description in its section's
+record (pipeline/config.py) or its method's record, from which the schema is built; a stage's
+record inherits or borrows it. config.yaml spells out the defaults for a reader and must not drift
+from them."""
 
 import dataclasses
 import importlib
 import inspect
-import re
-import types
 import typing
 
+import pytest
 import yaml
 from runner import REPO
 
-from pipeline.methods import METHODS, filled_schema
+from pipeline.config import SECTIONS, borrow, borrowed
+from pipeline.methods import METHODS, filled_schema, method_setting
 
 
 def left_to_the_records(config: dict, section: str, key: str) -> bool:
@@ -26,7 +27,7 @@ def left_to_the_records(config: dict, section: str, key: str) -> bool:
 
 
 def test_config_yaml_repeats_every_default_of_the_schema_exactly():
-    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
+    schema = filled_schema()["properties"]
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     differ = [
         f"{section}.{key}: config.yaml {config.get(section, {}).get(key, '(missing)')!r},"
@@ -47,90 +48,78 @@ def test_config_yaml_repeats_every_default_of_the_schema_exactly():
     assert unknown == []
 
 
-# Each config section and the Settings record of the stage that reads it. A method's section is
-# read by its trainer's record (the swept key as one value, the method's own keys collected).
-SECTION_READERS = {
-    "data": "pipeline.sources:Data",
-    "sft": "pipeline.stages.sft:Settings",
-    "prompts": "pipeline.stages.prompts:Settings",
-    "sample": "pipeline.sampling:Settings",
-    "reference": "pipeline.stages.reference:Settings",
-    "reward_model": "pipeline.stages.reward_model:Settings",
-    "evaluate": "pipeline.stages.evaluate:Settings",
-    "optimal": "pipeline.frontiers:Optimal",
-    "leaderboard": "pipeline.stages.leaderboard:Settings",
-    "table": "pipeline.stages.table:Settings",
-    "side_by_side": "pipeline.stages.side_by_side:Settings",
-}
-JSON_TYPES = {"integer": int, "number": float, "boolean": bool, "null": type(None)}
-
-
-def python_types(spec: dict) -> set:
-    """What a JSON schema admits, as the Python types (and a string enum's values) a record
-    would declare for it."""
-    if "enum" in spec:
-        return {("str", v) for v in spec["enum"]}
-    if "const" in spec:
-        return {("str", spec["const"])}
-    if "oneOf" in spec or "anyOf" in spec:
-        return set().union(*map(python_types, spec.get("oneOf", spec.get("anyOf"))))
-    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
-    return {
-        list if k == "array" else dict if k == "object" else str if k == "string" else JSON_TYPES[k]
-        for k in kinds
-    }
-
-
-def hinted_types(hint) -> set:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return set().union(*map(hinted_types, typing.get_args(hint)))
-    if origin is typing.Literal:
-        return {("str", v) for v in typing.get_args(hint)}
-    if origin in (list, dict):
-        return {origin}
-    return {dict if dataclasses.is_dataclass(hint) else hint}
-
-
-def disagreements(record, section: str, keys: dict, swept: str | None = None) -> list[str]:
-    """Each key of a config section whose schema type the stage's record does not declare."""
-    hints = typing.get_type_hints(record)
-    collects = any(f.metadata.get("rest") for f in dataclasses.fields(record))
-    found = []
-    for key, spec in keys.items():
-        spec = spec["items"] if key == swept else spec  # the job reads one value of the sweep
-        if key not in hints:
-            if not collects:
-                found.append(f"{section}.{key}: not a field of {record.__qualname__}")
-        elif python_types(spec) != hinted_types(hints[key]):
-            found.append(
-                f"{section}.{key}: schema {sorted(map(str, python_types(spec)))},"
-                f" {record.__module__}.{record.__qualname__} {hints[key]}"
-            )
+def stage_records() -> dict[str, type]:
+    """The record each stage reads its settings into (its `Settings`; pipeline.rollout's Section
+    for the online trainers' shared part), by module, with the sections' records."""
+    found = {f"pipeline.config.{name}": cls for name, cls in SECTIONS.items()}
+    for path in sorted((REPO / "pipeline/stages").glob("*.py")):
+        module = importlib.import_module(f"pipeline.stages.{path.stem}")
+        if dataclasses.is_dataclass(getattr(module, "Settings", None)):
+            found[f"pipeline.stages.{path.stem}"] = module.Settings
     return found
 
 
-def test_every_config_key_has_the_type_its_stages_record_declares():
-    """The schema (with the method records' sections) and each stage's Settings record hold a
-    setting's type; a key the record lacks or types otherwise fails here, not in a job."""
-    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
+def records_within(record) -> list[type]:
+    """A record and the records its fields hold (nested sections such as `reward`)."""
+    found = [record]
+    for hint in typing.get_type_hints(record).values():
+        for part in (hint, *typing.get_args(hint)):
+            if dataclasses.is_dataclass(part):
+                found += records_within(part)
+    return found
+
+
+def declared_twice(record) -> list[str]:
+    """The fields of a record that declare a config key again: each field must be a setting
+    (`config.setting`, declared there), a key of another section (`config.borrow`), what its rule
+    computes (`config.given`), a method's own keys (`settings.rest`) or a nested record."""
+    hints = typing.get_type_hints(record, include_extras=True)
     found = []
-    for section, reader in SECTION_READERS.items():
-        module, name = reader.split(":")
-        record = getattr(importlib.import_module(module), name)
-        found += disagreements(record, section, schema[section]["properties"])
-    for m in METHODS.values():
-        if m.trainer is None:  # Best-of-N: its n is the best_of_n stage's
-            continue
-        record = importlib.import_module(f"pipeline.stages.{m.trainer}").Settings
-        found += disagreements(record, m.name, schema[m.name]["properties"], m.swept)
+    for f in dataclasses.fields(record):
+        plain = typing.get_type_hints(record)[f.name]
+        marked = {"setting", "given", "rest"} & set(f.metadata)
+        if not marked and f.name not in borrowed(record) and not dataclasses.is_dataclass(plain):
+            found.append(f"{record.__module__}.{record.__qualname__}.{f.name}: {hints[f.name]}")
+        elif "setting" in f.metadata and f.default is not dataclasses.MISSING:
+            found.append(f"{record.__module__}.{record.__qualname__}.{f.name}: a second default")
+    return found
+
+
+def test_every_setting_is_declared_once():
+    """A setting's type, default, bounds and description are its section record's (or its method
+    record's); a stage's record inherits them, borrows them by name or collects a method's own
+    keys, and types only what its rule computes."""
+
+    @dataclasses.dataclass
+    class Retyped:
+        max_new_tokens: int
+        lr: float = dataclasses.field(default=1.0, metadata={"setting": {}})
+
+    assert [p.rsplit(".", 1)[1] for p in declared_twice(Retyped)] == [
+        "max_new_tokens: <class 'int'>",
+        "lr: a second default",
+    ]
+    found = [
+        problem
+        for record in stage_records().values()
+        for part in records_within(record)
+        for problem in declared_twice(part)
+    ]
     assert found == []
 
 
-def test_no_method_keeps_its_section_in_the_schema_file():
+def test_a_stage_borrows_what_exists_under_its_declared_type():
+    """`borrow` resolves a source to its declaration, so a typo or a key that moved fails here."""
+    assert typing.get_type_hints(
+        type("R", (), {"__annotations__": {"x": borrow("sample.max_new_tokens")}})
+    ) == {"x": int}
+    assert typing.get_args(method_setting("best_of_n", "n"))[0] == list[int]
+    with pytest.raises(KeyError):
+        borrow("sample.no_such_key")
+
+
+def test_every_method_record_declares_its_section():
     """A method's section is its record's (`Method.section`), built-in or an extension's."""
-    raw = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    assert sorted(set(raw["properties"]) & set(METHODS)) == []
     assert all(m.section for m in METHODS.values())
 
 
@@ -144,40 +133,26 @@ def schema_descriptions(node: dict, path: str = "") -> dict[str, str]:
     return found
 
 
-# The records that read config sections besides SECTION_READERS: the trainers' and their parts.
-RECORDS = [
-    "pipeline.stages.preference:Settings",
-    "pipeline.stages.ppo:Settings",
-    "pipeline.stages.online:Settings",
-    "pipeline.rollout:Section",
-    "pipeline.lora:Lora",
-    "pipeline.stages.best_of_n:Settings",
-]
-
-
 def declared_text() -> dict[str, str]:
-    """Where settings are declared (the schema file, the method records and their helpers) and
-    every Settings record's source, each with its whitespace collapsed (a folded YAML description
-    or a Python string split over lines reads as one line)."""
+    """Where settings are declared (the sections' records, the method records and their helpers)
+    and every stage's record's source, each with its whitespace collapsed (a Python string split
+    over lines reads as one line)."""
     texts = {
-        name: (REPO / name).read_text().replace('"\n', "")
-        for name in (
-            "workflow/schemas/config.schema.yaml",
-            "pipeline/registry.py",
-            "pipeline/methods.py",
-        )
+        name: (REPO / name).read_text()
+        for name in ("pipeline/config.py", "pipeline/registry.py", "pipeline/methods.py")
     }
-    for reader in [*SECTION_READERS.values(), *RECORDS]:
-        module, name = reader.split(":")
-        texts[reader] = inspect.getsource(getattr(importlib.import_module(module), name))
-    return {name: " ".join(text.split()) for name, text in texts.items()}
+    for name, record in stage_records().items():
+        for part in records_within(record):
+            if part.__module__ != "pipeline.config":
+                texts[f"{part.__module__}.{part.__qualname__}"] = inspect.getsource(part)
+    return {name: " ".join(text.replace('"\n', "").split()) for name, text in texts.items()}
 
 
 def test_each_setting_is_described_in_one_place():
     """A setting's description is written once: in the schema file or a record's section (a
     section shared by several methods or stages counts once), not again in a stage's Settings
     comment or a second section. Its opening words (six, or all of a shorter one) find a copy."""
-    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")
+    schema = filled_schema()
     sources = declared_text()
     copies = {}
     for key, text in schema_descriptions(schema).items():
@@ -213,46 +188,53 @@ def test_the_schema_holds_no_stray_words():
     cut at its comma: `{description: a, b}` leaves a key `b`)."""
     cut = yaml.safe_load("{properties: {n: {type: integer, description: held out, the first}}}")
     assert stray_words(cut) == ["n: 'the first'"]
-    assert stray_words(filled_schema(REPO / "workflow/schemas/config.schema.yaml")) == []
+    assert stray_words(filled_schema()) == []
 
 
-# Sections a trainer's record reads besides its method's: (section, record).
-TRAINER_READS = [
-    ("dpo", "pipeline.stages.preference:Settings"),
-    ("ppo", "pipeline.rollout:Section"),
-    ("ppo", "pipeline.stages.ppo:Settings"),
-    ("train", "pipeline.stages.preference:Settings"),
-    ("policy", "pipeline.stages.sft:Settings"),
-    ("best_of_n", "pipeline.stages.best_of_n:Settings"),
-]
+def borrowed_table() -> dict[str, dict[str, str]]:
+    """`BORROWED` of workflow/rules/common.smk: what the rules pass each stage from other
+    sections, under the name its record reads."""
+    source = (REPO / "workflow/rules/common.smk").read_text()
+    start = source.index("\nTRACKING = ")
+    end = source.index("\n\n\n", source.index("\nBORROWED = "))
+    scope = {}
+    exec(source[start:end], scope)
+    return scope["BORROWED"]
 
 
-def test_a_record_does_not_describe_a_setting_again():
-    """A Settings field whose key the schema describes says nothing more of it in a comment,
-    unless the comment starts by naming the section it is borrowed from (`# policy.lora`)."""
-    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
-    again = []
-    for section, reader in [*SECTION_READERS.items(), *TRAINER_READS]:
+# Each record a rule passes keys of other sections to, with the entries of BORROWED its rule uses
+# (a trainer's: every trainer's, then its kind's).
+BORROWERS = {
+    "pipeline.stages.sft:Settings": ["sft"],
+    "pipeline.stages.reward_model:Settings": ["reward_model"],
+    "pipeline.stages.evaluate:Settings": ["evaluate"],
+    "pipeline.stages.best_of_n:Settings": ["best_of_n"],
+    "pipeline.frontiers:Optimal": ["optimal"],
+    "pipeline.frontiers:Comparison": ["optimal", "comparison"],
+    "pipeline.stages.leaderboard:Settings": ["optimal", "comparison"],
+    "pipeline.stages.table:Settings": ["table"],
+    "pipeline.stages.side_by_side:Settings": ["side_by_side"],
+    "pipeline.stages.plots:Settings": ["plots"],
+    "pipeline.config:Trainer": ["trainer"],
+    "pipeline.stages.preference:Settings": ["trainer", "preference"],
+    "pipeline.stages.ppo:Settings": ["trainer", "ppo"],
+    "pipeline.stages.online:Settings": ["trainer", "online"],
+}
+
+
+def test_the_rules_pass_each_stage_what_its_record_borrows():
+    """A record names where each borrowed key comes from (`borrow`); the rules pass it from
+    `BORROWED`, which must say the same: same keys, same sources."""
+    table = borrowed_table()
+    differ = {}
+    for reader, entries in BORROWERS.items():
         module, name = reader.split(":")
-        source = inspect.getsource(getattr(importlib.import_module(module), name))
-        for key, comment in re.findall(r"^    (\w+): [^#\n]+#\s*(.*)$", source, re.MULTILINE):
-            described = "description" in schema[section]["properties"].get(key, {})
-            if described and not re.match(r"[a-z_]+\.[a-z_]+\b", comment):
-                again.append(f"{reader}.{key}: # {comment}")
-    assert again == []
-
-
-def test_no_record_declares_a_default_of_a_setting():
-    """A setting's default is the schema's (or its method record's): a stage's Settings field
-    has none, so a rule that forgets to pass it fails in `read`, not with a second default."""
-    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")["properties"]
-    defaulted = []
-    for section, reader in [*SECTION_READERS.items(), *TRAINER_READS]:
-        module, name = reader.split(":")
-        for field in dataclasses.fields(getattr(importlib.import_module(module), name)):
-            has = field.default is not dataclasses.MISSING or (
-                field.default_factory is not dataclasses.MISSING and not field.metadata.get("rest")
-            )
-            if has and field.name in schema[section]["properties"]:
-                defaulted.append(f"{reader}.{field.name}")
-    assert defaulted == []
+        record = getattr(importlib.import_module(module), name)
+        passed = {key: source for entry in entries for key, source in table[entry].items()}
+        # a key of the stage's own section that its method record declares (best_of_n's n)
+        # is taken with `method_setting`, not borrowed from another section
+        taken = {k: s for k, s in borrowed(record).items() if s.split(".")[0] not in entries}
+        if taken != passed:
+            differ[reader] = {"record": taken, "BORROWED": passed}
+    assert differ == {}
+    assert {entry for entries in BORROWERS.values() for entry in entries} == set(table)

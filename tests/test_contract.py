@@ -112,9 +112,8 @@ def test_a_checkpoint_is_stale_once_the_learned_reward_model_changes(job, tmp_pa
     monkeypatch.setattr(loop, "fingerprint", fingerprint)  # start_job's
     learned = tmp_path / "reward_model"
     learned.mkdir()
-    reward = {"backend": "reward_model", "model": str(learned), "batch_size": 4, "max_length": 16}
     for weights in (b"before", b"after retraining"):
         (learned / "model.safetensors").write_bytes(weights)
         with pytest.raises(Fingerprinted):
-            run(params | {"reward": reward})
+            run(params | {"reward_model": str(learned)})
     assert seen[0] != seen[1]

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from pipeline.config import Sample as Sampling
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.measures import final_states, kl_measures
 from pipeline.models import load_causal_lm
 from pipeline.safe_loading import bos_ids, load_tokenizer
-from pipeline.sampling import Settings as Sampling
 from pipeline.sampling import sample, sample_table
 from pipeline.stages.prompts import make_prompts
 from pipeline.stages.sft import encode

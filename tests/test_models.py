@@ -112,7 +112,8 @@ def test_the_tokenizer_prompts_and_vader_score_stages_do_not_import_torch():
         "import sys, pipeline.stages.tokenizer, pipeline.stages.prompts, pipeline.stages.score,"
         " pipeline.rewards;"
         " from pipeline.rewards import Reward, make_scorer;"
-        " make_scorer(Reward('vader', None, 1, 1))(['a fine film']);"
+        " make_scorer(Reward(backend='vader', model=None, positive_label='', batch_size=1,"
+        " max_length=1))(['a fine film']);"
         " print(sorted(m for m in ('torch', 'transformers.models.auto') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

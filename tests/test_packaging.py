@@ -17,7 +17,7 @@ def test_conda_env_matches_pyproject_dependencies():
 def test_a_preset_overrides_only_known_keys(preset):
     from pipeline.methods import filled_schema
 
-    schema = filled_schema(REPO / "workflow/schemas/config.schema.yaml")
+    schema = filled_schema()
     sections = {name: s["properties"] for name, s in schema["properties"].items()}
     preset = yaml.safe_load((REPO / f"workflow/presets/{preset}.yaml").read_text())
     for section, values in preset.items():

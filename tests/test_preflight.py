@@ -61,13 +61,17 @@ def score_inputs(tmp_path, tokenizer):
 
     def inputs(memory_mb):
         params = NS(
-            reward=Reward("vader", None, batch_size=4, max_length=64),
+            reward=Reward(
+                backend="vader", model=None, positive_label="", batch_size=4, max_length=64
+            ),
             prompts=NS(max_tokens=8),
             extensions=[],
             sample=NS(max_new_tokens=8),
             preflight=preflight.Preflight(steps=1, memory_mb=memory_mb),
             # the measured kinds run in this process: leave its threads as they are
-            threads=preflight.Threads(*[torch.get_num_threads()] * 3),
+            threads=preflight.Threads(
+                **dict.fromkeys(["cores", "train", "evaluate"], torch.get_num_threads())
+            ),
         )
         return preflight.Inputs(params, str(tmp_path / "sft.parquet"), str(tmp_path / "tokenizer"))
 

@@ -148,16 +148,8 @@ def test_save_then_load_gives_identical_rewards(policy_dir, tokenizer, tmp_path)
 
 def test_scorer_returns_standardised_rewards_that_rank_chosen_first(trained):
     tmp, texts = trained
-    scorer = make_scorer(
-        Reward(
-            **{
-                "backend": "reward_model",
-                "model": str(tmp / "model"),
-                "batch_size": 16,
-                "max_length": 32,
-            }
-        )
-    )
+    true = {"backend": "vader", "model": None, "positive_label": "POSITIVE"}
+    scorer = make_scorer(Reward(**true, batch_size=16, max_length=32), str(tmp / "model"))
     train, val = split_by_prompt(
         texts, REWARD_MODEL_PARAMS["holdout_fraction"], REWARD_MODEL_PARAMS["seed"]
     )

@@ -7,7 +7,8 @@ import pytest
 import torch
 from scipy import stats
 
-from pipeline.sampling import Settings, categorical, sample, sample_table, warp_logits
+from pipeline.config import Sample as Settings
+from pipeline.sampling import categorical, sample, sample_table, warp_logits
 
 
 def test_warp_is_identity_at_pure_sampling_defaults():

@@ -16,33 +16,35 @@ reverse KL are left empty (NaN) rather than filled with a different quantity.
 """
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
+from pipeline.config import borrow, given, record
 from pipeline.logs import get_logger
 from pipeline.measures import distinct_2, draw, select_prompts
+from pipeline.methods import method_setting
 from pipeline.models import device, load_causal_lm
-from pipeline.rewards import Reward, check_finite_scores, make_scorer
+from pipeline.rewards import check_finite_scores, make_scorer
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
 
 log = get_logger("best_of_n")
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
-    """The `best_of_n` rule's settings (config section `best_of_n`, with evaluate.n_prompts and
-    batch_size, reward, sample.max_new_tokens, and the job's seed from train.seeds)."""
+    """The `best_of_n` rule's settings: config section `best_of_n`'s N, with evaluate's prompts and
+    batch size, sample.max_new_tokens, the reward that picks the best and scores it, and the job's
+    seed."""
 
-    n: list[int]
-    n_prompts: int  # evaluate.n_prompts
-    batch_size: int  # evaluate.batch_size: sequences sampled at a time
-    max_new_tokens: int  # sample.max_new_tokens
-    seed: int  # the random generator of the pool; names the output folders (seed<s>)
-    reward: Reward  # reward: the ground-truth reward that picks the best and scores it
+    n: method_setting("best_of_n", "n")
+    n_prompts: borrow("evaluate.n_prompts")
+    batch_size: borrow("evaluate.batch_size")
+    max_new_tokens: borrow("sample.max_new_tokens")
+    reward: borrow("reward")
+    seed: int = given("the job's seed, one of train.seeds: the pool's random generator")
 
 
 def kl_bound(n: int) -> float:

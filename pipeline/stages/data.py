@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
+from pipeline.config import Data as Settings
 from pipeline.logs import get_logger
 from pipeline.settings import read
 from pipeline.sources import HUB_UNREACHABLE, embedded_reviews_csv, hub_offline
-from pipeline.sources import Data as Settings
 
 log = get_logger("data")
 

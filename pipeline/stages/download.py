@@ -13,35 +13,28 @@ login node), then submit with HF_HUB_OFFLINE=1: every job reads the same cache
 Local folders are skipped. Every failure is reported, each naming its config key and id.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from huggingface_hub import snapshot_download
 
 from pipeline import cli
+from pipeline.config import Data, borrow, record
 from pipeline.logs import get_logger
-from pipeline.rewards import Reward
 from pipeline.settings import read
-from pipeline.sources import Data, hub_offline, is_gguf, model_source
+from pipeline.sources import hub_offline, is_gguf, model_source
 
 log = get_logger("download")
 
 
-@dataclass(frozen=True)
-class Policy:
-    """The policy's source (config `policy.init`)."""
-
-    init: str  # scratch, a hub id or local folder, or a GGUF file
-
-
-@dataclass(frozen=True)
+@record
 class Settings:
-    """The `download` rule's settings (config sections `data` and `reward`, and policy.init)."""
+    """The `download` rule's settings: the reviews (a hub dataset's splits are fetched as the data
+    stage reads them), the policy and the reward's classifier, each fetched if a hub id."""
 
-    data: Data  # the reviews: a hub dataset's splits are fetched as the data stage reads them
-    policy: Policy  # the policy to fetch, if a hub id
-    reward: Reward  # the reward's classifier to fetch, if a hub id (backend hf)
+    data: borrow("data")
+    init: borrow("policy.init")
+    reward: borrow("reward")
 
 
 MODEL_FILES = ["*.json", "*.safetensors", "*.txt", "*.model"]
@@ -52,8 +45,8 @@ def hub_ids(p: Settings) -> list[tuple[str, str]]:
     named = []
     if p.data.source == "hf":
         named.append(("data.path", p.data.path))
-    if p.policy.init != "scratch" and not is_gguf(p.policy.init):
-        named.append(("policy.init", p.policy.init))
+    if p.init != "scratch" and not is_gguf(p.init):
+        named.append(("policy.init", p.init))
     if p.reward.backend == "hf":
         named.append(("reward.model", p.reward.model))
     return [(key, name) for key, name in named if model_source(name, key) == "hub"]

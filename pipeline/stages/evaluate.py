@@ -17,34 +17,29 @@ distinct-2 (distinct token bigrams / bigrams over all completions), a guard agai
 text.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from pipeline import cli, io
+from pipeline.config import Evaluate, borrow, record
 from pipeline.logs import get_logger
 from pipeline.measures import distinct_2, draw, final_states, kl_measures, select_prompts
 from pipeline.models import device, load_causal_lm
-from pipeline.rewards import Reward, make_scorer
+from pipeline.rewards import make_scorer
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
 
 log = get_logger("evaluate")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The `evaluate` rule's settings (config section `evaluate`, with reward and
-    sample.max_new_tokens)."""
+@record
+class Settings(Evaluate):
+    """The `evaluate` rule's settings: config section `evaluate`, with the reward that scores the
+    samples and sample.max_new_tokens."""
 
-    n_prompts: int
-    samples_per_prompt: int  # pure samples the policy draws per prompt
-    max_new_tokens: int  # sample.max_new_tokens
-    batch_size: int  # sequences per batch, sampling and KL alike
-    seed: int  # the random generator of the samples
-    reward: Reward  # reward: the ground-truth reward that scores the samples
+    max_new_tokens: borrow("sample.max_new_tokens")
+    reward: borrow("reward")
 
 
 def main(argv=None):

@@ -12,7 +12,6 @@ are ranked by reward within each budget. Best-of-N's KL is the closed-form bound
 reads a bound.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval
+from pipeline.config import Leaderboard, record
 from pipeline.evaluations import policy_folders
 from pipeline.frontiers import (
     Comparison,
@@ -35,12 +35,10 @@ from pipeline.settings import read
 log = get_logger("leaderboard")
 
 
-@dataclass(frozen=True)
-class Settings(Comparison):
-    """The `leaderboard` rule's settings (config section `leaderboard`, with the comparison's:
-    pi*'s settings from `optimal` and `table`, the full study's policies and train.extensions)."""
-
-    budgets: list[float]
+@record
+class Settings(Comparison, Leaderboard):
+    """The `leaderboard` rule's settings: config section `leaderboard`, with the comparison's (pi*'s
+    settings, the full study's policies)."""
 
 
 COLUMNS = [

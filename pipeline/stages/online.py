@@ -16,13 +16,12 @@ No value head. The optimiser, iterations and batch sizes are the ppo section's, 
 methods see as many samples per iteration as PPO. Dropout is off: the ratios compare one function.
 """
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
 from pipeline import cli
 from pipeline.checkpoint import Checkpoint
+from pipeline.config import borrow, record
 from pipeline.distributed import SINGLE, setup, wrap
 from pipeline.logprobs import forward_logprobs, token_logprobs
 from pipeline.logs import get_logger
@@ -41,7 +40,7 @@ from pipeline.lora import trainable
 from pipeline.methods import method, resolve
 from pipeline.models import autocast, train_mode
 from pipeline.paths import policy_id
-from pipeline.rewards import learned, make_scorer
+from pipeline.rewards import make_scorer
 from pipeline.rollout import Section, collect, policy_and_reference, training_prompts
 from pipeline.settings import read, rest
 from pipeline.steps import Objective
@@ -49,12 +48,13 @@ from pipeline.steps import Objective
 log = get_logger("train_online")
 
 
-@dataclass(frozen=True)
+@record
 class Settings(Section):
     """The `train_online` rule's settings: the ppo section's (pipeline.rollout.Section), the
-    method's own, sample.n_per_prompt, the true reward and `train.tracking`."""
+    method's own and the groups' size."""
 
-    n_per_prompt: int  # sample.n_per_prompt: G, the samples of a group, unless the record fixes it
+    # G, the samples of a group, unless the record fixes it
+    n_per_prompt: borrow("sample.n_per_prompt")
     # the method's own settings, which its objective reads by name: the built-ins' beta (the
     # weight of the KL to pi_ref for GRPO and RLOO, DPO's beta for online DPO), an extension's own
     own: dict = rest()
@@ -165,8 +165,8 @@ def main(argv=None):
         raise ValueError(f"{p.method} runs in one process: set resources.data_parallel to 1")
     tok, model, ref = policy_and_reference(args.policy, p.lora)
     name = policy_id(p.method, p.own[method(p.method).swept], p.seed)
-    job = start_job(args, p, world, name, "ppo", args.prompts, args.policy, learned(p.reward))
-    scorer = make_scorer(p.reward)
+    job = start_job(args, p, world, name, "ppo", args.prompts, args.policy, p.reward_model)
+    scorer = make_scorer(p.reward, p.reward_model)
     metrics = train(model, ref, tok, prompts, scorer, p, job.ckpt, job.tracker, job.points)
     finish_job(job, model, tok, metrics, args)
     log.info(

@@ -19,7 +19,6 @@
   PPO's and the other online methods' reward and KL by iteration.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -27,6 +26,7 @@ import pandas as pd
 from matplotlib.ticker import ScalarFormatter
 
 from pipeline import cli, io
+from pipeline.config import borrow, given, record
 from pipeline.evaluations import POINT, policy_folders
 from pipeline.logs import get_logger
 from pipeline.methods import FAMILIES, METHODS, REFERENCE
@@ -36,13 +36,16 @@ from pipeline.settings import read
 log = get_logger("plots")
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
-    """The `plots` rule's settings (the study's policies, optimal.min_ess and train.extensions)."""
+    """The `plots` rule's settings: the study's policies, with optimal.min_ess (pi*'s points of a
+    smaller effective sample size are not drawn)."""
 
-    policies: list[str]  # the study's policy ids; each names its samples and training metrics
-    min_ess: float  # pi*'s points whose mean effective sample size is below this are not drawn
-    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+    policies: list[str] = given(
+        "the study's policy ids; each names its samples and training metrics"
+    )
+    min_ess: borrow("optimal.min_ess")
+    extensions: borrow("train.extensions")  # to parse the policy ids of methods of one's own
 
 
 REFERENCE_STYLE = {"colour": "black", "label": "pi_ref (SFT)"}

@@ -12,13 +12,12 @@ rollout, every process then holds the whole of it, and each takes its share of e
 its loss weighted by its share of the minibatch's tokens; the gradient is the one-process one.
 """
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
 from pipeline import cli
 from pipeline.checkpoint import Checkpoint
+from pipeline.config import given, record
 from pipeline.distributed import SINGLE, World, setup, wrap
 from pipeline.logprobs import token_logprobs
 from pipeline.logs import get_logger
@@ -44,7 +43,7 @@ from pipeline.losses import (
 )
 from pipeline.models import autocast, device, train_mode
 from pipeline.paths import policy_id
-from pipeline.rewards import learned, make_scorer
+from pipeline.rewards import make_scorer
 from pipeline.rollout import (
     PolicyWithValue,
     Section,
@@ -57,12 +56,12 @@ from pipeline.settings import read
 log = get_logger("train_ppo")
 
 
-@dataclass(frozen=True)
+@record
 class Settings(Section):
     """The `train_ppo` rule's settings: config section `ppo` (for ppo_rm, `ppo` with its own
-    target_kl), sample.batch_size, sample.max_new_tokens, the reward and `train.tracking`."""
+    target_kl), sample.batch_size, sample.max_new_tokens and the reward."""
 
-    target_kl: float
+    target_kl: float = given("this job's value of the method's swept target_kl")
 
 
 def entropy(logp: torch.Tensor) -> torch.Tensor:
@@ -234,8 +233,8 @@ def main(argv=None):
     tok, policy, ref = policy_and_reference(args.policy, p.lora)
     model = PolicyWithValue(policy).to(device())
     name = policy_id(p.method, p.target_kl, p.seed)
-    job = start_job(args, p, world, name, "ppo", args.prompts, args.policy, learned(p.reward))
-    scorer = make_scorer(p.reward)
+    job = start_job(args, p, world, name, "ppo", args.prompts, args.policy, p.reward_model)
+    scorer = make_scorer(p.reward, p.reward_model)
     metrics = train(model, ref, tok, prompts, scorer, p, job.ckpt, world, job.tracker, job.points)
     if not finish_job(job, model.policy, tok, metrics, args):
         return

@@ -15,9 +15,7 @@ training prompts and the ground-truth reward scores them (`sample_reward` in the
 """
 
 import inspect
-from dataclasses import dataclass
 from itertools import combinations
-from typing import Literal
 
 import pandas as pd
 import torch
@@ -31,6 +29,7 @@ from pipeline.batching import (
     response_columns,
 )
 from pipeline.checkpoint import Checkpoint
+from pipeline.config import Pairwise, Trainer, borrow, given, record
 from pipeline.distributed import SINGLE, World, accumulate, setup, wrap
 from pipeline.logs import get_logger
 from pipeline.loop import (
@@ -44,12 +43,12 @@ from pipeline.loop import (
     start_job,
     warmup_constant,
 )
-from pipeline.lora import Lora, adapt, trainable
+from pipeline.lora import adapt, trainable
 from pipeline.methods import RANKED_PAIRS, Method, method, resolve
 from pipeline.models import autocast, device, load_causal_lm, train_mode
 from pipeline.noise import apply_noise
 from pipeline.paths import policy_id
-from pipeline.rewards import Reward, make_scorer
+from pipeline.rewards import make_scorer
 from pipeline.rollout import rollout
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read, rest
@@ -58,34 +57,21 @@ from pipeline.steps import TENSORS, loss_step
 log = get_logger("train_pairwise")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The `train_pairwise` rule's settings: the method's config section (on top of the section it
-    takes its optimiser settings from), the reward monitor's keys and `train.tracking`."""
+@record
+class Settings(Pairwise, Trainer):
+    """The `train_pairwise` rule's settings: the method's config section on top of the section it
+    takes its optimiser settings from (dpo's, cringe's), what every trainer borrows, and the reward
+    monitor's keys."""
 
-    method: str  # the method record (pipeline.methods) that says what it trains on and with
-    epochs: int
-    batch_size: int  # rows (pairs, rankings or samples) per optimizer step
-    micro_batch_size: int | None
-    batch_order: Literal["pair", "prompt"]  # train.batch_order
-    optimizer: Literal["adamw", "rmsprop"]
-    lr: float  # reached after warmup, then constant (the DPO paper's schedule)
-    warmup_steps: int
-    max_grad_norm: float
-    gradient_checkpointing: bool
-    compile: bool
-    seed: int  # the data order, label noise, the monitor's samples, Cringe's token draws
-    checkpoint_every: int
-    trajectory: list[float]
-    lora: Lora | None  # policy.lora
-    reward_prompts: int  # train.reward_prompts
-    reward_every: int  # train.reward_every
-    max_new_tokens: int  # sample.max_new_tokens: of each monitor sample
-    reward: Reward  # reward: the true reward, which scores the monitor's samples
-    extensions: list[str]  # train.extensions
-    tracking: str  # train.tracking
-    tracking_dir: str  # train.tracking_dir
-    round: int = 1  # of an iterated method (rounds.smk): its tracker's run is named after it
+    method: str = given("the method record (pipeline.methods) that says what it trains on and with")
+    seed: int = given(
+        "the job's seed, one of train.seeds: the data order, label noise, the monitor's samples,"
+        " Cringe's token draws"
+    )
+    round: int = given("of an iterated method (rounds.smk): its tracker's run is named after it", 1)
+    batch_order: borrow("train.batch_order")
+    reward_prompts: borrow("train.reward_prompts")
+    reward_every: borrow("train.reward_every")
     # the method's own: its swept key and what its loss or step reads by name (beta, tau, k, ...),
     # and for the noisy-label methods the noise's rate and mode
     own: dict = rest()

@@ -37,6 +37,7 @@ import torch
 
 from pipeline import cli, io
 from pipeline.batching import reference_column, response_columns
+from pipeline.config import Preflight, Sample, borrow, given, record
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger
 from pipeline.lora import adapt, reference
@@ -49,9 +50,8 @@ from pipeline.models import (
     load_causal_lm,
     precision,
 )
-from pipeline.rewards import Reward, make_scorer
+from pipeline.rewards import make_scorer
 from pipeline.safe_loading import bos_ids, load_tokenizer
-from pipeline.sampling import Settings as Sample
 from pipeline.sampling import sample
 from pipeline.settings import read
 from pipeline.stages import online, ppo, preference, sft
@@ -63,61 +63,57 @@ from pipeline.stages.reference import Settings as Reference
 log = get_logger("preflight")
 
 
-@dataclass(frozen=True)
-class Preflight:
-    """Config section `preflight`."""
-
-    steps: int  # timed steps (or batches) of each kind, after one that warms up
-    memory_mb: int | None  # the memory each batch must fit (a smaller GPU's); None: the device's
-
-
-@dataclass(frozen=True)
+@record
 class Monitor:
-    """The trainers' watch on the true reward (train.reward_prompts, train.reward_every)."""
+    """The trainers' watch on the true reward."""
 
-    reward_prompts: int
-    reward_every: int
+    reward_prompts: borrow("train.reward_prompts")
+    reward_every: borrow("train.reward_every")
 
 
-@dataclass(frozen=True)
+@record
 class Threads:
     """The threads each kind of job runs with, as the rules give them (resources.threads)."""
 
-    cores: int  # given to Snakemake (--cores), at most this machine's
-    train: int  # a trainer job's
-    evaluate: int  # an evaluation job's
+    cores: int = given("given to Snakemake (--cores), at most this machine's")
+    train: int = given("a trainer job's")
+    evaluate: int = given("an evaluation job's")
 
 
-@dataclass(frozen=True)
+@record
 class Counts:
     """What the study repeats the measured jobs over (from its config, not measured)."""
 
-    train_prompts: int
-    samples: int  # training prompts x sample.n_per_prompt
-    eval_prompts: int
-    eval_samples: int  # evaluation prompts x evaluate.samples_per_prompt
-    jobs: dict[str, int]  # per trained method: swept values x seeds
-    policies: int  # evaluated: pi_ref and every trained policy
-    best_of_n_jobs: int
-    cpu_jobs: dict[str, int]  # per rule without torch, in the order they run
+    train_prompts: int = given("data.n_train_prompts")
+    samples: int = given("training prompts x sample.n_per_prompt")
+    eval_prompts: int = given("evaluate.n_prompts")
+    eval_samples: int = given("evaluation prompts x evaluate.samples_per_prompt")
+    jobs: dict[str, int] = given("per trained method: swept values x seeds")
+    policies: int = given("evaluated: pi_ref and every trained policy")
+    best_of_n_jobs: int = given("seeds, if best_of_n is a method of the table; else 1 (pi*'s pool)")
+    cpu_jobs: dict[str, int] = given("per rule without torch, in the order they run")
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
-    """The `preflight` rule's settings: every stage's that the measured jobs run with."""
+    """The `preflight` rule's settings: every stage's that the measured jobs run with, the true
+    reward (also for ppo_rm: its reward model is not trained yet), and the modules registering
+    methods of one's own."""
 
     sft: sft.Settings  # the policy as SFT builds or loads it, and SFT's steps
     prompts: Prompts
     sample: Sample
-    reward: Reward  # the true reward (also for ppo_rm: its reward model is not trained yet)
+    reward: borrow("reward")
     reference: Reference
     evaluate: Evaluate
     best_of_n: BestOfN
     monitor: Monitor
     preflight: Preflight
     threads: Threads
-    extensions: list[str]  # modules registering methods of one's own (train.extensions)
-    trainers: dict  # per method of train.methods: its trainer's settings (`trainer_settings`)
+    extensions: borrow("train.extensions")
+    trainers: dict = given(
+        "per method of train.methods: its trainer's settings (`trainer_settings`)"
+    )
     counts: Counts
 
 

@@ -8,9 +8,8 @@ extra); the folder is saved without the GGUF quantisation config, which would ma
 stages then read the folder as they read any pretrained policy.
 """
 
-from dataclasses import dataclass
-
 from pipeline import cli, io
+from pipeline.config import borrow, record
 from pipeline.logs import get_logger
 from pipeline.settings import read
 from pipeline.sources import gguf_path
@@ -18,11 +17,11 @@ from pipeline.sources import gguf_path
 log = get_logger("pretrained")
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
-    """The `pretrained` rule's settings (config policy.init)."""
+    """The `pretrained` rule's settings: the GGUF file, a path or <python package>/<file>.gguf."""
 
-    init: str  # the GGUF file: a path, or <python package>/<file>.gguf
+    init: borrow("policy.init")
 
 
 def load_gguf(path):

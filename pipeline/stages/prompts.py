@@ -3,26 +3,16 @@
 Stored as token ids (and decoded text, for reading), so that nothing is re-tokenised later.
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
+from pipeline.config import Prompts as Settings
 from pipeline.logs import get_logger
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.settings import read
 
 log = get_logger("prompts")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The `prompts` rule's settings (config section `prompts`)."""
-
-    min_tokens: int  # shortest prompt, in tokens of review text (a BOS token not counted)
-    max_tokens: int  # longest prompt; each prompt's length is drawn uniformly in between
-    seed: int  # the draw of the lengths
 
 
 def make_prompts(

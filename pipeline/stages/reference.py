@@ -7,13 +7,12 @@ column `ref_<name>`, row-aligned with the input. A prompt's 6 pairs hold its 4 s
 distinct (prompt, response) is run once, `batch_size` sequences at a time, longest first.
 """
 
-from dataclasses import dataclass
-
 import pandas as pd
 import torch
 
 from pipeline import cli, io
 from pipeline.batching import distinct_responses, reference_column, response_columns
+from pipeline.config import Reference as Settings
 from pipeline.logprobs import left_pad, response_logprobs
 from pipeline.logs import get_logger, progress
 from pipeline.models import autocast, device, load_causal_lm
@@ -21,13 +20,6 @@ from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
 
 log = get_logger("reference")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The `reference` rule's settings (config section `reference`)."""
-
-    batch_size: int
 
 
 @torch.no_grad()

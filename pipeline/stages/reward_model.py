@@ -22,17 +22,15 @@ returns standardised rewards (r - mean) / std: PPO then sees a reward of known s
 like p(positive), whatever the training happened to do to the offset.
 """
 
-from dataclasses import dataclass
-from typing import Literal
-
 import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import cli, io
+from pipeline import cli, config, io
 from pipeline.batching import PAIR_COLUMNS, Epochs, pair_batch
 from pipeline.checkpoint import Checkpoint, fingerprint
 from pipeline.classifiers import RewardModel, save_reward_model
+from pipeline.config import borrow, record
 from pipeline.logs import get_logger
 from pipeline.loop import (
     Run,
@@ -51,23 +49,14 @@ from pipeline.settings import read
 log = get_logger("reward_model")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The `reward_model` rule's settings: config section `reward_model`, `train.batch_order`
-    and `train.tracking`."""
+@record
+class Settings(config.RewardModel):
+    """The `reward_model` rule's settings: config section `reward_model`, with the pairwise
+    trainers' batch order."""
 
-    holdout_fraction: float
-    epochs: int
-    batch_size: int  # pairs per optimizer step
-    batch_order: Literal["pair", "prompt"]  # train.batch_order
-    optimizer: Literal["adamw", "rmsprop"]
-    lr: float  # reached after warmup, then constant
-    warmup_steps: int
-    max_grad_norm: float
-    seed: int  # the validation split, the head's initial weights and the data order
-    checkpoint_every: int
-    tracking: str  # train.tracking
-    tracking_dir: str  # train.tracking_dir
+    batch_order: borrow("train.batch_order")
+    tracking: borrow("train.tracking")
+    tracking_dir: borrow("train.tracking_dir")
 
 
 def split_by_prompt(pairs: pd.DataFrame, fraction: float, seed: int):

@@ -2,10 +2,11 @@
 (pipeline.sampling; by default pure sampling, the distribution whose log-probs are measured)."""
 
 from pipeline import cli, io
+from pipeline.config import Sample as Settings
 from pipeline.logs import get_logger
 from pipeline.models import device, load_causal_lm
 from pipeline.safe_loading import load_tokenizer
-from pipeline.sampling import Settings, sample_table
+from pipeline.sampling import sample_table
 from pipeline.settings import read
 from pipeline.sources import check_context, context_length
 

@@ -14,7 +14,6 @@ key to change, unless `sft.allow_worse` is set.
 
 import math
 import re
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ import torch
 
 from pipeline import cli, io
 from pipeline.checkpoint import Checkpoint, fingerprint
+from pipeline.config import Policy, Sft, borrow, record
 from pipeline.distributed import SINGLE, World, accumulate, setup, teardown, wrap
 from pipeline.logprobs import forward_logprobs, left_pad, token_logprobs
 from pipeline.logs import get_logger
@@ -35,7 +35,7 @@ from pipeline.loop import (
     tracker_for,
     warmup_cosine,
 )
-from pipeline.lora import Lora, adapt, trainable
+from pipeline.lora import adapt, trainable
 from pipeline.models import autocast, build_gpt2, device, load_causal_lm, train_mode
 from pipeline.safe_loading import bos_ids, load_tokenizer
 from pipeline.settings import read
@@ -44,33 +44,13 @@ from pipeline.sources import check_context, context_length
 log = get_logger("sft")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The `sft` rule's settings: config sections `policy` and `sft`, and `train.tracking`."""
+@record
+class Settings(Policy, Sft):
+    """The `sft` rule's settings: config sections `policy` (a GGUF init replaced by the folder rule
+    pretrained made of it; a pretrained model takes its vocabulary from the tokenizer) and `sft`."""
 
-    init: str  # policy.init (a GGUF one: the folder rule pretrained made of it)
-    n_layer: int  # from scratch: transformer blocks,
-    n_embd: int  # width,
-    n_head: int  # attention heads,
-    n_positions: int  # and context length of the GPT-2 built
-    vocab_size: int  # the tokenizer stage's size; the model takes its own from the tokenizer
-    max_length: int
-    holdout: int
-    epochs: int
-    batch_size: int  # reviews per optimizer step
-    micro_batch_size: int | None
-    lr: float  # AdamW's peak learning rate, reached after warmup, then cosine decay to 10%
-    weight_decay: float
-    warmup_steps: int
-    max_grad_norm: float
-    gradient_checkpointing: bool
-    compile: bool
-    seed: int  # the held-out split, the initial weights and the data order
-    checkpoint_every: int
-    allow_worse: bool
-    lora: Lora | None  # policy.lora
-    tracking: str  # train.tracking
-    tracking_dir: str  # train.tracking_dir
+    tracking: borrow("train.tracking")
+    tracking_dir: borrow("train.tracking_dir")
 
 
 # Characters of a review encoded per token kept: well above what IMDb text takes per token with

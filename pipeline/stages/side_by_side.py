@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import cli, io
+from pipeline.config import SideBySide, borrow, given, record
 from pipeline.evaluations import policy_folders
 from pipeline.logs import get_logger
 from pipeline.paths import parse_policy_id
@@ -30,16 +31,13 @@ log = get_logger("side_by_side")
 SAMPLE_COLUMNS = ["prompt_id", "sample_id", "completion", "score", "kl"]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The `side_by_side` rule's settings (config section `side_by_side`, the policies of
-    results/table.csv and train.extensions)."""
+@record
+class Settings(SideBySide):
+    """The `side_by_side` rule's settings: config section `side_by_side`, with the policies of
+    results/table.csv."""
 
-    policies: list[str]  # pi_ref first, then in the table's order; each names its samples
-    prompts: int
-    extremes: int
-    seed: int  # the draw of the prompts shown
-    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+    policies: list[str] = given("pi_ref first, then in the table's order; each names its samples")
+    extensions: borrow("train.extensions")  # to parse the policy ids of methods of one's own
 
 
 @dataclass

@@ -14,7 +14,6 @@ response tokens), distinct_2, ess (optimal rows only: the effective sample size 
 The full table appends the optimal frontier's rows (pipeline.stages.optimal) from `--optimal`.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 
 from pipeline import cli, io
 from pipeline.bootstrap import ci_over, interval, replicates
+from pipeline.config import Table, borrow, given, record
 from pipeline.evaluations import group_policies, policy_folders, read_eval, with_points
 from pipeline.logs import get_logger
 from pipeline.methods import METHODS
@@ -31,15 +31,14 @@ from pipeline.settings import read
 log = get_logger("table")
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The `table` rule's settings (config section `table`, the study's policies and
-    train.extensions)."""
+@record
+class Settings(Table):
+    """The `table` rule's settings: config section `table`, with the study's policies."""
 
-    policies: list[str]  # the study's policy ids, in row order; each names its evaluation folder
-    bootstrap: int  # resamples for the 95% intervals (seeds, then prompts)
-    seed: int  # the bootstrap's draws
-    extensions: list[str]  # files registering methods of one's own, to parse their policy ids
+    policies: list[str] = given(
+        "the study's policy ids, in row order; each names its evaluation folder"
+    )
+    extensions: borrow("train.extensions")  # to parse the policy ids of methods of one's own
 
 
 COLUMNS = [

@@ -5,13 +5,12 @@ the SFT text. Otherwise the pretrained policy's own tokenizer, copied so that ev
 reads one folder.
 """
 
-from dataclasses import dataclass
-
 import pandas as pd
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from pipeline import cli, io
+from pipeline.config import borrow, record
 from pipeline.logs import get_logger
 from pipeline.safe_loading import load_tokenizer
 from pipeline.settings import read
@@ -21,14 +20,14 @@ log = get_logger("tokenizer")
 EOS = "<|endoftext|>"
 
 
-@dataclass(frozen=True)
+@record
 class Settings:
-    """The `tokenizer` rule's settings (config policy.init, vocab_size and n_positions; a GGUF
-    init replaced by the pretrained rule's model folder)."""
+    """The `tokenizer` rule's settings (a GGUF init replaced by the pretrained rule's model
+    folder): a pretrained policy's tokenizer is copied; from scratch, a BPE is trained here."""
 
-    init: str  # scratch: train a BPE here; otherwise the hub id or folder whose tokenizer is copied
-    vocab_size: int  # scratch only: the BPE's vocabulary, the special token included
-    n_positions: int  # scratch only: the model's context, saved as the tokenizer's max length
+    init: borrow("policy.init")
+    vocab_size: borrow("policy.vocab_size")
+    n_positions: borrow("policy.n_positions")
 
 
 def train_bpe(texts, vocab_size: int, model_max_length: int) -> PreTrainedTokenizerFast:

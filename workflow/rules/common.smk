@@ -139,8 +139,7 @@ def policy_folder(wildcards):
 
 def download_config():
     """What the download target reads: where the data, the policy and the reward come from."""
-    return {"data": config["data"], "policy": {"init": config["policy"]["init"]},
-            "reward": config["reward"]}
+    return {"data": config["data"], "init": config["policy"]["init"], "reward": config["reward"]}
 
 
 # A GGUF policy.init is read once into a model folder (rule pretrained), which the tokenizer and
@@ -160,6 +159,7 @@ def policy_config():
 # What a stage takes from other config sections besides its own, under the name its Settings
 # record reads: the one place a setting is borrowed (the record's field names its source).
 TRACKING = {"tracking": "train.tracking", "tracking_dir": "train.tracking_dir"}
+EXTENSIONS = {"extensions": "train.extensions"}  # to parse the policy ids of methods of one's own
 BORROWED = {
     "sft": TRACKING,
     "reward_model": {"batch_order": "train.batch_order", **TRACKING},
@@ -167,11 +167,15 @@ BORROWED = {
     "best_of_n": {"n_prompts": "evaluate.n_prompts", "batch_size": "evaluate.batch_size",
                   "reward": "reward", "max_new_tokens": "sample.max_new_tokens"},
     "optimal": {"bootstrap": "table.bootstrap", "seed": "table.seed"},
+    "comparison": EXTENSIONS,  # and the leaderboard
+    "table": EXTENSIONS,
+    "side_by_side": EXTENSIONS,
+    "plots": {"min_ess": "optimal.min_ess", **EXTENSIONS},
     # every trainer, then what each kind adds: the reward monitor of the preference trainers;
     # PPO's and the online methods' rollouts, sampled as the sample stage does; the online
     # methods' groups of sample.n_per_prompt samples per prompt
     "trainer": {"reward": "reward", "max_new_tokens": "sample.max_new_tokens",
-                "extensions": "train.extensions", "lora": "policy.lora", **TRACKING},
+                "lora": "policy.lora", **EXTENSIONS, **TRACKING},
     "preference": {k: f"train.{k}" for k in ("reward_prompts", "reward_every", "batch_order")},
     "ppo": {"sample_batch_size": "sample.batch_size"},
     "online": {"sample_batch_size": "sample.batch_size", "n_per_prompt": "sample.n_per_prompt"},
@@ -231,9 +235,7 @@ def trainer_config(method, value, seed):
                                        "seed": int(seed)}
     section |= borrowed("trainer") | borrowed(record.trainer)
     if record.learned_reward:  # trained on the learned reward; evaluated, like all, on the true one
-        section["reward"] = {"backend": "reward_model", "model": REWARD_MODEL,
-                             "batch_size": config["reward"]["batch_size"],
-                             "max_length": config["reward"]["max_length"]}
+        section["reward_model"] = REWARD_MODEL
     return section
 
 

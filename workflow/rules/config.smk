@@ -1,6 +1,6 @@
 # The config, validated before any other line reads it: the methods of `train.extensions` are
-# registered first, then the schema (its method lists and the extensions' sections filled from the
-# method records) checks types, ranges and unknown keys and fills defaults, then the checks a
+# registered first, then the schema (built from the sections' records in pipeline/config.py and
+# the method records) checks types, ranges and unknown keys and fills defaults, then the checks a
 # schema cannot express. Every failure is one line naming the key.
 import copy
 import importlib.util
@@ -14,12 +14,9 @@ from pipeline.methods import (EXTENSION_OF, METHODS, RANKED_PAIRS, RANKINGS, fil
 from pipeline.sources import (check_context, context_length, gguf_path, is_gguf, model_config,
                               model_folder)
 
-SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
-
-
 def config_schema() -> dict:
     try:
-        return filled_schema(SCHEMA)
+        return filled_schema()
     except ValueError as err:
         raise WorkflowError(str(err))
 

@@ -107,8 +107,8 @@ rule table:
     wildcard_constraints:
         study="|".join(STUDIES),
     params:
-        cfg=lambda w: as_arg(config["table"] | {"policies": evaluated_policies(w.study),
-                                                "extensions": config["train"]["extensions"]}),
+        cfg=lambda w: as_arg(config["table"] | borrowed("table")
+                             | {"policies": evaluated_policies(w.study)}),
         recipe=lambda w: digest(recipe_table(w.study)),
         optimal=lambda w, input: f"--optimal {input.optimal}" if input.optimal else "",
     resources:
@@ -131,9 +131,8 @@ rule comparison:
     wildcard_constraints:
         comparison="|".join(COMPARISONS),
     params:
-        cfg=lambda w: as_arg(optimal_config()
-                             | {"policies": evaluated_policies(COMPARISONS[w.comparison]),
-                                "extensions": config["train"]["extensions"]}),
+        cfg=lambda w: as_arg(optimal_config() | borrowed("comparison")
+                             | {"policies": evaluated_policies(COMPARISONS[w.comparison])}),
         recipe=lambda w: digest(recipe_table(COMPARISONS[w.comparison]) | recipe_optimal()),
     resources:
         **CPU,
@@ -164,9 +163,7 @@ rule plots:
     wildcard_constraints:
         plots="|".join(PLOTS),
     params:
-        cfg=lambda w: as_arg({"policies": evaluated_policies(PLOTS[w.plots]),
-                              "min_ess": config["optimal"]["min_ess"],
-                              "extensions": config["train"]["extensions"]}),
+        cfg=lambda w: as_arg(borrowed("plots") | {"policies": evaluated_policies(PLOTS[w.plots])}),
         recipe=lambda w: digest(recipe_table(PLOTS[w.plots]) | recipe_optimal()),
         metrics=lambda w, input: f"--metrics {input.metrics}" if input.metrics else "",
     resources:
@@ -188,9 +185,8 @@ rule leaderboard:
     output:
         report("results/leaderboard.csv", caption="../report/leaderboard.rst", category="Results"),
     params:
-        cfg=as_arg(optimal_config() | config["leaderboard"]
-                   | {"policies": evaluated_policies("table_full"),
-                      "extensions": config["train"]["extensions"]}),
+        cfg=as_arg(optimal_config() | config["leaderboard"] | borrowed("comparison")
+                   | {"policies": evaluated_policies("table_full")}),
         recipe=digest(recipe_table("table_full") | {"leaderboard": config["leaderboard"]}),
     resources:
         **CPU,

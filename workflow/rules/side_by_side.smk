@@ -6,8 +6,8 @@ rule side_by_side:
         markdown="results/samples.md",
         html=report("results/samples.html", caption="../report/samples.rst", category="Results"),
     params:
-        cfg=as_arg(config["side_by_side"] | {"policies": evaluated_policies("table"),
-                                             "extensions": config["train"]["extensions"]}),
+        cfg=as_arg(config["side_by_side"] | borrowed("side_by_side")
+                   | {"policies": evaluated_policies("table")}),
         recipe=digest(recipe_side_by_side()),
     resources:
         **CPU,
