@@ -178,7 +178,7 @@ class Schedule:
 
 @record
 class Optimizer:
-    optimizer: Literal["adamw", "rmsprop"] = setting("adamw")
+    optimizer: Literal["adamw", "rmsprop"] = setting("adamw", "rmsprop: the DPO paper's")
 
 
 @record
@@ -186,7 +186,7 @@ class Batches:
     batch_size: int = setting(
         32, "rows (reviews, pairs, rankings or samples) per optimizer step", minimum=1
     )
-    epochs: int = setting(1, minimum=1)
+    epochs: int = setting(1, "passes over the training data", minimum=1)
 
 
 @record
@@ -259,14 +259,16 @@ class Ppo(Optimizer, Schedule, Compute, Checkpoints, Trajectory):
     adaptive_kl: bool = setting(
         True, "the KL coefficient steered towards target_kl (Ziegler et al.), or fixed"
     )
-    init_kl_coef: float = setting(0.05, minimum=0)
+    init_kl_coef: float = setting(
+        0.05, "the KL coefficient: its start (adaptive_kl) or its value (fixed)", minimum=0
+    )
     horizon: int = setting(256, "the adaptive controller's horizon, in samples", minimum=1)
     iterations: int = setting(25, "rollouts, each followed by ppo_epochs passes over it", minimum=1)
     rollout_size: int = setting(64, "samples per rollout", minimum=2)
     minibatch_size: int = setting(
         16, "samples per optimizer step (and per log-prob pass over a rollout)", minimum=1
     )
-    ppo_epochs: int = setting(4, minimum=1)
+    ppo_epochs: int = setting(4, "passes over each rollout", minimum=1)
     cliprange: float = setting(0.2, "of the policy ratio", exclusiveMinimum=0)
     cliprange_value: float = setting(0.2, "of the value head's update", exclusiveMinimum=0)
     vf_coef: float = setting(0.1, "weight of the value loss", minimum=0)
@@ -365,7 +367,7 @@ class Sft(Schedule, Batches, MicroBatches, Compute, Checkpoints):
     max_length: int = setting(
         64, "tokens kept of each review (its EOS included when it ends before them)", minimum=2
     )
-    weight_decay: float = setting(0.0, minimum=0)
+    weight_decay: float = setting(0.0, "AdamW's decoupled weight decay", minimum=0)
     holdout: int = setting(
         200,
         (
@@ -417,7 +419,9 @@ class Sample:
 
 @record
 class Reward:
-    backend: Literal["vader", "hf"] = setting("vader")
+    backend: Literal["vader", "hf"] = setting(
+        "vader", "vader: VADER's compound score, offline; hf: the sequence classifier reward.model"
+    )
     model: str | None = setting(
         None, "hf: hub id or local folder of any sequence classifier (RoBERTa, BERT, ...)"
     )
@@ -455,7 +459,14 @@ class Train:
         ),
         uniqueItems=True,
     )
-    seeds: list[int] = setting([0], each={"minimum": 0}, minItems=1, uniqueItems=True)
+    seeds: list[int] = setting(
+        [0],
+        "a run of each trained method per seed (and Best-of-N's pool per seed); the table's"
+        " intervals run over them",
+        each={"minimum": 0},
+        minItems=1,
+        uniqueItems=True,
+    )
     tracking: Literal["none", "tensorboard", "mlflow", "wandb", "trackio"] = setting(
         "none",
         (
@@ -476,7 +487,9 @@ class Train:
     reward_prompts: int = setting(
         128, "training prompts sampled to monitor the true reward while training", minimum=0
     )
-    reward_every: int = setting(25, minimum=1)
+    reward_every: int = setting(
+        25, "pairwise trainers: steps between measurements of the true reward", minimum=1
+    )
     batch_order: Literal["pair", "prompt"] = setting(
         "pair",
         (
