@@ -1,7 +1,8 @@
 """The preflight's projection next to what the study then took, rule by rule.
 
     python benchmarks/preflight_vs_run.py --study <folder> --snakemake-log <its .snakemake/log/...>
-        [<the log of a later sitting> ...] --json benchmarks/results/<name>.json
+        [<the log of a later sitting> ...] [--paused START END ...] [--shared START END ...]
+        --json benchmarks/results/<name>.json
 
 Reads `<folder>/results/preflight.csv` (`snakemake preflight` with the study's config) and the
 Snakemake log of the run that made the study, or one log per sitting of a study that was stopped
@@ -14,6 +15,12 @@ job's end, summed) and the jobs' summed time against the projected study. Per
 method (its trainers and the evaluations of its policies, read from the jobs' wildcards): the
 measured time against the preflight's seconds per job for those jobs, so that one target's share
 of a study (say the field's methods beside the main ones) has its own figure.
+
+A study paused on purpose (SIGSTOP, so that something else ran alone) is corrected with
+`--paused START END` ("2026-12-07 03:33:29", the log's local time): the pause is taken out of each
+job it falls in and out of its sitting's wall time. A job that shared the machine with other work
+(`--shared START END`, any overlap) is left out of the per-rule and per-method comparison and
+listed apart; the wall time still holds it.
 """
 
 import argparse
@@ -21,6 +28,7 @@ import datetime
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import record
 
@@ -53,6 +61,18 @@ def job_times(log: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stamp(text: str) -> float:
+    return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S").timestamp()
+
+
+def overlap(start, end, windows: list[tuple[float, float]]):
+    """Seconds of [start, end] inside the windows (each an (a, b) pair); works on Series too."""
+    total = 0
+    for a, b in windows:
+        total = total + (np.minimum(end, b) - np.maximum(start, a)).clip(0)
+    return total
+
+
 def priced(jobs: pd.DataFrame, projected: pd.DataFrame) -> pd.Series:
     """Each job's projected seconds: the preflight's seconds per job of its rule and method, or of
     its rule alone where it prices the rule's jobs alike (an evaluation); a rule it does not list
@@ -73,13 +93,24 @@ def main():
     )
     parser.add_argument("--study", required=True)
     parser.add_argument("--snakemake-log", required=True, nargs="+", help="one per sitting")
+    parser.add_argument("--paused", nargs=2, action="append", default=[], metavar=("START", "END"))
+    parser.add_argument("--shared", nargs=2, action="append", default=[], metavar=("START", "END"))
     parser.add_argument("--json", required=True)
     args = parser.parse_args()
+    paused = [(stamp(a), stamp(b)) for a, b in args.paused]
+    shared = [(stamp(a), stamp(b)) for a, b in args.shared]
     projected = pd.read_csv(Path(args.study) / "results/preflight.csv")
     sittings = [job_times(Path(log)) for log in args.snakemake_log]
-    jobs = pd.concat(sittings, ignore_index=True)
-    jobs["wall_s"] = jobs["end"] - jobs["start"]
-    wall = sum(s["end"].max() - s["start"].min() for s in sittings if not s.empty)
+    all_jobs = pd.concat(sittings, ignore_index=True)
+    all_jobs["wall_s"] = all_jobs["end"] - all_jobs["start"]
+    all_jobs["wall_s"] -= overlap(all_jobs["start"], all_jobs["end"], paused)
+    contended = overlap(all_jobs["start"], all_jobs["end"], shared) > 0
+    jobs = all_jobs[~contended]
+    wall = sum(
+        s["end"].max() - s["start"].min() - overlap(s["start"].min(), s["end"].max(), paused)
+        for s in sittings
+        if not s.empty
+    )
     measured = (
         jobs[jobs["rule"] != "all"]
         .groupby("rule")
@@ -90,11 +121,21 @@ def main():
     )
     table = per_rule.join(measured, how="outer")
     table["ratio"] = table["wall_s"] / table["projected_s"]
+    # per job: a rule whose jobs were not all counted (left out as shared, not run yet) compares
+    table["ratio_per_job"] = (table["wall_s"] / table["jobs"]) / (
+        table["projected_s"] / table["projected_jobs"]
+    )
     result = record.provenance() | {
         "study": str(args.study),
         "device": projected["device"].iloc[0],
         "projected_study_s": round(study_seconds(projected, int(projected["cores"].iloc[0])), 1),
         "sittings": len(sittings),
+        "paused": args.paused,
+        "shared": args.shared,
+        "left_out_shared": [
+            {"rule": j.rule, "method": j.method, "wall_s": round(float(j.wall_s), 1)}
+            for j in all_jobs[contended].itertuples()
+        ],
         "measured_jobs_sum_s": round(float(measured["wall_s"].sum()), 1),
         "measured_wall_s": round(float(wall), 1),
         "rules": {
@@ -113,13 +154,18 @@ def main():
     }
     result["ratio_wall"] = round(result["measured_wall_s"] / result["projected_study_s"], 2)
     result["ratio_jobs_sum"] = round(result["measured_jobs_sum_s"] / result["projected_study_s"], 2)
+    counted = jobs[jobs["rule"] != "all"]
+    result["ratio_counted_jobs"] = round(
+        float(counted["wall_s"].sum() / priced(counted, projected).sum()), 2
+    )
     print(table.round(2).to_string())
     print(by_method.round(1).to_string())
     print(
         f"projected {result['projected_study_s']:.0f} s; measured wall "
         f"{result['measured_wall_s']:.0f} s in {len(sittings)} sitting(s)"
         f" (x{result['ratio_wall']}), jobs summed {result['measured_jobs_sum_s']:.0f} s"
-        f" (x{result['ratio_jobs_sum']})"
+        f" (x{result['ratio_jobs_sum']}); the counted jobs against their own projection"
+        f" x{result['ratio_counted_jobs']}"
     )
     record.write(result, args.json)
 
