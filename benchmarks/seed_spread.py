@@ -1,7 +1,7 @@
 """The run-to-run spread of a study over its training seeds, recorded as JSON with date, commit
-and machine: per method and swept value, the mean and range over seeds of the policy rows'
-sentiment and KL, the aggregate row with its interval (seeds, then prompts), and the study's
-matched-KL comparison and optimal frontier.
+and machine: per frontier point (method, swept value and point along the run), the mean and range
+over seeds of the policy rows' sentiment and KL, the aggregate row with its interval (seeds, then
+prompts), and the study's matched-KL comparison and optimal frontier.
 
     # seeds.yaml: train.seeds: [0, 1, 2]
     snakemake --cores 8 --configfile seeds.yaml results/table.csv results/comparison.csv
@@ -17,6 +17,8 @@ import platform
 from pathlib import Path
 
 import pandas as pd
+
+from pipeline.evaluations import POINT
 
 
 def machine() -> dict:
@@ -38,17 +40,22 @@ def machine() -> dict:
 
 
 def spread(table: pd.DataFrame) -> list[dict]:
+    """Per frontier point (a run's value and, where the study evaluates points along its runs,
+    the fraction of its steps), the policy rows of its seeds beside their aggregate row."""
+    keys = [k for k in POINT if k in table]
     policies = table[(table["kind"] == "policy") & (table["method"] != "pi_ref")]
-    aggregates = table[table["kind"] == "aggregate"].set_index(["method", "value", "round"])
+    aggregates = table[table["kind"] == "aggregate"]
     rows = []
-    for (method, value, rnd), runs in policies.groupby(["method", "value", "round"], sort=False):
-        agg = aggregates.loc[(method, value, rnd)]
+    for point, runs in policies.groupby(keys, sort=False, dropna=False):
+        agg = aggregates.merge(pd.DataFrame([point], columns=keys), on=keys).iloc[0]
+        at = runs["at"].iloc[0] if "at" in runs else float("nan")
         rows.append(
             {
-                "method": method,
-                "param": runs["param"].iloc[0],
-                "value": value,
-                "round": int(rnd),
+                "method": agg["method"],
+                "param": agg["param"],
+                "value": agg["value"],
+                "round": int(agg["round"]),
+                **({} if pd.isna(at) else {"at": float(at)}),
                 "seeds": runs["seed"].astype(int).tolist(),
                 **{f"{col}_per_seed": runs[col].round(4).tolist() for col in ("sentiment", "kl")},
                 **{
