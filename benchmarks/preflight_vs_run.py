@@ -127,6 +127,7 @@ def main():
     )
     result = record.provenance() | {
         "study": str(args.study),
+        "study_commit": record.commit(Path(args.study)),  # the code that ran; "commit" measured it
         "device": projected["device"].iloc[0],
         "projected_study_s": round(study_seconds(projected, int(projected["cores"].iloc[0])), 1),
         "sittings": len(sittings),
