@@ -48,14 +48,13 @@ def spread(table: pd.DataFrame) -> list[dict]:
     rows = []
     for point, runs in policies.groupby(keys, sort=False, dropna=False):
         agg = aggregates.merge(pd.DataFrame([point], columns=keys), on=keys).iloc[0]
-        at = runs["at"].iloc[0] if "at" in runs else float("nan")
         rows.append(
             {
                 "method": agg["method"],
                 "param": agg["param"],
                 "value": agg["value"],
                 "round": int(agg["round"]),
-                **({} if pd.isna(at) else {"at": float(at)}),
+                **({} if pd.isna(agg.get("at")) else {"at": float(agg["at"])}),
                 "seeds": runs["seed"].astype(int).tolist(),
                 **{f"{col}_per_seed": runs[col].round(4).tolist() for col in ("sentiment", "kl")},
                 **{
