@@ -91,7 +91,10 @@ def main():
     for label, pts in points.items():
         (frontiers[label],) = [s for s in method_series(pts) if s["round"] == 1]
     result = record.provenance() | {
-        "studies": {args.label_a: str(args.a), args.label_b: str(args.b)},
+        "studies": {
+            label: {"folder": str(study), "commit": record.commit(study)}
+            for label, study in ((args.label_a, args.a), (args.label_b, args.b))
+        },
         "method": args.method,
         "bootstrap": BOOTSTRAP,
         "points": {label: [summary(p) for p in pts] for label, pts in points.items()},
