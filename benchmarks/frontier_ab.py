@@ -18,12 +18,14 @@ date, commit and machine.
 
 import argparse
 from pathlib import Path
+from types import SimpleNamespace
 
 import record
 
 from pipeline.config import Table, defaults_of
 from pipeline.frontiers import compare, evaluated_points, method_series
 from pipeline.methods import REFERENCE
+from pipeline.stages.compare import describe
 
 BOOTSTRAP = defaults_of(Table)  # the comparison stage's resamples and draws, as config.yaml's
 
@@ -60,15 +62,7 @@ def readings(points: list[dict], frontier: dict, label: str) -> list[dict]:
             continue
         row = summary(p) | {k: plain(v) for k, v in compare(p, frontier | {"name": label}).items()}
         rows.append(row)
-        name = f"{p['method']} {p['param']} {p['value']:g} at {p['at']:g}"
-        text = f"{name} (KL {p['kl']:.2f}) vs {label}: "
-        if row["verdict"] == "outside range":
-            print(text + "outside range")
-        else:
-            print(
-                text + f"{row['difference']:+.3f} [{row['difference_lo']:+.3f}, "
-                f"{row['difference_hi']:+.3f}] ({row['verdict']}; {row['ci_over']})"
-            )
+        print(describe(SimpleNamespace(**row)))
     return rows
 
 
@@ -89,7 +83,7 @@ def main():
     }
     frontiers = {}
     for label, pts in points.items():
-        (frontiers[label],) = [s for s in method_series(pts) if s["round"] == 1]
+        (frontiers[label],) = method_series(pts)  # round 1 only: study_points keeps no other
     result = record.provenance() | {
         "studies": {
             label: {"folder": str(study), "commit": record.commit(study)}
