@@ -1,9 +1,10 @@
-"""The frontier figure's seeds: each point that averages seeds has its seeds' policies beside it."""
+"""The frontier figure: each point that averages seeds has its seeds' policies beside it, and
+its legend stays inside the figure."""
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from pipeline.stages.plots import seed_spread, seeds
+from pipeline.stages.plots import legend_below, seed_spread, seeds
 
 
 def row(kind, method, seed, at, sentiment, kl, n_seeds=1):
@@ -67,3 +68,30 @@ def test_each_seed_is_a_dot_at_its_own_kl_and_reward():
         (3.0, 0.8),
     ]
     plt.close(fig)
+
+
+def legend_rows(labels):
+    """The rows of the frontier figure's legend, and whether it lies inside the figure."""
+    fig, ax = plt.subplots(figsize=(13, 6.5))
+    handles = [ax.plot([0, 1], [0, 1], label=label)[0] for label in labels]
+    rows = legend_below(fig, handles, labels)
+    (legend,) = fig.legends
+    extent = legend.get_window_extent(fig.canvas.get_renderer())
+    inside = 0 <= extent.x0 and extent.x1 <= fig.bbox.width
+    plt.close(fig)
+    return rows, inside
+
+
+def test_a_legend_of_long_labels_takes_fewer_columns_and_stays_inside_the_figure():
+    labels = [
+        "pi* (estimated from 32 samples of pi_ref; drawn where ESS >= 8)",
+        "one seed's policy (the means of 2 seeds have intervals)",
+        "the optimum beyond KL 1.18: at least 0.864",
+    ] + [f"a method with a long name, number {i} (beta)" for i in range(8)]
+    rows, inside = legend_rows(labels)
+    assert inside
+    assert rows > 3  # 11 labels in 4 columns would be 3 rows, wider than the figure
+
+
+def test_a_legend_that_fits_keeps_four_columns():
+    assert legend_rows(["pi_ref (SFT): 0.563", "DPO (beta)", "Cringe (b)", "PPO"]) == (1, True)

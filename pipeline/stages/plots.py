@@ -203,6 +203,18 @@ def kl_axis(ax, points: pd.DataFrame, kl: str, xlabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def legend_below(fig: plt.Figure, handles: list, labels: list[str], most: int = 4) -> int:
+    """One legend for the figure, centred under its panels, in as many columns (up to `most`)
+    as fit its width: long labels in many columns run past the figure's edges and are cut off.
+    Returns the legend's rows."""
+    renderer = fig.canvas.get_renderer()
+    for ncol in range(min(most, len(labels)), 0, -1):
+        legend = fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=9)
+        if ncol == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
+            return -(-len(labels) // ncol)
+        legend.remove()
+
+
 def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: Path) -> None:
     """Sentiment against the forward KL (with 95% intervals) and the optimal frontier pi*; beside
     it, the same policies against the reverse KL."""
@@ -226,9 +238,8 @@ def frontier(table: pd.DataFrame, optimal: pd.DataFrame, min_ess: float, path: P
     axes[0].set_title(f"Reward vs KL(pi || pi_ref) frontier (95% intervals over {over})")
     axes[1].set_title("the same policies against the reverse KL(pi_ref || pi)")
     # one legend under both panels, where it hides no point
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=9)
-    fig.tight_layout(rect=(0, 0.06 * (1 + (len(labels) - 1) // 4), 1, 1))
+    rows = legend_below(fig, *axes[0].get_legend_handles_labels())
+    fig.tight_layout(rect=(0, 0.06 * rows, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
